@@ -1,0 +1,49 @@
+"""A kernel bound to its parameters and columns, run over arrays with its per-key state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.state.arrays import KernelState
+from kernels.base import KernelDef, Params
+
+
+@dataclass
+class BoundKernel:
+    """One compiled kernel step: definition, validated params, column names and numeric args."""
+
+    step_id: str
+    definition: KernelDef
+    params: Params
+    input_columns: tuple[str, ...]
+    output_columns: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        self.args: tuple[Any, ...] = tuple(self.definition.args(self.params))
+
+    def new_state(self) -> KernelState:
+        return KernelState(self.definition.state(self.params))
+
+    def run(self, key: np.ndarray, ts: np.ndarray, inputs: list[np.ndarray],
+            state: KernelState) -> list[np.ndarray]:
+        """Run over one chunk of rows; returns the output columns. State carries forward."""
+        n = key.shape[0]
+        outs = [np.empty(n, dtype=dt) for dt in self.definition.output_dtypes]
+        if n == 0:
+            return outs
+        state.ensure_keys(int(key.max()) + 1)
+        fn = self.definition.fn
+        start = 0
+        while True:
+            if start == 0:
+                done = fn(key, ts, *inputs, *state.ordered(), *outs, *self.args)
+            else:
+                done = start + fn(key[start:], ts[start:], *[x[start:] for x in inputs],
+                                  *state.ordered(), *[o[start:] for o in outs], *self.args)
+            if done >= n:
+                return outs
+            state.grow_buffers()
+            start = done

@@ -1,0 +1,162 @@
+"""Moving averages: the EMA family, SMA and the rolling z-score."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from kernels.base import AlphaParams, Field, Window, WindowParams, initial_capacity, kernel, \
+    moment_fields, ring_fields, window_args
+from kernels.window import RECOMPUTE, is_warm, mom_add, mom_mean, mom_recompute, mom_remove, \
+    mom_var, ring_advance, ring_expired, ring_slot
+
+
+@njit(nogil=True, cache=True)
+def ema_update(key, x, m, out, alpha):
+    """m_0 = x_0; m_t = alpha x_t + (1 - alpha) m_{t-1}; NaN input leaves m unchanged."""
+    for i in range(key.shape[0]):
+        k = key[i]
+        v = x[i]
+        if np.isnan(v):
+            out[i] = np.nan
+            continue
+        if np.isnan(m[k]):
+            m[k] = v
+        else:
+            m[k] = alpha * v + (1.0 - alpha) * m[k]
+        out[i] = m[k]
+    return key.shape[0]
+
+
+class EwmaParams(AlphaParams):
+    """ewma: alpha 0.06 unless a span or half_life is given."""
+
+    def kernel_alpha(self) -> float:
+        return self.resolved_alpha(default_alpha=0.06)
+
+
+class EmaParams(AlphaParams):
+    """ema: span 12 unless an alpha or half_life is given."""
+
+    def kernel_alpha(self) -> float:
+        return self.resolved_alpha(default_span=12)
+
+
+@kernel("ewma", params=EwmaParams, inputs=("price",), outputs=("ewma",),
+        state=lambda p: [Field("m")], args=lambda p: (p.kernel_alpha(),),
+        formula="m_0 = x_0; m_t = alpha x_t + (1 - alpha) m_{t-1} (alpha 0.06)")
+@njit(nogil=True, cache=True)
+def ewma(key, ts, x, m, out, alpha):
+    """Exponentially weighted moving average (EMA family, default alpha 0.06).
+
+    State: ``m`` per key, NaN until the first valid value seeds it.
+
+    >>> # prices 1, 2 with alpha 0.5 -> 1.0, 1.5
+    """
+    return ema_update(key, x, m, out, alpha)
+
+
+@kernel("ema", params=EmaParams, inputs=("price",), outputs=("ema",),
+        state=lambda p: [Field("m")], args=lambda p: (p.kernel_alpha(),),
+        formula="EMA family with alpha = 2 / (span + 1) (span 12)")
+@njit(nogil=True, cache=True)
+def ema(key, ts, x, m, out, alpha):
+    """Exponential moving average by span (default 12), seeded with the first value.
+
+    State: ``m`` per key.
+    """
+    return ema_update(key, x, m, out, alpha)
+
+
+def _ring_moment_state(p: WindowParams) -> list[Field]:
+    return ring_fields(initial_capacity(p.window)) + moment_fields()
+
+
+def _window_args(p: WindowParams) -> tuple[int, int, int]:
+    rows, span = window_args(p.window)
+    return rows, span, p.min_periods
+
+
+@njit(nogil=True, cache=True)
+def rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
+                    out_mean, out_std, rows, span, min_periods, ddof):
+    """Walk rows, keep the window, write mean and std (ddof) once warm; NaN otherwise.
+
+    Returns the row index where a time-window ring is full (the caller grows it), else n.
+    """
+    cap = vals.shape[1]
+    for i in range(key.shape[0]):
+        k = key[i]
+        v = x[i]
+        t = ts[i]
+        if np.isnan(v):
+            out_mean[i] = np.nan
+            out_std[i] = np.nan
+            continue
+        while ring_expired(tss, head, count, k, t, rows, span):
+            mom_remove(shift, s1, s2, k, vals[k, head[k]])
+            ring_advance(head, count, k, cap)
+        if count[k] == cap:
+            return i
+        pos = ring_slot(head, count, k, cap)
+        vals[k, pos] = v
+        tss[k, pos] = t
+        mom_add(shift, s1, s2, since, last, run, k, v, count[k])
+        count[k] += 1
+        if since[k] >= RECOMPUTE:
+            mom_recompute(shift, s1, s2, since, k, vals, head, count)
+        n = count[k]
+        if is_warm(count, k, rows, min_periods):
+            out_mean[i] = mom_mean(shift, s1, k, n)
+            out_std[i] = np.sqrt(mom_var(s1, s2, run, k, n, ddof))
+        else:
+            out_mean[i] = np.nan
+            out_std[i] = np.nan
+    return key.shape[0]
+
+
+class SmaParams(WindowParams):
+    window: Window = 20
+
+
+@kernel("sma", params=SmaParams, inputs=("price",), outputs=("sma",),
+        state=_ring_moment_state, args=_window_args, time_window=True,
+        formula="mean of the window")
+@njit(nogil=True, cache=True)
+def sma(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run, out,
+        rows, span, min_periods):
+    """Simple moving average over a row or time window; NaN until warm.
+
+    State: a ring of the window's values and shifted running sums.
+    """
+    scratch = np.empty(key.shape[0])
+    return rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
+                           out, scratch, rows, span, min_periods, 1)
+
+
+class ZscoreParams(WindowParams):
+    window: Window = 100
+
+
+@kernel("rolling_zscore", params=ZscoreParams, inputs=("price",), outputs=("zscore",),
+        state=_ring_moment_state, args=_window_args, time_window=True,
+        formula="(x_t - mean) / std over the window including x_t; NaN if std = 0")
+@njit(nogil=True, cache=True)
+def rolling_zscore(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run, out,
+                   rows, span, min_periods):
+    """Rolling z-score of the value against its window (sample std); NaN if std is 0.
+
+    State: a ring of the window's values and shifted running sums.
+    """
+    n = key.shape[0]
+    mean = np.empty(n)
+    std = np.empty(n)
+    done = rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
+                           mean, std, rows, span, min_periods, 1)
+    for i in range(done):
+        s = std[i]
+        if np.isnan(s) or s == 0.0:
+            out[i] = np.nan
+        else:
+            out[i] = (x[i] - mean[i]) / s
+    return done

@@ -1,0 +1,171 @@
+"""Shared numba helpers for rolling windows: one ring buffer for row and time windows.
+
+A ring for key ``k`` is ``vals[k, :]`` with ``head[k]`` (index of the oldest value) and
+``count[k]``. Row windows (``rows > 0``) hold at most ``rows`` values; time windows
+(``span > 0``) hold the rows with timestamp in ``(t - span, t]`` and may need to grow, which the
+kernel signals by returning the row index it stopped at (see kernels.base).
+
+Rolling moments keep sums of ``x - shift`` rather than of ``x`` so that prices near 60,000 with a
+spread of a few dollars keep their precision; every ``RECOMPUTE`` pushes the sums are recomputed
+from the buffer (two-pass), which bounds the drift of add/remove updates. A run-length of equal
+values makes the variance of a constant window exactly 0, as pandas does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+RECOMPUTE = 256
+
+
+@njit(inline="always", nogil=True)
+def ring_expired(tss, head, count, k, t, rows, span):
+    """True when the oldest value must leave before a value at time ``t`` enters."""
+    if count[k] == 0:
+        return False
+    if rows > 0:
+        return count[k] >= rows
+    return tss[k, head[k]] <= t - span
+
+
+@njit(inline="always", nogil=True)
+def ring_advance(head, count, k, cap):
+    head[k] = (head[k] + 1) % cap
+    count[k] -= 1
+
+
+@njit(inline="always", nogil=True)
+def ring_slot(head, count, k, cap):
+    """Index where the next value goes."""
+    return (head[k] + count[k]) % cap
+
+
+@njit(inline="always", nogil=True)
+def ring_at(head, k, cap, j):
+    """Index of the j-th oldest value."""
+    return (head[k] + j) % cap
+
+
+@njit(inline="always", nogil=True)
+def is_warm(count, k, rows, min_periods):
+    if rows > 0:
+        return count[k] >= rows
+    return count[k] >= min_periods
+
+
+# --------------------------------------------------------------------------- rolling moments
+
+
+@njit(inline="always", nogil=True)
+def mom_add(shift, s1, s2, since, last, run, k, x, count_before):
+    if count_before == 0:
+        shift[k] = x
+        s1[k] = 0.0
+        s2[k] = 0.0
+    d = x - shift[k]
+    s1[k] += d
+    s2[k] += d * d
+    since[k] += 1
+    if x == last[k]:
+        run[k] += 1
+    else:
+        run[k] = 1
+        last[k] = x
+
+
+@njit(inline="always", nogil=True)
+def mom_remove(shift, s1, s2, k, x):
+    d = x - shift[k]
+    s1[k] -= d
+    s2[k] -= d * d
+
+
+@njit(nogil=True)
+def mom_recompute(shift, s1, s2, since, k, vals, head, count):
+    """Exact two-pass sums from the buffer, re-centred on its mean."""
+    n = count[k]
+    cap = vals.shape[1]
+    if n == 0:
+        s1[k] = 0.0
+        s2[k] = 0.0
+        since[k] = 0
+        return
+    total = 0.0
+    for j in range(n):
+        total += vals[k, (head[k] + j) % cap]
+    centre = total / n
+    a = 0.0
+    b = 0.0
+    for j in range(n):
+        d = vals[k, (head[k] + j) % cap] - centre
+        a += d
+        b += d * d
+    shift[k] = centre
+    s1[k] = a
+    s2[k] = b
+    since[k] = 0
+
+
+@njit(inline="always", nogil=True)
+def mom_mean(shift, s1, k, n):
+    return shift[k] + s1[k] / n
+
+
+@njit(inline="always", nogil=True)
+def mom_var(s1, s2, run, k, n, ddof):
+    """Variance with ``ddof``; exactly 0 when the whole window is one repeated value."""
+    if n - ddof <= 0:
+        return np.nan
+    if run[k] >= n:
+        return 0.0
+    v = (s2[k] - s1[k] * s1[k] / n) / (n - ddof)
+    if v < 0.0:
+        return 0.0
+    return v
+
+
+# --------------------------------------------------------------------------- sorted windows
+
+
+@njit(inline="always", nogil=True)
+def sorted_insert(sbuf, k, n, x):
+    """Insert x into the sorted prefix sbuf[k, :n] (binary search + shift)."""
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if sbuf[k, mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    for j in range(n, lo, -1):
+        sbuf[k, j] = sbuf[k, j - 1]
+    sbuf[k, lo] = x
+
+
+@njit(inline="always", nogil=True)
+def sorted_remove(sbuf, k, n, x):
+    """Remove one occurrence of x from the sorted prefix sbuf[k, :n]."""
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if sbuf[k, mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    for j in range(lo, n - 1):
+        sbuf[k, j] = sbuf[k, j + 1]
+
+
+@njit(inline="always", nogil=True)
+def sorted_quantile(sbuf, k, n, q):
+    """numpy's default (linear) quantile of the sorted prefix sbuf[k, :n]."""
+    pos = q * (n - 1)
+    lo = int(np.floor(pos))
+    hi = lo + 1 if lo + 1 < n else lo
+    frac = pos - lo
+    a = sbuf[k, lo]
+    b = sbuf[k, hi]
+    return a + (b - a) * frac
