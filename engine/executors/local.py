@@ -1,0 +1,289 @@
+"""The local executor: morsel-parallel kernels on a thread pool, in input order.
+
+Each morsel (a record batch of ``morsel_rows`` rows) is partitioned by key id into one shard per
+worker (``key id % workers``), so that every key's rows stay in order on one worker and each
+worker owns the state of its keys; numba kernels release the GIL, so shards run in parallel.
+Outputs are scattered back to the input order. Reading, computing and writing overlap through
+small bounded queues. The result is identical for any worker count and morsel size because
+each key's rows meet the same kernels in the same order with the same state.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.compile import CompiledJob
+from engine.errors import KernelRuntimeError, TickflowError
+from engine.keys import KeyIndex
+from engine.state.arrays import KernelState
+from engine.step import BoundKernel
+
+
+@dataclass
+class RunSummary:
+    rows: int = 0
+    seconds: float = 0.0
+    signal_counts: dict[str, int] = field(default_factory=dict)
+    sink_summaries: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+def float_column(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A column as contiguous float64 with NaN for nulls (what kernels read)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.int64())
+    if column.type != pa.float64():
+        column = pc.cast(column, pa.float64())
+    if column.null_count:
+        column = pc.fill_null(column, np.nan)
+    return np.ascontiguousarray(column.to_numpy(zero_copy_only=False))
+
+
+def timestamp_us(batch: pa.RecordBatch) -> np.ndarray:
+    """Row timestamps as int64 microseconds since the epoch (zeros when there is none)."""
+    if "timestamp" not in batch.schema.names:
+        return np.zeros(batch.num_rows, dtype=np.int64)
+    col = batch.column("timestamp")
+    if pa.types.is_timestamp(col.type):
+        if col.type.unit != "us":
+            col = pc.cast(col, pa.timestamp("us", tz=col.type.tz))
+        col = col.cast(pa.int64())
+    return np.ascontiguousarray(pc.fill_null(col, 0).to_numpy(zero_copy_only=False),
+                                dtype=np.int64)
+
+
+class Lane:
+    """One worker's share of the keys: the state of every step for those keys."""
+
+    def __init__(self, steps: list[BoundKernel]):
+        self.steps = steps
+        self.states: list[KernelState] = [s.new_state() for s in steps]
+
+    def run(self, key: np.ndarray, ts: np.ndarray,
+            columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        produced: dict[str, np.ndarray] = {}
+        for step, state in zip(self.steps, self.states, strict=True):
+            inputs = [produced[c] if c in produced else columns[c] for c in step.input_columns]
+            try:
+                outs = step.run(key, ts, inputs, state)
+            except TickflowError:
+                raise
+            except Exception as exc:  # a kernel bug must still name its step
+                raise KernelRuntimeError(f"step '{step.step_id}' ({step.definition.name}) "
+                                         f"failed: {type(exc).__name__}: {exc}") from exc
+            produced.update(zip(step.output_columns, outs, strict=True))
+        return produced
+
+
+class Pipeline:
+    """Compiled steps and signals applied batch by batch, with keyed state carried forward.
+
+    The same object serves research (a finite stream) and live (an endless one).
+    """
+
+    def __init__(self, job: CompiledJob, workers: int = 1):
+        self.job = job
+        self.workers = max(1, workers)
+        self.keys = KeyIndex()
+        self.lanes = [Lane(job.steps) for _ in range(self.workers)]
+        self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+        step_outputs = {c for s in job.steps for c in s.output_columns}
+        self.source_inputs = sorted({c for s in job.steps for c in s.input_columns}
+                                    - step_outputs)
+        self.signal_inputs = sorted({c for r in job.signals.values() for c in r.columns}
+                                    - step_outputs)
+        self.signal_counts = dict.fromkeys(job.signals, 0)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        n = batch.num_rows
+        gid = self.keys.encode(batch.column(self.job.key))
+        ts = timestamp_us(batch)
+        columns = {c: float_column(batch.column(c)) for c in self.source_inputs}
+        if self.workers == 1:
+            produced = self.lanes[0].run(gid, ts, columns)
+        else:
+            produced = self._run_sharded(gid, ts, columns, n)
+        arrays: list[Any] = list(batch.columns)
+        names = list(batch.schema.names)
+        for step in self.job.steps:
+            for col in step.output_columns:
+                names.append(col)
+                arrays.append(pa.array(produced[col]))
+        if self.job.signals:
+            env = dict(produced)
+            for c in self.signal_inputs:
+                env[c] = float_column(batch.column(c))
+            for name, rule in self.job.signals.items():
+                flags = rule.mask(env).astype(np.int8)
+                self.signal_counts[name] += int(flags.sum())
+                names.append(name)
+                arrays.append(pa.array(flags))
+        return pa.RecordBatch.from_arrays(arrays, names=names)
+
+    def _run_sharded(self, gid: np.ndarray, ts: np.ndarray, columns: dict[str, np.ndarray],
+                     n: int) -> dict[str, np.ndarray]:
+        w = self.workers
+        shard = gid % w
+        order = np.argsort(shard, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(shard, minlength=w))])
+        futures = []
+        for s in range(w):
+            idx = order[bounds[s]:bounds[s + 1]]
+            if idx.size == 0:
+                continue
+            local = gid[idx] // w
+            cols = {c: v[idx] for c, v in columns.items()}
+            assert self.pool is not None
+            futures.append((idx, self.pool.submit(self.lanes[s].run, local, ts[idx], cols)))
+        out: dict[str, np.ndarray] = {}
+        for idx, fut in futures:
+            part = fut.result()
+            for col, values in part.items():
+                if col not in out:
+                    out[col] = np.empty(n, dtype=values.dtype)
+                out[col][idx] = values
+        return out
+
+
+_END = object()
+
+
+def _prefetch(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Run an iterator in a thread, ``depth`` items ahead (Arrow I/O releases the GIL)."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+
+    t = threading.Thread(target=produce, name="tickflow-read", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+class _Writer:
+    """Writes batches to the sinks on a thread, in order, so compute is not blocked."""
+
+    def __init__(self, sinks: list[Any]):
+        self.sinks = sinks
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="tickflow-write", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            batch = self.q.get()
+            if batch is _END:
+                return
+            if self.error is not None:
+                continue
+            try:
+                for s in self.sinks:
+                    s.write(batch)
+            except BaseException as exc:
+                self.error = exc
+
+    def put(self, batch: pa.RecordBatch) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(batch)
+
+    def finish(self) -> None:
+        self.q.put(_END)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def run_local(job: CompiledJob, *, workers: int | None = None, morsel_rows: int | None = None,
+              progress: Any = None) -> RunSummary:
+    """Run a compiled job to the end of its source; returns totals and sink summaries."""
+    import os
+
+    spec = job.spec.executor
+    workers = workers or spec.workers or (os.cpu_count() or 1)
+    morsel_rows = morsel_rows or spec.morsel_rows
+    src_use = job.sources[0]
+    source = src_use.definition.cls(src_use.config, job.context)
+    sinks = [u.definition.cls(u.config, job.context) for u in job.sinks]
+    pipeline = Pipeline(job, workers)
+    summary = RunSummary()
+    start = time.perf_counter()
+    writer: _Writer | None = None
+    try:
+        out_schema: pa.Schema | None = None
+        for batch in _prefetch(source.batches(None, morsel_rows)):
+            result = pipeline.process(batch)
+            if out_schema is None:
+                out_schema = result.schema
+                for s in sinks:
+                    s.open(out_schema)
+                writer = _Writer(sinks)
+            assert writer is not None
+            writer.put(result)
+            summary.rows += batch.num_rows
+            if progress is not None:
+                progress(batch.num_rows)
+        if out_schema is None:  # an empty source still leaves well-formed (empty) outputs
+            empty = pa.RecordBatch.from_pylist([], schema=source.schema())
+            result = pipeline.process(empty)
+            for s in sinks:
+                s.open(result.schema)
+            writer = _Writer(sinks)
+            writer.put(result)
+        if writer is not None:
+            writer.finish()
+            writer = None
+        summary.seconds = time.perf_counter() - start
+        for s in sinks:
+            text = s.close()
+            if text:
+                summary.sink_summaries.append(text)
+    finally:
+        if writer is not None:
+            writer.finish()
+        pipeline.close()
+        source.close()
+    summary.signal_counts = dict(pipeline.signal_counts)
+    return summary

@@ -1,0 +1,295 @@
+"""Load a job file safely, remembering where every key and value came from.
+
+YAML is composed with ``yaml.SafeLoader`` into nodes and walked by hand, so each value keeps its
+``file:line:col``; ``${VAR}`` and ``${VAR:-default}`` are read from the environment; ``include:``
+files contribute their steps first; ``--set a.b[2].c=value`` overrides any field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.errors import JobSpecError, Problem
+
+PathKey = tuple[str | int, ...]
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class Mark:
+    file: str
+    line: int | None
+    col: int | None
+
+
+@dataclass
+class Marks:
+    """Where each path of the loaded data was written: value marks and key marks."""
+
+    values: dict[PathKey, Mark] = field(default_factory=dict)
+    keys: dict[PathKey, Mark] = field(default_factory=dict)
+    default_file: str = ""
+
+    def find(self, path: Sequence[str | int], prefer_key: bool = False) -> Mark:
+        """The mark of the deepest prefix of ``path`` that was written in a file."""
+        p = tuple(path)
+        while True:
+            if prefer_key and p in self.keys:
+                return self.keys[p]
+            if p in self.values:
+                return self.values[p]
+            if not p:
+                return Mark(self.default_file, None, None)
+            p = p[:-1]
+            prefer_key = False
+
+    def shifted(self, prefix: str, offset: int) -> Marks:
+        """Marks with list indices under ``prefix`` moved by ``offset`` (for includes)."""
+        out = Marks(default_file=self.default_file)
+        for src, dst in ((self.values, out.values), (self.keys, out.keys)):
+            for p, m in src.items():
+                if len(p) >= 2 and p[0] == prefix and isinstance(p[1], int):
+                    dst[(prefix, p[1] + offset, *p[2:])] = m
+                else:
+                    dst[p] = m
+        return out
+
+
+@dataclass
+class LoadedJob:
+    data: dict[str, Any]
+    marks: Marks
+    path: str
+    text: str
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """('steps', 3, 'params', 'window') -> 'steps[3].params.window'."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class _Walker:
+    def __init__(self, file: str, text: str, problems: list[Problem], env: dict[str, str]):
+        self.file = file
+        self.text = text
+        self.problems = problems
+        self.env = env
+        self.marks = Marks(default_file=file)
+        self.loader = yaml.SafeLoader(text)
+
+    def mark(self, node: yaml.Node) -> Mark:
+        return Mark(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def load(self) -> Any:
+        try:
+            node = self.loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            m = exc.problem_mark or exc.context_mark
+            line, col = (m.line + 1, m.column + 1) if m else (None, None)
+            what = exc.problem or "invalid YAML"
+            ctx = f" ({exc.context})" if exc.context else ""
+            self.problems.append(Problem(self.file, line, col, "", f"YAML syntax error: {what}{ctx}"))
+            return None
+        except yaml.YAMLError as exc:
+            self.problems.append(Problem(self.file, None, None, "", f"YAML error: {exc}"))
+            return None
+        finally:
+            self.loader.dispose()
+        if node is None:
+            return None
+        return self.walk(node, ())
+
+    def walk(self, node: yaml.Node, path: PathKey) -> Any:
+        self.marks.values[path] = self.mark(node)
+        if isinstance(node, yaml.MappingNode):
+            self.loader.flatten_mapping(node)
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.loader.construct_object(key_node, deep=True)
+                if not isinstance(key, str | int | float | bool) or key is None:
+                    self.problems.append(Problem(self.file, *self._lc(key_node),
+                                                 format_path(path), "a key must be a name"))
+                    continue
+                key = str(key)
+                if key in out:
+                    self.problems.append(Problem(
+                        self.file, *self._lc(key_node), format_path((*path, key)),
+                        f"duplicate key {key!r} (the first one is on line "
+                        f"{self.marks.keys[(*path, key)].line})"))
+                    continue
+                self.marks.keys[(*path, key)] = self.mark(key_node)
+                out[key] = self.walk(value_node, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.walk(item, (*path, i)) for i, item in enumerate(node.value)]
+        value = self.loader.construct_object(node, deep=True)
+        if isinstance(value, str) and "${" in value:
+            return self.substitute(value, node, path)
+        return value
+
+    def _lc(self, node: yaml.Node) -> tuple[int, int]:
+        return node.start_mark.line + 1, node.start_mark.column + 1
+
+    def substitute(self, value: str, node: yaml.Node, path: PathKey) -> Any:
+        missing: list[str] = []
+
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in self.env:
+                return self.env[name]
+            if default is not None:
+                return default
+            missing.append(name)
+            return ""
+
+        result = _ENV.sub(repl, value)
+        for name in missing:
+            self.problems.append(Problem(
+                self.file, *self._lc(node), format_path(path),
+                f"environment variable {name} is not set (write ${{{name}:-default}} "
+                f"to give a default)"))
+        plain = isinstance(node, yaml.ScalarNode) and node.style is None
+        if plain and _ENV.fullmatch(value):
+            # an unquoted ${VAR} takes the type its value would have had in YAML (2 -> int)
+            try:
+                return yaml.safe_load(result) if result.strip() else result
+            except yaml.YAMLError:
+                return result
+        return result
+
+
+def _load_file(path: Path, problems: list[Problem], env: dict[str, str],
+               shown: str) -> tuple[Any, Marks, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        problems.append(Problem(shown, None, None, "", f"cannot read the file: {exc.strerror}"))
+        return None, Marks(default_file=shown), ""
+    walker = _Walker(shown, text, problems, env)
+    return walker.load(), walker.marks, text
+
+
+def parse_override(text: str) -> tuple[PathKey, Any]:
+    """'steps[2].params.window=50' -> (('steps', 2, 'params', 'window'), 50)."""
+    if "=" not in text:
+        raise ValueError(f"--set expects key.path=value, found {text!r}")
+    key, raw = text.split("=", 1)
+    parts: list[str | int] = []
+    for token in re.finditer(r"([^.\[\]]+)|\[(\d+)\]", key.strip()):
+        if token.group(1) is not None:
+            parts.append(token.group(1))
+        else:
+            parts.append(int(token.group(2)))
+    if not parts:
+        raise ValueError(f"--set expects key.path=value, found {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return tuple(parts), value
+
+
+def _apply_override(data: dict[str, Any], path: PathKey, value: Any) -> str | None:
+    node: Any = data
+    for i, part in enumerate(path[:-1]):
+        nxt = path[i + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                return f"no item [{part}] at {format_path(path[:i]) or 'top level'}"
+            node = node[part]
+            continue
+        if not isinstance(node, dict):
+            return f"{format_path(path[:i])} is not a mapping"
+        if part not in node or node[part] is None:
+            node[part] = [] if isinstance(nxt, int) else {}
+        node = node[part]
+    last = path[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            return f"no item [{last}] at {format_path(path[:-1])}"
+        node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        return f"{format_path(path[:-1])} is not a mapping"
+    return None
+
+
+def load_job(path: str | os.PathLike[str], overrides: Sequence[str] = (),
+             env: dict[str, str] | None = None) -> LoadedJob:
+    """Read a job file, its includes and overrides; raise JobSpecError with every problem."""
+    env = dict(os.environ) if env is None else env
+    problems: list[Problem] = []
+    job_path = Path(path)
+    shown = str(path)
+    data, marks, text = _load_file(job_path, problems, env, shown)
+    if data is None and not problems:
+        problems.append(Problem(shown, 1, 1, "", "the file is empty; expected a job mapping"))
+    if data is not None and not isinstance(data, dict):
+        problems.append(Problem(shown, 1, 1, "",
+                                f"expected a mapping of job keys, found {type(data).__name__}"))
+    if problems:
+        raise JobSpecError(problems)
+    assert isinstance(data, dict)
+    includes = data.get("include") or []
+    if isinstance(includes, list) and includes:
+        merged_steps: list[Any] = []
+        merged_marks = Marks(default_file=shown)
+        for i, inc in enumerate(includes):
+            if not isinstance(inc, str):
+                continue
+            inc_path = (job_path.parent / inc)
+            inc_data, inc_marks, _ = _load_file(inc_path, problems, env, str(inc_path))
+            if inc_data is None:
+                if not any(p.file == str(inc_path) for p in problems):
+                    m = marks.find(("include", i))
+                    problems.append(Problem(m.file, m.line, m.col, f"include[{i}]",
+                                            "the included file is empty"))
+                continue
+            if not isinstance(inc_data, dict) or set(inc_data) - {"steps"}:
+                extra = sorted(set(inc_data) - {"steps"}) if isinstance(inc_data, dict) else []
+                m = marks.find(("include", i))
+                problems.append(Problem(m.file, m.line, m.col, f"include[{i}]",
+                                        "an included file holds only `steps:`"
+                                        + (f", found {', '.join(extra)}" if extra else "")))
+                continue
+            steps = inc_data.get("steps") or []
+            shifted = inc_marks.shifted("steps", len(merged_steps))
+            merged_marks.values.update({p: m for p, m in shifted.values.items() if p})
+            merged_marks.keys.update(shifted.keys)
+            merged_steps.extend(steps)
+        own = data.get("steps") or []
+        own_marks = marks.shifted("steps", len(merged_steps))
+        own_marks.values.update({p: m for p, m in merged_marks.values.items()
+                                 if p and p[0] == "steps" and p != ("steps",)})
+        own_marks.keys.update({p: m for p, m in merged_marks.keys.items() if p[0] == "steps"})
+        data["steps"] = merged_steps + (own if isinstance(own, list) else [])
+        marks = own_marks
+    for text_override in overrides:
+        try:
+            opath, value = parse_override(text_override)
+        except ValueError as exc:
+            problems.append(Problem("--set", None, None, "", str(exc)))
+            continue
+        err = _apply_override(data, opath, value)
+        if err:
+            problems.append(Problem("--set", None, None, format_path(opath), err))
+        else:
+            marks.values[opath] = Mark(f"--set {text_override}", None, None)
+    if problems:
+        raise JobSpecError(problems)
+    return LoadedJob(data=data, marks=marks, path=shown, text=text)

@@ -1,0 +1,125 @@
+"""The job file's shape, as frozen pydantic models (``extra="forbid"``).
+
+Sources and sinks keep their connector-specific keys here and are validated by their
+connector's own config model at compile time, so that a new connector needs no edit here.
+``run-job docs`` renders docs/job-reference.md from these models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Mode = Literal["live", "research", "backtest", "arbitrage", "export"]
+
+_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ConnectorBlock(BaseModel):
+    """A source or sink: ``kind`` names a registered connector; its other keys are that
+    connector's settings (see the connector reference)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    kind: str = Field(description="registered connector name, e.g. parquet, simulator")
+    id: str | None = Field(None, pattern=_ID_PATTERN,
+                           description="name other steps use in `from:`")
+
+
+class StepSpec(Strict):
+    """One kernel step: a registered kernel, its params, and optional column remapping."""
+
+    id: str | None = Field(None, pattern=_ID_PATTERN,
+                           description="unique step name (default: the kernel name)")
+    kernel: str = Field(description="registered kernel name (`run-job kernels` lists them)")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="the kernel's parameters")
+    input: str | None = Field(None, description="column for the kernel's first input")
+    inputs: dict[str, str] | list[str] | None = Field(
+        None, description="columns for the kernel's inputs, by input name or in order")
+    output: str | None = Field(None, description="new name for the kernel's first output")
+    outputs: dict[str, str] | list[str] | None = Field(
+        None, description="new names for the outputs, by default name or in order")
+    from_: str | None = Field(None, alias="from",
+                              description="source id whose stream this step reads "
+                                          "(default: the first source)")
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> StepSpec:
+        if self.input is not None and self.inputs is not None:
+            raise ValueError("give either input or inputs, not both")
+        if self.output is not None and self.outputs is not None:
+            raise ValueError("give either output or outputs, not both")
+        return self
+
+
+class CheckpointSpec(Strict):
+    """When state is checkpointed (state backends other than memory)."""
+
+    every: str | int | None = Field(
+        None, description="a duration (10s) or a number of batches between checkpoints")
+
+
+class StateSpec(Strict):
+    """Where per-key kernel state lives between batches and restarts."""
+
+    backend: str = Field("memory", description="registered state backend name")
+    path: str | None = Field(None, description="directory for on-disk backends")
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+
+
+class ExecutorSpec(Strict):
+    """How the job runs: on this machine with threads, or on a Dask cluster."""
+
+    kind: Literal["local", "dask"] = Field("local", description="local | dask")
+    workers: int = Field(0, ge=0, description="worker threads; 0 = one per CPU core")
+    morsel_rows: int = Field(65_536, ge=1, description="rows per morsel (unit of work)")
+    address: str | None = Field(None, description="Dask scheduler address (kind: dask)")
+    progress: bool = Field(True, description="show a progress bar on a terminal")
+
+
+class ReportSpec(Strict):
+    """The research summary: per-symbol statistics and cross-symbol correlations."""
+
+    path: str | None = Field(None, description="report file (.html or .md); PNG heatmap beside")
+    grid: str = Field("1s", description="time grid on which returns are aligned for correlations")
+    returns: str = Field("log_return", description="column of per-tick returns")
+    rsi: str = Field("rsi", description="RSI column")
+    imbalance: str = Field("l1_imbalance", description="L1 imbalance column")
+    alarm: str = Field("cusum_alarm", description="regime-change alarm column")
+
+
+class JobSpec(Strict):
+    """A whole job: where data comes from, what is computed and decided, where it goes."""
+
+    name: str = Field(description="job name; names outputs, state and logs")
+    mode: Mode = Field(description="live | research | backtest | arbitrage | export")
+    description: str | None = None
+    key: str = Field("symbol", description="column that keys every kernel's state")
+    include: list[str] = Field(default_factory=list,
+                               description="YAML files whose steps come before this file's")
+    sources: list[ConnectorBlock] = Field(min_length=1, description="where ticks come from")
+    steps: list[StepSpec] = Field(default_factory=list, description="kernel steps")
+    signals: dict[str, str] = Field(
+        default_factory=dict,
+        description="name: rule expression; adds an int8 column per signal (1 when it holds)")
+    state: StateSpec = Field(default_factory=StateSpec)
+    sinks: list[ConnectorBlock] = Field(default_factory=list, description="where results go")
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    report: ReportSpec | None = Field(None, description="research summary (research mode)")
+
+    @field_validator("signals")
+    @classmethod
+    def _signal_names(cls, value: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for name in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ValueError(f"a signal name must be an identifier, found {name!r}")
+        return value
