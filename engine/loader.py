@@ -20,6 +20,9 @@ from engine.errors import JobSpecError, Problem
 
 PathKey = tuple[str | int, ...]
 
+_SAFE_TAGS = {f"tag:yaml.org,2002:{t}" for t in
+              ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")}
+
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -115,6 +118,12 @@ class _Walker:
 
     def walk(self, node: yaml.Node, path: PathKey) -> Any:
         self.marks.values[path] = self.mark(node)
+        if node.tag not in _SAFE_TAGS:
+            self.problems.append(Problem(
+                self.file, *self._lc(node), format_path(path),
+                f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed; "
+                f"job files hold plain values only"))
+            return None
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)
             out: dict[Any, Any] = {}

@@ -43,8 +43,13 @@ _COMPARE: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal,
     ast.Eq: np.equal, ast.NotEq: np.not_equal,
 }
+def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b with NaN, never inf, where b is 0 (the kernels' convention)."""
+    return np.where(np.asarray(b) == 0, np.nan, np.divide(a, b))
+
+
 _ARITH: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide,
+    ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: _divide,
     ast.Mod: np.mod, ast.Pow: np.power,
 }
 _WHY = {

@@ -35,6 +35,10 @@ class BoundKernel:
         if n == 0:
             return outs
         state.ensure_keys(int(key.max()) + 1)
+        # one array type for every call: numba compiles read-only (Arrow zero-copy) and
+        # writable arrays separately, and the two builds may round differently in the last bit
+        key, ts = _writable(key), _writable(ts)
+        inputs = [_writable(x) for x in inputs]
         fn = self.definition.fn
         start = 0
         while True:
@@ -47,3 +51,9 @@ class BoundKernel:
                 return outs
             state.grow_buffers()
             start = done
+
+
+def _writable(x: np.ndarray) -> np.ndarray:
+    if x.flags.writeable and x.flags.c_contiguous:
+        return x
+    return np.array(x, copy=True, order="C")

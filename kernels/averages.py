@@ -5,10 +5,29 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels.base import AlphaParams, Field, Window, WindowParams, initial_capacity, kernel, \
-    moment_fields, ring_fields, window_args
-from kernels.window import RECOMPUTE, is_warm, mom_add, mom_mean, mom_recompute, mom_remove, \
-    mom_var, ring_advance, ring_expired, ring_slot
+from kernels.base import (
+    AlphaParams,
+    Field,
+    Window,
+    WindowParams,
+    initial_capacity,
+    kernel,
+    moment_fields,
+    ring_fields,
+    window_args,
+)
+from kernels.window import (
+    is_warm,
+    mom_add,
+    mom_due,
+    mom_mean,
+    mom_recompute,
+    mom_remove,
+    mom_var,
+    ring_advance,
+    ring_expired,
+    ring_slot,
+)
 
 
 @njit(nogil=True, cache=True)
@@ -103,7 +122,7 @@ def rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, la
         tss[k, pos] = t
         mom_add(shift, s1, s2, since, last, run, k, v, count[k])
         count[k] += 1
-        if since[k] >= RECOMPUTE:
+        if mom_due(since, count, k):
             mom_recompute(shift, s1, s2, since, k, vals, head, count)
         n = count[k]
         if is_warm(count, k, rows, min_periods):
