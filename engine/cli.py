@@ -81,9 +81,10 @@ def cmd_kernels(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from connectors.simulator import write_simulated_parquet
 
-    rows = write_simulated_parquet(args.output, rows=args.rows, symbols=args.symbols,
+    info = write_simulated_parquet(args.output, rows=args.rows, symbols=args.symbols,
                                    seed=args.seed)
-    print(f"wrote {rows:,} simulated ticks of {args.symbols} symbols to {args.output}")
+    print(f"wrote {info['rows']:,} simulated ticks of {len(info['symbols'])} symbols "
+          f"to {info['path']}")
     return 0
 
 

@@ -7,6 +7,7 @@ output, and a test checks that the committed files are up to date.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -18,7 +19,8 @@ from engine.registry import CONNECTORS, KERNELS
 
 def _type_name(annotation: Any) -> str:
     text = repr(annotation) if not isinstance(annotation, type) else annotation.__name__
-    text = text.replace("typing.", "").replace("NoneType", "null")
+    text = text.replace("typing.", "").replace("NoneType", "None")
+    text = re.sub(r"\b(?:[a-z_]+\.)+([A-Za-z_]+)", r"\1", text)
     for name in ("Annotated[", ):
         if text.startswith(name):
             text = text[len(name):].split(",")[0]
@@ -76,6 +78,11 @@ def kernels_json() -> str:
     return json.dumps(kernel_table(), indent=2, default=str)
 
 
+def _cell(text: object) -> str:
+    """Markdown table cells cannot hold a bare '|'."""
+    return str(text).replace("|", "\\|")
+
+
 def _md_params(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "none"
@@ -91,9 +98,9 @@ def kernels_markdown() -> str:
              "|---|---|---|---|---|---|"]
     for k in kernel_table():
         mark = " (T)" if k["time_window"] else ""
-        lines.append(f"| `{k['name']}`{mark} | {k['family']} | {_md_params(k['params'])} | "
+        lines.append(f"| `{k['name']}`{mark} | {k['family']} | {_cell(_md_params(k['params']))} | "
                      f"{', '.join(k['inputs'])} | {', '.join(f'`{o}`' for o in k['outputs'])} | "
-                     f"{k['formula']} |")
+                     f"{_cell(k['formula'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -106,8 +113,8 @@ def _model_section(title: str, model: type[BaseModel], example: str | None,
         rng = f" ({p['range']})" if p["range"] else ""
         default = p["default"]
         default_text = "(required)" if default == "(required)" else f"`{default!r}`"
-        lines.append(f"| `{p['name']}` | `{p['type']}`{rng} | {default_text} | "
-                     f"{p['description']} |")
+        lines.append(f"| `{p['name']}` | `{_cell(p['type'])}`{_cell(rng)} | "
+                     f"{_cell(default_text)} | {_cell(p['description'])} |")
     if example:
         lines += ["", "```yaml", example.rstrip(), "```"]
     lines.append("")

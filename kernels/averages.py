@@ -16,18 +16,7 @@ from kernels.base import (
     ring_fields,
     window_args,
 )
-from kernels.window import (
-    is_warm,
-    mom_add,
-    mom_due,
-    mom_mean,
-    mom_recompute,
-    mom_remove,
-    mom_var,
-    ring_advance,
-    ring_expired,
-    ring_slot,
-)
+from kernels.window import RECENTRE_MIN, recentred_sums
 
 
 @njit(nogil=True, cache=True)
@@ -102,32 +91,83 @@ def rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, la
     """Walk rows, keep the window, write mean and std (ddof) once warm; NaN otherwise.
 
     Returns the row index where a time-window ring is full (the caller grows it), else n.
+    A key's state is read into locals and written back once per row: going through the
+    arrays for every update made this loop five times slower (the arrays may alias, so the
+    compiler reloads them after each store).
     """
     cap = vals.shape[1]
     for i in range(key.shape[0]):
         k = key[i]
         v = x[i]
-        t = ts[i]
         if np.isnan(v):
             out_mean[i] = np.nan
             out_std[i] = np.nan
             continue
-        while ring_expired(tss, head, count, k, t, rows, span):
-            mom_remove(shift, s1, s2, k, vals[k, head[k]])
-            ring_advance(head, count, k, cap)
-        if count[k] == cap:
-            return i
-        pos = ring_slot(head, count, k, cap)
+        t = ts[i]
+        c = count[k]
+        h = head[k]
+        sh = shift[k]
+        a = s1[k]
+        b = s2[k]
+        if rows > 0:
+            while c >= rows:
+                d = vals[k, h] - sh
+                a -= d
+                b -= d * d
+                h = h + 1 if h + 1 < cap else 0
+                c -= 1
+        else:
+            limit = t - span
+            while c > 0 and tss[k, h] <= limit:
+                d = vals[k, h] - sh
+                a -= d
+                b -= d * d
+                h = h + 1 if h + 1 < cap else 0
+                c -= 1
+            if c == cap:  # evictions are kept; the caller grows the ring and retries row i
+                count[k] = c
+                head[k] = h
+                s1[k] = a
+                s2[k] = b
+                return i
+        if c == 0:
+            sh = v
+            a = 0.0
+            b = 0.0
+        pos = h + c
+        if pos >= cap:
+            pos -= cap
         vals[k, pos] = v
         tss[k, pos] = t
-        mom_add(shift, s1, s2, since, last, run, k, v, count[k])
-        count[k] += 1
-        if mom_due(since, count, k):
-            mom_recompute(shift, s1, s2, since, k, vals, head, count)
-        n = count[k]
-        if is_warm(count, k, rows, min_periods):
-            out_mean[i] = mom_mean(shift, s1, k, n)
-            out_std[i] = np.sqrt(mom_var(s1, s2, run, k, n, ddof))
+        d = v - sh
+        a += d
+        b += d * d
+        c += 1
+        n_since = since[k] + 1
+        if v == last[k]:
+            r = run[k] + 1
+        else:
+            r = 1
+            last[k] = v
+        if n_since >= max(c, RECENTRE_MIN):
+            sh, a, b = recentred_sums(vals, k, h, c)
+            n_since = 0
+        count[k] = c
+        head[k] = h
+        shift[k] = sh
+        s1[k] = a
+        s2[k] = b
+        since[k] = n_since
+        run[k] = r
+        if c >= rows if rows > 0 else c >= min_periods:
+            out_mean[i] = sh + a / c
+            if c - ddof <= 0:
+                out_std[i] = np.nan
+            elif r >= c:
+                out_std[i] = 0.0
+            else:
+                var = (b - a * a / c) / (c - ddof)
+                out_std[i] = np.sqrt(var) if var > 0.0 else 0.0
         else:
             out_mean[i] = np.nan
             out_std[i] = np.nan

@@ -116,6 +116,27 @@ def mom_recompute(shift, s1, s2, since, k, vals, head, count):
 
 
 @njit(inline="always", nogil=True)
+def recentred_sums(vals, k, h, c):
+    """(centre, sum of x - centre, sum of (x - centre)^2) over the ring, two-pass."""
+    cap = vals.shape[1]
+    total = 0.0
+    j = h
+    for _ in range(c):
+        total += vals[k, j]
+        j = j + 1 if j + 1 < cap else 0
+    centre = total / c
+    a = 0.0
+    b = 0.0
+    j = h
+    for _ in range(c):
+        d = vals[k, j] - centre
+        a += d
+        b += d * d
+        j = j + 1 if j + 1 < cap else 0
+    return centre, a, b
+
+
+@njit(inline="always", nogil=True)
 def mom_mean(shift, s1, k, n):
     return shift[k] + s1[k] / n
 

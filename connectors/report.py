@@ -1,0 +1,593 @@
+"""``kind: report``: the research summary of a run, built while the batches stream past.
+
+Per symbol: observations (rows), mean return, volatility (sample standard deviation of the
+returns), mean RSI, mean L1 imbalance (NaN and null values ignored) and the number of regime
+changes (sum of the alarm column). Across symbols: the Pearson correlation matrix of log returns
+on a common time grid, as pandas would compute it with
+``prices.resample(grid).last().ffill()``, ``np.log(p).diff()``, ``.corr()`` (pairwise complete).
+
+Nothing holds all rows: the per-symbol moments are merged batch by batch (Chan et al.'s parallel
+update), and for the correlations only the last price of each (symbol, grid bucket) is kept,
+so memory grows with the number of buckets, not of rows. Grid buckets are aligned to the Unix
+epoch (the same as pandas' default for any grid that divides a day).
+
+On ``close`` the tables are printed with rich (unless the run is quiet), and when ``path`` is set
+the report is written there (HTML with the heatmap embedded, or Markdown linking it) together with
+a PNG heatmap ``<stem>_correlation.png`` beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, field_validator
+
+from connectors.base import ConnectorConfig, RunContext, Sink, sink
+from engine.errors import SinkError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
+_UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000,
+            "d": 86_400_000_000}
+_MAX_GRID_CELLS = 25_000_000   # buckets x symbols beyond which correlations are skipped
+_MAX_TABLE_SYMBOLS = 24        # larger correlation matrices are not printed to the terminal
+
+STAT_NAMES = ("observations", "mean_return", "volatility", "mean_rsi", "mean_imbalance",
+              "regime_changes")
+
+
+def parse_grid_us(text: str) -> int:
+    """'1s' -> 1_000_000 (microseconds); ValueError for anything that is not a duration > 0."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"expected a duration such as 500ms, 1s, 5m or 1h, found {text!r}")
+    value = round(float(m.group(1)) * _UNIT_US[m.group(2)])
+    if value <= 0:
+        raise ValueError(f"the grid must be at least 1us, found {text!r}")
+    return value
+
+
+class ResearchReportConfig(ConnectorConfig):
+    """Per-symbol statistics and the cross-symbol correlation matrix of a research run."""
+
+    kind: Literal["report"] = "report"
+    path: str | None = Field(None, description="report file, .html (self-contained) or .md; "
+                                               "a PNG heatmap <stem>_correlation.png is written "
+                                               "beside it. Without a path the tables are only "
+                                               "printed")
+    grid: str = Field("1s", description="time grid on which prices are sampled (last price "
+                                        "per bucket, carried forward) for the correlations")
+    symbol: str = Field("symbol", min_length=1, description="symbol column")
+    timestamp: str = Field("timestamp", min_length=1, description="timestamp column")
+    price: str = Field("price", min_length=1, description="price column (for correlations)")
+    returns: str = Field("log_return", min_length=1, description="column of per-tick returns")
+    rsi: str = Field("rsi", min_length=1, description="RSI column")
+    imbalance: str = Field("l1_imbalance", min_length=1, description="L1 imbalance column")
+    alarm: str = Field("cusum_alarm", min_length=1,
+                       description="regime-change alarm column (0/1); its sum is reported")
+
+    @field_validator("path")
+    @classmethod
+    def _suffix(cls, value: str | None) -> str | None:
+        if value is not None and Path(value).suffix.lower() not in (".html", ".htm", ".md"):
+            raise ValueError(f"the report path must end in .html or .md, found {value!r}")
+        return value
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, value: str) -> str:
+        parse_grid_us(value)
+        return value
+
+
+def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A numeric column as float64 with null -> NaN."""
+    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)
+            or pa.types.is_boolean(col.type)):
+        raise SinkError(f"expected a numeric column, found {col.type}")
+    arr = col.cast(pa.float64())
+    if arr.null_count:
+        arr = pc.fill_null(arr, math.nan)
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+class _Moments:
+    """Per-code count / mean / M2 for the returns, merged batch by batch."""
+
+    def __init__(self) -> None:
+        self.n = np.zeros(0)
+        self.mean = np.zeros(0)
+        self.m2 = np.zeros(0)
+
+    def grow(self, size: int) -> None:
+        extra = size - len(self.n)
+        if extra > 0:
+            self.n = np.concatenate([self.n, np.zeros(extra)])
+            self.mean = np.concatenate([self.mean, np.zeros(extra)])
+            self.m2 = np.concatenate([self.m2, np.zeros(extra)])
+
+    def add(self, codes: np.ndarray, x: np.ndarray, size: int) -> None:
+        ok = ~np.isnan(x)
+        c, v = codes[ok], x[ok]
+        if not len(v):
+            return
+        nb = np.bincount(c, minlength=size).astype(np.float64)
+        has = nb > 0
+        mb = np.zeros(size)
+        mb[has] = np.bincount(c, weights=v, minlength=size)[has] / nb[has]
+        m2b = np.bincount(c, weights=(v - mb[c]) ** 2, minlength=size)
+        na = self.n
+        n = na + nb
+        delta = mb - self.mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.mean = np.where(has, self.mean + delta * np.where(has, nb / n, 0.0), self.mean)
+            self.m2 = np.where(has, self.m2 + m2b + delta * delta * na * nb / n, self.m2)
+        self.n = n
+
+
+@sink("report", config=ResearchReportConfig,
+      summary="research summary: per-symbol stats, correlation matrix, HTML/Markdown + heatmap")
+class ResearchReportSink(Sink):
+    """Accumulates per-symbol statistics and grid prices; writes the report on close."""
+
+    config: ResearchReportConfig
+
+    def __init__(self, config: ResearchReportConfig, context: RunContext):
+        super().__init__(config, context)
+        self.grid_us = parse_grid_us(config.grid)
+        self._index: dict[str, int] = {}
+        self._names: list[str] = []
+        self._rows = np.zeros(0, dtype=np.int64)
+        self._ret = _Moments()
+        self._rsi_sum = np.zeros(0)
+        self._rsi_n = np.zeros(0, dtype=np.int64)
+        self._imb_sum = np.zeros(0)
+        self._imb_n = np.zeros(0, dtype=np.int64)
+        self._alarms = np.zeros(0)
+        self._ts_min: int | None = None
+        self._ts_max: int | None = None
+        self._total = 0
+        # last price per (symbol code, bucket): parts appended per batch, compacted now and then
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._parts_len = 0
+        self._compacted_len = 0
+        self._results: dict[str, Any] | None = None
+
+    def required_columns(self) -> list[str]:
+        c = self.config
+        cols = [c.symbol, c.timestamp, c.price, c.returns, c.rsi, c.imbalance, c.alarm]
+        return list(dict.fromkeys(cols))
+
+    # ------------------------------------------------------------------ streaming
+
+    def _codes(self, col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        if col.null_count:
+            col = pc.fill_null(col.cast(pa.string()) if pa.types.is_dictionary(col.type)
+                               else col, "<null>")
+        enc = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
+        if isinstance(enc, pa.ChunkedArray):
+            enc = enc.combine_chunks()
+        lut = np.empty(len(enc.dictionary), dtype=np.int64)
+        for i, name in enumerate(enc.dictionary.to_pylist()):
+            name = str(name)
+            code = self._index.get(name)
+            if code is None:
+                code = self._index[name] = len(self._names)
+                self._names.append(name)
+            lut[i] = code
+        size = len(self._names)
+        if len(self._rows) < size:
+            extra = size - len(self._rows)
+            self._rows = np.concatenate([self._rows, np.zeros(extra, dtype=np.int64)])
+            self._rsi_sum = np.concatenate([self._rsi_sum, np.zeros(extra)])
+            self._rsi_n = np.concatenate([self._rsi_n, np.zeros(extra, dtype=np.int64)])
+            self._imb_sum = np.concatenate([self._imb_sum, np.zeros(extra)])
+            self._imb_n = np.concatenate([self._imb_n, np.zeros(extra, dtype=np.int64)])
+            self._alarms = np.concatenate([self._alarms, np.zeros(extra)])
+            self._ret.grow(size)
+        return lut[enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
+
+    def _column(self, batch: pa.RecordBatch, name: str) -> pa.Array:
+        idx = batch.schema.get_field_index(name)
+        if idx < 0:
+            raise SinkError(f"report sink: the output has no column {name!r} "
+                            f"(columns: {', '.join(batch.schema.names)})")
+        return batch.column(idx)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if not batch.num_rows:
+            return
+        cfg = self.config
+        self._results = None
+        codes = self._codes(self._column(batch, cfg.symbol))
+        size = len(self._names)
+        self._total += batch.num_rows
+        self._rows += np.bincount(codes, minlength=size)
+        try:
+            ret = _floats(self._column(batch, cfg.returns))
+            rsi = _floats(self._column(batch, cfg.rsi))
+            imb = _floats(self._column(batch, cfg.imbalance))
+            alarm = _floats(self._column(batch, cfg.alarm))
+            price = _floats(self._column(batch, cfg.price))
+        except SinkError as exc:
+            raise SinkError(f"report sink: {exc}") from None
+        self._ret.add(codes, ret, size)
+        for x, sums, counts in ((rsi, self._rsi_sum, self._rsi_n),
+                                (imb, self._imb_sum, self._imb_n)):
+            ok = ~np.isnan(x)
+            sums += np.bincount(codes[ok], weights=x[ok], minlength=size)
+            counts += np.bincount(codes[ok], minlength=size)
+        ok = ~np.isnan(alarm)
+        self._alarms += np.bincount(codes[ok], weights=alarm[ok], minlength=size)
+        self._add_prices(codes, self._column(batch, cfg.timestamp), price)
+
+    def _add_prices(self, codes: np.ndarray, ts_col: pa.Array, price: np.ndarray) -> None:
+        if not pa.types.is_timestamp(ts_col.type):
+            raise SinkError(f"report sink: column {self.config.timestamp!r} is not a "
+                            f"timestamp ({ts_col.type})")
+        ts_arr = ts_col.cast(pa.timestamp("us", tz=ts_col.type.tz), safe=False).cast(pa.int64())
+        ts_ok = np.ones(len(ts_arr), dtype=bool)
+        if ts_arr.null_count:
+            ts_ok = np.asarray(ts_arr.is_valid().to_numpy(zero_copy_only=False))
+            ts_arr = pc.fill_null(ts_arr, 0)
+        ts = np.asarray(ts_arr.to_numpy(zero_copy_only=False), dtype=np.int64)
+        if ts_ok.any():
+            lo, hi = int(ts[ts_ok].min()), int(ts[ts_ok].max())
+            self._ts_min = lo if self._ts_min is None else min(self._ts_min, lo)
+            self._ts_max = hi if self._ts_max is None else max(self._ts_max, hi)
+        ok = ts_ok & np.isfinite(price) & (price > 0)
+        if not ok.any():
+            return
+        c, b, p = codes[ok], ts[ok] // self.grid_us, price[ok]
+        c, b, p = _last_per_key(c, b, p)
+        self._parts.append((c, b, p))
+        self._parts_len += len(c)
+        if self._parts_len > 2 * self._compacted_len + 1_000_000:
+            self._compact()
+
+    def _compact(self) -> None:
+        if len(self._parts) > 1:
+            c, b, p = (np.concatenate(x) for x in zip(*self._parts, strict=True))
+            self._parts = [_last_per_key(c, b, p)]
+        self._parts_len = self._compacted_len = sum(len(x[0]) for x in self._parts)
+
+    # ------------------------------------------------------------------ results
+
+    def results(self) -> dict[str, Any]:
+        """The statistics so far: ``symbols`` (sorted), ``stats`` {symbol: {stat: value}},
+        ``correlation`` (numpy matrix in ``symbols`` order, or None), ``grid``,
+        ``grid_points``, ``rows``, ``start``/``end`` (datetimes or None) and ``note``."""
+        if self._results is not None:
+            return self._results
+        order = sorted(range(len(self._names)), key=lambda i: self._names[i])
+        symbols = [self._names[i] for i in order]
+        stats: dict[str, dict[str, float | int]] = {}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vol = np.where(self._ret.n > 1, np.sqrt(np.maximum(self._ret.m2, 0.0)
+                                                    / (self._ret.n - 1)), np.nan)
+            mean_ret = np.where(self._ret.n > 0, self._ret.mean, np.nan)
+            mean_rsi = np.where(self._rsi_n > 0, self._rsi_sum / self._rsi_n, np.nan)
+            mean_imb = np.where(self._imb_n > 0, self._imb_sum / self._imb_n, np.nan)
+        for i in order:
+            stats[self._names[i]] = {
+                "observations": int(self._rows[i]), "mean_return": float(mean_ret[i]),
+                "volatility": float(vol[i]), "mean_rsi": float(mean_rsi[i]),
+                "mean_imbalance": float(mean_imb[i]),
+                "regime_changes": round(float(self._alarms[i]))}
+        corr, points, note = self._correlation(order)
+        self._results = {"symbols": symbols, "stats": stats, "correlation": corr,
+                         "grid": self.config.grid, "grid_points": points, "rows": self._total,
+                         "start": _to_dt(self._ts_min), "end": _to_dt(self._ts_max), "note": note}
+        return self._results
+
+    def _correlation(self, order: list[int]) -> tuple[np.ndarray | None, int, str]:
+        if not self._parts:
+            return None, 0, "no prices to correlate"
+        self._compact()
+        c, b, p = self._parts[0]
+        b0 = int(b.min())
+        points = int(b.max()) - b0 + 1
+        nsym = len(order)
+        if points * nsym > _MAX_GRID_CELLS:
+            return None, points, (f"correlations skipped: {points:,} grid points x {nsym} "
+                                  f"symbols is too fine a grid; use a coarser `grid`")
+        col_of = np.empty(len(self._names), dtype=np.int64)
+        col_of[np.asarray(order, dtype=np.int64)] = np.arange(nsym)
+        prices = np.full((points, nsym), np.nan)
+        prices[b - b0, col_of[c]] = p
+        return pairwise_corr(np.diff(np.log(_ffill(prices)), axis=0)), points, ""
+
+    # ------------------------------------------------------------------ output
+
+    def close(self) -> str | None:
+        res = self.results()
+        png_path = report_path = None
+        if self.config.path is not None:
+            report_path = Path(os.path.expanduser(self.config.path))
+            try:
+                report_path.parent.mkdir(parents=True, exist_ok=True)
+                png = _heatmap_png(res) if res["correlation"] is not None else None
+                if png is not None:
+                    png_path = report_path.with_name(f"{report_path.stem}_correlation.png")
+                    png_path.write_bytes(png)
+                if report_path.suffix.lower() == ".md":
+                    text = self._markdown(res, png_path)
+                else:
+                    text = self._html(res, png)
+                report_path.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise SinkError(f"report sink: cannot write {str(report_path)!r}: "
+                                f"{exc}") from None
+        if not self.context.quiet:
+            self._print(res)
+        corr = res["correlation"]
+        mean_corr = _mean_offdiag(corr)
+        where = f" -> {report_path}" if report_path else ""
+        extra = f", mean pairwise correlation {mean_corr:.2f}" if not math.isnan(mean_corr) else ""
+        return (f"report: {len(res['symbols'])} symbols, {res['rows']:,} rows"
+                f"{extra}{where}")
+
+    def _print(self, res: dict[str, Any]) -> None:
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        if not console.is_terminal:  # piped or captured: do not squeeze to 80 columns
+            console = Console(width=max(console.width, 120))
+        t = Table(title=f"{self.context.job_name or 'tickflow'}: per-symbol statistics",
+                  box=box.SIMPLE_HEAD)
+        t.add_column("symbol", no_wrap=True)
+        for name in ("ticks", "mean return", "volatility", "mean RSI", "mean L1 imb.",
+                     "regime changes"):
+            t.add_column(name, justify="right", no_wrap=True)
+        for sym in res["symbols"]:
+            t.add_row(sym, *_stat_cells(res["stats"][sym]))
+        console.print(t)
+        corr = res["correlation"]
+        if corr is None:
+            if res["note"]:
+                console.print(res["note"])
+            return
+        syms = res["symbols"]
+        if len(syms) > _MAX_TABLE_SYMBOLS:
+            console.print(f"correlation matrix: {len(syms)} symbols, see the report file "
+                          f"(mean pairwise {_mean_offdiag(corr):.2f})")
+            return
+        ct = Table(title=f"log-return correlations on a {res['grid']} grid",
+                   box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
+        ct.add_column("", no_wrap=True)
+        for label in _labels(syms):
+            ct.add_column(label, justify="right", no_wrap=True)
+        for i, s in enumerate(syms):
+            cells = []
+            for j in range(len(syms)):
+                v = corr[i, j]
+                if math.isnan(v):
+                    cells.append("[dim]-[/dim]")
+                else:
+                    style = "bold green" if v >= 0.5 else "green" if v >= 0.2 else \
+                        "red" if v < -0.2 else ""
+                    cells.append(f"[{style}]{v:.2f}[/{style}]" if style else f"{v:.2f}")
+            ct.add_row(s, *cells)
+        console.print(ct)
+
+    def _header_facts(self, res: dict[str, Any]) -> list[tuple[str, str]]:
+        ctx = self.context
+        facts = [("job", ctx.job_name or "-")]
+        if ctx.job_path:
+            facts.append(("job file", ctx.job_path))
+        if ctx.job_sha256:
+            facts.append(("job sha256", ctx.job_sha256))
+        if ctx.tickflow_version:
+            facts.append(("tickflow", ctx.tickflow_version))
+        if ctx.git_commit:
+            facts.append(("git commit", ctx.git_commit))
+        facts.append(("rows", f"{res['rows']:,}"))
+        if res["start"] is not None:
+            facts.append(("time range", f"{res['start'].isoformat()} .. "
+                                        f"{res['end'].isoformat()}"))
+        facts.append(("correlation grid", f"{res['grid']} ({res['grid_points']:,} points)"))
+        return facts
+
+    def _html(self, res: dict[str, Any], png: bytes | None) -> str:
+        e = html.escape
+        title = f"{self.context.job_name or 'tickflow'}: research report"
+        facts = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>"
+                        for k, v in self._header_facts(res))
+        heads = ["symbol", "observations", "mean return", "volatility", "mean RSI",
+                 "mean L1 imbalance", "regime changes"]
+        rows = "".join(
+            f"<tr><td>{e(s)}</td>" + "".join(f"<td class=n>{e(v)}</td>"
+                                             for v in _stat_cells(res["stats"][s])) + "</tr>"
+            for s in res["symbols"])
+        stats = (f"<table><thead><tr>{''.join(f'<th>{h}</th>' for h in heads)}</tr></thead>"
+                 f"<tbody>{rows}</tbody></table>")
+        corr_html = f"<p>{e(res['note'])}</p>" if res["note"] else ""
+        corr = res["correlation"]
+        if corr is not None:
+            syms = res["symbols"]
+            head = "".join(f"<th>{e(s)}</th>" for s in syms)
+            body = ""
+            for i, s in enumerate(syms):
+                cells = ""
+                for j in range(len(syms)):
+                    v = corr[i, j]
+                    if math.isnan(v):
+                        cells += "<td class=n>-</td>"
+                    else:
+                        alpha = min(abs(v), 1.0) * 0.6
+                        rgb = "220,60,40" if v < 0 else "40,110,220"
+                        cells += (f"<td class=n style='background:rgba({rgb},{alpha:.2f})'>"
+                                  f"{v:.2f}</td>")
+                body += f"<tr><th>{e(s)}</th>{cells}</tr>"
+            corr_html += (f"<table><thead><tr><th></th>{head}</tr></thead>"
+                          f"<tbody>{body}</tbody></table>")
+        img = ""
+        if png is not None:
+            img = (f"<img alt='correlation heatmap' src='data:image/png;base64,"
+                   f"{base64.b64encode(png).decode('ascii')}'>")
+        return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
+<style>
+body{{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}
+th,td{{border:1px solid #ccc;padding:.25em .6em;font-size:.9em}}
+th{{background:#f4f4f4;text-align:left}} td.n{{text-align:right;font-variant-numeric:tabular-nums}}
+img{{max-width:100%}}
+</style></head><body>
+<h1>{e(title)}</h1>
+<table>{facts}</table>
+<h2>Per-symbol statistics</h2>
+{stats}
+<p>Returns: column <code>{e(self.config.returns)}</code>; volatility is their sample standard
+deviation. Regime changes: sum of <code>{e(self.config.alarm)}</code>.</p>
+<h2>Correlation of log returns ({e(res['grid'])} grid)</h2>
+{corr_html}
+{img}
+</body></html>
+"""
+
+    def _markdown(self, res: dict[str, Any], png_path: Path | None) -> str:
+        title = f"{self.context.job_name or 'tickflow'}: research report"
+        lines = [f"# {title}", ""]
+        lines += [f"- **{k}**: {v}" for k, v in self._header_facts(res)]
+        lines += ["", "## Per-symbol statistics", "",
+                  "| symbol | observations | mean return | volatility | mean RSI | "
+                  "mean L1 imbalance | regime changes |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for s in res["symbols"]:
+            lines.append(f"| {s} | " + " | ".join(_stat_cells(res["stats"][s])) + " |")
+        lines += ["", f"## Correlation of log returns ({res['grid']} grid)", ""]
+        if res["note"]:
+            lines += [res["note"], ""]
+        corr = res["correlation"]
+        if corr is not None:
+            syms = res["symbols"]
+            lines.append("| | " + " | ".join(syms) + " |")
+            lines.append("|---|" + "---:|" * len(syms))
+            for i, s in enumerate(syms):
+                lines.append(f"| **{s}** | " + " | ".join(
+                    "-" if math.isnan(v) else f"{v:.2f}" for v in corr[i]) + " |")
+            lines.append("")
+        if png_path is not None:
+            lines += [f"![correlation heatmap]({png_path.name})", ""]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _last_per_key(c: np.ndarray, b: np.ndarray,
+                  p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The last (in input order) price of each (code, bucket) pair."""
+    order = np.lexsort((b, c))  # stable: equal keys keep input order
+    c, b, p = c[order], b[order], p[order]
+    last = np.ones(len(c), dtype=bool)
+    last[:-1] = (c[1:] != c[:-1]) | (b[1:] != b[:-1])
+    return c[last], b[last], p[last]
+
+
+def _ffill(x: np.ndarray) -> np.ndarray:
+    """Forward-fill NaN down each column (leading NaN stay)."""
+    n = x.shape[0]
+    idx = np.where(np.isnan(x), 0, np.arange(n)[:, None])
+    np.maximum.accumulate(idx, axis=0, out=idx)
+    return np.take_along_axis(x, idx, axis=0)
+
+
+def pairwise_corr(r: np.ndarray) -> np.ndarray:
+    """Pearson correlation of the columns of ``r`` over pairwise-complete rows (as pandas'
+    ``DataFrame.corr()``): NaN where fewer than 2 rows or a zero variance."""
+    valid = np.isfinite(r)
+    v = valid.astype(np.float64)
+    cnt = v.sum(axis=0)
+    colmean = np.where(cnt > 0, np.where(valid, r, 0.0).sum(axis=0) / np.maximum(cnt, 1), 0.0)
+    x = np.where(valid, r - colmean, 0.0)  # centring first keeps the one-pass sums accurate
+    n = v.T @ v
+    sx = x.T @ v
+    sy = sx.T
+    sxx = (x * x).T @ v
+    syy = sxx.T
+    sxy = x.T @ x
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sxy - sx * sy / n
+        vx = sxx - sx * sx / n
+        vy = syy - sy * sy / n
+        corr = cov / np.sqrt(vx * vy)
+    bad = (n < 2) | (vx <= 1e-14 * sxx) | (vy <= 1e-14 * syy) | ~np.isfinite(corr)
+    corr = np.where(bad, np.nan, np.clip(corr, -1.0, 1.0))
+    diag = np.diag(corr).copy()
+    np.fill_diagonal(corr, np.where(np.isnan(diag), np.nan, 1.0))
+    return corr
+
+
+def _to_dt(us: int | None) -> datetime | None:
+    if us is None:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+def _mean_offdiag(corr: np.ndarray | None) -> float:
+    if corr is None or corr.shape[0] < 2:
+        return math.nan
+    off = corr[~np.eye(corr.shape[0], dtype=bool)]
+    off = off[~np.isnan(off)]
+    return float(off.mean()) if len(off) else math.nan
+
+
+def _labels(symbols: list[str]) -> list[str]:
+    """Axis labels: 'BTC-USD' -> 'BTC' when the short names stay distinct."""
+    short = [s.split("-")[0] or s for s in symbols]
+    return short if len(set(short)) == len(short) else list(symbols)
+
+
+def _fmt(v: float, spec: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def _stat_cells(st: dict[str, Any]) -> list[str]:
+    return [f"{st['observations']:,}", _fmt(st["mean_return"], "+.2e"),
+            _fmt(st["volatility"], ".2e"), _fmt(st["mean_rsi"], ".2f"),
+            _fmt(st["mean_imbalance"], ".4f"), f"{st['regime_changes']:,}"]
+
+
+def _heatmap_png(res: dict[str, Any]) -> bytes:
+    """The correlation matrix as a PNG (matplotlib's object API on Agg: no global state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    corr = res["correlation"]
+    syms = res["symbols"]
+    n = len(syms)
+    side = min(max(4.0, 0.55 * n + 2.0), 30.0)
+    fig = Figure(figsize=(side + 1.2, side), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    im = ax.imshow(np.ma.masked_invalid(corr), cmap="RdBu_r", vmin=-1.0, vmax=1.0)
+    labels = _labels(syms)
+    if n <= 60:
+        ax.set_xticks(range(n), labels=labels, rotation=90, fontsize=8)
+        ax.set_yticks(range(n), labels=labels, fontsize=8)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                v = corr[i, j]
+                if not math.isnan(v):
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if abs(v) > 0.6 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(f"log-return correlation ({res['grid']} grid)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
