@@ -96,7 +96,7 @@ def assert_state_roundtrip(name: str, data: Mapping[str, Any], *, at: int, keys:
     bound = _bind(name, params, inputs)
     cols = [np.ascontiguousarray(np.asarray(data[c], dtype=np.float64))
             for c in bound.input_columns]
-    n = len(cols[0])
+    n = len(cols[0]) if cols else len(np.asarray(ts if ts is not None else keys))
     key, tsv = _prepare(data, keys, ts, n)
     first = bound.new_state()
     head = bound.run(key[:at], tsv[:at], [c[:at] for c in cols], first)

@@ -232,8 +232,13 @@ def kernel(name: str, *, params: type[Params] = NoParams, inputs: Sequence[str],
            args: Callable[[Any], tuple[Any, ...]] | None = None,
            output_dtypes: Sequence[Any] | None = None, formula: str = "",
            optional_inputs: Sequence[str] = (), time_window: bool = False,
-           family: str | None = None) -> Callable[[Callable[..., int]], Callable[..., int]]:
-    """Register a numba kernel under ``name`` with its params model, columns and state."""
+           family: str | None = None, extra: dict[str, Any] | None = None,
+           ) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Register a numba kernel under ``name`` with its params model, columns and state.
+
+    ``extra`` holds metadata for the engine, such as ``{"categories": {col: labels}}`` for an
+    int8 output whose codes index ``labels``.
+    """
 
     def deco(fn: Callable[..., int]) -> Callable[..., int]:
         py = getattr(fn, "py_func", fn)
@@ -243,7 +248,7 @@ def kernel(name: str, *, params: type[Params] = NoParams, inputs: Sequence[str],
             output_dtypes=tuple(output_dtypes or [np.float64] * len(outputs)),
             formula=formula, family=family or py.__module__.rsplit(".", 1)[-1],
             optional_inputs=tuple(optional_inputs), time_window=time_window,
-            doc=(py.__doc__ or "").strip())
+            doc=(py.__doc__ or "").strip(), extra=dict(extra or {}))
         KERNELS.add(name, definition, summary=formula)
         return fn
 

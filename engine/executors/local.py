@@ -108,6 +108,15 @@ class Pipeline:
         self.signal_inputs = sorted({c for r in job.signals.values() for c in r.columns}
                                     - step_outputs)
         self.signal_counts = dict.fromkeys(job.signals, 0)
+        # int8 code outputs that a kernel declares as categories are written as dictionary
+        # strings (e.g. triangular_arbitrage's tri_route)
+        self.categories: dict[str, pa.Array] = {}
+        for s in job.steps:
+            declared = s.definition.extra.get("categories", {})
+            defaults = s.definition.output_names(s.params, s.input_columns)
+            for default, actual in zip(defaults, s.output_columns, strict=True):
+                if default in declared:
+                    self.categories[actual] = pa.array(declared[default], pa.string())
 
     def close(self) -> None:
         if self.pool is not None:
@@ -127,7 +136,11 @@ class Pipeline:
         for step in self.job.steps:
             for col in step.output_columns:
                 names.append(col)
-                arrays.append(pa.array(produced[col]))
+                if col in self.categories:
+                    arrays.append(pa.DictionaryArray.from_arrays(
+                        pa.array(produced[col]), self.categories[col]))
+                else:
+                    arrays.append(pa.array(produced[col]))
         if self.job.signals:
             env = dict(produced)
             for c in self.signal_inputs:
