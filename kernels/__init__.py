@@ -2,7 +2,8 @@
 
 from importlib import import_module
 
-_FAMILIES = ("averages", "returns", "volatility", "risk", "microstructure", "indicators")
+_FAMILIES = ("averages", "returns", "volatility", "risk", "microstructure", "indicators",
+             "derivatives", "execution", "guards", "statistics", "liquidity")
 
 for _family in _FAMILIES:
     try:
