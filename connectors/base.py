@@ -121,12 +121,14 @@ def _register(role: str, name: str, config: type[ConnectorConfig],
     return deco
 
 
-def source(name: str, *, config: type[ConnectorConfig], summary: str = "") -> Callable[[type], type]:
+def source(name: str, *, config: type[ConnectorConfig],
+           summary: str = "") -> Callable[[type], type]:
     """Register a Source class under ``kind: name`` in a job's ``sources``."""
     return _register("source", name, config, summary)
 
 
-def sink(name: str, *, config: type[ConnectorConfig], summary: str = "") -> Callable[[type], type]:
+def sink(name: str, *, config: type[ConnectorConfig],
+         summary: str = "") -> Callable[[type], type]:
     """Register a Sink class under ``kind: name`` in a job's ``sinks``."""
     return _register("sink", name, config, summary)
 

@@ -106,10 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     job = _load(args)
     spec = job.spec
-    if args.workers:
-        workers = args.workers
-    else:
-        workers = spec.executor.workers or (os.cpu_count() or 1)
+    workers = args.workers or spec.executor.workers or (os.cpu_count() or 1)
     quiet = args.quiet
     job.context.quiet = quiet
     console = _console()

@@ -216,10 +216,11 @@ class _Compiler:
             sinks.append(ConnectorUse(len(sinks), report_def, report_cfg))
 
         if spec.state.backend not in STATE_BACKENDS:
+            backends = STATE_BACKENDS.names()
+            hint = did_you_mean(close_matches(spec.state.backend, backends))
             self.problem(("state", "backend"),
-                         f"unknown state backend {spec.state.backend!r}"
-                         f"{did_you_mean(close_matches(spec.state.backend, STATE_BACKENDS.names()))}"
-                         f" (available: {', '.join(STATE_BACKENDS.names())})")
+                         f"unknown state backend {spec.state.backend!r}{hint}"
+                         f" (available: {', '.join(backends)})")
 
         schema = pa.schema([])
         source_ids = [u.config.id for u in sources if u.config.id]
@@ -242,14 +243,16 @@ class _Compiler:
         for i, step in enumerate(spec.steps):
             if step.from_ is not None and step.from_ not in source_ids:
                 hint = did_you_mean(close_matches(step.from_, source_ids))
-                self.problem(("steps", self.orig(i), "from"), f"no source with id {step.from_!r}{hint}")
+                self.problem(("steps", self.orig(i), "from"),
+                             f"no source with id {step.from_!r}{hint}")
             b = self.bind_step(i, step, sorted(available))
             if b is None:
                 continue
             if b.step_id in ids:
                 if step.id is not None:
                     self.problem(("steps", self.orig(i), "id"),
-                                 f"step id {b.step_id!r} is already used by steps[{self.orig(ids[b.step_id])}]")
+                                 f"step id {b.step_id!r} is already used by "
+                                 f"steps[{self.orig(ids[b.step_id])}]")
                     continue
                 n = 2
                 while f"{b.step_id}_{n}" in ids:
@@ -269,7 +272,8 @@ class _Compiler:
                     j, other = producers[col]
                     self.problem(self.output_path(i, step),
                                  f"duplicate output column {col!r}: step '{b.step_id}' and "
-                                 f"step '{other}' (steps[{self.orig(j)}]) both write it; rename one with "
+                                 f"step '{other}' (steps[{self.orig(j)}]) both write it; "
+                                 f"rename one with "
                                  f"`output:`")
                 else:
                     producers[col] = (i, b.step_id)

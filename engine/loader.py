@@ -105,7 +105,8 @@ class _Walker:
             line, col = (m.line + 1, m.column + 1) if m else (None, None)
             what = exc.problem or "invalid YAML"
             ctx = f" ({exc.context})" if exc.context else ""
-            self.problems.append(Problem(self.file, line, col, "", f"YAML syntax error: {what}{ctx}"))
+            self.problems.append(Problem(self.file, line, col, "",
+                                         f"YAML syntax error: {what}{ctx}"))
             return None
         except yaml.YAMLError as exc:
             self.problems.append(Problem(self.file, None, None, "", f"YAML error: {exc}"))

@@ -9,6 +9,7 @@ Use them in tests::
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -71,7 +72,7 @@ def run_kernel(name: str, data: Mapping[str, Any], *, keys: Any = None, ts: Any 
     state = bound.new_state()
     bounds = [0, *sorted(s for s in set(splits) if 0 < s < n), n]
     parts: list[list[np.ndarray]] = []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         parts.append(bound.run(key[a:b], tsv[a:b], [c[a:b] for c in cols], state))
     return {o: np.concatenate([p[j] for p in parts]) if parts else np.empty(0)
             for j, o in enumerate(bound.output_columns)}

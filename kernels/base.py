@@ -48,7 +48,7 @@ def parse_duration_us(text: str) -> int:
     value = float(m.group(1)) * _UNIT_US[m.group(2)]
     if value <= 0:
         raise ValueError(f"a duration must be > 0, found {text!r}")
-    return int(round(value))
+    return round(value)
 
 
 def _check_window(value: Any) -> Any:
@@ -109,7 +109,8 @@ class AlphaParams(Params):
     def _exactly_one(self) -> AlphaParams:
         given = [n for n in ("alpha", "span", "half_life") if getattr(self, n) is not None]
         if len(given) > 1:
-            raise ValueError(f"give exactly one of alpha, span, half_life; found {', '.join(given)}")
+            raise ValueError(
+                f"give exactly one of alpha, span, half_life; found {', '.join(given)}")
         if self.alpha is not None and not 0 < self.alpha <= 1:
             raise ValueError(f"alpha must satisfy 0 < alpha <= 1, found {self.alpha}")
         if self.span is not None and self.span < 1:
@@ -180,9 +181,12 @@ def ring_fields(capacity: int, values: Sequence[str] = ("vals",), group: str = "
 
 def moment_fields(prefix: str = "m") -> list[Field]:
     """Shifted running sums for a rolling mean/variance (see kernels.window)."""
-    return [Field(f"{prefix}_shift", (), np.float64, 0.0), Field(f"{prefix}_s1", (), np.float64, 0.0),
-            Field(f"{prefix}_s2", (), np.float64, 0.0), Field(f"{prefix}_since", (), np.int64, 0),
-            Field(f"{prefix}_last", (), np.float64, np.nan), Field(f"{prefix}_run", (), np.int64, 0)]
+    return [Field(f"{prefix}_shift", (), np.float64, 0.0),
+            Field(f"{prefix}_s1", (), np.float64, 0.0),
+            Field(f"{prefix}_s2", (), np.float64, 0.0),
+            Field(f"{prefix}_since", (), np.int64, 0),
+            Field(f"{prefix}_last", (), np.float64, np.nan),
+            Field(f"{prefix}_run", (), np.int64, 0)]
 
 
 def initial_capacity(window: int | str) -> int:

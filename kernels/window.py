@@ -6,8 +6,9 @@ A ring for key ``k`` is ``vals[k, :]`` with ``head[k]`` (index of the oldest val
 kernel signals by returning the row index it stopped at (see kernels.base).
 
 Rolling moments keep sums of ``x - shift`` rather than of ``x`` so that prices near 60,000 with a
-spread of a few dollars keep their precision; after ``max(count, 32)`` pushes the sums are
-recomputed from the buffer (two-pass), which bounds the drift of add/remove updates. A run-length of equal
+spread of a few dollars keep their precision; after ``max(count, 32)`` pushes the sums
+are recomputed from the buffer (two-pass), which bounds the drift of add/remove updates. A
+run-length of equal
 values makes the variance of a constant window exactly 0, as pandas does.
 """
 

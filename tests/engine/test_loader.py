@@ -97,7 +97,7 @@ def test_override_of_a_missing_index_is_an_error(tmp_path: Path) -> None:
 def test_parse_override() -> None:
     assert parse_override("a.b[2].c=x") == (("a", "b", 2, "c"), "x")
     assert parse_override("w=2") == (("w",), 2)
-    with pytest.raises(ValueError, match="key.path=value"):
+    with pytest.raises(ValueError, match=r"key\.path=value"):
         parse_override("nothing")
 
 

@@ -26,9 +26,9 @@ def research_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     write_simulated_parquet(ticks, rows=60_000, symbols=4, seed=11)
     out = tmp / "out"
     env = {"TICKS": str(ticks), "OUT_DIR": str(out), "PATH": "", "HOME": str(tmp)}
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", str(ROOT / "jobs" / "research.yaml")],
-                          capture_output=True, text=True, env=env, timeout=600, check=False,
-                          cwd=tmp)
+    job = str(ROOT / "jobs" / "research.yaml")
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", job], capture_output=True,
+                          text=True, env=env, timeout=600, check=False, cwd=tmp)
     assert proc.returncode == 0, proc.stderr
     return out, proc.stdout
 
