@@ -16,7 +16,7 @@ from kernels.base import (
     ring_fields,
     window_args,
 )
-from kernels.window import RECOMPUTE, is_warm, ring_advance, ring_at, ring_expired, ring_slot
+from kernels.window import RECOMPUTE
 
 # --------------------------------------------------------------------------- stateless quotes
 
@@ -171,32 +171,54 @@ def ofi(key, ts, bid, ask, bid_size, ask_size, prev_bid, prev_ask, prev_bid_size
         if a >= pa:
             flow += prev_ask_size[k]
         t = ts[i]
+        # The key's ring state in locals, stored once (see averages.rolling_moments).
+        c = e_count[k]
+        h = e_head[k]
+        total = e_sum[k]
         # Evictions are idempotent, so they may run before the ring-full check.
-        while ring_expired(e_ts, e_head, e_count, k, t, rows, span):
-            e_sum[k] -= e[k, e_head[k]]
-            ring_advance(e_head, e_count, k, cap)
-        if e_count[k] == 0:
-            e_sum[k] = 0.0
-        if e_count[k] == cap:
+        if rows > 0:
+            while c >= rows:
+                total -= e[k, h]
+                h = h + 1 if h + 1 < cap else 0
+                c -= 1
+        else:
+            limit = t - span
+            while c > 0 and e_ts[k, h] <= limit:
+                total -= e[k, h]
+                h = h + 1 if h + 1 < cap else 0
+                c -= 1
+        if c == 0:
+            total = 0.0
+        if c == cap:
+            e_count[k] = c
+            e_head[k] = h
+            e_sum[k] = total
             return i
-        pos = ring_slot(e_head, e_count, k, cap)
+        pos = h + c
+        if pos >= cap:
+            pos -= cap
         e[k, pos] = flow
         e_ts[k, pos] = t
-        e_count[k] += 1
-        e_sum[k] += flow
-        e_since[k] += 1
-        if e_since[k] >= RECOMPUTE:
+        c += 1
+        total += flow
+        n_since = e_since[k] + 1
+        if n_since >= RECOMPUTE:
             total = 0.0
-            for j in range(e_count[k]):
-                total += e[k, ring_at(e_head, k, cap, j)]
-            e_sum[k] = total
-            e_since[k] = 0
+            j = h
+            for _ in range(c):
+                total += e[k, j]
+                j = j + 1 if j + 1 < cap else 0
+            n_since = 0
+        e_count[k] = c
+        e_head[k] = h
+        e_sum[k] = total
+        e_since[k] = n_since
         prev_bid[k] = b
         prev_ask[k] = a
         prev_bid_size[k] = qb
         prev_ask_size[k] = qa
-        if is_warm(e_count, k, rows, min_periods):
-            out[i] = e_sum[k]
+        if c >= rows if rows > 0 else c >= min_periods:
+            out[i] = total
         else:
             out[i] = np.nan
     return key.shape[0]

@@ -7,7 +7,6 @@ from numba import njit
 from pydantic import Field as PydanticField
 
 from kernels.base import Field, Params, kernel, ring_fields
-from kernels.window import ring_advance, ring_at, ring_slot
 
 
 @kernel("log_returns", inputs=("price",), outputs=("log_return",),
@@ -90,14 +89,20 @@ def lag_walk(key, x, vals, head, count, out, kk, subtract):
         if np.isnan(v):
             out[i] = np.nan
             continue
-        if count[k] >= kk:
-            old = vals[k, ring_at(head, k, cap, 0)]
+        h = head[k]
+        c = count[k]
+        if c >= kk:  # full (cap == kk): the oldest value leaves and v takes its slot
+            old = vals[k, h]
             out[i] = v - old if subtract else old
-            ring_advance(head, count, k, cap)
+            vals[k, h] = v
+            head[k] = h + 1 if h + 1 < cap else 0
         else:
             out[i] = np.nan
-        vals[k, ring_slot(head, count, k, cap)] = v
-        count[k] += 1
+            pos = h + c
+            if pos >= cap:
+                pos -= cap
+            vals[k, pos] = v
+            count[k] = c + 1
     return key.shape[0]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 from pydantic import Field as PydanticField
@@ -15,15 +17,6 @@ from kernels.base import (
     kernel,
     ring_fields,
     window_args,
-)
-from kernels.window import (
-    is_warm,
-    ring_advance,
-    ring_expired,
-    ring_slot,
-    sorted_insert,
-    sorted_quantile,
-    sorted_remove,
 )
 
 
@@ -104,32 +97,117 @@ def sorted_window_walk(key, ts, x, vals, tss, head, count, sbuf, out, alpha, row
     for i in range(key.shape[0]):
         k = key[i]
         v = x[i]
-        t = ts[i]
         if np.isnan(v):
             out[i] = np.nan
             continue
-        while ring_expired(tss, head, count, k, t, rows, span):
-            sorted_remove(sbuf, k, count[k], vals[k, head[k]])
-            ring_advance(head, count, k, cap)
-        if count[k] == cap:
+        t = ts[i]
+        c = count[k]
+        h = head[k]
+        # The last eviction is kept pending so that it and the insert share one shift. The
+        # sorted-buffer steps (branchless binary searches, shifts) are written out here:
+        # numba helpers that take an array pay a reference-count increment and decrement per
+        # call, even inlined (see kernels.window.sorted_lower for the search).
+        pending = False
+        old = 0.0
+        while c > 0 and (c >= rows if rows > 0 else tss[k, h] <= t - span):
+            if pending:  # a second eviction (time windows): remove the previous one now
+                n = c + 1
+                j = 0  # first index of the sorted prefix [0, n) with value >= old
+                m = n
+                while m > 1:
+                    half = m >> 1
+                    j = j + half if sbuf[k, j + half] < old else j
+                    m -= half
+                if m == 1 and sbuf[k, j] < old:
+                    j += 1
+                while j < n - 1:
+                    sbuf[k, j] = sbuf[k, j + 1]
+                    j += 1
+            old = vals[k, h]
+            pending = True
+            h = h + 1 if h + 1 < cap else 0
+            c -= 1
+        if c == cap:  # nothing was evicted: the caller grows the ring and retries row i
             return i
-        sorted_insert(sbuf, k, count[k], v)
-        pos = ring_slot(head, count, k, cap)
+        if pending and old == v and v != 0.0:
+            pass  # same bits: removing old and inserting v leaves the sorted buffer as it is
+        elif pending:  # remove ``old`` and insert ``v`` moving only the values in between
+            n = c + 1
+            ro = 0  # first index of the sorted prefix [0, n) with value >= old
+            m = n
+            while m > 1:
+                half = m >> 1
+                ro = ro + half if sbuf[k, ro + half] < old else ro
+                m -= half
+            if m == 1 and sbuf[k, ro] < old:
+                ro += 1
+            u = 0  # first index of the sorted prefix [0, n) with value > v
+            m = n
+            while m > 1:
+                half = m >> 1
+                u = u + half if sbuf[k, u + half] <= v else u
+                m -= half
+            if m == 1 and sbuf[k, u] <= v:
+                u += 1
+            same = False
+            if old == v:  # zeros: a no-op too when v and the run of zeros share one sign
+                neg = 0
+                for j in range(ro, u):
+                    neg += math.copysign(1.0, sbuf[k, j]) < 0.0
+                same = neg == (u - ro if math.copysign(1.0, v) < 0.0 else 0)
+            if not same:
+                if u > ro:
+                    ins = u - 1
+                    j = ro
+                    while j < ins:
+                        sbuf[k, j] = sbuf[k, j + 1]
+                        j += 1
+                else:
+                    ins = u
+                    j = ro
+                    while j > ins:
+                        sbuf[k, j] = sbuf[k, j - 1]
+                        j -= 1
+                sbuf[k, ins] = v
+        else:
+            ins = 0  # first index of the sorted prefix [0, c) with value > v
+            m = c
+            while m > 1:
+                half = m >> 1
+                ins = ins + half if sbuf[k, ins + half] <= v else ins
+                m -= half
+            if m == 1 and sbuf[k, ins] <= v:
+                ins += 1
+            j = c
+            while j > ins:
+                sbuf[k, j] = sbuf[k, j - 1]
+                j -= 1
+            sbuf[k, ins] = v
+        pos = h + c
+        if pos >= cap:
+            pos -= cap
         vals[k, pos] = v
         tss[k, pos] = t
-        count[k] += 1
-        if not is_warm(count, k, rows, min_periods):
+        c += 1
+        count[k] = c
+        head[k] = h
+        if c < rows if rows > 0 else c < min_periods:
             out[i] = np.nan
             continue
-        n = count[k]
-        q = sorted_quantile(sbuf, k, n, alpha)
+        # numpy's linear quantile of the sorted window (as sorted_quantile)
+        qpos = alpha * (c - 1)
+        lo = int(np.floor(qpos))
+        hi = lo + 1 if lo + 1 < c else lo
+        frac = qpos - lo
+        qa = sbuf[k, lo]
+        q = qa + (sbuf[k, hi] - qa) * frac
         if not tail_mean:
             out[i] = -q
             continue
         # values <= q are a prefix of the sorted window, never empty since q >= its minimum
         total = 0.0
         m = 0
-        while m < n and sbuf[k, m] <= q:
+        while m < c and sbuf[k, m] <= q:
             total += sbuf[k, m]
             m += 1
         out[i] = -(total / m)

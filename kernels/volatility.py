@@ -19,18 +19,7 @@ from kernels.base import (
     ring_fields,
     window_args,
 )
-from kernels.window import (
-    RECOMPUTE,
-    is_warm,
-    mom_add,
-    mom_recompute,
-    mom_remove,
-    mom_var,
-    ring_advance,
-    ring_at,
-    ring_expired,
-    ring_slot,
-)
+from kernels.window import RECOMPUTE, recentred_sums
 
 
 def _ring_moment_state(p: WindowParams) -> list[Field]:
@@ -49,28 +38,183 @@ def window_sum_push(k, t, v, vals, tss, head, count, shift, s1, s2, since, last,
 
     The sum is NaN until warm; a constant window gives exactly n * value. Returns
     ``(False, nan)`` without adding anything when a time-window ring is full (evictions are
-    idempotent, so the caller may grow the ring and retry the row).
+    stored and idempotent, so the caller may grow the ring and retry the row).
+
+    For use by one kernel at a time; a hot loop should prefer ``rolling_sum_walk``: an
+    inlined helper that takes arrays pays numba's reference counting (an incref/decref pair
+    per array argument per call, ~100 ns per row here), even when inlined.
     """
     cap = vals.shape[1]
-    while ring_expired(tss, head, count, k, t, rows, span):
-        mom_remove(shift, s1, s2, k, vals[k, head[k]])
-        ring_advance(head, count, k, cap)
-    if count[k] == cap:
-        return False, np.nan
-    pos = ring_slot(head, count, k, cap)
+    c = count[k]
+    h = head[k]
+    sh = shift[k]
+    a = s1[k]
+    b = s2[k]
+    if rows > 0:
+        while c >= rows:
+            d = vals[k, h] - sh
+            a -= d
+            b -= d * d
+            h = h + 1 if h + 1 < cap else 0
+            c -= 1
+    else:
+        limit = t - span
+        while c > 0 and tss[k, h] <= limit:
+            d = vals[k, h] - sh
+            a -= d
+            b -= d * d
+            h = h + 1 if h + 1 < cap else 0
+            c -= 1
+        if c == cap:
+            count[k] = c
+            head[k] = h
+            s1[k] = a
+            s2[k] = b
+            return False, np.nan
+    if c == 0:
+        sh = v
+        a = 0.0
+        b = 0.0
+    pos = h + c
+    if pos >= cap:
+        pos -= cap
     vals[k, pos] = v
     tss[k, pos] = t
-    mom_add(shift, s1, s2, since, last, run, k, v, count[k])
-    count[k] += 1
-    if since[k] >= RECOMPUTE:
-        mom_recompute(shift, s1, s2, since, k, vals, head, count)
-    n = count[k]
-    if not is_warm(count, k, rows, min_periods):
+    d = v - sh
+    a += d
+    b += d * d
+    n_since = since[k] + 1
+    lst = last[k]
+    if v == lst:
+        r = run[k] + 1
+    else:
+        r = 1
+        lst = v
+        last[k] = v
+    c += 1
+    if n_since >= RECOMPUTE:
+        sh, a, b = recentred_sums(vals, k, h, c)
+        n_since = 0
+    count[k] = c
+    head[k] = h
+    shift[k] = sh
+    s1[k] = a
+    s2[k] = b
+    since[k] = n_since
+    run[k] = r
+    if c < rows if rows > 0 else c < min_periods:
         return True, np.nan
-    if run[k] >= n:
-        return True, last[k] * n
-    s = shift[k] * n + s1[k]
+    if r >= c:
+        return True, lst * c
+    s = sh * c + a
     return True, s if s > 0.0 else 0.0
+
+
+SUM_OF_VALUES = 0
+SUM_OF_SQUARES = 1
+SUM_OF_BIPOWER = 2
+
+
+@njit(nogil=True, cache=True)
+def rolling_sum_walk(key, ts, x, prev_abs, vals, tss, head, count, shift, s1, s2, since, last,
+                     run, out, rows, span, min_periods, mode):
+    """Rolling sum over a row or time window of per-row values derived from ``x`` by ``mode``:
+    SUM_OF_VALUES (x), SUM_OF_SQUARES (x^2) or SUM_OF_BIPOWER ((pi / 2) |x_t| |x_{t-1}| of a
+    key's consecutive valid values; ``prev_abs`` holds |x| of the key's last valid value, and
+    the output is scaled by pi / 2). Same semantics as ``window_sum_push`` row by row.
+
+    Returns the row index where a time-window ring is full (the caller grows it), else n. The
+    key's state lives in locals for the row and is stored once: array-taking helpers in this
+    loop cost numba reference counting per call, and stores through possibly aliasing arrays
+    make the compiler reload.
+    """
+    cap = vals.shape[1]
+    for i in range(key.shape[0]):
+        v = x[i]
+        if np.isnan(v):
+            out[i] = np.nan
+            continue
+        k = key[i]
+        if mode == SUM_OF_SQUARES:
+            v = v * v
+        elif mode == SUM_OF_BIPOWER:
+            ab = abs(v)
+            pa = prev_abs[k]
+            if np.isnan(pa):
+                prev_abs[k] = ab
+                out[i] = np.nan
+                continue
+            v = ab * pa
+        t = ts[i]
+        c = count[k]
+        h = head[k]
+        sh = shift[k]
+        a = s1[k]
+        b = s2[k]
+        if rows > 0:
+            while c >= rows:
+                d = vals[k, h] - sh
+                a -= d
+                b -= d * d
+                h = h + 1 if h + 1 < cap else 0
+                c -= 1
+        else:
+            limit = t - span
+            while c > 0 and tss[k, h] <= limit:
+                d = vals[k, h] - sh
+                a -= d
+                b -= d * d
+                h = h + 1 if h + 1 < cap else 0
+                c -= 1
+            if c == cap:  # evictions are kept (prev_abs is not): the row is retried
+                count[k] = c
+                head[k] = h
+                s1[k] = a
+                s2[k] = b
+                return i
+        if c == 0:
+            sh = v
+            a = 0.0
+            b = 0.0
+        pos = h + c
+        if pos >= cap:
+            pos -= cap
+        vals[k, pos] = v
+        tss[k, pos] = t
+        d = v - sh
+        a += d
+        b += d * d
+        n_since = since[k] + 1
+        lst = last[k]
+        if v == lst:
+            r = run[k] + 1
+        else:
+            r = 1
+            lst = v
+            last[k] = v
+        c += 1
+        if n_since >= RECOMPUTE:
+            sh, a, b = recentred_sums(vals, k, h, c)
+            n_since = 0
+        count[k] = c
+        head[k] = h
+        shift[k] = sh
+        s1[k] = a
+        s2[k] = b
+        since[k] = n_since
+        run[k] = r
+        if mode == SUM_OF_BIPOWER:
+            prev_abs[k] = abs(x[i])
+        if c < rows if rows > 0 else c < min_periods:
+            s = np.nan
+        elif r >= c:
+            s = lst * c
+        else:
+            s = sh * c + a
+            if not s > 0.0:
+                s = 0.0
+        out[i] = np.pi / 2.0 * s if mode == SUM_OF_BIPOWER else s
+    return key.shape[0]
 
 
 class RealizedVarParams(WindowParams):
@@ -92,17 +236,8 @@ def realized_var(key, ts, r, vals, tss, head, count, shift, s1, s2, since, last,
 
     >>> # r = 0.01, 0.02 with window 2 -> NaN, 0.0005
     """
-    for i in range(key.shape[0]):
-        v = r[i]
-        if np.isnan(v):
-            out[i] = np.nan
-            continue
-        ok, s = window_sum_push(key[i], ts[i], v * v, vals, tss, head, count, shift, s1, s2,
-                                since, last, run, rows, span, min_periods)
-        if not ok:
-            return i
-        out[i] = s
-    return key.shape[0]
+    return rolling_sum_walk(key, ts, r, r, vals, tss, head, count, shift, s1, s2, since, last,
+                            run, out, rows, span, min_periods, SUM_OF_SQUARES)
 
 
 class BipowerVarParams(WindowParams):
@@ -133,24 +268,8 @@ def bipower_var(key, ts, r, prev_abs, vals, tss, head, count, shift, s1, s2, sin
 
     >>> # r = 0.01, -0.02, 0.03 with window 2 -> NaN, NaN, (pi/2) * (0.0002 + 0.0006)
     """
-    for i in range(key.shape[0]):
-        k = key[i]
-        v = r[i]
-        if np.isnan(v):
-            out[i] = np.nan
-            continue
-        a = abs(v)
-        if np.isnan(prev_abs[k]):
-            prev_abs[k] = a
-            out[i] = np.nan
-            continue
-        ok, s = window_sum_push(k, ts[i], a * prev_abs[k], vals, tss, head, count, shift, s1, s2,
-                                since, last, run, rows, span, min_periods)
-        if not ok:
-            return i  # prev_abs untouched: the row is retried after the ring grows
-        prev_abs[k] = a
-        out[i] = np.pi / 2.0 * s
-    return key.shape[0]
+    return rolling_sum_walk(key, ts, r, prev_abs, vals, tss, head, count, shift, s1, s2, since,
+                            last, run, out, rows, span, min_periods, SUM_OF_BIPOWER)
 
 
 class RiskMetricsParams(Params):
@@ -271,16 +390,6 @@ def _autocorr_state(p: AutocorrParams) -> list[Field]:
             + moment_fields("x") + moment_fields("y") + [Field("sxy", fill=0.0)])
 
 
-@njit(nogil=True)
-def _cross_recompute(xs, ys, head, count, k, x_shift, y_shift, sxy):
-    cap = xs.shape[1]
-    c = 0.0
-    for j in range(count[k]):
-        p = ring_at(head, k, cap, j)
-        c += (xs[k, p] - x_shift[k]) * (ys[k, p] - y_shift[k])
-    sxy[k] = c
-
-
 @kernel("autocorr", params=AutocorrParams, inputs=("log_return",),
         outputs=("{input}_autocorr{lag}",), state=_autocorr_state,
         args=lambda p: (p.lag, p.window),
@@ -308,45 +417,119 @@ def autocorr(key, ts, x, lag_vals, lag_head, lag_count, xs, ys, head, count,
         if np.isnan(v):
             out[i] = np.nan
             continue
-        if lag_count[k] < lag:
-            lag_vals[k, ring_slot(lag_head, lag_count, k, lcap)] = v
-            lag_count[k] += 1
+        lh = lag_head[k]
+        lc = lag_count[k]
+        if lc < lag:
+            pos = lh + lc
+            if pos >= lcap:
+                pos -= lcap
+            lag_vals[k, pos] = v
+            lag_count[k] = lc + 1
             out[i] = np.nan
             continue
-        w = lag_vals[k, lag_head[k]]
-        ring_advance(lag_head, lag_count, k, lcap)
-        lag_vals[k, ring_slot(lag_head, lag_count, k, lcap)] = v
-        lag_count[k] += 1
-        if count[k] >= window:
-            o = head[k]
-            mom_remove(x_shift, x_s1, x_s2, k, xs[k, o])
-            mom_remove(y_shift, y_s1, y_s2, k, ys[k, o])
-            sxy[k] -= (xs[k, o] - x_shift[k]) * (ys[k, o] - y_shift[k])
-            ring_advance(head, count, k, cap)
-        pos = ring_slot(head, count, k, cap)
+        # a full lag ring: the oldest value leaves and v takes its slot
+        w = lag_vals[k, lh]
+        lag_vals[k, lh] = v
+        lag_head[k] = lh + 1 if lh + 1 < lcap else 0
+        h = head[k]
+        c = count[k]
+        xsh = x_shift[k]
+        xa = x_s1[k]
+        xb = x_s2[k]
+        ysh = y_shift[k]
+        ya = y_s1[k]
+        yb = y_s2[k]
+        cxy = sxy[k]
+        if c >= window:
+            xo = xs[k, h]
+            yo = ys[k, h]
+            d = xo - xsh
+            xa -= d
+            xb -= d * d
+            d = yo - ysh
+            ya -= d
+            yb -= d * d
+            cxy -= (xo - xsh) * (yo - ysh)
+            h = h + 1 if h + 1 < cap else 0
+            c -= 1
+        pos = h + c
+        if pos >= cap:
+            pos -= cap
         xs[k, pos] = v
         ys[k, pos] = w
-        c = count[k]
-        mom_add(x_shift, x_s1, x_s2, x_since, x_last, x_run, k, v, c)
-        mom_add(y_shift, y_s1, y_s2, y_since, y_last, y_run, k, w, c)
         if c == 0:
-            sxy[k] = 0.0
-        sxy[k] += (v - x_shift[k]) * (w - y_shift[k])
-        count[k] += 1
-        if x_since[k] >= RECOMPUTE:
-            mom_recompute(x_shift, x_s1, x_s2, x_since, k, xs, head, count)
-            mom_recompute(y_shift, y_s1, y_s2, y_since, k, ys, head, count)
-            _cross_recompute(xs, ys, head, count, k, x_shift, y_shift, sxy)
-        n = count[k]
-        if n < window:
+            xsh = v
+            xa = 0.0
+            xb = 0.0
+            ysh = w
+            ya = 0.0
+            yb = 0.0
+            cxy = 0.0
+        d = v - xsh
+        xa += d
+        xb += d * d
+        d = w - ysh
+        ya += d
+        yb += d * d
+        x_since_k = x_since[k] + 1
+        y_since_k = y_since[k] + 1
+        xl = x_last[k]
+        if v == xl:
+            xr = x_run[k] + 1
+        else:
+            xr = 1
+            x_last[k] = v
+        yl = y_last[k]
+        if w == yl:
+            yr = y_run[k] + 1
+        else:
+            yr = 1
+            y_last[k] = w
+        cxy += (v - xsh) * (w - ysh)
+        c += 1
+        if x_since_k >= RECOMPUTE:
+            xsh, xa, xb = recentred_sums(xs, k, h, c)
+            ysh, ya, yb = recentred_sums(ys, k, h, c)
+            x_since_k = 0
+            y_since_k = 0
+            cxy = 0.0
+            j = h
+            for _ in range(c):
+                cxy += (xs[k, j] - xsh) * (ys[k, j] - ysh)
+                j = j + 1 if j + 1 < cap else 0
+        head[k] = h
+        count[k] = c
+        x_shift[k] = xsh
+        x_s1[k] = xa
+        x_s2[k] = xb
+        y_shift[k] = ysh
+        y_s1[k] = ya
+        y_s2[k] = yb
+        sxy[k] = cxy
+        x_since[k] = x_since_k
+        y_since[k] = y_since_k
+        x_run[k] = xr
+        y_run[k] = yr
+        if c < window:
             out[i] = np.nan
             continue
-        vx = mom_var(x_s1, x_s2, x_run, k, n, 1)
-        vy = mom_var(y_s1, y_s2, y_run, k, n, 1)
+        # sample variances (ddof 1), exactly 0 for a constant window (c >= window >= 2)
+        if xr >= c:
+            vx = 0.0
+        else:
+            vx = (xb - xa * xa / c) / (c - 1)
+            if vx < 0.0:
+                vx = 0.0
+        if yr >= c:
+            vy = 0.0
+        else:
+            vy = (yb - ya * ya / c) / (c - 1)
+            if vy < 0.0:
+                vy = 0.0
         if not (vx > 0.0 and vy > 0.0):
             out[i] = np.nan
             continue
-        cov = (sxy[k] - x_s1[k] * y_s1[k] / n) / (n - 1)
+        cov = (cxy - xa * ya / c) / (c - 1)
         rho = cov / np.sqrt(vx * vy)
         if rho > 1.0:
             rho = 1.0

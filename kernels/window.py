@@ -201,76 +201,37 @@ def sorted_quantile(sbuf, k, n, q):
     return a + (b - a) * frac
 
 
-# --------------------------------------------------------------------------- sorted windows, fast
-# Branchless binary searches and a remove-and-insert in one shift: a full window evicts one
-# value and inserts one per row, so moving only the values between the two positions halves the
-# memmove of sorted_remove + sorted_insert, and leaves exactly the same buffer.
+# --------------------------------------------------------------------------- branchless search
+# Branchless binary searches over a sorted prefix (a select per level instead of a branch that
+# random data mispredicts half the time). Note for hot loops: a numba helper that takes an array
+# pays a reference-count increment/decrement pair per call even when inlined (~5-10 ns per
+# array per row, ~100 ns per row for a helper taking a ring's dozen arrays), so kernels read a
+# key's state into locals and write these steps out (kernels.risk.sorted_window_walk does).
 
 
 @njit(inline="always", nogil=True)
 def sorted_lower(sbuf, k, n, x):
     """First index j in the sorted prefix sbuf[k, :n] with sbuf[k, j] >= x (n if none)."""
-    if n == 0:
-        return 0
     base = 0
     m = n
     while m > 1:
         half = m >> 1
         base = base + half if sbuf[k, base + half] < x else base
         m -= half
-    return base + 1 if sbuf[k, base] < x else base
+    if m == 1 and sbuf[k, base] < x:
+        base += 1
+    return base
 
 
 @njit(inline="always", nogil=True)
 def sorted_upper(sbuf, k, n, x):
     """First index j in the sorted prefix sbuf[k, :n] with sbuf[k, j] > x (n if none)."""
-    if n == 0:
-        return 0
     base = 0
     m = n
     while m > 1:
         half = m >> 1
         base = base + half if sbuf[k, base + half] <= x else base
         m -= half
-    return base + 1 if sbuf[k, base] <= x else base
-
-
-@njit(inline="always", nogil=True)
-def sorted_insert_fast(sbuf, k, n, x):
-    """As sorted_insert (x goes after the values equal to it), with a branchless search."""
-    lo = sorted_upper(sbuf, k, n, x)
-    j = n
-    while j > lo:
-        sbuf[k, j] = sbuf[k, j - 1]
-        j -= 1
-    sbuf[k, lo] = x
-
-
-@njit(inline="always", nogil=True)
-def sorted_remove_fast(sbuf, k, n, x):
-    """As sorted_remove (the first value equal to x leaves), with a branchless search."""
-    j = sorted_lower(sbuf, k, n, x)
-    while j < n - 1:
-        sbuf[k, j] = sbuf[k, j + 1]
-        j += 1
-
-
-@njit(inline="always", nogil=True)
-def sorted_replace(sbuf, k, n, old, x):
-    """sorted_remove(old) then sorted_insert(x) on the sorted prefix sbuf[k, :n] (which holds
-    ``old``; it still holds n values afterwards), shifting only the values in between."""
-    ro = sorted_lower(sbuf, k, n, old)
-    u = sorted_upper(sbuf, k, n, x)
-    if u > ro:  # x lands after the removed slot: shift (ro, u) left by one
-        ins = u - 1
-        j = ro
-        while j < ins:
-            sbuf[k, j] = sbuf[k, j + 1]
-            j += 1
-    else:  # x lands at or before it: shift [u, ro) right by one
-        ins = u
-        j = ro
-        while j > ins:
-            sbuf[k, j] = sbuf[k, j - 1]
-            j -= 1
-    sbuf[k, ins] = x
+    if m == 1 and sbuf[k, base] <= x:
+        base += 1
+    return base
