@@ -113,47 +113,39 @@ class _Compiler:
         except TypeError as exc:
             self.problem((*where, "params"), f"{exc} ({label})")
             return None
-        roles = list(definition.inputs)
-        cols = list(roles)
-        if step.input is not None:
-            cols[0] = step.input
-        elif isinstance(step.inputs, dict):
-            for role, col in step.inputs.items():
-                if role not in roles:
-                    hint = did_you_mean(close_matches(role, roles))
-                    self.problem((*where, "inputs", role),
-                                 f"kernel {step.kernel} has no input {role!r}{hint} "
-                                 f"(its inputs: {', '.join(roles)})", at_key=True)
-                    return None
-                cols[roles.index(role)] = col
-        elif isinstance(step.inputs, list):
-            if len(step.inputs) != len(roles):
-                self.problem((*where, "inputs"),
-                             f"expected {len(roles)} column(s) for {', '.join(roles)}, "
-                             f"found {len(step.inputs)}")
-                return None
-            cols = list(step.inputs)
-        defaults = definition.output_names(params, cols)
-        outs = list(defaults)
-        if step.output is not None:
-            outs[0] = step.output
-        elif isinstance(step.outputs, dict):
-            for old, new in step.outputs.items():
+        cols = self.remap(list(definition.inputs), step.input, step.inputs,
+                          (*where, "inputs"), f"kernel {step.kernel}", "input")
+        if cols is None:
+            return None
+        outs = self.remap(definition.output_names(params, cols), step.output, step.outputs,
+                          (*where, "outputs"), f"kernel {step.kernel}", "output")
+        if outs is None:
+            return None
+        return BoundKernel(step_id, definition, params, tuple(cols), tuple(outs))
+
+    def remap(self, defaults: list[str], single: str | None,
+              mapping: dict[str, str] | list[str] | None, where: tuple[Any, ...],
+              owner: str, what: str) -> list[str] | None:
+        """Apply a step's `input:`/`inputs:` (or `output:`/`outputs:`) to the default names."""
+        names = list(defaults)
+        if single is not None:
+            names[0] = single
+        elif isinstance(mapping, dict):
+            for old, new in mapping.items():
                 if old not in defaults:
                     hint = did_you_mean(close_matches(old, defaults))
-                    self.problem((*where, "outputs", old),
-                                 f"kernel {step.kernel} has no output {old!r}{hint} "
-                                 f"(its outputs: {', '.join(defaults)})", at_key=True)
+                    self.problem((*where, old), f"{owner} has no {what} {old!r}{hint} "
+                                                f"(its {what}s: {', '.join(defaults)})",
+                                 at_key=True)
                     return None
-                outs[defaults.index(old)] = new
-        elif isinstance(step.outputs, list):
-            if len(step.outputs) != len(defaults):
-                self.problem((*where, "outputs"),
-                             f"expected {len(defaults)} name(s) for {', '.join(defaults)}, "
-                             f"found {len(step.outputs)}")
+                names[defaults.index(old)] = new
+        elif isinstance(mapping, list):
+            if len(mapping) != len(defaults):
+                self.problem(where, f"expected {len(defaults)} {what} name(s) for "
+                                    f"{', '.join(defaults)}, found {len(mapping)}")
                 return None
-            outs = list(step.outputs)
-        return BoundKernel(step_id, definition, params, tuple(cols), tuple(outs))
+            names = list(mapping)
+        return names
 
     def input_path(self, index: int, step: StepSpec, position: int) -> tuple[Any, ...]:
         if step.input is not None and position == 0:
