@@ -2,7 +2,8 @@
 
 from importlib import import_module
 
-_MODULES = ("simulator", "parquet", "report", "console")
+_MODULES = ("simulator", "parquet", "report", "console", "kafka", "funding_simulator",
+            "coinbase_source")
 
 for _module in _MODULES:
     try:

@@ -64,7 +64,20 @@ class RunContext:
 
 
 class Source:
-    """A stream of record batches. ``schema`` must be known before the first batch (compile)."""
+    """A stream of record batches. ``schema`` must be known before the first batch (compile).
+
+    Resumable sources (checkpointed jobs) also provide two methods:
+
+    - ``position() -> dict``: called right after ``batches()`` yielded a batch, it names the
+      point just after that batch as a JSON-able dict that only the source interprets (Parquet:
+      ``{"file", "path", "row"}``; Kafka: offsets per partition). It is recorded in the
+      checkpoint together with the state that covers every row before it.
+    - ``seek(position: dict) -> None``: called before ``batches()`` on a restart, with a value
+      ``position()`` returned; the next batch starts exactly there. A source that can no longer
+      find the position (files changed, offsets expired) raises ``SourceError``.
+
+    A source without them cannot resume: a restart then needs ``--reset-state``.
+    """
 
     def __init__(self, config: ConnectorConfig, context: RunContext):
         self.config = config
@@ -82,7 +95,14 @@ class Source:
 
 
 class Sink:
-    """Receives the job's output batches in input order; ``close`` returns a short summary."""
+    """Receives the job's output batches in input order; ``close`` returns a short summary.
+
+    Sinks of checkpointed jobs may provide ``seek(position | None)`` (before ``open``: drop
+    output past a checkpoint's position, or all of it when None), ``checkpoint() -> dict``
+    (make everything written so far durable and return its position) and ``release()`` (after
+    the final checkpoint: remove recovery leftovers). With them a resumed run writes each row
+    exactly once; a sink without them sees only the rows after a resume.
+    """
 
     def __init__(self, config: ConnectorConfig, context: RunContext):
         self.config = config

@@ -100,6 +100,8 @@ class ParquetSource(Source):
         super().__init__(config, context)
         self._files: list[Path] | None = None
         self._schema: pa.Schema | None = None
+        self._position: dict[str, int | str] = {"file": 0, "path": "", "row": 0}
+        self._start: tuple[int, int] = (0, 0)
 
     def files(self) -> list[Path]:
         if self._files is None:
@@ -140,20 +142,62 @@ class ParquetSource(Source):
         target = pa.schema([schema.field(c) for c in cols])
         return self._stream(self.files(), cols, target, batch_rows)
 
+    def position(self) -> dict[str, int | str]:
+        """Just after the last batch yielded: file index, its path and the row within it."""
+        return dict(self._position)
+
+    def seek(self, position: dict[str, int | str] | None) -> None:
+        """Start the next ``batches()`` at a ``position()``; SourceError if the files changed."""
+        if position is None:
+            self._start = (0, 0)
+            return
+        try:
+            index, row, path = int(position["file"]), int(position["row"]), str(position["path"])
+        except (KeyError, TypeError, ValueError):
+            raise SourceError(f"parquet source {self.config.path!r}: not a parquet position: "
+                              f"{position!r}") from None
+        files = self.files()
+        if path and (index >= len(files) or str(files[index]) != path):
+            raise SourceError(f"parquet source {self.config.path!r}: the checkpoint stopped in "
+                              f"{path!r} (file {index + 1}), which is no longer file "
+                              f"{index + 1} of the source; the input changed")
+        self._start = (index, row)
+
     def _stream(self, files: list[Path], cols: list[str], target: pa.Schema,
                 batch_rows: int) -> Iterator[pa.RecordBatch]:
-        for file in files:
+        first_file, first_row = self._start
+        for index, file in enumerate(files):
+            if index < first_file:
+                continue
+            skip = first_row if index == first_file else 0
+            row = 0
+            self._position = {"file": index, "path": str(file), "row": 0}
             try:
                 # pre_buffer=False: with it, pyarrow 26 keeps every row group read so far
                 # cached until the file is done (memory grows with the file)
                 pf = pq.ParquetFile(file, pre_buffer=False)
-                it = pf.iter_batches(batch_size=batch_rows, columns=cols)
+                groups = None
+                if skip:  # start at the row group holding row ``skip``
+                    meta = pf.metadata
+                    g = 0
+                    while g < meta.num_row_groups and row + meta.row_group(g).num_rows <= skip:
+                        row += meta.row_group(g).num_rows
+                        g += 1
+                    groups = list(range(g, meta.num_row_groups))
+                    if not groups:
+                        continue
+                it = pf.iter_batches(batch_size=batch_rows, columns=cols, row_groups=groups)
                 while True:
                     try:
                         batch = next(it)
                     except StopIteration:
                         break
+                    if row < skip:
+                        cut = min(skip - row, batch.num_rows)
+                        batch, row = batch.slice(cut), row + cut
+                    row += batch.num_rows
                     if batch.num_rows:
+                        self._position = {"file": index, "path": str(file), "row": row}
                         yield _conform(batch, target)
             except (OSError, pa.ArrowException) as exc:
                 raise SourceError(f"parquet source: cannot read {str(file)!r}: {exc}") from None
@@ -303,8 +347,29 @@ class ParquetSink(Sink):
     def __init__(self, config: ParquetSinkConfig, context: RunContext):
         super().__init__(config, context)
         self._writer: AtomicParquetWriter | None = None
+        self._parts: PartFiles | None = None
+
+    # checkpointed runs write part files, committed at each checkpoint (see PartFiles)
+
+    def seek(self, position: dict[str, int] | None) -> None:
+        """Switch to part files; keep those a checkpoint committed, drop any later ones."""
+        cfg = self.config
+        self._parts = PartFiles(cfg.path, compression=cfg.compression,
+                                row_group_rows=cfg.row_group_rows, statistics=cfg.statistics)
+        self._parts.seek(position)
+
+    def checkpoint(self) -> dict[str, int]:
+        assert self._parts is not None, "seek() comes first in a checkpointed run"
+        return self._parts.commit()
+
+    def release(self) -> None:
+        if self._parts is not None:
+            self._parts.remove()
 
     def open(self, schema: pa.Schema) -> None:
+        if self._parts is not None:
+            self._parts.schema = schema
+            return
         if self._writer is not None:
             return
         cfg = self.config
@@ -314,12 +379,18 @@ class ParquetSink(Sink):
                                            metadata=self.context.provenance())
 
     def write(self, batch: pa.RecordBatch) -> None:
+        if self._parts is not None:
+            self._parts.write(batch)
+            return
         if self._writer is None:
             self.open(batch.schema)
         assert self._writer is not None
         self._writer.write(batch)
 
     def close(self) -> str | None:
+        if self._parts is not None and self._parts.schema is not None:
+            self._parts.commit()
+            self._writer = self._parts.merge(self.context.provenance())
         if self._writer is None:
             return f"parquet: nothing written to {self.config.path} (no output)"
         w = self._writer
@@ -333,6 +404,93 @@ class ParquetSink(Sink):
         """Drop the partial output (the engine may call this when a run fails)."""
         if self._writer is not None:
             self._writer.abort()
+
+
+class PartFiles:
+    """The output of a checkpointed run as numbered part files, merged when the run ends.
+
+    Part ``k`` (``.<name>.parts/part-<k>.parquet`` beside the target) holds the rows written
+    between checkpoints ``k`` and ``k+1``; ``commit`` finishes it (atomic rename) and returns
+    ``{"parts": committed count, "rows": committed rows}``, which the checkpoint records. On a
+    restart ``seek`` deletes every part past the checkpoint's count, so the rows after it are
+    written exactly once more. ``merge`` streams the parts into the target file.
+    """
+
+    def __init__(self, path: str, *, compression: str, row_group_rows: int,
+                 statistics: bool):
+        self.path = Path(os.path.expanduser(path))
+        self.dir = self.path.with_name(f".{self.path.name}.parts")
+        self.options = {"compression": compression, "row_group_rows": row_group_rows,
+                        "statistics": statistics}
+        self.schema: pa.Schema | None = None
+        self.count = 0
+        self.rows = 0
+        self._writer: AtomicParquetWriter | None = None
+
+    def _part(self, k: int) -> Path:
+        return self.dir / f"part-{k:06d}.parquet"
+
+    def seek(self, position: dict[str, int] | None) -> None:
+        import shutil
+
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # a killed merge
+            stale.unlink(missing_ok=True)
+        if position is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.count = self.rows = 0
+            return
+        self.count, self.rows = int(position["parts"]), int(position["rows"])
+        missing = [k for k in range(self.count) if not self._part(k).is_file()]
+        if missing:
+            raise SinkError(f"parquet sink {str(self.path)!r}: committed part file "
+                            f"{self._part(missing[0])} is missing; run with --reset-state")
+        if self.dir.is_dir():
+            for p in self.dir.iterdir():
+                done = p.name.startswith("part-") and p.suffix == ".parquet" and \
+                    p.stem[5:].isdigit() and int(p.stem[5:]) < self.count
+                if not done:
+                    p.unlink(missing_ok=True)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if not batch.num_rows:
+            return
+        if self._writer is None:
+            self._writer = AtomicParquetWriter(self._part(self.count),
+                                               self.schema or batch.schema, **self.options)
+        self._writer.write(batch)
+
+    def commit(self) -> dict[str, int]:
+        if self._writer is not None:
+            self._writer.close()
+            self.rows += self._writer.rows
+            self.count += 1
+            self._writer = None
+        return {"parts": self.count, "rows": self.rows}
+
+    def merge(self, metadata: dict[str, str]) -> AtomicParquetWriter:
+        """Write every committed part, in order, into the target file (atomically)."""
+        assert self.schema is not None
+        out = AtomicParquetWriter(self.path, self.schema, metadata=metadata, **self.options)
+        try:
+            for k in range(self.count):
+                pf = pq.ParquetFile(self._part(k), pre_buffer=False)
+                for batch in pf.iter_batches(batch_size=self.options["row_group_rows"]):
+                    if batch.schema.types != self.schema.types:
+                        batch = batch.cast(self.schema.remove_metadata())
+                    out.write(batch)
+        except (OSError, pa.ArrowException) as exc:
+            out.abort()
+            raise SinkError(f"parquet sink: cannot merge the parts of {str(self.path)!r}: "
+                            f"{exc}") from None
+        except BaseException:
+            out.abort()
+            raise
+        return out
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def read_provenance(path: str | Path) -> dict[str, str]:

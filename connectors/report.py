@@ -163,6 +163,48 @@ class ResearchReportSink(Sink):
         self._compacted_len = 0
         self._results: dict[str, Any] | None = None
 
+    def merge(self, other: ResearchReportSink) -> None:
+        """Add what ``other`` accumulated, as if its batches had been written after ours.
+
+        A distributed run feeds one sink per key partition and merges them on the client,
+        instead of reading the whole output back (moments by Chan et al.'s parallel update).
+        """
+        self._results = None
+        size = len(self._names)
+        for name in other._names:
+            if name not in self._index:
+                self._index[name] = len(self._names)
+                self._names.append(name)
+        if len(self._names) > size:  # grow every per-code array (as _codes does)
+            self._codes(pa.array(self._names[size:], pa.string()))
+        lut = np.asarray([self._index[n] for n in other._names], dtype=np.int64)
+        if not len(lut):
+            return
+        self._rows[lut] += other._rows
+        for mine, theirs in ((self._rsi_sum, other._rsi_sum), (self._rsi_n, other._rsi_n),
+                             (self._imb_sum, other._imb_sum), (self._imb_n, other._imb_n),
+                             (self._alarms, other._alarms)):
+            mine[lut] += theirs
+        a, b = self._ret, other._ret
+        na, nb = a.n[lut], b.n
+        n = na + nb
+        delta = b.mean - a.mean[lut]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            a.mean[lut] = np.where(nb > 0, a.mean[lut] + delta * np.where(n > 0, nb / n, 0.0),
+                                   a.mean[lut])
+            a.m2[lut] = np.where(nb > 0, a.m2[lut] + b.m2 + delta * delta * na * nb / n,
+                                 a.m2[lut])
+        a.n[lut] = n
+        for lo_hi, pick in (("_ts_min", min), ("_ts_max", max)):
+            theirs = getattr(other, lo_hi)
+            if theirs is not None:
+                mine = getattr(self, lo_hi)
+                setattr(self, lo_hi, theirs if mine is None else pick(mine, theirs))
+        self._total += other._total
+        for c, bucket, p in other._parts:
+            self._parts.append((lut[c], bucket, p))
+            self._parts_len += len(c)
+
     def required_columns(self) -> list[str]:
         c = self.config
         cols = [c.symbol, c.timestamp, c.price, c.returns, c.rsi, c.imbalance, c.alarm]

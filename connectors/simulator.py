@@ -413,7 +413,26 @@ class SimulatorSource(Source):
         if batch_rows < 1:
             raise ValueError(f"batch_rows must be >= 1, found {batch_rows}")
         fields = _project(columns)
-        return _rebatch(self._chunks(fields), batch_rows)
+        return self._counted(_rebatch(self._chunks(fields), batch_rows))
+
+    def position(self) -> dict[str, int]:
+        """Rows yielded so far (resumable: the stream is deterministic for a seed)."""
+        return {"rows": getattr(self, "_emitted", 0)}
+
+    def seek(self, position: dict[str, int] | None) -> None:
+        """Start at row ``position["rows"]``: earlier rows are regenerated and dropped."""
+        self._start = int(position["rows"]) if position else 0
+
+    def _counted(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        skip = self._emitted = getattr(self, "_start", 0)
+        for batch in batches:
+            if skip:
+                cut = min(skip, batch.num_rows)
+                batch, skip = batch.slice(cut), skip - cut
+                if not batch.num_rows:
+                    continue
+            self._emitted += batch.num_rows
+            yield batch
 
     def _chunks(self, fields: list[pa.Field]) -> Iterator[pa.RecordBatch]:
         cfg = self.config

@@ -1,11 +1,15 @@
 """``run-job``: run, validate, draw and inspect jobs.
 
-    run-job JOB [--set key.path=value ...] [--workers N] [--quiet]
+    run-job JOB [--set key.path=value ...] [--workers N] [--cluster ADDR|local] [--quiet]
     run-job validate JOB          exit 0 when valid, 2 with every problem located when not
     run-job graph JOB [--format text|mermaid|dot] [-o FILE]
-    run-job kernels [--json]
+    run-job kernels [--json] [--plugins MODULE ...] [JOB]   JOB: list its plugins' kernels too
+    run-job train SPEC            fit the next-return model on a research output (engine/train.py)
     run-job simulate -o FILE [--rows N --symbols N --seed S]
+    run-job state JOB [--key K] [--checkpoint N]   checkpoints, keys, sizes; one key's state
     run-job docs [--out DIR]
+    run-job collect coinbase [--products ...] (-k BOOTSTRAP | -F -o FILE | --jsonl FILE)
+    run-job serve coinbase [--frames FILE] [--port 8765] [--speed 1x|10x|max]   offline feed
 
 User mistakes print located messages and no traceback (``--debug`` shows one).
 """
@@ -21,7 +25,8 @@ from typing import Any
 
 from engine.errors import TickflowError
 
-COMMANDS = ("validate", "graph", "kernels", "simulate", "docs", "run")
+COMMANDS = ("validate", "graph", "kernels", "simulate", "docs", "run", "train", "state",
+            "collect", "serve")
 
 
 def _console(stderr: bool = False) -> Any:
@@ -34,7 +39,10 @@ def _load(args: argparse.Namespace) -> Any:
     from engine.compile import compile_job
     from engine.loader import load_job
 
-    return compile_job(load_job(args.job, overrides=args.set or []))
+    overrides = list(args.set or [])
+    if getattr(args, "state_backend", None):
+        overrides.append(f"state.backend={args.state_backend}")
+    return compile_job(load_job(args.job, overrides=overrides))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -61,6 +69,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_kernels(args: argparse.Namespace) -> int:
     from engine.reference import kernel_table, kernels_json
 
+    _load_plugins_for_listing(args)
     if args.json:
         print(kernels_json())
         return 0
@@ -75,6 +84,44 @@ def cmd_kernels(args: argparse.Namespace) -> int:
         table.add_row(name, params, ", ".join(k["inputs"]), ", ".join(k["outputs"]),
                       k["formula"])
     _console().print(table)
+    return 0
+
+
+def _load_plugins_for_listing(args: argparse.Namespace) -> None:
+    """`kernels --plugins a.b` or `kernels JOB`: import those plugins so their kernels show."""
+    from engine.plugins import load_plugins
+
+    if args.job is not None:
+        from engine.errors import JobSpecError, Problem
+        from engine.loader import format_path, load_job
+        from engine.plugins import load_job_plugins
+
+        loaded = load_job(args.job)
+        problems: list[Problem] = []
+
+        def report(path: tuple[Any, ...], message: str) -> None:
+            m = loaded.marks.find(path)
+            problems.append(Problem(m.file, m.line, m.col, format_path(path), message))
+
+        data = loaded.data
+        load_job_plugins(list(data.get("plugins") or []), list(data.get("plugin_paths") or []),
+                         loaded.path, report)
+        if problems:
+            raise JobSpecError(problems)
+    load_plugins(args.plugins or [])
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from engine.train import load_train_spec, train
+
+    report = train(load_train_spec(args.spec, args.set or []))
+    auc = "n/a" if report.auc is None else f"{report.auc:.4f}"
+    print(f"trained on {report.train_rows:,} rows, tested on {report.test_rows:,}: "
+          f"accuracy {report.accuracy:.4f}, AUC {auc}, base rate {report.base_rate:.4f}")
+    top = ", ".join(f"{k} {v:.3f}" for k, v in list(report.feature_importances.items())[:5])
+    print(f"importances: {top}")
+    print(f"wrote {report.model_path}" + (f" and {report.onnx_path}" if report.onnx_path
+                                          else "") + " with its .report.json/.report.md")
     return 0
 
 
@@ -102,8 +149,11 @@ def cmd_docs(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import os
 
+    from engine.backtest.run import is_backtest, run_backtest_command
     from engine.executors.local import run_local
 
+    if is_backtest(args):
+        return run_backtest_command(args, _console())
     job = _load(args)
     spec = job.spec
     workers = args.workers or spec.executor.workers or (os.cpu_count() or 1)
@@ -114,11 +164,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[bold]tickflow[/] job [cyan]{spec.name}[/] ({spec.mode}): "
                       f"{len(job.steps)} steps, {len(job.output_columns)} columns, "
                       f"{workers} workers")
-    progress_cb, stop = _progress(console, enabled=spec.executor.progress and not quiet)
-    try:
-        summary = run_local(job, workers=workers, progress=progress_cb)
-    finally:
-        stop()
+    if spec.mode in ("live", "export") or args.replay:
+        from engine.executors.live import run_live_from_cli
+
+        return run_live_from_cli(job, args, workers, console)
+    if args.cluster and getattr(job, "is_multi_stream", False):
+        from engine.errors import CompileError, Problem
+
+        raise CompileError([Problem(args.job, None, None, "--cluster", "jobs with several "
+                                    "streams (operator steps or several sources) run on the "
+                                    "local executor only")])
+    if args.cluster or spec.executor.kind == "dask":
+        from engine.executors.dask import run_dask_from_cli
+
+        summary = run_dask_from_cli(job, args.cluster, args.workers, console,
+                                    show_progress=spec.executor.progress and not quiet)
+    else:
+        progress_cb, stop = _progress(console, enabled=spec.executor.progress and not quiet)
+        try:
+            summary = run_local(job, workers=workers, progress=progress_cb,
+                                reset_state=args.reset_state)
+        finally:
+            stop()
     if not quiet:
         console.print(f"processed {summary.rows:,} rows in {summary.seconds:.2f} s "
                       f"({summary.rows_per_second:,.0f} rows/s)")
@@ -155,6 +222,18 @@ def _progress(console: Any, enabled: bool) -> tuple[Callable[[int], None] | None
     return advance, progress.stop
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    from connectors.collector import main as collect_main
+
+    return collect_main([args.exchange, *args.rest])
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from connectors.exchange_server import main as serve_main
+
+    return serve_main([args.exchange, *args.rest])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run-job", description="Run and inspect tickflow jobs.",
                                 epilog="run-job JOB is short for run-job run JOB.")
@@ -171,13 +250,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = job_cmd("run", "run a job")
     run.add_argument("--workers", type=int, default=None, help="worker threads")
+    run.add_argument("--cluster", metavar="tcp://HOST:8786|local", default=None,
+                     help="run on a Dask cluster (local: start a LocalCluster of --workers "
+                          "processes); overrides executor.address")
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    run.add_argument("--parquet", metavar="FILE", default=None,
+                     help="backtest: ticks or a research output to run on (features are "
+                          "reused when the job that wrote it computes them the same way)")
+    run.add_argument("--sweep", action="store_true",
+                     help="backtest: run the job's `sweep:` block instead of one backtest")
+    run.add_argument("--replay", metavar="FILE", default=None,
+                     help="live/export: replay a Parquet or JSON Lines capture into the "
+                          "source topic (embedded broker), end when it is consumed")
+    run.add_argument("--speed", default="max", metavar="10x|max",
+                     help="replay speed relative to the recorded timestamps (default max)")
+    run.add_argument("--follow", action="store_true",
+                     help="with --replay: keep running after the capture is consumed")
+    run.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                     help="live/export: end the run after S seconds")
+    run.add_argument("--state-backend", metavar="memory|rocksdb|tiledb", default=None,
+                     help="where kernel state is checkpointed; overrides state.backend")
+    run.add_argument("--reset-state", action="store_true",
+                     help="forget the job's checkpoints and start from empty state")
+    state = job_cmd("state", "list a job's checkpoints, keys and sizes; print one key's state")
+    state.add_argument("--state-backend", metavar="memory|rocksdb|tiledb", default=None,
+                       help="the backend the state was written with (default: the job's)")
+    state.add_argument("--key", help="print this key's state (e.g. --key BTC-USD)")
+    state.add_argument("--checkpoint", type=int, default=None,
+                       help="checkpoint number (default: the newest good one)")
+    state.add_argument("--keys", type=int, default=20, metavar="N",
+                       help="list the first N keys (default 20; 0 for none)")
     job_cmd("validate", "check a job file; exit 2 with located problems when invalid")
     graph = job_cmd("graph", "print the job's operator DAG")
     graph.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
     graph.add_argument("-o", "--output", help="write to a file instead of stdout")
     k = sub.add_parser("kernels", help="list registered kernels")
     k.add_argument("--json", action="store_true")
+    k.add_argument("--plugins", action="append", metavar="MODULE",
+                   help="import a plugin module first (repeatable)")
+    k.add_argument("job", nargs="?", help="a job file whose plugins to load")
+    tr = sub.add_parser("train", help="fit the next-return RandomForest (engine/train.py)")
+    tr.add_argument("spec", help="training spec YAML")
+    tr.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                    help="override a field, e.g. model.n_estimators=50")
+    tr.add_argument("--debug", action="store_true", help="show tracebacks")
     sim = sub.add_parser("simulate", help="write simulated ticks to Parquet")
     sim.add_argument("-o", "--output", required=True)
     sim.add_argument("--rows", type=int, default=1_000_000)
@@ -185,11 +301,26 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=7)
     docs = sub.add_parser("docs", help="regenerate the job and kernel references")
     docs.add_argument("--out", default="docs")
+    for name, help_text in (("collect", "collect exchange tickers into Kafka, Parquet or JSONL "
+                             "(tickflow-collect -h lists the options)"),
+                            ("serve", "serve an exchange's WebSocket protocol on loopback, "
+                             "replaying recorded frames (offline demos and tests)")):
+        sp = sub.add_parser(name, help=help_text, add_help=False)
+        sp.add_argument("exchange", choices=("coinbase",))
+        sp.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
 
 HANDLERS = {"validate": cmd_validate, "graph": cmd_graph, "kernels": cmd_kernels,
-            "simulate": cmd_simulate, "docs": cmd_docs, "run": cmd_run}
+            "simulate": cmd_simulate, "docs": cmd_docs, "run": cmd_run, "train": cmd_train,
+            "state": lambda args: _state_command(args),
+            "collect": cmd_collect, "serve": cmd_serve}
+
+
+def _state_command(args: argparse.Namespace) -> int:
+    from engine.state_cli import cmd_state
+
+    return cmd_state(_load(args), args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

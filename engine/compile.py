@@ -15,6 +15,7 @@ import pyarrow as pa
 from pydantic import ValidationError
 
 import connectors  # noqa: F401  (registers built-in connectors)
+import engine.ml  # registers the model_score batch step
 import engine.state.memory  # noqa: F401  (registers the memory backend)
 import kernels  # noqa: F401  (registers built-in kernels)
 from connectors.base import ConnectorConfig, ConnectorDef, RunContext, get_connector
@@ -22,10 +23,14 @@ from engine import __version__
 from engine.diagnostics import validation_problems
 from engine.errors import CompileError, JobSpecError, Problem, TickflowError
 from engine.loader import LoadedJob, Marks, format_path
+from engine.ml.batch import BatchBindError, BindContext
+from engine.operators import OPERATORS, BoundOperator, OperatorSpecError
+from engine.plugins import load_job_plugins
 from engine.registry import KERNELS, STATE_BACKENDS, UnknownNameError, close_matches, did_you_mean
 from engine.rules import Rule, RuleError, parse_rule
 from engine.spec import ConnectorBlock, JobSpec, StepSpec
 from engine.step import BoundKernel
+from engine.streams import Stream, stream_names_hint
 
 
 @dataclass
@@ -53,9 +58,24 @@ class CompiledJob:
     sinks: list[ConnectorUse]
     key: str
     producers: dict[str, str] = field(default_factory=dict)
+    # the stream plan (engine/streams.py): every stream by name, in creation order
+    streams: dict[str, Stream] = field(default_factory=dict)
+    main_stream: str = ""
+    sink_streams: list[str] = field(default_factory=list)  # the stream each sink writes
+
+    @property
+    def is_multi_stream(self) -> bool:
+        """More than one stream (several sources or operator steps): run by the stream graph."""
+        return len(self.streams) > 1
+
+    @property
+    def operators(self) -> list[BoundOperator]:
+        return [s.operator for s in self.streams.values() if s.operator is not None]
 
     @property
     def output_columns(self) -> list[str]:
+        if self.is_multi_stream:
+            return list(self.streams[self.main_stream].columns)
         cols = list(self.source_schema.names)
         for s in self.steps:
             cols.extend(s.output_columns)
@@ -69,6 +89,7 @@ class _Compiler:
         self.marks: Marks = loaded.marks
         self.problems: list[Problem] = []
         self.step_index: list[int] | None = None
+        self.model_paths: list[str] = []
 
     def problem(self, path: tuple[Any, ...], message: str, at_key: bool = False) -> None:
         m = self.marks.find(path, prefer_key=at_key)
@@ -85,7 +106,8 @@ class _Compiler:
                          f"unknown {role} kind {block.kind!r}{did_you_mean(exc.suggestions)}")
             return None
         try:
-            config = definition.config(**block.model_dump(exclude_none=False, by_alias=True))
+            config = definition.config(**block.model_dump(exclude_none=False, by_alias=True,
+                                                          exclude={"from_"}))
         except ValidationError as exc:
             self.problems.extend(validation_problems(exc, self.marks, (section, index),
                                                      definition.config))
@@ -96,11 +118,16 @@ class _Compiler:
 
     def bind_step(self, index: int, step: StepSpec, columns_hint: list[str]) -> BoundKernel | None:
         where = ("steps", self.orig(index))
+        if step.operator is not None:
+            return self.bind_operator(index, step)  # type: ignore[return-value]
+        assert step.kernel is not None
         try:
             definition = KERNELS.get(step.kernel)
         except UnknownNameError as exc:
-            self.problem((*where, "kernel"),
-                         f"unknown kernel {step.kernel!r}{did_you_mean(exc.suggestions)}")
+            hint = (f"; {step.kernel!r} is an operator (it changes the rows): write "
+                    f"`operator: {step.kernel}`" if step.kernel in OPERATORS
+                    else did_you_mean(exc.suggestions))
+            self.problem((*where, "kernel"), f"unknown kernel {step.kernel!r}{hint}")
             return None
         step_id = step.id or step.kernel
         label = f"step '{step_id}', kernel {step.kernel}"
@@ -113,7 +140,9 @@ class _Compiler:
         except TypeError as exc:
             self.problem((*where, "params"), f"{exc} ({label})")
             return None
-        cols = self.remap(list(definition.inputs), step.input, step.inputs,
+        defaults = (definition.input_names(params) if definition.kind == "batch"
+                    else list(definition.inputs))
+        cols = self.remap(defaults, step.input, step.inputs,
                           (*where, "inputs"), f"kernel {step.kernel}", "input")
         if cols is None:
             return None
@@ -121,7 +150,47 @@ class _Compiler:
                           (*where, "outputs"), f"kernel {step.kernel}", "output")
         if outs is None:
             return None
+        if definition.kind == "batch":  # not numba: runs on whole batches (engine/ml/batch.py)
+            try:
+                return definition.bind(step_id, params, tuple(cols), tuple(outs),
+                                       BindContext(tuple(self.model_paths)))
+            except BatchBindError as exc:
+                self.problem((*where, "params", exc.param) if exc.param else where,
+                             f"{exc} ({label})")
+                return None
         return BoundKernel(step_id, definition, params, tuple(cols), tuple(outs))
+
+    def bind_operator(self, index: int, step: StepSpec) -> BoundOperator | None:
+        """An operator step: params validated; its streams are resolved by the stream plan."""
+        where = ("steps", self.orig(index))
+        name = step.operator
+        assert name is not None
+        try:
+            definition = OPERATORS.get(name)
+        except UnknownNameError as exc:
+            hint = (f"; {name!r} is a kernel (it keeps the rows): write `kernel: {name}`"
+                    if name in KERNELS else did_you_mean(exc.suggestions))
+            self.problem((*where, "operator"), f"unknown operator {name!r}{hint}")
+            return None
+        step_id = step.id or name
+        label = f"step '{step_id}', operator {name}"
+        try:
+            params = definition.params(**step.params)
+        except ValidationError as exc:
+            self.problems.extend(validation_problems(exc, self.marks, (*where, "params"),
+                                                     definition.params, context=label))
+            return None
+        except TypeError as exc:
+            self.problem((*where, "params"), f"{exc} ({label})")
+            return None
+        cols = self.remap(list(definition.inputs), step.input, step.inputs,
+                          (*where, "inputs"), f"operator {name}", "input")
+        outs = self.remap(list(definition.outputs), step.output, step.outputs,
+                          (*where, "outputs"), f"operator {name}", "output")
+        if cols is None or outs is None:
+            return None
+        key = getattr(params, "key", None) or getattr(params, "by", None) or self.job_key
+        return BoundOperator(step_id, definition, params, tuple(cols), tuple(outs), {}, key)
 
     def remap(self, defaults: list[str], single: str | None,
               mapping: dict[str, str] | list[str] | None, where: tuple[Any, ...],
@@ -154,14 +223,14 @@ class _Compiler:
             return ("steps", self.orig(index), "inputs", position)
         if isinstance(step.inputs, dict):
             return ("steps", self.orig(index), "inputs")
-        return ("steps", self.orig(index), "kernel")
+        return ("steps", self.orig(index), "kernel" if step.operator is None else "operator")
 
     def output_path(self, index: int, step: StepSpec) -> tuple[Any, ...]:
         if step.output is not None:
             return ("steps", self.orig(index), "output")
         if step.outputs is not None:
             return ("steps", self.orig(index), "outputs")
-        return ("steps", self.orig(index), "kernel")
+        return ("steps", self.orig(index), "kernel" if step.operator is None else "operator")
 
     # ---------------------------------------------------------------- main
 
@@ -197,6 +266,8 @@ class _Compiler:
     def run(self) -> CompiledJob:
         spec = self.validate_spec()
         context = make_context(self.loaded, spec)
+        self.model_paths = spec.model_paths
+        load_job_plugins(spec.plugins, spec.plugin_paths, self.loaded.path, self.problem)
 
         sources = [u for i, b in enumerate(spec.sources)
                    if (u := self.connector("source", i, b, "sources")) is not None]
@@ -214,29 +285,26 @@ class _Compiler:
                          f"unknown state backend {spec.state.backend!r}{hint}"
                          f" (available: {', '.join(backends)})")
 
-        schema = pa.schema([])
-        source_ids = [u.config.id for u in sources if u.config.id]
-        if sources:
-            first = sources[0]
+        self.job_key = spec.key
+        schemas: dict[int, pa.Schema] = {}
+        for use in sources:
             try:
-                schema = first.definition.cls(first.config, context).schema()
+                schemas[use.index] = use.definition.cls(use.config, context).schema()
             except TickflowError as exc:
-                self.problem(("sources", first.index), str(exc))
-        if len(spec.sources) > 1:
-            self.problem(("sources", 1), "this version runs jobs with one source; "
-                                         "multi-source jobs (arbitrage) come with asof_join")
+                self.problem(("sources", use.index), str(exc))
+        for i, block in enumerate(spec.sources):
+            if block.from_ is not None:
+                self.problem(("sources", i, "from"), "a source reads no stream; `from:` is for "
+                                                     "steps and sinks")
+        schema = schemas.get(sources[0].index, pa.schema([])) if sources else pa.schema([])
         available = set(schema.names)
         if schema.names and spec.key not in available:
             self.problem(("key",), f"key column {spec.key!r} is not in the source "
                                    f"{did_you_mean(close_matches(spec.key, schema.names))}")
 
-        bound: list[tuple[int, StepSpec, BoundKernel]] = []
+        bound: list[tuple[int, StepSpec, Any]] = []
         ids: dict[str, int] = {}
         for i, step in enumerate(spec.steps):
-            if step.from_ is not None and step.from_ not in source_ids:
-                hint = did_you_mean(close_matches(step.from_, source_ids))
-                self.problem(("steps", self.orig(i), "from"),
-                             f"no source with id {step.from_!r}{hint}")
             b = self.bind_step(i, step, sorted(available))
             if b is None:
                 continue
@@ -253,13 +321,174 @@ class _Compiler:
             ids[b.step_id] = i
             bound.append((i, step, b))
 
+        streams, main = self.plan_streams(spec, sources, schemas, bound)
+        if len(streams) > 1 and spec.executor.kind != "local":
+            self.problem(("executor", "kind"), f"jobs with several streams (operator steps or "
+                                               f"several sources) run on the local executor "
+                                               f"only, not {spec.executor.kind!r}")
+        if len(streams) > 1 and spec.state.backend != "memory":
+            self.problem(("state", "backend"), "jobs with several streams keep their state in "
+                                               "memory for now: checkpoints of operator state "
+                                               "are not wired into the stream graph yet")
+        main_stream = streams.get(main)
+        all_columns = set(main_stream.columns) if main_stream else set()
+        known = bool(main_stream and main_stream.known and main_stream.columns)
+        signals: dict[str, Rule] = {}
+        for name, text in spec.signals.items():
+            if name in all_columns:
+                self.problem(("signals", name), f"signal {name!r} has the name of a column; "
+                                                f"choose another name", at_key=True)
+                continue
+            try:
+                signals[name] = parse_rule(text, all_columns if known else None)
+            except RuleError as exc:
+                self.problem(("signals", name), str(exc))
+        if spec.strategy is not None or spec.sweep is not None or spec.mode == "backtest":
+            from engine.backtest.plan import strategy_problems
+
+            for path, message, at_key in strategy_problems(
+                    spec, all_columns if known else None, [b.step_id for _, _, b in bound]):
+                self.problem(path, message, at_key=at_key)
+        if main_stream is not None:
+            main_stream.signals = signals
+            main_stream.columns = [*main_stream.columns, *signals]
+        sink_streams: list[str] = []
+        for use in sinks:
+            is_report = use.definition.name == "report" and spec.report is not None and \
+                use.index == len(spec.sinks)
+            section = ("report",) if is_report else ("sinks", use.index)
+            wanted = None if is_report else spec.sinks[use.index].from_
+            if wanted is not None and wanted not in streams:
+                hint = did_you_mean(close_matches(wanted, list(streams)))
+                self.problem((*section, "from"), f"no stream named {wanted!r}{hint}"
+                                                 f"{stream_names_hint(streams, '')}")
+                continue
+            target = streams.get(wanted or main)
+            sink_streams.append(wanted or main)
+            if target is None or not target.known or not target.columns:
+                continue
+            final_columns = set(target.columns)
+            required = use.definition.cls(use.config, context).required_columns()
+            for col in required:
+                if col not in final_columns:
+                    hint = did_you_mean(close_matches(col, sorted(final_columns)))
+                    self.problem(section, f"the {use.definition.name} sink reads column "
+                                          f"{col!r}, which no source or step provides{hint}")
+        if self.problems:
+            raise CompileError(sorted(self.problems,
+                                      key=lambda p: (p.file, p.line or 0, p.col or 0)))
+        assert self.step_index is None
+        steps = [b for st in streams.values() for b in st.steps]
+        return CompiledJob(spec=spec, loaded=self.loaded, context=context, sources=sources,
+                           source_schema=schema, steps=steps, signals=signals, sinks=sinks,
+                           key=spec.key, producers=self.producers, streams=streams,
+                           main_stream=main, sink_streams=sink_streams)
+
+    # ---------------------------------------------------------------- streams
+
+    def plan_streams(self, spec: JobSpec, sources: list[ConnectorUse],
+                     schemas: dict[int, pa.Schema], bound: list[tuple[int, StepSpec, Any]],
+                     ) -> tuple[dict[str, Stream], str]:
+        """Assign every step to the stream it reads and check each stream's columns.
+
+        See engine/streams.py for the rules (``from:``, the current stream, the main one).
+        """
+        streams: dict[str, Stream] = {}
+        for use in sources:
+            cols = list(schemas[use.index].names) if use.index in schemas else []
+            streams[use.label] = Stream(use.label, use, spec.key, cols, known=bool(cols))
+        later = {b.step_id: i for i, _, b in bound if isinstance(b, BoundOperator)}
+        current = sources[0].label if sources else ""
+        segments: dict[str, list[tuple[int, StepSpec, Any]]] = {n: [] for n in streams}
+
+        def resolve(i: int, name: str | None, path: tuple[Any, ...]) -> str | None:
+            if name is None:
+                return current if current in streams else None
+            if name in streams:
+                return name
+            if name in later:
+                self.problem(path, f"stream {name!r} is made by a later step "
+                                   f"(steps[{self.orig(later[name])}]); a step reads only "
+                                   f"sources and the streams of operator steps above it")
+            else:
+                hint = did_you_mean(close_matches(name, list(dict.fromkeys([*streams, *later]))))
+                self.problem(path, f"no stream named {name!r}{hint}"
+                                   f"{stream_names_hint(streams)}")
+            return None
+
+        self.producers: dict[str, str] = {}
+        for i, step, b in bound:
+            where = ("steps", self.orig(i))
+            if not isinstance(b, BoundOperator):
+                target = resolve(i, step.from_, (*where, "from"))
+                if target is not None:
+                    segments[target].append((i, step, b))
+                continue
+            if b.step_id in streams:
+                self.problem((*where, "id"), f"step id {b.step_id!r} is already the name of a "
+                                             f"source stream; choose another id")
+                continue
+            left_param = getattr(b.params, "left", None)
+            if left_param is not None and step.from_ is not None and left_param != step.from_:
+                self.problem((*where, "params", "left"), f"`left: {left_param}` and "
+                                                         f"`from: {step.from_}` disagree")
+                continue
+            ports: dict[str, str | None] = {}
+            for port in b.ports:
+                if port == "right":
+                    ports[port] = resolve(i, b.params.right, (*where, "params", "right"))
+                elif left_param is not None:
+                    ports[port] = resolve(i, left_param, (*where, "params", "left"))
+                else:
+                    ports[port] = resolve(i, step.from_, (*where, "from"))
+            if any(v is None for v in ports.values()):
+                continue
+            b.streams = {p: v for p, v in ports.items() if v is not None}
+            streams[b.step_id] = Stream(b.step_id, b, b.key)
+            segments[b.step_id] = []
+            current = b.step_id
+        # streams are checked in creation order: an operator's inputs are complete before it
+        for name, stream in streams.items():
+            op = stream.operator
+            if op is not None:
+                inputs = [streams[s] for s in op.streams.values()]
+                stream.known = all(s.known for s in inputs)
+                if stream.known:
+                    try:
+                        stream.base_columns = op.definition.cls.check(
+                            op, {p: list(streams[s].columns) for p, s in op.streams.items()})
+                    except OperatorSpecError as exc:
+                        i = later[op.step_id]
+                        self.problem(("steps", self.orig(i), *exc.where), str(exc))
+                        stream.known = False
+                op.columns = tuple(stream.base_columns)
+            items = segments[name]
+            if stream.is_source and name != (sources[0].label if sources else "") and \
+                    items and stream.known and spec.key not in stream.base_columns:
+                i, step, b = items[0]
+                self.problem(("steps", self.orig(i), "from"),
+                             f"key column {spec.key!r} is not in stream {name!r}, so its "
+                             f"kernel steps cannot keep per-key state")
+            produced, order = self.segment(stream, items)
+            self.producers.update(produced)
+            stream.steps = [b for i, _, b in sorted(items, key=lambda t: order.index(t[0]))]
+            stream.columns = [*stream.base_columns,
+                              *[c for b in stream.steps for c in b.output_columns]]
+        return streams, current
+
+    def segment(self, stream: Stream, bound: list[tuple[int, StepSpec, Any]],
+                ) -> tuple[dict[str, str], list[int]]:
+        """Check a stream's kernel steps: duplicate outputs, missing inputs, cycles."""
+        available = set(stream.base_columns)
+        known = stream.known and bool(stream.base_columns)
+        where = "the source" if stream.is_source else f"stream '{stream.name}'"
         producers: dict[str, tuple[int, str]] = {}
         for i, step, b in bound:
             for col in b.output_columns:
-                if col in available and schema.names:
+                if col in available and known:
                     self.problem(self.output_path(i, step),
                                  f"output column {col!r} of step '{b.step_id}' is already a "
-                                 f"column of the source; rename it with `output:`")
+                                 f"column of {where}; rename it with `output:`")
                 elif col in producers:
                     j, other = producers[col]
                     self.problem(self.output_path(i, step),
@@ -271,50 +500,30 @@ class _Compiler:
                     producers[col] = (i, b.step_id)
 
         all_columns = available | set(producers)
+        origin = "source column" if stream.is_source else f"column of stream '{stream.name}'"
         deps: dict[int, set[int]] = {}
         for i, step, b in bound:
             deps[i] = set()
             for pos, col in enumerate(b.input_columns):
                 if col in producers:
                     deps[i].add(producers[col][0])
-                elif col not in available and schema.names:
+                elif col not in available and known:
                     hint = did_you_mean(close_matches(col, sorted(all_columns)))
                     self.problem(self.input_path(i, step, pos),
                                  f"missing column {col!r} for input "
                                  f"{b.definition.inputs[pos]!r} of step '{b.step_id}': no "
-                                 f"source column or earlier step provides it{hint}")
+                                 f"{origin} or earlier step provides it{hint}")
+        batch_ids = {i: b.step_id for i, _, b in bound if b.definition.kind == "batch"}
+        for i, step, b in bound:  # numba steps run first, batch steps after them on the batch
+            for pos, col in enumerate(b.input_columns):
+                j = producers.get(col, (-1, ""))[0]
+                if b.definition.kind != "batch" and j in batch_ids:
+                    self.problem(self.input_path(i, step, pos),
+                                 f"step '{b.step_id}' reads {col!r} from batch step "
+                                 f"'{batch_ids[j]}', but kernels run before batch steps; "
+                                 f"use it in signals or a later job")
         order = self.order(bound, deps)
-
-        signals: dict[str, Rule] = {}
-        for name, text in spec.signals.items():
-            if name in all_columns:
-                self.problem(("signals", name), f"signal {name!r} has the name of a column; "
-                                                f"choose another name", at_key=True)
-                continue
-            try:
-                signals[name] = parse_rule(text, all_columns if schema.names else None)
-            except RuleError as exc:
-                self.problem(("signals", name), str(exc))
-        final_columns = all_columns | set(signals)
-        for use in sinks:
-            required = use.definition.cls(use.config, context).required_columns()
-            for col in required:
-                if schema.names and col not in final_columns:
-                    hint = did_you_mean(close_matches(col, sorted(final_columns)))
-                    section = ("report",) if use.definition.name == "report" and \
-                        spec.report is not None and use.index == len(spec.sinks) \
-                        else ("sinks", use.index)
-                    self.problem(section, f"the {use.definition.name} sink reads column "
-                                          f"{col!r}, which no source or step provides{hint}")
-        if self.problems:
-            raise CompileError(sorted(self.problems,
-                                      key=lambda p: (p.file, p.line or 0, p.col or 0)))
-        assert self.step_index is None
-        steps = [b for i, _, b in sorted(bound, key=lambda t: order.index(t[0]))]
-        return CompiledJob(spec=spec, loaded=self.loaded, context=context, sources=sources,
-                           source_schema=schema, steps=steps, signals=signals, sinks=sinks,
-                           key=spec.key,
-                           producers={c: sid for c, (_, sid) in producers.items()})
+        return {c: sid for c, (_, sid) in producers.items()}, order
 
     def order(self, bound: list[tuple[int, StepSpec, BoundKernel]],
               deps: dict[int, set[int]]) -> list[int]:

@@ -62,6 +62,7 @@ def describe_params(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 
 def kernel_table() -> list[dict[str, Any]]:
+    import engine.ml  # noqa: F401  (model_score)
     import kernels  # noqa: F401
 
     rows = []
@@ -71,6 +72,14 @@ def kernel_table() -> list[dict[str, Any]]:
                      "params": describe_params(d.params), "inputs": list(d.inputs),
                      "outputs": list(d.outputs), "time_window": d.time_window,
                      "formula": d.formula})
+    from engine.operators import OPERATORS
+
+    for entry in OPERATORS:  # steps that change the rows (``operator:`` in a job)
+        d = entry.obj
+        rows.append({"name": d.name, "kind": d.kind, "family": d.family,
+                     "params": describe_params(d.params), "inputs": list(d.inputs),
+                     "outputs": list(d.outputs), "time_window": False,
+                     "formula": d.formula, "streams": list(d.cls.ports)})
     return rows
 
 
@@ -96,10 +105,27 @@ def kernels_markdown() -> str:
              "(T) marks kernels whose `window` may be a duration such as `30s`.", "",
              "| kernel | family | params (default) | inputs | outputs | formula |",
              "|---|---|---|---|---|---|"]
-    for k in kernel_table():
+    table = kernel_table()
+    for k in table:
+        if k["kind"] == "operator":
+            continue
         mark = " (T)" if k["time_window"] else ""
         lines.append(f"| `{k['name']}`{mark} | {k['family']} | {_cell(_md_params(k['params']))} | "
                      f"{', '.join(k['inputs'])} | {', '.join(f'`{o}`' for o in k['outputs'])} | "
+                     f"{_cell(k['formula'])} |")
+    lines += ["", "## Operators (change the number of rows)", "",
+              "A step with `operator:` reads the stream(s) named in `from:` (and `right:`) and",
+              "creates a new stream named by its step id; see docs/job-reference.md (steps).",
+              "Every output row also has `timestamp` and the key column; `asof_join` keeps the",
+              "left columns and adds the right ones, `filter` keeps all columns.", "",
+              "| operator | streams read | params (default) | inputs | outputs | formula |",
+              "|---|---|---|---|---|---|"]
+    for k in table:
+        if k["kind"] != "operator":
+            continue
+        lines.append(f"| `{k['name']}` | {', '.join(k['streams'])} | "
+                     f"{_cell(_md_params(k['params']))} | {', '.join(k['inputs']) or '-'} | "
+                     f"{', '.join(f'`{o}`' for o in k['outputs']) or '-'} | "
                      f"{_cell(k['formula'])} |")
     return "\n".join(lines) + "\n"
 
@@ -126,7 +152,11 @@ _EXAMPLES = {
                "    path: ${TICKS:-data/ticks.parquet}\ninclude: [features/core.yaml]\n"
                "signals:\n  buy: zscore < -2.0 and rsi < 30\n",
     "StepSpec": "- id: zscore_fast\n  kernel: rolling_zscore\n  params: {window: 20}\n"
-                "  output: zscore_20\n- kernel: lag\n  input: log_return\n  params: {k: 2}\n",
+                "  output: zscore_20\n- kernel: lag\n  input: log_return\n  params: {k: 2}\n"
+                "- id: bars_1m              # an operator: a new stream named bars_1m\n"
+                "  operator: resample_ohlc\n  from: ticks\n  params: {interval: 1m}\n"
+                "- id: with_bars\n  operator: asof_join\n  from: ticks\n"
+                "  params: {right: bars_1m, direction: backward, tolerance: 5m}\n",
     "StateSpec": "state:\n  backend: memory\n",
     "ExecutorSpec": "executor:\n  kind: local\n  workers: 2\n  morsel_rows: 65536\n",
     "ReportSpec": "report:\n  path: out/research_report.html\n  grid: 1s\n",

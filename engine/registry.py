@@ -14,6 +14,10 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
+class RegistrationError(ValueError):
+    """A name registered twice with different objects (e.g. a plugin reusing a built-in's name)."""
+
+
 class UnknownNameError(LookupError):
     """A name that is not registered; carries close matches for a "did you mean" hint."""
 
@@ -56,7 +60,7 @@ class Registry(Generic[T]):
 
     def add(self, name: str, obj: T, summary: str = "", **meta: Any) -> T:
         if name in self._entries and self._entries[name].obj is not obj:
-            raise ValueError(f"{self.what} {name!r} is registered twice")
+            raise RegistrationError(f"{self.what} {name!r} is registered twice")
         self._entries[name] = Entry(name, obj, summary, meta)
         return obj
 
@@ -65,6 +69,10 @@ class Registry(Generic[T]):
             return self.add(name, obj, summary, **meta)
 
         return deco
+
+    def remove(self, name: str) -> None:
+        """Forget a name (a plugin whose registration failed half-way is rolled back)."""
+        self._entries.pop(name, None)
 
     def get(self, name: str) -> T:
         return self.entry(name).obj

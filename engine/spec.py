@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engine.backtest.spec import StrategySpec, SweepSpec
+
 Mode = Literal["live", "research", "backtest", "arbitrage", "export"]
 
 _ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
@@ -29,14 +31,24 @@ class ConnectorBlock(BaseModel):
     kind: str = Field(description="registered connector name, e.g. parquet, simulator")
     id: str | None = Field(None, pattern=_ID_PATTERN,
                            description="name other steps use in `from:`")
+    from_: str | None = Field(None, alias="from",
+                              description="sinks only: the stream written (a source id or an "
+                                          "operator step id; default: the main stream)")
 
 
 class StepSpec(Strict):
-    """One kernel step: a registered kernel, its params, and optional column remapping."""
+    """One step: a kernel (same rows, new columns) or an operator (a new stream of rows).
+
+    Its params, and optional column remapping; engine/streams.py says which stream it reads.
+    """
 
     id: str | None = Field(None, pattern=_ID_PATTERN,
-                           description="unique step name (default: the kernel name)")
-    kernel: str = Field(description="registered kernel name (`run-job kernels` lists them)")
+                           description="unique step name (default: the kernel or operator "
+                                       "name); an operator's output stream has this name")
+    kernel: str | None = Field(None, description="registered kernel name (`run-job kernels` "
+                                                 "lists them)")
+    operator: str | None = Field(None, description="registered operator name: resample_ohlc, "
+                                                   "asof_join, filter, ... (changes the rows)")
     params: dict[str, Any] = Field(default_factory=dict,
                                    description="the kernel's parameters")
     input: str | None = Field(None, description="column for the kernel's first input")
@@ -46,12 +58,15 @@ class StepSpec(Strict):
     outputs: dict[str, str] | list[str] | None = Field(
         None, description="new names for the outputs, by default name or in order")
     from_: str | None = Field(None, alias="from",
-                              description="source id whose stream this step reads "
-                                          "(default: the first source)")
+                              description="the stream this step reads: a source id or an "
+                                          "operator step id (default: the stream of the "
+                                          "nearest operator step above, else the first source)")
     description: str | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> StepSpec:
+        if (self.kernel is None) == (self.operator is None):
+            raise ValueError("give exactly one of kernel or operator")
         if self.input is not None and self.inputs is not None:
             raise ValueError("give either input or inputs, not both")
         if self.output is not None and self.outputs is not None:
@@ -63,14 +78,35 @@ class CheckpointSpec(Strict):
     """When state is checkpointed (state backends other than memory)."""
 
     every: str | int | None = Field(
-        None, description="a duration (10s) or a number of batches between checkpoints")
+        None, description="a duration (10s) or a number of batches between checkpoints "
+                          "(default 10s)")
+    keep: int = Field(3, ge=1, description="newest checkpoints kept (older ones are deleted; "
+                                           "a damaged newest one falls back to the one before)")
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str | int | None) -> str | int | None:
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1):
+            raise ValueError(f"expected a number of batches >= 1 or a duration such as 10s, "
+                             f"found {value!r}")
+        if isinstance(value, str):
+            import re
+
+            if not re.match(r"^\s*\d+(\.\d+)?\s*(us|ms|s|m|h|d)\s*$", value):
+                raise ValueError(f"expected a duration such as 500ms, 10s or 5m, found {value!r}")
+        return value
 
 
 class StateSpec(Strict):
     """Where per-key kernel state lives between batches and restarts."""
 
     backend: str = Field("memory", description="registered state backend name")
-    path: str | None = Field(None, description="directory for on-disk backends")
+    path: str | None = Field(None, description="directory for on-disk backends; checkpoints "
+                                               "go to <path>/<job name>/checkpoints "
+                                               "(default .tickflow/state)")
+    page_keys: int | None = Field(
+        None, ge=1, description="hold at most this many keys' state in RAM: state is paged "
+                                "in and out per shard of key ids (rocksdb, tiledb)")
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
 
 
@@ -81,6 +117,8 @@ class ExecutorSpec(Strict):
     workers: int = Field(0, ge=0, description="worker threads; 0 = one per CPU core")
     morsel_rows: int = Field(65_536, ge=1, description="rows per morsel (unit of work)")
     address: str | None = Field(None, description="Dask scheduler address (kind: dask)")
+    partitions: int = Field(0, ge=0, description="key partitions on Dask, one task and one "
+                                                 "output part each; 0 = one per worker thread")
     progress: bool = Field(True, description="show a progress bar on a terminal")
 
 
@@ -113,6 +151,24 @@ class JobSpec(Strict):
     sinks: list[ConnectorBlock] = Field(default_factory=list, description="where results go")
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     report: ReportSpec | None = Field(None, description="research summary (research mode)")
+    strategy: StrategySpec | None = Field(
+        None, description="backtest strategy: entry/exit rules, sizing, execution, outputs "
+                          "(mode: backtest; see engine/backtest/spec.py)")
+    sweep: SweepSpec | None = Field(
+        None, description="parameter sweep of the strategy, run by `run-job JOB --sweep`")
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Python modules to import first; they register the user's own kernels, "
+                    "connectors or state backends (their code runs: trust them like a package)")
+    plugin_paths: list[str] = Field(
+        default_factory=list,
+        description="directories added to the import path for `plugins`, relative to the job "
+                    "file")
+    model_paths: list[str] = Field(
+        default_factory=list,
+        description="directories `model_score` may load model files from (relative to the "
+                    "working directory); any other model file is refused, because loading a "
+                    "pickled model runs code")
 
     @field_validator("signals")
     @classmethod

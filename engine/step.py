@@ -24,17 +24,32 @@ class BoundKernel:
     def __post_init__(self) -> None:
         self.args: tuple[Any, ...] = tuple(self.definition.args(self.params))
 
+    @property
+    def is_cross_key(self) -> bool:
+        """Whether the kernel reads several keys' rows (``extra={"cross_key": params}``)."""
+        return "cross_key" in self.definition.extra
+
+    @property
+    def key_values(self) -> tuple[Any, ...]:
+        """The key values (symbols) a cross-key kernel names in its params, e.g. ``a``, ``b``."""
+        return tuple(getattr(self.params, p) for p in self.definition.extra.get("cross_key", ()))
+
     def new_state(self) -> KernelState:
         return KernelState(self.definition.state(self.params))
 
     def run(self, key: np.ndarray, ts: np.ndarray, inputs: list[np.ndarray],
-            state: KernelState) -> list[np.ndarray]:
-        """Run over one chunk of rows; returns the output columns. State carries forward."""
+            state: KernelState, key_ids: tuple[int, ...] = ()) -> list[np.ndarray]:
+        """Run over one chunk of rows; returns the output columns. State carries forward.
+
+        A cross-key kernel gets the ids of its ``key_values`` in ``key_ids`` (-1 for a key not
+        seen yet) right after its outputs, and ``key`` holds global key ids; its state has a
+        single row (index 0) that belongs to the whole group of keys.
+        """
         n = key.shape[0]
         outs = [np.empty(n, dtype=dt) for dt in self.definition.output_dtypes]
         if n == 0:
             return outs
-        state.ensure_keys(int(key.max()) + 1)
+        state.ensure_keys(1 if self.is_cross_key else int(key.max()) + 1)
         # one array type for every call: numba compiles read-only (Arrow zero-copy) and
         # writable arrays separately, and the two builds may round differently in the last bit
         key, ts = _writable(key), _writable(ts)
@@ -43,10 +58,11 @@ class BoundKernel:
         start = 0
         while True:
             if start == 0:
-                done = fn(key, ts, *inputs, *state.ordered(), *outs, *self.args)
+                done = fn(key, ts, *inputs, *state.ordered(), *outs, *key_ids, *self.args)
             else:
                 done = start + fn(key[start:], ts[start:], *[x[start:] for x in inputs],
-                                  *state.ordered(), *[o[start:] for o in outs], *self.args)
+                                  *state.ordered(), *[o[start:] for o in outs], *key_ids,
+                                  *self.args)
             if done >= n:
                 return outs
             state.grow_buffers()

@@ -47,6 +47,15 @@ def _prepare(data: Mapping[str, Any], keys: Any, ts: Any,
     return key, tsv
 
 
+def _key_ids(bound: BoundKernel, keys: Any) -> tuple[int, ...]:
+    """A cross-key kernel's key ids: its key values' positions among the sorted keys."""
+    if not bound.is_cross_key:
+        return ()
+    values = np.unique(np.asarray(keys)).tolist() if keys is not None else []
+    lookup = {v: i for i, v in enumerate(values)}
+    return tuple(lookup.get(v, -1) for v in bound.key_values)
+
+
 def run_kernel(name: str, data: Mapping[str, Any], *, keys: Any = None, ts: Any = None,
                params: Mapping[str, Any] | None = None, inputs: Sequence[str] | None = None,
                splits: Sequence[int] = ()) -> dict[str, np.ndarray]:
@@ -70,10 +79,11 @@ def run_kernel(name: str, data: Mapping[str, Any], *, keys: Any = None, ts: Any 
     n = len(cols[0]) if cols else len(np.asarray(ts if ts is not None else keys))
     key, tsv = _prepare(data, keys, ts, n)
     state = bound.new_state()
+    ids = _key_ids(bound, keys)
     bounds = [0, *sorted(s for s in set(splits) if 0 < s < n), n]
     parts: list[list[np.ndarray]] = []
     for a, b in itertools.pairwise(bounds):
-        parts.append(bound.run(key[a:b], tsv[a:b], [c[a:b] for c in cols], state))
+        parts.append(bound.run(key[a:b], tsv[a:b], [c[a:b] for c in cols], state, ids))
     return {o: np.concatenate([p[j] for p in parts]) if parts else np.empty(0)
             for j, o in enumerate(bound.output_columns)}
 
@@ -100,12 +110,13 @@ def assert_state_roundtrip(name: str, data: Mapping[str, Any], *, at: int, keys:
     n = len(cols[0]) if cols else len(np.asarray(ts if ts is not None else keys))
     key, tsv = _prepare(data, keys, ts, n)
     first = bound.new_state()
-    head = bound.run(key[:at], tsv[:at], [c[:at] for c in cols], first)
+    key_ids = _key_ids(bound, keys)
+    head = bound.run(key[:at], tsv[:at], [c[:at] for c in cols], first, key_ids)
     ids = np.arange(first.n_keys, dtype=np.int64)
     saved = first.snapshot(ids)
     second = bound.new_state()
     second.restore(ids, saved)
-    tail = bound.run(key[at:], tsv[at:], [c[at:] for c in cols], second)
+    tail = bound.run(key[at:], tsv[at:], [c[at:] for c in cols], second, key_ids)
     for j, col in enumerate(bound.output_columns):
         got = np.concatenate([head[j], tail[j]])
         np.testing.assert_array_equal(got, whole[col],

@@ -87,81 +87,90 @@ def _window_args(p: WindowParams) -> tuple[int, int, int]:
 
 @njit(nogil=True, cache=True)
 def rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
-                    out_mean, out_std, rows, span, min_periods, ddof):
+                    out_mean, out_std, rows, span, min_periods, ddof, with_std=True):
     """Walk rows, keep the window, write mean and std (ddof) once warm; NaN otherwise.
 
     Returns the row index where a time-window ring is full (the caller grows it), else n.
-    A key's state is read into locals and written back once per row: going through the
-    arrays for every update made this loop five times slower (the arrays may alias, so the
-    compiler reloads them after each store).
+    ``with_std=False`` leaves ``out_std`` unwritten on warm rows (sma needs only the mean).
+
+    Speed (this loop serves sma, rolling_std, rolling_zscore and bollinger_bands): a key's
+    state stays in locals while consecutive rows share the key and is written back when the
+    key changes (going through the arrays on every update was five times slower: they may
+    alias, so the compiler reloads them after each store); a full row window swaps its oldest
+    value for the new one with one add per running sum, the only row-to-row dependency.
     """
     cap = vals.shape[1]
-    for i in range(key.shape[0]):
-        k = key[i]
+    n = key.shape[0]
+    k = -1
+    c = h = n_since = r = 0
+    sh = a = b = lst = 0.0
+    for i in range(n):
         v = x[i]
         if np.isnan(v):
             out_mean[i] = np.nan
             out_std[i] = np.nan
             continue
-        t = ts[i]
-        c = count[k]
-        h = head[k]
-        sh = shift[k]
-        a = s1[k]
-        b = s2[k]
-        if rows > 0:
-            while c >= rows:
-                d = vals[k, h] - sh
-                a -= d
-                b -= d * d
-                h = h + 1 if h + 1 < cap else 0
-                c -= 1
+        if key[i] != k:
+            if k >= 0:
+                count[k], head[k], shift[k], s1[k], s2[k] = c, h, sh, a, b
+                since[k], run[k], last[k] = n_since, r, lst
+            k = key[i]
+            c, h, sh, a, b = count[k], head[k], shift[k], s1[k], s2[k]
+            n_since, r, lst = since[k], run[k], last[k]
+        if rows > 1 and c == rows and cap == rows:
+            # a full row window: the new value takes the oldest one's slot (time stamps are
+            # not kept, row windows never read them)
+            old = vals[k, h] - sh
+            vals[k, h] = v
+            h = h + 1 if h + 1 < cap else 0
+            d = v - sh
+            a += d - old
+            b += d * d - old * old
         else:
-            limit = t - span
-            while c > 0 and tss[k, h] <= limit:
-                d = vals[k, h] - sh
-                a -= d
-                b -= d * d
-                h = h + 1 if h + 1 < cap else 0
-                c -= 1
-            if c == cap:  # evictions are kept; the caller grows the ring and retries row i
-                count[k] = c
-                head[k] = h
-                s1[k] = a
-                s2[k] = b
-                return i
-        if c == 0:
-            sh = v
-            a = 0.0
-            b = 0.0
-        pos = h + c
-        if pos >= cap:
-            pos -= cap
-        vals[k, pos] = v
-        tss[k, pos] = t
-        d = v - sh
-        a += d
-        b += d * d
-        c += 1
-        n_since = since[k] + 1
-        if v == last[k]:
-            r = run[k] + 1
-        else:
-            r = 1
-            last[k] = v
+            t = ts[i]
+            if rows > 0:
+                while c >= rows:
+                    d = vals[k, h] - sh
+                    a -= d
+                    b -= d * d
+                    h = h + 1 if h + 1 < cap else 0
+                    c -= 1
+            else:
+                limit = t - span
+                while c > 0 and tss[k, h] <= limit:
+                    d = vals[k, h] - sh
+                    a -= d
+                    b -= d * d
+                    h = h + 1 if h + 1 < cap else 0
+                    c -= 1
+                if c == cap:  # evictions are kept; the caller grows the ring and retries row i
+                    count[k], head[k], shift[k], s1[k], s2[k] = c, h, sh, a, b
+                    since[k], run[k], last[k] = n_since, r, lst
+                    return i
+            if c == 0:
+                sh = v
+                a = 0.0
+                b = 0.0
+            pos = h + c
+            if pos >= cap:
+                pos -= cap
+            vals[k, pos] = v
+            tss[k, pos] = t
+            d = v - sh
+            a += d
+            b += d * d
+            c += 1
+        n_since += 1
+        r = r + 1 if v == lst else 1
+        lst = v
         if n_since >= max(c, RECENTRE_MIN):
             sh, a, b = recentred_sums(vals, k, h, c)
             n_since = 0
-        count[k] = c
-        head[k] = h
-        shift[k] = sh
-        s1[k] = a
-        s2[k] = b
-        since[k] = n_since
-        run[k] = r
         if c >= rows if rows > 0 else c >= min_periods:
             out_mean[i] = sh + a / c
-            if c - ddof <= 0:
+            if not with_std:
+                pass
+            elif c - ddof <= 0:
                 out_std[i] = np.nan
             elif r >= c:
                 out_std[i] = 0.0
@@ -171,7 +180,10 @@ def rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, la
         else:
             out_mean[i] = np.nan
             out_std[i] = np.nan
-    return key.shape[0]
+    if k >= 0:
+        count[k], head[k], shift[k], s1[k], s2[k] = c, h, sh, a, b
+        since[k], run[k], last[k] = n_since, r, lst
+    return n
 
 
 class SmaParams(WindowParams):
@@ -190,7 +202,7 @@ def sma(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run, out
     """
     scratch = np.empty(key.shape[0])
     return rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
-                           out, scratch, rows, span, min_periods, 1)
+                           out, scratch, rows, span, min_periods, 1, False)
 
 
 class ZscoreParams(WindowParams):

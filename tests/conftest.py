@@ -24,3 +24,19 @@ def shared_path(*parts: str) -> Path:
             pytest.fail(f"CI needs {reason}")
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """A real embedded Kafka-protocol broker (Tansu, memory storage) shared by the session.
+
+    Tests create their own uniquely named topics; a test that kills or restarts a broker
+    starts its own instead of using this one.
+    """
+    from connectors.embedded_broker import EmbeddedBroker
+
+    broker = EmbeddedBroker().start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

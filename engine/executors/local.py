@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from engine.compile import CompiledJob
 from engine.errors import KernelRuntimeError, TickflowError
 from engine.keys import KeyIndex
+from engine.ml.batch import batch_steps, kernel_steps
 from engine.state.arrays import KernelState
 from engine.step import BoundKernel
 
@@ -74,13 +75,17 @@ class Lane:
         self.steps = steps
         self.states: list[KernelState] = [s.new_state() for s in steps]
 
-    def run(self, key: np.ndarray, ts: np.ndarray,
-            columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, key: np.ndarray, ts: np.ndarray, columns: dict[str, np.ndarray],
+            first: int = 0, stop: int | None = None,
+            resolve: Callable[[BoundKernel], tuple[int, ...]] | None = None,
+            ) -> dict[str, np.ndarray]:
+        """Run steps[first:stop]; ``resolve`` gives a cross-key step its keys' global ids."""
         produced: dict[str, np.ndarray] = {}
-        for step, state in zip(self.steps, self.states, strict=True):
+        for step, state in zip(self.steps[first:stop], self.states[first:stop], strict=True):
             inputs = [produced[c] if c in produced else columns[c] for c in step.input_columns]
             try:
-                outs = step.run(key, ts, inputs, state)
+                key_ids = resolve(step) if resolve is not None else ()
+                outs = step.run(key, ts, inputs, state, key_ids)
             except TickflowError:
                 raise
             except Exception as exc:  # a kernel bug must still name its step
@@ -100,7 +105,12 @@ class Pipeline:
         self.job = job
         self.workers = max(1, workers)
         self.keys = KeyIndex()
-        self.lanes = [Lane(job.steps) for _ in range(self.workers)]
+        self.lanes = [Lane(kernel_steps(job.steps)) for _ in range(self.workers)]
+        self.batch_steps = batch_steps(job.steps)  # run after the lanes, on the whole batch
+        # a cross-key step reads the rows of several keys: it runs on the whole batch in lane 0
+        # with global key ids, between the key-sharded runs of the steps around it
+        self.stages = _stages(self.lanes[0].steps)
+        self.rule_states = {name: rule.new_state() for name, rule in job.signals.items()}
         self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
         step_outputs = {c for s in job.steps for c in s.output_columns}
         self.source_inputs = sorted({c for s in job.steps for c in s.input_columns}
@@ -127,10 +137,15 @@ class Pipeline:
         gid = self.keys.encode(batch.column(self.job.key))
         ts = timestamp_us(batch)
         columns = {c: float_column(batch.column(c)) for c in self.source_inputs}
-        if self.workers == 1:
-            produced = self.lanes[0].run(gid, ts, columns)
-        else:
-            produced = self._run_sharded(gid, ts, columns, n)
+        produced: dict[str, np.ndarray] = {}
+        for first, stop, cross_key in self.stages:
+            cols = {**columns, **produced}
+            if cross_key or self.workers == 1 or n == 0:  # (an empty batch: empty outputs)
+                produced.update(self.lanes[0].run(gid, ts, cols, first, stop, self._key_ids))
+            else:
+                produced.update(self._run_sharded(gid, ts, cols, n, first, stop))
+        for batch_step in self.batch_steps:
+            produced.update(batch_step.run_batch(produced, columns))
         arrays: list[Any] = list(batch.columns)
         names = list(batch.schema.names)
         for step in self.job.steps:
@@ -146,14 +161,17 @@ class Pipeline:
             for c in self.signal_inputs:
                 env[c] = float_column(batch.column(c))
             for name, rule in self.job.signals.items():
-                flags = rule.mask(env).astype(np.int8)
+                flags = rule.mask(env, keys=gid, state=self.rule_states[name]).astype(np.int8)
                 self.signal_counts[name] += int(flags.sum())
                 names.append(name)
                 arrays.append(pa.array(flags))
         return pa.RecordBatch.from_arrays(arrays, names=names)
 
+    def _key_ids(self, step: BoundKernel) -> tuple[int, ...]:
+        return tuple(self.keys.ids.get(v, -1) for v in step.key_values)
+
     def _run_sharded(self, gid: np.ndarray, ts: np.ndarray, columns: dict[str, np.ndarray],
-                     n: int) -> dict[str, np.ndarray]:
+                     n: int, first: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
         w = self.workers
         shard = gid % w
         order = np.argsort(shard, kind="stable")
@@ -166,7 +184,8 @@ class Pipeline:
             local = gid[idx] // w
             cols = {c: v[idx] for c, v in columns.items()}
             assert self.pool is not None
-            futures.append((idx, self.pool.submit(self.lanes[s].run, local, ts[idx], cols)))
+            futures.append((idx, self.pool.submit(self.lanes[s].run, local, ts[idx], cols,
+                                                  first, stop)))
         out: dict[str, np.ndarray] = {}
         for idx, fut in futures:
             part = fut.result()
@@ -175,6 +194,17 @@ class Pipeline:
                     out[col] = np.empty(n, dtype=values.dtype)
                 out[col][idx] = values
         return out
+
+
+def _stages(steps: list[BoundKernel]) -> list[tuple[int, int, bool]]:
+    """(first, stop, cross_key) runs of consecutive steps that are all cross-key or all not."""
+    stages: list[tuple[int, int, bool]] = []
+    for i, step in enumerate(steps):
+        if stages and stages[-1][2] == step.is_cross_key:
+            stages[-1] = (stages[-1][0], i + 1, step.is_cross_key)
+        else:
+            stages.append((i, i + 1, step.is_cross_key))
+    return stages
 
 
 _END = object()
@@ -230,12 +260,21 @@ class _Writer:
             if batch is _END:
                 return
             if self.error is not None:
+                self.q.task_done()
                 continue
             try:
                 for s in self.sinks:
                     s.write(batch)
             except BaseException as exc:
                 self.error = exc
+            finally:
+                self.q.task_done()
+
+    def drain(self) -> None:
+        """Wait until every batch put so far is written (before a checkpoint)."""
+        self.q.join()
+        if self.error is not None:
+            raise self.error
 
     def put(self, batch: pa.RecordBatch) -> None:
         if self.error is not None:
@@ -250,13 +289,23 @@ class _Writer:
 
 
 def run_local(job: CompiledJob, *, workers: int | None = None, morsel_rows: int | None = None,
-              progress: Any = None) -> RunSummary:
-    """Run a compiled job to the end of its source; returns totals and sink summaries."""
+              progress: Any = None, reset_state: bool = False) -> RunSummary:
+    """Run a compiled job to the end of its source; returns totals and sink summaries.
+
+    With an on-disk state backend the run checkpoints (engine/state/recovery.py) and resumes
+    from the job's last good checkpoint; ``reset_state`` forgets the checkpoints first.
+    """
     import os
+
+    from engine.state.recovery import open_checkpointer, with_positions
 
     spec = job.spec.executor
     workers = workers or spec.workers or (os.cpu_count() or 1)
     morsel_rows = morsel_rows or spec.morsel_rows
+    if getattr(job, "is_multi_stream", False):  # several sources or operator steps
+        from engine.executors.streams import run_streams
+
+        return run_streams(job, workers=workers, morsel_rows=morsel_rows, progress=progress)
     src_use = job.sources[0]
     source = src_use.definition.cls(src_use.config, job.context)
     sinks = [u.definition.cls(u.config, job.context) for u in job.sinks]
@@ -264,10 +313,19 @@ def run_local(job: CompiledJob, *, workers: int | None = None, morsel_rows: int 
     summary = RunSummary()
     start = time.perf_counter()
     writer: _Writer | None = None
+    checkpointer = open_checkpointer(job, reset=reset_state)
     try:
         out_schema: pa.Schema | None = None
-        for batch in _prefetch(source.batches(None, morsel_rows)):
-            result = pipeline.process(batch)
+        process = pipeline.process
+        if checkpointer is not None:
+            process = checkpointer.processor(pipeline)
+            checkpointer.resume(pipeline, [source], sinks)
+            batches = with_positions(source, source.batches(None, morsel_rows))
+        else:
+            batches = source.batches(None, morsel_rows)
+        for item in _prefetch(batches):
+            batch, position = item if checkpointer is not None else (item, None)
+            result = process(batch)
             if out_schema is None:
                 out_schema = result.schema
                 for s in sinks:
@@ -278,9 +336,12 @@ def run_local(job: CompiledJob, *, workers: int | None = None, morsel_rows: int 
             summary.rows += batch.num_rows
             if progress is not None:
                 progress(batch.num_rows)
+            if checkpointer is not None and checkpointer.advance(batch.num_rows, position):
+                writer.drain()
+                checkpointer.commit(pipeline, sinks)
         if out_schema is None:  # an empty source still leaves well-formed (empty) outputs
             empty = pa.RecordBatch.from_pylist([], schema=source.schema())
-            result = pipeline.process(empty)
+            result = process(empty)
             for s in sinks:
                 s.open(result.schema)
             writer = _Writer(sinks)
@@ -288,11 +349,15 @@ def run_local(job: CompiledJob, *, workers: int | None = None, morsel_rows: int 
         if writer is not None:
             writer.finish()
             writer = None
+        if checkpointer is not None:
+            checkpointer.commit(pipeline, sinks, is_final=True)
         summary.seconds = time.perf_counter() - start
         for s in sinks:
             text = s.close()
             if text:
                 summary.sink_summaries.append(text)
+        if checkpointer is not None:
+            checkpointer.release(sinks)
     finally:
         if writer is not None:
             writer.finish()

@@ -52,7 +52,10 @@ def test_graph_formats(capsys: pytest.CaptureFixture[str], tmp_path: Path,
 def test_kernels_json_lists_params_inputs_outputs(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["kernels", "--json"]) == 0
     table = {k["name"]: k for k in json.loads(capsys.readouterr().out)}
-    assert set(table) == set(KERNELS.names())
+    from engine.operators import OPERATORS
+
+    assert set(table) == set(KERNELS.names()) | set(OPERATORS.names())
+    assert table["asof_join"]["kind"] == "operator" and table["asof_join"]["params"]
     rz = table["rolling_zscore"]
     assert rz["inputs"] == ["price"] and rz["outputs"] == ["zscore"]
     assert {"name": "window", "default": 100} .items() <= {

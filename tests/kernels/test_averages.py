@@ -12,40 +12,22 @@ from pydantic import ValidationError
 
 from engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
 from kernels.averages import EmaParams, EwmaParams, SmaParams, ZscoreParams
+from tests.kernels.data import level_walk, per_key, symbol_keys_and_ts, with_burst
 
 N = 3000
-SYMBOLS = np.array(["BTC-USD", "ETH-USD", "SOL-USD"])
 
 
 def make_ticks(n: int = N, seed: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Interleaved keys (random order), irregular increasing timestamps (us), prices per key
     around very different levels (precision matters near 60,000)."""
     rng = np.random.default_rng(seed)
-    keys = SYMBOLS[rng.integers(0, len(SYMBOLS), n)]
-    ts = 1_700_000_000_000_000 + np.cumsum(rng.integers(1, 3_000_000, n))
-    level = {"BTC-USD": 60_000.0, "ETH-USD": 3_000.0, "SOL-USD": 150.0}
-    price = np.empty(n)
-    for s in SYMBOLS:
-        m = keys == s
-        steps = rng.normal(0, level[s] * 1e-4, m.sum())
-        price[m] = np.round(level[s] + np.cumsum(steps), 2)
-    return keys, ts, price
+    keys, ts = symbol_keys_and_ts(rng, n)
+    return keys, ts, level_walk(rng, keys)
 
 
 KEYS, TS, PRICE = make_ticks()
 ROWS_IN_BURST = 80  # rows 1 us apart: ~27 per key, so a 30s window grows its ring past 16
-TS_BURST = TS.copy()
-TS_BURST[100:100 + ROWS_IN_BURST] = TS_BURST[100] + np.arange(ROWS_IN_BURST)
-TS_BURST[100 + ROWS_IN_BURST:] += ROWS_IN_BURST
-
-
-def per_key(keys: np.ndarray, fn, *cols: np.ndarray) -> np.ndarray:
-    """Apply a reference ``fn(*cols_of_one_key) -> array`` to each key's rows."""
-    out = np.full(len(keys), np.nan)
-    for s in np.unique(keys):
-        m = keys == s
-        out[m] = fn(*(c[m] for c in cols))
-    return out
+TS_BURST = with_burst(TS, 100, ROWS_IN_BURST)
 
 
 def ema_loop(x: np.ndarray, alpha: float) -> np.ndarray:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from engine.registry import KERNELS
 from engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
+from tests.kernels.data import interleaved_keys, irregular_ts
 
 N = 2000
 RTOL = 1e-12
@@ -31,8 +32,7 @@ def make_data(n: int = N, seed: int = 5) -> dict[str, np.ndarray]:
     """Interleaved keys (one seen once), every input column with ~3% NaN and a few zeros in
     the denominators, irregular timestamps."""
     rng = np.random.default_rng(seed)
-    keys = rng.choice(np.array(["BTC", "ETH", "SOL", "XRP"], dtype="<U8"), size=n)
-    keys[n // 2] = "ONCE"
+    keys = interleaved_keys(rng, n)
     spot = walk(rng, n, 100.0, 0.002)
     cols = {
         "funding_rate": rng.normal(1e-4, 2e-4, n),
@@ -60,9 +60,7 @@ def make_data(n: int = N, seed: int = 5) -> dict[str, np.ndarray]:
     for c in ("spot_price", "spot", "price_b"):
         cols[c][rng.choice(n, 5, replace=False)] = 0.0
     cols["forward"][rng.choice(n, 3, replace=False)] = -1.0
-    gaps = rng.exponential(400_000, n).astype(np.int64)
-    ts = 1_700_000_000_000_000 + np.cumsum(gaps)
-    return {"keys": keys, "ts": ts, **cols}
+    return {"keys": keys, "ts": irregular_ts(rng, n, repeated=0.0), **cols}
 
 
 DATA = make_data()

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from engine.registry import KERNELS
 from engine.testing import assert_split_invariant, run_kernel
+from tests.kernels.data import interleaved_keys
 
 N = 2000
 RTOL = 1e-12
@@ -23,8 +24,7 @@ def make_data(n: int = N, seed: int = 11) -> dict[str, np.ndarray]:
     """Interleaved keys (one seen once), ~3% NaN per column, a few zero denominators; the
     triangle rates sit near no-arbitrage with mispricings of about 30 bps (sd) either way."""
     rng = np.random.default_rng(seed)
-    keys = rng.choice(np.array(["BTC", "ETH", "SOL", "XRP"], dtype="<U8"), size=n)
-    keys[n // 2] = "ONCE"
+    keys = interleaved_keys(rng, n)
     arrival = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
     ab = 2.0 * np.exp(rng.normal(0, 0.01, n))
     bc = 3.0 * np.exp(rng.normal(0, 0.01, n))

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from engine.registry import KERNELS
 from engine.testing import _bind, assert_split_invariant, assert_state_roundtrip, run_kernel
+from tests.kernels.data import interleaved_keys, irregular_ts
 
 N = 3000
 NAMES = ("price_band_guard", "fat_finger_guard", "throttle_check", "circuit_breaker",
@@ -24,12 +25,8 @@ def make_data(n: int = N, seed: int = 13) -> dict[str, np.ndarray]:
     """Interleaved keys (one seen once), ~3% NaN, irregular timestamps with bursts of equal
     stamps and a few long gaps; about 1.6 s between rows of a key on average."""
     rng = np.random.default_rng(seed)
-    keys = rng.choice(np.array(["BTC", "ETH", "SOL", "XRP"], dtype="<U8"), size=n)
-    keys[n // 2] = "ONCE"
-    gaps = rng.exponential(400_000, n).astype(np.int64)
-    gaps[rng.random(n) < 0.15] = 0
-    gaps[rng.random(n) < 0.01] = 20 * US
-    ts = 1_700_000_000_000_000 + np.cumsum(gaps)
+    keys = interleaved_keys(rng, n)
+    ts = irregular_ts(rng, n, repeated=0.15, long_gaps=0.01, long_gap_us=20 * US)
     price = np.empty(n)
     steps = rng.normal(0.0, 0.01, n)
     for k in np.unique(keys):

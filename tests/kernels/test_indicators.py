@@ -12,40 +12,24 @@ from pydantic import ValidationError
 
 from engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
 from kernels.indicators import BollingerParams, MacdParams, RsiParams
+from tests.kernels.data import level_walk, per_key, symbol_keys_and_ts, with_burst
 
 N = 3000
-SYMBOLS = np.array(["BTC-USD", "ETH-USD", "SOL-USD"])
 
 
 def make_ticks(n: int = N, seed: int = 11) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Interleaved keys, irregular timestamps (us) with a burst of 80 rows 1 us apart (so 30s
     rings grow), prices per key at very different levels with a flat stretch on BTC."""
     rng = np.random.default_rng(seed)
-    keys = SYMBOLS[rng.integers(0, len(SYMBOLS), n)]
-    ts = 1_700_000_000_000_000 + np.cumsum(rng.integers(1, 3_000_000, n))
-    ts[100:180] = ts[100] + np.arange(80)
-    ts[180:] += 80
-    level = {"BTC-USD": 60_000.0, "ETH-USD": 3_000.0, "SOL-USD": 150.0}
-    price = np.empty(n)
-    for s in SYMBOLS:
-        m = keys == s
-        steps = rng.normal(0, level[s] * 1e-4, m.sum())
-        price[m] = np.round(level[s] + np.cumsum(steps), 2)
+    keys, ts = symbol_keys_and_ts(rng, n)
+    ts = with_burst(ts)
+    price = level_walk(rng, keys)
     flat = np.where(keys == "BTC-USD")[0][300:400]
     price[flat] = price[flat[0]]
     return keys, ts, price
 
 
 KEYS, TS, PRICE = make_ticks()
-
-
-def per_key(keys: np.ndarray, fn, *cols: np.ndarray) -> np.ndarray:
-    """Apply a reference ``fn(*cols_of_one_key) -> array`` to each key's rows."""
-    out = np.full(len(keys), np.nan)
-    for s in np.unique(keys):
-        m = keys == s
-        out[m] = fn(*(c[m] for c in cols))
-    return out
 
 
 def assert_nan_rows_leave_state(name: str, keys: np.ndarray, ts: np.ndarray,

@@ -13,9 +13,9 @@ from pydantic import ValidationError
 
 from engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
 from kernels.microstructure import OfiParams
+from tests.kernels.data import SYMBOLS, symbol_keys_and_ts, with_burst
 
 N = 3000
-SYMBOLS = np.array(["BTC-USD", "ETH-USD", "SOL-USD"])
 QUOTES = ("best_bid", "best_ask", "best_bid_size", "best_ask_size")
 
 
@@ -24,10 +24,8 @@ def make_quotes(n: int = N, seed: int = 3) -> tuple[np.ndarray, np.ndarray, dict
     rings grow past 16), and L1 quotes per key whose prices often repeat (so every branch of the
     OFI indicators is taken) and whose sizes are sometimes 0."""
     rng = np.random.default_rng(seed)
-    keys = SYMBOLS[rng.integers(0, len(SYMBOLS), n)]
-    ts = 1_700_000_000_000_000 + np.cumsum(rng.integers(1, 3_000_000, n))
-    ts[100:180] = ts[100] + np.arange(80)
-    ts[180:] += 80
+    keys, ts = symbol_keys_and_ts(rng, n)
+    ts = with_burst(ts)
     level = {"BTC-USD": 60_000.0, "ETH-USD": 3_000.0, "SOL-USD": 150.0}
     tick = {"BTC-USD": 0.01, "ETH-USD": 0.01, "SOL-USD": 0.001}
     bid, ask = np.empty(n), np.empty(n)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from engine.registry import KERNELS
 from engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
+from tests.kernels.data import interleaved_keys, irregular_ts, per_key_valid
 
 N = 3000
 RTOL = 1e-9
@@ -20,8 +21,7 @@ ATOL = 1e-13
 def make_data(n: int = N, seed: int = 0) -> dict[str, np.ndarray]:
     """Interleaved keys (one appearing once), random-walk prices, ~3% NaN, irregular ts."""
     rng = np.random.default_rng(seed)
-    keys = rng.choice(np.array(["BTC", "ETH", "SOL", "XRP"], dtype="<U8"), size=n)
-    keys[n // 2] = "ONCE"
+    keys = interleaved_keys(rng, n)
     steps = rng.normal(0.0, 0.01, n)
     price = np.empty(n)
     for k in np.unique(keys):
@@ -31,23 +31,10 @@ def make_data(n: int = N, seed: int = 0) -> dict[str, np.ndarray]:
     price[rng.random(n) < 0.03] = np.nan
     log_return[rng.random(n) < 0.03] = np.nan
     price[n // 2], log_return[n // 2] = 101.0, 0.004  # the key seen once has a valid row
-    gaps = rng.exponential(400_000, n).astype(np.int64)
-    gaps[rng.random(n) < 0.1] = 0
-    ts = 1_700_000_000_000_000 + np.cumsum(gaps)
-    return {"keys": keys, "price": price, "log_return": log_return, "ts": ts}
+    return {"keys": keys, "price": price, "log_return": log_return, "ts": irregular_ts(rng, n)}
 
 
 DATA = make_data()
-
-
-def per_key_valid(keys: np.ndarray, x: np.ndarray, fn) -> np.ndarray:
-    """Apply ``fn`` to each key's valid values (in order); NaN on rows whose input is NaN."""
-    out = np.full(len(x), np.nan)
-    for k in np.unique(keys):
-        idx = np.flatnonzero((keys == k) & ~np.isnan(x))
-        if len(idx):
-            out[idx] = fn(x[idx])
-    return out
 
 
 def ref_log_returns(p: np.ndarray) -> np.ndarray:
@@ -97,7 +84,7 @@ CASES = [
 def test_matches_reference_multi_key(name, params, col, out, ref):
     got = run_kernel(name, {col: DATA[col]}, keys=DATA["keys"], ts=DATA["ts"], params=params)
     assert list(got) == [out]
-    expected = per_key_valid(DATA["keys"], DATA[col], ref)
+    expected = per_key_valid(DATA["keys"], DATA[col], DATA["ts"], lambda v, _: ref(v))
     np.testing.assert_allclose(got[out], expected, rtol=RTOL, atol=ATOL)
     assert np.isnan(got[out][np.isnan(DATA[col])]).all()
     once = got[out][DATA["keys"] == "ONCE"]
@@ -115,7 +102,8 @@ def test_keys_interleaved_row_by_row(name, params, col, out, ref):
     rng = np.random.default_rng(7)
     x = 50.0 + np.cumsum(rng.normal(0, 0.5, n))
     got = run_kernel(name, {col: x}, keys=keys, params=params)[out]
-    np.testing.assert_allclose(got, per_key_valid(keys, x, ref), rtol=RTOL, atol=ATOL)
+    expected = per_key_valid(keys, x, np.zeros(n), lambda v, _: ref(v))
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize(("name", "params", "col", "out", "ref"), CASES)

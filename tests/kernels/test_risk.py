@@ -11,51 +11,26 @@ from pydantic import ValidationError
 
 from engine.registry import KERNELS
 from engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
+from tests.kernels.data import interleaved_keys, irregular_ts, per_key_valid, windows
 
 N = 3000
 RTOL = 1e-9
 ATOL = 1e-13
-SPAN_US = 30_000_000
 
 
 def make_data(n: int = N, seed: int = 2) -> dict[str, np.ndarray]:
     """Interleaved keys (one appearing once), fat-tailed returns with ~3% NaN and some exact
     ties, irregular timestamps (about 19 rows of a key per 30 s; 10% repeated stamps)."""
     rng = np.random.default_rng(seed)
-    keys = rng.choice(np.array(["BTC", "ETH", "SOL", "XRP"], dtype="<U8"), size=n)
-    keys[n // 2] = "ONCE"
+    keys = interleaved_keys(rng, n)
     r = rng.standard_t(3, n) * 0.004
     r[rng.random(n) < 0.05] = 0.0  # ties in the sorted window
     r[rng.random(n) < 0.03] = np.nan
     r[n // 2] = -0.01
-    gaps = rng.exponential(400_000, n).astype(np.int64)
-    gaps[rng.random(n) < 0.1] = 0
-    ts = 1_700_000_000_000_000 + np.cumsum(gaps)
-    return {"keys": keys, "log_return": r, "ts": ts}
+    return {"keys": keys, "log_return": r, "ts": irregular_ts(rng, n)}
 
 
 DATA = make_data()
-
-
-def per_key_valid(keys, x, ts, fn) -> np.ndarray:
-    out = np.full(len(x), np.nan)
-    for k in np.unique(keys):
-        idx = np.flatnonzero((keys == k) & ~np.isnan(x))
-        if len(idx):
-            out[idx] = fn(x[idx], ts[idx])
-    return out
-
-
-def windows(x, ts, window, min_periods=2):
-    """Yield (j, window values) for each warm row, from the definition of row/time windows."""
-    for j in range(len(x)):
-        if isinstance(window, int):
-            if j + 1 >= window:
-                yield j, x[j - window + 1: j + 1]
-        else:
-            w = x[: j + 1][ts[: j + 1] > ts[j] - SPAN_US]
-            if len(w) >= min_periods:
-                yield j, w
 
 
 def ref_var(alpha, window):

@@ -15,10 +15,11 @@ from pydantic import ValidationError
 
 from engine.registry import KERNELS
 from engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
+from tests.kernels.data import interleaved_keys, irregular_ts, windows
+from tests.kernels.data import per_key_all_valid as per_key
 
 N = 2000
 RTOL = 1e-9
-SPAN_US = 30_000_000
 MEDRV_C = math.pi / (6 - 4 * math.sqrt(3) + math.pi)
 
 
@@ -26,8 +27,7 @@ def make_data(n: int = N, seed: int = 11) -> dict[str, np.ndarray]:
     """Interleaved keys (one seen once), ~3% NaN per column, irregular timestamps (about 19
     rows of a key per 30 s so time-window rings grow; 10% repeated stamps)."""
     rng = np.random.default_rng(seed)
-    keys = rng.choice(np.array(["BTC", "ETH", "SOL", "XRP"], dtype="<U8"), size=n)
-    keys[n // 2] = "ONCE"
+    keys = interleaved_keys(rng, n)
     r = rng.standard_t(4, n) * 0.004
     price = 60_000.0 + np.cumsum(rng.normal(0.0, 5.0, n))
     price[rng.random(n) < 0.05] = 60_000.0  # ties in sorted windows
@@ -42,40 +42,12 @@ def make_data(n: int = N, seed: int = 11) -> dict[str, np.ndarray]:
     for col in data.values():
         col[rng.random(n) < 0.03] = np.nan
         col[n // 2] = 1.0
-    gaps = rng.exponential(400_000, n).astype(np.int64)
-    gaps[rng.random(n) < 0.1] = 0
-    data["ts"] = 1_700_000_000_000_000 + np.cumsum(gaps)
+    data["ts"] = irregular_ts(rng, n)
     data["keys"] = keys
     return data
 
 
 DATA = make_data()
-
-
-def per_key(data, cols, fn) -> np.ndarray:
-    """``fn(columns, ts)`` on each key's rows where every input is valid; NaN elsewhere."""
-    keys = data["keys"]
-    valid = np.ones(len(keys), dtype=bool)
-    for c in cols:
-        valid &= ~np.isnan(data[c])
-    out = np.full(len(keys), np.nan)
-    for k in np.unique(keys):
-        idx = np.flatnonzero((keys == k) & valid)
-        if len(idx):
-            out[idx] = fn({c: data[c][idx] for c in cols}, data["ts"][idx])
-    return out
-
-
-def windows(x, ts, window, min_periods=2):
-    """(j, window values) for each warm row, from the definition of row/time windows."""
-    for j in range(len(x)):
-        if isinstance(window, int):
-            if j + 1 >= window:
-                yield j, x[j - window + 1: j + 1]
-        else:
-            w = x[: j + 1][ts[: j + 1] > ts[j] - SPAN_US]
-            if len(w) >= min_periods:
-                yield j, w
 
 
 def _series(x, ts, window):

@@ -13,41 +13,27 @@ from pydantic import ValidationError
 
 from engine.registry import KERNELS
 from engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
+from tests.kernels.data import SPAN_US, interleaved_keys, irregular_ts, per_key_valid
 
 N = 3000
 RTOL = 1e-9
 ATOL = 1e-12
-SPAN_US = 30_000_000
 
 
 def make_data(n: int = N, seed: int = 1) -> dict[str, np.ndarray]:
     """Interleaved keys (one appearing once), returns and prices with ~3% NaN, irregular ts
     (about 19 rows of a key per 30 s, so time-window rings must grow; 10% repeated stamps)."""
     rng = np.random.default_rng(seed)
-    keys = rng.choice(np.array(["BTC", "ETH", "SOL", "XRP"], dtype="<U8"), size=n)
-    keys[n // 2] = "ONCE"
+    keys = interleaved_keys(rng, n)
     log_return = rng.normal(0.0, 0.01, n) * rng.choice([0.5, 1.0, 3.0], size=n)
     price = 60_000.0 + np.cumsum(rng.normal(0.0, 5.0, n))
     log_return[rng.random(n) < 0.03] = np.nan
     price[rng.random(n) < 0.03] = np.nan
     price[n // 2], log_return[n // 2] = 60_000.0, 0.004  # the key seen once has a valid row
-    gaps = rng.exponential(400_000, n).astype(np.int64)
-    gaps[rng.random(n) < 0.1] = 0
-    ts = 1_700_000_000_000_000 + np.cumsum(gaps)
-    return {"keys": keys, "log_return": log_return, "price": price, "ts": ts}
+    return {"keys": keys, "log_return": log_return, "price": price, "ts": irregular_ts(rng, n)}
 
 
 DATA = make_data()
-
-
-def per_key_valid(keys, x, ts, fn) -> np.ndarray:
-    """``fn(values, timestamps)`` on each key's valid rows, in order; NaN on NaN-input rows."""
-    out = np.full(len(x), np.nan)
-    for k in np.unique(keys):
-        idx = np.flatnonzero((keys == k) & ~np.isnan(x))
-        if len(idx):
-            out[idx] = fn(x[idx], ts[idx])
-    return out
 
 
 def pd_rolling(window, how: str, **kw):

@@ -1,0 +1,264 @@
+"""Live path benchmark: Kafka ticks -> core features + signals, on the embedded broker.
+
+A producer *process* replays simulated ticks into the ticks topic at a fixed offered rate and
+stamps each message with its send time (header ``tickflow-sent-us``); the live job (the
+``LiveRunner`` of ``run-job``: decode, quality checks, the 34 core feature steps, 3 signal
+rules, a Kafka signals sink, offsets committed after every flushed batch) consumes it in this
+process. For each offered rate it reports the consumed rate, whether the lag grew, and the
+tick-to-signal latency (send -> features and signals computed, written and flushed).
+Sustained throughput is measured by draining a pre-filled topic (the job's max rate).
+
+The seed's approach runs side by side as the peer: one ``json.loads`` per message and the
+z-score/RSI updated tick by tick in Python, on the same broker and data.
+
+    python bench/live.py                       # 20K and 100K ticks/s offered, 10 s each
+    python bench/live.py --rates 20000 --seconds 5 --drain-ticks 500000
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from connectors.embedded_broker import EmbeddedBroker  # noqa: E402
+from connectors.kafka import SENT_HEADER  # noqa: E402
+from connectors.kafka_client import client_settings, ensure_topic  # noqa: E402
+
+
+def ticks_values(rows: int, symbols: int = 14) -> list[tuple[bytes, bytes]]:
+    from connectors.base import RunContext
+    from connectors.simulator import SimulatorConfig, SimulatorSource
+    from connectors.tick_codec import encode_tick_rows
+
+    src = SimulatorSource(SimulatorConfig(kind="simulator", rows=rows, symbols=symbols,
+                                          seed=3), RunContext(job_name="bench"))
+    out: list[tuple[bytes, bytes]] = []
+    for batch in src.batches(None, 65_536):
+        out.extend(encode_tick_rows(batch))
+    return out
+
+
+def producer_main(bootstrap: str, topic: str, rate: float, seconds: float, rows: int,
+                  produced: mp.Value, ready: mp.Event) -> None:  # type: ignore[type-arg]
+    """Offer ``rate`` ticks/s for ``seconds`` (paced every millisecond), stamping send time."""
+    from confluent_kafka import Producer
+
+    pairs = ticks_values(rows)
+    p = Producer(client_settings(bootstrap, **{"linger.ms": 1, "batch.num.messages": 10_000,
+                                               "queue.buffering.max.messages": 2_000_000}))
+    ready.set()
+    start = time.perf_counter()
+    sent = 0
+    total = int(rate * seconds) if rate > 0 else len(pairs)
+    while sent < total:
+        due = total if rate <= 0 else min(total, int((time.perf_counter() - start) * rate))
+        while sent < due:
+            key, value = pairs[sent % len(pairs)]
+            stamp = str(time.time_ns() // 1000).encode()
+            try:
+                p.produce(topic, value=value, key=key, headers=[(SENT_HEADER, stamp)])
+            except BufferError:
+                p.poll(0.01)
+                continue
+            sent += 1
+        p.poll(0)
+        with produced.get_lock():
+            produced.value = sent
+        if rate > 0:
+            time.sleep(0.001)
+    p.flush()
+    with produced.get_lock():
+        produced.value = sent
+
+
+JOB = """
+name: bench-live
+mode: live
+sources:
+  - kind: kafka
+    bootstrap: "{bootstrap}"
+    topic: {topic}
+    group_id: {topic}-job
+    batch_size: 20000
+    linger_ms: {linger_ms}
+    dead_letter_path: {tmp}/dead.jsonl
+include: [{root}/jobs/features/core.yaml]
+signals:
+  buy: zscore < -2.0 and rsi < 30
+  sell: zscore > 2.0 and rsi > 70
+  regime_change: cusum_alarm == 1
+sinks:
+  - kind: kafka
+    bootstrap: "{bootstrap}"
+    topic: {topic}-signals
+    columns: [timestamp, symbol, price, zscore, rsi, cusum_stat, buy, sell, regime_change]
+    only_rows_with: [buy, sell, regime_change]
+executor: {{workers: 1}}
+"""
+
+
+def run_job(bootstrap: str, topic: str, tmp: str, until: callable, linger_ms: int = 2,
+            ) -> tuple[object, list[tuple[float, int]]]:
+    """Run the live job until ``until(runner)``; returns its summary and (time, ticks)."""
+    from engine.compile import compile_job
+    from engine.executors.live import LiveRunner
+    from engine.loader import load_job
+
+    path = Path(tmp) / f"{topic}.yaml"
+    path.write_text(JOB.format(bootstrap=bootstrap, topic=topic, tmp=tmp, root=ROOT,
+                               linger_ms=linger_ms))
+    stop = threading.Event()
+    runner = LiveRunner(compile_job(load_job(path)), stop=stop)
+    samples: list[tuple[float, int]] = []
+
+    def watch() -> None:
+        while not stop.is_set():
+            samples.append((time.perf_counter(), runner.summary.messages))
+            if until(runner):
+                stop.set()
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, daemon=True).start()
+    summary = runner.run()
+    return summary, samples
+
+
+def offered_rate(broker: EmbeddedBroker, rate: float, seconds: float, tmp: str) -> dict:
+    topic = f"bench-{int(rate)}"
+    ensure_topic(client_settings(broker.bootstrap), topic, 1)
+    ctx = mp.get_context("spawn")
+    produced, ready = ctx.Value("q", 0), ctx.Event()
+    proc = ctx.Process(
+        target=producer_main, args=(broker.bootstrap, topic, rate, seconds, 200_000, produced,
+                                    ready))
+    lags: list[tuple[float, int]] = []
+    proc.start()
+
+    def until(runner: object) -> bool:
+        consumed = runner.summary.messages  # type: ignore[attr-defined]
+        lags.append((time.perf_counter(), produced.value - consumed))
+        return not proc.is_alive() and consumed >= produced.value > 0
+
+    ready.wait(120)
+    summary, _ = run_job(broker.bootstrap, topic, tmp, until)
+    proc.join()
+    t0 = lags[0][0]
+    steady = [lag for t, lag in lags if seconds * 0.2 <= t - t0 <= seconds * 0.95]
+    third = max(1, len(steady) // 3)
+    pct = summary.latency_percentiles_ms()
+    return {"offered": rate, "ticks": summary.ticks, "seconds": summary.seconds,
+            "lag_first_third": float(np.mean(steady[:third])) if steady else float("nan"),
+            "lag_last_third": float(np.mean(steady[-third:])) if steady else float("nan"),
+            **pct}
+
+
+def drain(broker: EmbeddedBroker, ticks: int, tmp: str) -> dict:
+    """Pre-fill a topic, then time the job reading it all (its sustained maximum)."""
+    from confluent_kafka import Producer
+
+    topic = "bench-drain"
+    settings = client_settings(broker.bootstrap)
+    ensure_topic(settings, topic, 1)
+    pairs = ticks_values(min(ticks, 1_000_000))
+    p = Producer(client_settings(broker.bootstrap, **{"linger.ms": 5,
+                                                      "batch.num.messages": 10_000,
+                                                      "queue.buffering.max.messages":
+                                                          2_000_000}))
+    for i in range(ticks):
+        key, value = pairs[i % len(pairs)]
+        while True:
+            try:
+                p.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                p.poll(0.01)
+    p.flush()
+    summary, samples = run_job(broker.bootstrap, topic, tmp,
+                               lambda r: r.summary.messages >= ticks, linger_ms=20)
+    # from the first consumed batch to the last: excludes start-up (numba cache loading)
+    started = next(t for t, n in samples if n > 0)
+    ended = next(t for t, n in samples if n >= ticks)
+    first_n = next(n for t, n in samples if n > 0)
+    return {"ticks": summary.ticks,
+            "ticks_per_s": (ticks - first_n) / max(ended - started, 1e-9)}
+
+
+def seed_peer(broker: EmbeddedBroker, ticks: int) -> dict:
+    """The seed's consumer: json.loads per message, z-score and RSI per tick in Python."""
+    import json
+    from collections import defaultdict, deque
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    c = Consumer(client_settings(broker.bootstrap, **{
+        "group.id": "seed-peer", "enable.auto.commit": False, "fetch.wait.max.ms": 20,
+        "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20}))
+    c.assign([TopicPartition("bench-drain", 0, OFFSET_BEGINNING)])
+    windows: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))
+    gains: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, float("nan")])
+    n = signals = 0
+    start = time.perf_counter()
+    while n < ticks:
+        for m in c.consume(20_000, timeout=0.5):
+            if m.error():
+                continue
+            tick = json.loads(m.value())
+            sym, price = tick["symbol"], float(tick["price"])
+            w = windows[sym]
+            w.append(price)
+            mean = sum(w) / len(w)
+            sd = (sum((x - mean) ** 2 for x in w) / len(w)) ** 0.5
+            z = (price - mean) / sd if sd > 0 else 0.0
+            g = gains[sym]
+            if g[2] == g[2]:
+                change = price - g[2]
+                g[0] = g[0] * 13 / 14 + max(change, 0) / 14
+                g[1] = g[1] * 13 / 14 + max(-change, 0) / 14
+            g[2] = price
+            rsi = 100 - 100 / (1 + g[0] / g[1]) if g[1] > 0 else 100.0
+            signals += (z < -2 and rsi < 30) or (z > 2 and rsi > 70)
+            n += 1
+    seconds = time.perf_counter() - start
+    c.close()
+    return {"ticks": n, "ticks_per_s": n / seconds}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rates", default="20000,100000", help="offered rates, ticks/s")
+    ap.add_argument("--seconds", type=float, default=10.0, help="seconds per offered rate")
+    ap.add_argument("--drain-ticks", type=int, default=1_000_000,
+                    help="pre-filled ticks for the sustained-throughput run")
+    args = ap.parse_args()
+    print(f"# bench/live.py on {os.cpu_count()} cores; broker, producer and job share them")
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+        result = drain(broker, args.drain_ticks, tmp)
+        print(f"sustained (drain {args.drain_ticks:,} pre-filled ticks): "
+              f"tickflow live job {result['ticks_per_s']:,.0f} ticks/s")
+        peer = seed_peer(broker, min(args.drain_ticks, 300_000))
+        print(f"  peer, the seed's per-message json.loads + Python z-score/RSI: "
+              f"{peer['ticks_per_s']:,.0f} ticks/s")
+        print("| offered ticks/s | consumed | lag 1st third | lag last third | "
+              "p50 ms | p99 ms | p99.9 ms |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for rate in (float(r) for r in args.rates.split(",")):
+            r = offered_rate(broker, rate, args.seconds, tmp)
+            print(f"| {rate:,.0f} | {r['ticks']:,} | {r['lag_first_third']:,.0f} | "
+                  f"{r['lag_last_third']:,.0f} | {r.get('p50', float('nan')):.2f} | "
+                  f"{r.get('p99', float('nan')):.2f} | {r.get('p99.9', float('nan')):.2f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,401 @@
+"""The Coinbase collector: Advanced Trade WebSocket -> canonical ticks -> Kafka, Parquet or JSONL.
+
+    tickflow-collect [coinbase] [--products BTC-USD ...] (-k BOOTSTRAP | -F -o FILE | --jsonl FILE)
+    run-job collect coinbase ...                    (the same)
+    run-job collect coinbase --replay FILE --speed 10x|max -k BOOTSTRAP
+
+Why it is built this way: the live feed drops connections, skips and repeats messages and sends
+things the docs do not describe (``../shared/PROTOCOLS.md``). So the collector reconnects with
+exponential backoff and full jitter and resubscribes; checks ``sequence_num`` per connection
+(gaps and duplicates are counted; duplicates dropped); reconnects when heartbeats stop; keeps
+every message it cannot use in a dead-letter sink with the reason; and on Ctrl+C or SIGTERM
+closes the socket, drains what the socket already received, and closes the writer, so the
+output holds every tick received and a Parquet file is complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from connectors.coinbase import DEFAULT_PRODUCTS, DEFAULT_URL, parse_frame, subscribe_message
+from connectors.coinbase_auth import CoinbaseCredentials
+from connectors.dead_letter import DeadLetters
+from connectors.tick_writers import (
+    JsonlTickWriter,
+    KafkaTickWriter,
+    ParquetTickWriter,
+    TickWriter,
+)
+from engine.errors import SourceError, TickflowError
+
+LOG = logging.getLogger("tickflow.collector")
+# websockets logs every frame at DEBUG, subscribe messages (and their JWT) included: its
+# logger stays at INFO whatever the user's level, so a credential never reaches a log.
+_WS_LOG = logging.getLogger("tickflow.collector.websocket")
+_WS_LOG.setLevel(logging.INFO)
+DEFAULT_TOPIC = "coinbase-ticker"
+
+
+@dataclass
+class CollectorSettings:
+    """How to connect and when to give up; defaults suit the production feed.
+
+    Attributes:
+        url: the WebSocket endpoint.
+        products: product ids to subscribe.
+        channels: channels to subscribe, one subscribe message each (``heartbeats`` keeps the
+            connection open and drives the watchdog).
+        heartbeat_timeout_s: reconnect when no heartbeat came for this long.
+        open_timeout_s: connect and handshake timeout.
+        backoff_base_s / backoff_cap_s: reconnect delay ``uniform(0, min(cap, base * 2**n))``
+            after ``n`` consecutive failed connections (full jitter).
+        max_failures: give up after this many consecutive failed connections (None: never).
+        subscribe_interval_s: pause between subscribe messages (Coinbase allows 8 per second
+            unauthenticated).
+        max_ticks / duration_s: stop after this many ticks or seconds (None: run until stopped).
+    """
+
+    url: str = DEFAULT_URL
+    products: tuple[str, ...] = DEFAULT_PRODUCTS
+    channels: tuple[str, ...] = ("ticker", "heartbeats")
+    heartbeat_timeout_s: float = 10.0
+    open_timeout_s: float = 10.0
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    max_failures: int | None = None
+    subscribe_interval_s: float = 0.15
+    max_ticks: int | None = None
+    duration_s: float | None = None
+    credentials: CoinbaseCredentials | None = None
+
+
+@dataclass
+class CollectorStats:
+    """What happened; ``summary`` is the collector's last line."""
+
+    messages: int = 0
+    ticks: int = 0
+    gaps: int = 0
+    missing: int = 0
+    duplicates: int = 0
+    connections: int = 0
+    failed_connects: int = 0
+    heartbeats: int = 0
+    heartbeat_timeouts: int = 0
+    error_frames: int = 0
+    dead_letters: int = 0
+    by_channel: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def reconnects(self) -> int:
+        return max(0, self.connections - 1)
+
+    def summary(self) -> str:
+        return (f"coinbase collector: {self.messages:,} messages, {self.ticks:,} ticks, "
+                f"{self.gaps:,} gaps ({self.missing:,} messages missing), "
+                f"{self.duplicates:,} duplicates, {self.reconnects:,} reconnects "
+                f"({self.heartbeat_timeouts:,} heartbeat timeouts, {self.failed_connects:,} "
+                f"failed connects), {self.error_frames:,} error frames, "
+                f"{self.dead_letters:,} dead letters")
+
+
+class Collector:
+    """One collector run: connect, subscribe, parse, check, write; again after a disconnect."""
+
+    def __init__(self, settings: CollectorSettings, writer: TickWriter,
+                 dead_letters: DeadLetters):
+        self.settings = settings
+        self.writer = writer
+        self.dead_letters = dead_letters
+        self.stats = CollectorStats()
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask the run to end: the socket closes, received messages are drained and written."""
+        self._stop.set()
+
+    async def run(self) -> CollectorStats:
+        """Collect until stopped (``stop``, ``max_ticks``, ``duration_s``); never loses a tick
+        it received. Raises SourceError after ``max_failures`` consecutive failed connects."""
+        s = self.settings
+        failures = 0
+        timers = [asyncio.create_task(self._flush_timer())]
+        if s.duration_s is not None:
+            timers.append(asyncio.create_task(self._stop_after(s.duration_s)))
+        try:
+            while not self._stop.is_set():
+                received = await self._connect_once()
+                if self._stop.is_set():
+                    break
+                failures = 0 if received else failures + 1
+                if s.max_failures is not None and failures >= s.max_failures:
+                    msg = (f"coinbase collector: {failures} consecutive connection attempts "
+                           f"to {s.url} failed; giving up")
+                    raise SourceError(msg)
+                delay = random.uniform(0, min(s.backoff_cap_s, s.backoff_base_s * 2 ** failures))
+                LOG.info("reconnecting in %.2f s", delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+        finally:
+            for timer in timers:
+                timer.cancel()
+            self.stats.dead_letters = self.dead_letters.total
+            self.dead_letters.flush()
+        return self.stats
+
+    async def _stop_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.stop()
+
+    async def _flush_timer(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            self.writer.maybe_flush()
+            self.dead_letters.flush()
+
+    async def _connect_once(self) -> bool:
+        """One connection's life; True when it delivered at least one message."""
+        s = self.settings
+        connecting = asyncio.ensure_future(connect(
+            s.url, open_timeout=s.open_timeout_s, max_size=None, max_queue=64, close_timeout=2,
+            compression=None, ping_interval=20, ping_timeout=20, logger=_WS_LOG))
+        stopping = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not connecting.done():  # stopped while connecting: nothing was received yet
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+            return False
+        try:
+            ws = connecting.result()
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            self.stats.failed_connects += 1
+            if isinstance(exc, InvalidURI):
+                raise SourceError(f"coinbase collector: bad url {s.url!r}") from None
+            LOG.warning("cannot connect to %s: %s", s.url, exc or type(exc).__name__)
+            return False
+        self.stats.connections += 1
+        LOG.info("connected to %s (connection %d)", s.url, self.stats.connections)
+        closer = asyncio.create_task(self._close_on_stop(ws))
+        before = self.stats.messages
+        try:
+            await self._subscribe(ws)
+            await self._receive(ws)
+        except ConnectionClosed as exc:
+            if not self._stop.is_set():
+                LOG.warning("connection closed by the server: %s", exc)
+        finally:
+            closer.cancel()
+            await ws.close()
+        return self.stats.messages > before
+
+    async def _close_on_stop(self, ws: ClientConnection) -> None:
+        await self._stop.wait()
+        await ws.close()
+
+    async def _subscribe(self, ws: ClientConnection) -> None:
+        s = self.settings
+        for i, channel in enumerate(s.channels):
+            if i and s.subscribe_interval_s > 0:
+                await asyncio.sleep(s.subscribe_interval_s)
+            token = s.credentials.jwt() if s.credentials is not None else None
+            await ws.send(_dumps(subscribe_message(channel, s.products, jwt=token)))
+        LOG.info("subscribed to %s for %d products%s", ", ".join(s.channels), len(s.products),
+                 " (authenticated)" if s.credentials is not None else "")
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        """Read until the connection ends (drains what was received after a stop)."""
+        s = self.settings
+        watch_heartbeats = "heartbeats" in s.channels
+        expected = 0
+        last_heartbeat = time.monotonic()
+        connection = self.stats.connections
+        while True:
+            timeout = None
+            if watch_heartbeats and not self._stop.is_set():
+                timeout = max(0.0, last_heartbeat + s.heartbeat_timeout_s - time.monotonic())
+            try:
+                raw = await asyncio.wait_for(ws.recv(), timeout)
+            except TimeoutError:
+                self.stats.heartbeat_timeouts += 1
+                LOG.warning("no heartbeat for %.1f s on connection %d; reconnecting",
+                            s.heartbeat_timeout_s, connection)
+                return
+            self.stats.messages += 1
+            frame = parse_frame(raw)
+            seq = frame.sequence_num
+            if seq is not None:
+                if seq < expected:
+                    self.stats.duplicates += 1
+                    LOG.debug("duplicate sequence_num %d (expected %d): dropped", seq, expected)
+                    continue
+                if seq > expected:
+                    self.stats.gaps += 1
+                    self.stats.missing += seq - expected
+                    LOG.warning("sequence gap on connection %d: expected %d, got %d",
+                                connection, expected, seq)
+                expected = seq + 1
+            if frame.channel is not None:
+                self.stats.by_channel[frame.channel] = \
+                    self.stats.by_channel.get(frame.channel, 0) + 1
+            if frame.channel == "heartbeats":
+                self.stats.heartbeats += 1
+                last_heartbeat = time.monotonic()
+            if frame.error_message is not None:
+                self.stats.error_frames += 1
+                LOG.warning("error frame from the server: %s", frame.error_message[:200])
+            for reject in frame.rejects:
+                self.dead_letters.add(reject.reason, reject.payload, detail=reject.detail,
+                                      connection=connection, sequence_num=seq)
+            if frame.ticks:
+                self.writer.write(frame.ticks)
+                self.stats.ticks += len(frame.ticks)
+                if s.max_ticks is not None and self.stats.ticks >= s.max_ticks:
+                    self.stop()
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(message, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tickflow-collect",
+        description="Collect Coinbase Advanced Trade tickers as canonical ticks into Kafka, "
+                    "Parquet or JSON Lines; or replay a capture into Kafka.")
+    p.add_argument("exchange", nargs="?", choices=("coinbase",), default="coinbase")
+    p.add_argument("--products", nargs="+", default=list(DEFAULT_PRODUCTS), metavar="PRODUCT")
+    p.add_argument("--market-trades", action="store_true", help="also subscribe market_trades")
+    p.add_argument("--level2", action="store_true", help="also subscribe level2 (MB frames)")
+    p.add_argument("--url", default=DEFAULT_URL, help=f"WebSocket endpoint (default {DEFAULT_URL})")
+    out = p.add_argument_group("output (choose one)")
+    out.add_argument("-k", "--kafka", metavar="BOOTSTRAP",
+                     help="Kafka bootstrap servers, or 'embedded' for a broker on loopback")
+    out.add_argument("--topic", default=DEFAULT_TOPIC)
+    out.add_argument("-F", "--parquet", action="store_true", help="write Parquet to -o FILE")
+    out.add_argument("-o", "--output", metavar="FILE")
+    out.add_argument("--jsonl", metavar="FILE", help="write JSON Lines to FILE")
+    out.add_argument("--flush-rows", type=int, default=10_000, help="Parquet row group rows")
+    out.add_argument("--flush-seconds", type=float, default=5.0, help="Parquet flush interval")
+    out.add_argument("--dead-letters", metavar="FILE",
+                     help="dead-letter JSON Lines file (default: beside the output; with "
+                          "Kafka: topic TOPIC-dead-letters)")
+    run = p.add_argument_group("run")
+    run.add_argument("--heartbeat-timeout", type=float, default=10.0, metavar="S")
+    run.add_argument("--max-failures", type=int, default=None, metavar="N",
+                     help="give up after N consecutive failed connects (default: never)")
+    run.add_argument("--max-ticks", type=int, default=None)
+    run.add_argument("--duration", type=float, default=None, metavar="S")
+    run.add_argument("--replay", metavar="FILE", help="replay a Parquet/JSONL capture into -k")
+    run.add_argument("--speed", default="1x", help="replay speed: 1x, 10x, ... or max")
+    run.add_argument("--log-level", default="INFO")
+    return p
+
+
+def _writer(args: argparse.Namespace) -> tuple[TickWriter, DeadLetters]:
+    chosen = [name for name, on in (("-k", args.kafka), ("-F/-o", args.parquet or args.output),
+                                    ("--jsonl", args.jsonl)) if on]
+    if len(chosen) != 1:
+        msg = ("collect: choose exactly one output: -k BOOTSTRAP, -F -o FILE or --jsonl FILE"
+               + (f" (found {', '.join(chosen)})" if chosen else ""))
+        raise SourceError(msg)
+    if args.kafka:
+        kafka = KafkaTickWriter(args.kafka, args.topic)
+        forward = (None if args.dead_letters
+                   else kafka.dead_letter_forward(f"{args.topic}-dead-letters"))
+        writer: TickWriter = kafka
+        return writer, DeadLetters(args.dead_letters, forward=forward, source="coinbase")
+    if args.jsonl:
+        path = Path(args.jsonl)
+        writer = JsonlTickWriter(path)
+    else:
+        if not args.output:
+            raise SourceError("collect: -F needs -o FILE")
+        path = Path(args.output)
+        if not args.parquet and path.suffix not in (".parquet", ".pq"):
+            msg = f"collect: -o {path}: add -F for Parquet or use --jsonl FILE for JSON Lines"
+            raise SourceError(msg)
+        writer = ParquetTickWriter(path, flush_rows=args.flush_rows,
+                                   flush_s=args.flush_seconds)
+    dead = Path(args.dead_letters) if args.dead_letters else \
+        path.with_name(path.name + ".dead-letters.jsonl")
+    return writer, DeadLetters(dead, source="coinbase")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from connectors.embedded_broker import EMBEDDED
+    from connectors.replay import replay_to_kafka
+
+    if not args.kafka:
+        raise SourceError("collect: --replay needs -k BOOTSTRAP (the Kafka to replay into)")
+    if args.kafka.strip().lower() == EMBEDDED:
+        msg = ("collect: --replay into -k embedded would lose every tick when the collector "
+               "stops (the embedded broker keeps them in memory); run `run-job jobs/live.yaml "
+               "--replay FILE` for an offline demo, or give a running broker's bootstrap")
+        raise SourceError(msg)
+    count = replay_to_kafka(args.replay, args.kafka, args.topic, args.speed)
+    print(f"replayed {count:,} ticks from {args.replay} into {args.kafka} topic {args.topic}")
+    return 0
+
+
+async def _collect(collector: Collector) -> CollectorStats:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, collector.stop)
+    return await collector.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        if args.replay:
+            return _replay(args)
+        channels = ["ticker", "heartbeats"]
+        channels += ["market_trades"] * args.market_trades + ["level2"] * args.level2
+        settings = CollectorSettings(
+            url=args.url, products=tuple(args.products), channels=tuple(channels),
+            heartbeat_timeout_s=args.heartbeat_timeout, max_failures=args.max_failures,
+            max_ticks=args.max_ticks, duration_s=args.duration,
+            credentials=CoinbaseCredentials.from_env())
+        writer, dead_letters = _writer(args)
+        collector = Collector(settings, writer, dead_letters)
+        try:
+            stats = asyncio.run(_collect(collector))
+        finally:
+            closed = writer.close()
+            dead_letters.close()
+        print(closed, flush=True)
+        print(stats.summary(), flush=True)
+        if dead_letters.total:
+            print(dead_letters.summary(), flush=True)
+        return 0
+    except TickflowError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,526 @@
+"""``kind: kafka``: ticks from a Kafka topic (source) and result rows to a topic (sink).
+
+The source reads explicit partitions with ``assign()`` (no consumer-group rebalancing: on the
+embedded Tansu broker a group join takes seconds, ``assign()`` reads 100K messages in about
+0.1 s), decodes each consumed batch at once (connectors/tick_codec.py), keeps unusable
+messages and broken ticks in the dead-letter sink, and commits an offset only when the live
+executor says the outputs for it are written (``commit``). A broker that goes away is waited
+for; when it comes back empty (Tansu keeps everything in memory) the source reads the new
+topic from its beginning instead of skipping what was produced meanwhile.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from connectors.base import (
+    CANONICAL_TICK_SCHEMA,
+    ConnectorConfig,
+    RunContext,
+    Sink,
+    Source,
+    sink,
+    source,
+)
+from connectors.dead_letter import DeadLetters
+from connectors.embedded_broker import EmbeddedBroker, broker_answers, resolve_bootstrap
+from connectors.kafka_client import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_FEATURES_TOPIC,
+    DEFAULT_TICKS_TOPIC,
+    KafkaSecurity,
+    client_settings,
+    ensure_topic,
+    partition_count,
+    topic_id,
+    wait_for_broker,
+)
+from connectors.tick_codec import decode_tick_values, encode_json_values, kept_indices
+from connectors.tick_quality import TickQuality, TickQualityConfig
+from engine.errors import SinkError, SourceError
+
+SENT_HEADER = "tickflow-sent-us"
+"""Optional message header: when the producer sent the tick (µs since the epoch), for
+tick-to-signal latency; without it the message timestamp (ms) is used."""
+
+Setting = str | int | float | bool
+
+
+class KafkaSourceConfig(ConnectorConfig):
+    """Read canonical ticks (JSON, key = symbol) from a Kafka topic."""
+
+    kind: Literal["kafka"] = "kafka"
+    bootstrap: str = Field(DEFAULT_BOOTSTRAP,
+                           description="bootstrap servers, or `embedded` to start a local "
+                                       "broker for the run")
+    topic: str = Field(DEFAULT_TICKS_TOPIC, min_length=1, description="topic of the ticks")
+    group_id: str | None = Field(None, description="consumer group whose committed offsets "
+                                                   "are resumed (default: tickflow-JOBNAME)")
+    start_offset: Literal["earliest", "latest"] = Field(
+        "earliest", description="where to start when the group has no committed offset")
+    partitions: list[int] | None = Field(None, description="partitions to read "
+                                                           "(default: all)")
+    create_partitions: int = Field(1, ge=1, description="partitions of the topic when the "
+                                                        "source has to create it")
+    batch_size: int = Field(20_000, ge=1, description="most messages per consumed batch")
+    linger_ms: int = Field(20, ge=0, le=60_000,
+                           description="longest wait to fill a batch (latency vs throughput)")
+    connect_timeout_s: float = Field(30.0, ge=0, description="how long to wait for a broker "
+                                                             "that is down at start")
+    end_when_idle_s: float | None = Field(
+        None, gt=0, description="end the run after this long without a message (a bounded "
+                                "run, e.g. export a topic once); default: run until stopped")
+    quality: TickQualityConfig = Field(
+        default_factory=TickQualityConfig,  # type: ignore[arg-type]
+        description="broken-tick checks: policy (dead_letter | drop | keep), max_lateness, "
+                    "check_crossed")
+    dead_letter_path: str | None = Field("out/dead_letters.jsonl",
+                                         description="JSON Lines file of unusable messages")
+    dead_letter_topic: str | None = Field(None, description="also produce them to this topic")
+    security: KafkaSecurity = Field(
+        default_factory=KafkaSecurity,  # type: ignore[arg-type]
+        description="security_protocol, sasl_mechanism, ssl_ca_location and the NAMES of the "
+                    "environment variables holding the credentials (username_env, "
+                    "password_env)")
+    consumer: dict[str, Setting] = Field(default_factory=dict,
+                                         description="extra librdkafka consumer settings")
+
+
+@dataclass
+class ConsumedBatch:
+    """One consumed batch: the ticks for the kernels and where to commit once they are out."""
+
+    ticks: pa.RecordBatch
+    offsets: dict[int, int]
+    message_count: int
+    sent_us: np.ndarray
+    dead_letter_count: int = 0
+    flagged: dict[str, int] = field(default_factory=dict)
+
+
+@source("kafka", config=KafkaSourceConfig,
+        summary="canonical ticks from a Kafka topic (JSON), offsets committed after output")
+class KafkaSource(Source):
+    """Consumes ticks batch by batch; ``poll`` + ``commit`` for the live executor, ``batches``
+    for a bounded research run over a topic."""
+
+    config: KafkaSourceConfig
+
+    def __init__(self, config: KafkaSourceConfig, context: RunContext,
+                 status: Callable[[str], None] | None = None):
+        super().__init__(config, context)
+        self.status = status or _stderr_status(context)
+        self.broker: EmbeddedBroker | None = None
+        self.bootstrap = ""
+        self.consumer: Any = None
+        self.quality = TickQuality(config.quality)
+        self.dead_letters: DeadLetters | None = None
+        self._dlq_producer: Any = None
+        self._partitions: list[int] = []
+        self._position: dict[int, int] = {}
+        self._committed: dict[int, int] = {}
+        self._down_since: float | None = None
+        self._topic_id: str | None = None
+        self._broker_error = False
+        self._pending: dict[int, int] = {}
+        self._last_message = time.monotonic()
+        self.message_count = 0
+
+    def schema(self) -> pa.Schema:
+        return CANONICAL_TICK_SCHEMA
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self) -> KafkaSource:
+        """Connect (waiting for a broker that is down), create the topic if needed, assign."""
+        from confluent_kafka import Consumer
+
+        cfg = self.config
+        self.bootstrap, self.broker = resolve_bootstrap(cfg.bootstrap)
+        wait_for_broker(self.bootstrap, timeout_s=cfg.connect_timeout_s,
+                        what=f"kafka source {self.label}",
+                        on_retry=lambda waited: self.status(
+                            f"waiting for Kafka at {self.bootstrap} ({waited:.0f} s)"))
+        self.settings = client_settings(
+            self.bootstrap, cfg.security, **{
+                "group.id": cfg.group_id or f"tickflow-{self.context.job_name}",
+                "enable.auto.commit": False, "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest", "enable.partition.eof": False,
+                "fetch.wait.max.ms": max(1, cfg.linger_ms), "fetch.min.bytes": 1,
+                "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20,
+                "queued.min.messages": max(100_000, 2 * cfg.batch_size),
+                "isolation.level": "read_committed", "error_cb": self._on_error,
+                **cfg.consumer})
+        n = ensure_topic(self.settings, cfg.topic, cfg.create_partitions)
+        self._partitions = list(cfg.partitions if cfg.partitions is not None else range(n))
+        self._topic_id = topic_id(self.settings, cfg.topic)
+        self.dead_letters = DeadLetters(cfg.dead_letter_path, forward=self._forward_dead,
+                                        source=self.label)
+        self.consumer = Consumer(self.settings)
+        self._assign()
+        self._last_message = time.monotonic()
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.config.id or self.config.topic
+
+    def _committed_on_broker(self) -> dict[int, int]:
+        from confluent_kafka import TopicPartition
+
+        tps = [TopicPartition(self.config.topic, p) for p in self._partitions]
+        return {tp.partition: tp.offset for tp in self.consumer.committed(tps, timeout=10)
+                if tp.offset >= 0}
+
+    def _assign(self, fresh_broker: bool = False) -> None:
+        """Assign every partition at its committed offset, else at ``start_offset``; after a
+        broker came back, at our own position, or at the beginning when the broker is new."""
+        from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
+
+        committed = self._committed_on_broker()
+        start = OFFSET_END if self.config.start_offset == "latest" else OFFSET_BEGINNING
+        if fresh_broker:
+            where = dict.fromkeys(self._partitions, OFFSET_BEGINNING)
+            self._pending.clear()
+        else:
+            where = {p: self._position.get(p, committed.get(p, start))
+                     for p in self._partitions}
+        self.consumer.assign([TopicPartition(self.config.topic, p, o)
+                              for p, o in where.items()])
+        self._committed = committed
+
+    def _on_error(self, err: Any) -> None:
+        from confluent_kafka import KafkaError
+
+        if err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+            self._broker_error = True
+
+    def _forward_dead(self, record: bytes, reason: str) -> None:
+        topic = self.config.dead_letter_topic
+        if topic is None:
+            return
+        if self._dlq_producer is None:
+            from confluent_kafka import Producer
+
+            ensure_topic(self.settings, topic)
+            self._dlq_producer = Producer(client_settings(self.bootstrap, self.config.security))
+        self._dlq_producer.produce(topic, value=record, key=reason.encode())
+        self._dlq_producer.poll(0)
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
+            self.consumer = None
+        if self._dlq_producer is not None:
+            self._dlq_producer.flush(10)
+        if self.dead_letters is not None:
+            self.dead_letters.close()
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+    # ------------------------------------------------------------------ consuming
+
+    def poll(self, timeout_s: float | None = None) -> ConsumedBatch | None:
+        """The next batch (None when nothing arrived in time). Waits out a broker outage."""
+        from confluent_kafka import KafkaError
+
+        if self.consumer is None:
+            self.open()
+        cfg = self.config
+        wait = cfg.linger_ms / 1000 if timeout_s is None else timeout_s
+        messages = self.consumer.consume(cfg.batch_size, timeout=max(wait, 0.001))
+        good = []
+        broker_error = False
+        for m in messages:
+            err = m.error()
+            if err is None:
+                good.append(m)
+            elif err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+                                KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION):
+                broker_error = True
+            elif err.code() != KafkaError._PARTITION_EOF:
+                self.status(f"kafka source {self.label}: {err.str()}")
+        if good:
+            self._down_since = None
+            self._last_message = time.monotonic()
+            return self._decode(good)
+        if broker_error or self._broker_error or self._down_since is not None:
+            self._wait_for_broker()
+        return None
+
+    def _wait_for_broker(self) -> None:
+        """Called while the broker does not answer: report once, then check it is back."""
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            if broker_answers(self.bootstrap, timeout_s=1.0):
+                self._down_since = None
+                self._broker_error = False
+                return
+            self.status(f"kafka source {self.label}: broker at {self.bootstrap} went away; "
+                        f"waiting for it (everything consumed so far is in the outputs)")
+            return
+        if not broker_answers(self.bootstrap, timeout_s=1.0):
+            time.sleep(0.2)
+            return
+        # back: an empty broker (Tansu keeps nothing) lost the topic and our commits
+        topic_missing = partition_count(self.settings, self.config.topic) == 0
+        ensure_topic(self.settings, self.config.topic, max(self.config.create_partitions,
+                                                           len(self._partitions)))
+        lost_commits = bool(self._committed) and not self._committed_on_broker()
+        new_id = topic_id(self.settings, self.config.topic)
+        recreated = None not in (new_id, self._topic_id) and new_id != self._topic_id
+        self._topic_id = new_id
+        fresh = topic_missing or lost_commits or recreated
+        self._assign(fresh_broker=fresh)
+        if fresh:
+            self._position.clear()
+        self.status(f"kafka source {self.label}: broker at {self.bootstrap} is back after "
+                    f"{now - self._down_since:.1f} s"
+                    + ("; it is empty, reading the topic from its beginning" if fresh else ""))
+        self._down_since = None
+        self._broker_error = False
+        self._last_message = time.monotonic()
+
+    def _decode(self, messages: list[Any]) -> ConsumedBatch:
+        values: list[bytes] = []
+        offsets: dict[int, int] = {}
+        sent = np.empty(len(messages), dtype=np.int64)
+        keep: list[int] = []
+        assert self.dead_letters is not None
+        dead_before = self.dead_letters.total
+        for i, m in enumerate(messages):
+            offsets[m.partition()] = m.offset() + 1
+            v = m.value()
+            if not v:
+                self.dead_letters.add("empty_value", b"", topic=m.topic(),
+                                      partition=m.partition(), offset=m.offset())
+                continue
+            keep.append(i)
+            values.append(v)
+            headers = m.headers()
+            stamp = None
+            if headers:
+                stamp = next((h[1] for h in headers if h[0] == SENT_HEADER), None)
+            sent[i] = int(stamp) if stamp else m.timestamp()[1] * 1000
+        self.message_count += len(messages)
+        ticks, rejected = decode_tick_values(values)
+        for index, reason in rejected:
+            m = messages[keep[index]]
+            self.dead_letters.add(reason, values[index], topic=m.topic(),
+                                  partition=m.partition(), offset=m.offset())
+        rows = np.asarray(keep, dtype=np.int64)[kept_indices(len(values), rejected)]
+        flagged = self.quality.check(ticks)
+        if flagged and self.config.quality.policy == "dead_letter":
+            for row, reason in flagged:
+                m = messages[int(rows[row])]
+                self.dead_letters.add(reason, m.value(), topic=m.topic(),
+                                      partition=m.partition(), offset=m.offset())
+        counts: dict[str, int] = {}
+        for _, reason in flagged:
+            counts[reason] = counts.get(reason, 0) + 1
+        if flagged and self.config.quality.policy != "keep":
+            mask = np.ones(ticks.num_rows, dtype=bool)
+            mask[[i for i, _ in flagged]] = False
+            rows = rows[mask]
+        ticks = self.quality.apply(ticks, flagged)
+        for p, o in offsets.items():
+            self._position[p] = o
+        return ConsumedBatch(ticks, offsets, len(messages), sent[rows],
+                             self.dead_letters.total - dead_before, counts)
+
+    def commit(self, offsets: dict[int, int]) -> bool:
+        """Commit offsets whose outputs are written. On failure (broker away) they stay
+        pending and go out with the next commit; returns whether everything is committed."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        self._pending.update(offsets)
+        if not self._pending:
+            return True
+        if self.dead_letters is not None:
+            self.dead_letters.flush()
+        tps = [TopicPartition(self.config.topic, p, o) for p, o in self._pending.items()]
+        try:
+            self.consumer.commit(offsets=tps, asynchronous=False)
+        except KafkaException:
+            return False
+        self._committed.update(self._pending)
+        self._pending.clear()
+        return True
+
+    def lag(self) -> int:
+        """Messages behind the partitions' high watermarks (cached; 0 when unknown)."""
+        from confluent_kafka import TopicPartition
+
+        total = 0
+        for p, pos in self._position.items():
+            try:
+                _, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(self.config.topic, p), cached=True)
+            except Exception:
+                continue
+            total += max(0, high - pos) if high >= 0 else 0
+        return total
+
+    def is_idle_end(self) -> bool:
+        """Whether a bounded run (``end_when_idle_s``) has been idle long enough to end."""
+        idle = self.config.end_when_idle_s
+        return idle is not None and time.monotonic() - self._last_message >= idle
+
+    def batches(self, columns: list[str] | None = None,
+                batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """Ticks until ``end_when_idle_s`` passes with no message (no offsets committed:
+        only the live executor knows when outputs are written)."""
+        if self.config.end_when_idle_s is None:
+            msg = (f"kafka source {self.label}: a research run over a topic needs "
+                   f"end_when_idle_s (or run the job in live mode)")
+            raise SourceError(msg)
+        self.open()
+        while not self.is_idle_end():
+            batch = self.poll()
+            if batch is not None and batch.ticks.num_rows:
+                yield batch.ticks.select(columns) if columns else batch.ticks
+
+
+def _stderr_status(context: RunContext) -> Callable[[str], None]:
+    def say(text: str) -> None:
+        if not context.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    return say
+
+
+# ---------------------------------------------------------------------------- sink
+
+class KafkaSinkConfig(ConnectorConfig):
+    """Write result rows as JSON messages, one per row, keyed by a column."""
+
+    kind: Literal["kafka"] = "kafka"
+    bootstrap: str = Field(DEFAULT_BOOTSTRAP, description="bootstrap servers, or `embedded` "
+                                                          "(the source's broker when it is "
+                                                          "embedded too)")
+    topic: str = Field(DEFAULT_FEATURES_TOPIC, min_length=1, description="topic to write")
+    key: str = Field("symbol", description="column whose value is the message key")
+    columns: list[str] | None = Field(None, min_length=1,
+                                      description="columns in each message (default: all)")
+    only_rows_with: list[str] | None = Field(
+        None, min_length=1, description="write only rows where one of these columns is "
+                                        "non-zero (e.g. the signal columns)")
+    create_partitions: int = Field(1, ge=1, description="partitions when the sink creates "
+                                                        "the topic")
+    linger_ms: int = Field(5, ge=0, description="producer batching delay")
+    security: KafkaSecurity = Field(
+        default_factory=KafkaSecurity,  # type: ignore[arg-type]
+        description="as the source's: protocol, mechanism, credential variable names")
+    producer: dict[str, Setting] = Field(default_factory=dict,
+                                         description="extra librdkafka producer settings")
+
+
+@sink("kafka", config=KafkaSinkConfig,
+      summary="result rows as JSON messages to a Kafka topic (one per row, keyed)")
+class KafkaSink(Sink):
+    """Produces rows; ``flush`` returns only when every message is acknowledged, re-sending
+    the ones a restarted (empty) broker refused, so the live executor can commit after it."""
+
+    config: KafkaSinkConfig
+    is_durable_on_flush = True
+
+    def __init__(self, config: KafkaSinkConfig, context: RunContext):
+        super().__init__(config, context)
+        self.producer: Any = None
+        self.broker: EmbeddedBroker | None = None
+        self.count = 0
+        self._failed: list[tuple[bytes, bytes]] = []
+
+    def required_columns(self) -> list[str]:
+        return [self.config.key, *(self.config.columns or []),
+                *(self.config.only_rows_with or [])]
+
+    def open(self, schema: pa.Schema) -> None:
+        from confluent_kafka import Producer
+
+        cfg = self.config
+        bootstrap = self.context.extra.get("kafka_bootstrap") \
+            if cfg.bootstrap == "embedded" else None
+        if bootstrap is None:
+            bootstrap, self.broker = resolve_bootstrap(cfg.bootstrap)
+        wait_for_broker(bootstrap, timeout_s=30, what=f"kafka sink {cfg.topic}")
+        self.settings = client_settings(bootstrap, cfg.security, **{
+            "linger.ms": cfg.linger_ms, "acks": "all", "enable.idempotence": True,
+            "message.timeout.ms": 0, "queue.buffering.max.messages": 1_000_000,
+            "batch.num.messages": 10_000, **cfg.producer})
+        ensure_topic(self.settings, cfg.topic, cfg.create_partitions)
+        self.producer = Producer(self.settings)
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._failed.append((msg.key(), msg.value()))
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        cfg = self.config
+        if cfg.only_rows_with:
+            mask = np.zeros(batch.num_rows, dtype=bool)
+            for c in cfg.only_rows_with:
+                mask |= np.asarray(batch.column(c).to_numpy(zero_copy_only=False)) != 0
+            if not mask.any():
+                return
+            batch = batch.filter(pa.array(mask))
+        values = encode_json_values(batch, cfg.columns).to_pylist()
+        keys = batch.column(cfg.key).to_pylist()
+        self._produce(list(zip([str(k).encode() for k in keys],
+                               [v.encode() for v in values], strict=True)))
+
+    def _produce(self, rows: list[tuple[bytes, bytes]]) -> None:
+        produce, topic = self.producer.produce, self.config.topic
+        for key, value in rows:
+            while True:
+                try:
+                    produce(topic, value=value, key=key, on_delivery=self._delivered)
+                    break
+                except BufferError:  # local queue full: let deliveries drain
+                    self.producer.poll(0.05)
+        self.producer.poll(0)
+        self.count += len(rows)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Block until every message written so far is acknowledged (broker outages are
+        waited for; ``timeout_s`` bounds the wait, then SinkError)."""
+        start = time.monotonic()
+        while True:
+            self.producer.flush(1.0)
+            if self._failed:
+                failed, self._failed = self._failed, []
+                ensure_topic(self.settings, self.config.topic, self.config.create_partitions)
+                self.count -= len(failed)
+                self._produce(failed)
+                continue
+            if len(self.producer) == 0:
+                return
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                msg = (f"kafka sink {self.config.topic}: {len(self.producer)} messages not "
+                       f"acknowledged after {timeout_s:.0f} s")
+                raise SinkError(msg)
+
+    def close(self) -> str | None:
+        if self.producer is None:
+            return None
+        self.flush()
+        self.producer = None  # disconnects from the broker
+        if self.broker is not None:
+            self.broker.stop()
+        return f"kafka: wrote {self.count:,} messages to topic {self.config.topic}"
+
+
+def topic_partitions(bootstrap: str, topic: str) -> int:
+    """Partition count of ``topic`` at ``bootstrap`` (0 when it does not exist)."""
+    return partition_count(client_settings(bootstrap), topic)

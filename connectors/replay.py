@@ -1,0 +1,162 @@
+"""Replay a recorded capture into a Kafka topic, at recorded or accelerated speed.
+
+The offline demo and the tests feed the live path this way: a Parquet file of canonical ticks
+(``run-job simulate`` writes one) or a JSON Lines capture of canonical ticks goes into the
+ticks topic in the wire format of connectors/tick_codec.py, paced by the ticks' own
+timestamps divided by ``speed`` (``max`` sends as fast as the broker takes them). JSON Lines
+are sent as recorded, bad lines included, so the consumer's dead-letter path sees them too.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from connectors.kafka_client import DEFAULT_TICKS_TOPIC, client_settings, ensure_topic
+from connectors.tick_codec import decode_tick_values, encode_tick_values, kept_indices
+from engine.errors import SourceError
+
+CHUNK_ROWS = 5_000
+
+
+def parse_speed(speed: str | float | None) -> float | None:
+    """``max`` (None: no pacing), ``10x``, ``0.5x`` or a number; the recorded pace is 1."""
+    if speed is None:
+        return None
+    if isinstance(speed, int | float):
+        value = float(speed)
+    else:
+        text = speed.strip().lower()
+        if text in ("max", "inf", "unlimited"):
+            return None
+        try:
+            value = float(text[:-1] if text.endswith("x") else text)
+        except ValueError:
+            msg = f"--speed: expected max, 10x or a number, found {speed!r}"
+            raise SourceError(msg) from None
+    if not value > 0:
+        msg = f"--speed: expected a speed > 0, found {speed!r}"
+        raise SourceError(msg)
+    return value
+
+
+def _parquet_chunks(path: Path) -> Iterator[tuple[list[tuple[bytes, bytes]], np.ndarray]]:
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(path)
+    for batch in file.iter_batches(batch_size=CHUNK_ROWS):
+        values = encode_tick_values(batch).to_pylist()
+        keys = batch.column("symbol").to_pylist()
+        ts = pc.cast(batch.column("timestamp"), pa.int64()).to_numpy(zero_copy_only=False)
+        yield ([((k or "").encode(), v.encode()) for k, v in zip(keys, values, strict=True)],
+               np.asarray(ts, dtype=np.int64))
+
+
+def _jsonl_chunks(path: Path) -> Iterator[tuple[list[tuple[bytes, bytes]], np.ndarray]]:
+    import gzip
+
+    opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        while True:
+            lines = [ln.rstrip(b"\r\n") for ln in _take(f, CHUNK_ROWS)]
+            lines = [ln for ln in lines if ln.strip()]
+            if not lines:
+                return
+            batch, rejected = decode_tick_values(lines)
+            kept = kept_indices(len(lines), rejected)
+            keys = [b""] * len(lines)
+            ts = np.full(len(lines), -1, dtype=np.int64)  # bad lines: sent at once
+            for row, index in enumerate(kept):
+                keys[int(index)] = (batch.column("symbol")[row].as_py() or "").encode()
+            if len(kept):
+                ts[kept] = pc.cast(batch.column("timestamp"), pa.int64()).to_numpy(
+                    zero_copy_only=False)
+            yield list(zip(keys, lines, strict=True)), ts
+
+
+def _take(f: Any, n: int) -> list[bytes]:
+    out = []
+    for line in f:
+        out.append(line)
+        if len(out) >= n:
+            break
+    return out
+
+
+def capture_chunks(path: str | Path) -> Iterator[tuple[list[tuple[bytes, bytes]], np.ndarray]]:
+    """``(key, value)`` pairs and tick timestamps (µs; -1 unknown) of a capture, in chunks."""
+    p = Path(path)
+    if not p.exists():
+        msg = f"replay: no capture at {p}"
+        raise SourceError(msg)
+    if p.suffix == ".parquet":
+        return _parquet_chunks(p)
+    if p.name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")):
+        return _jsonl_chunks(p)
+    msg = f"replay: {p} is neither Parquet (.parquet) nor JSON Lines (.jsonl, .jsonl.gz)"
+    raise SourceError(msg)
+
+
+def replay_to_kafka(path: str | Path, bootstrap: str, topic: str = DEFAULT_TICKS_TOPIC,
+                    speed: str | float | None = "max", *, partitions: int = 1,
+                    stamp_send_time: bool = False, stop: threading.Event | None = None,
+                    producer_settings: dict[str, Any] | None = None) -> int:
+    """Produce every tick of a capture to ``topic`` (created when missing); returns the count.
+
+    Args:
+        path: Parquet or JSON Lines capture of canonical ticks.
+        bootstrap: Kafka bootstrap servers.
+        topic: the ticks topic.
+        speed: ``max``, ``10x``, ... relative to the recorded timestamps.
+        partitions: partitions of the topic when it has to be created (key = symbol).
+        stamp_send_time: add the ``tickflow-sent-us`` header (for latency measurements).
+        stop: set it to end the replay early.
+        producer_settings: extra librdkafka producer settings.
+    """
+    from confluent_kafka import Producer
+
+    from connectors.kafka import SENT_HEADER
+
+    pace = parse_speed(speed)
+    settings = client_settings(bootstrap, **{"linger.ms": 5, "batch.num.messages": 10_000,
+                                             "queue.buffering.max.messages": 1_000_000,
+                                             "message.timeout.ms": 0,
+                                             **(producer_settings or {})})
+    ensure_topic(settings, topic, partitions)
+    producer = Producer(settings)
+    sent = 0
+    first_ts: int | None = None
+    start = time.monotonic()
+    for pairs, ts in capture_chunks(path):
+        for i, (key, value) in enumerate(pairs):
+            if stop is not None and stop.is_set():
+                producer.flush()
+                return sent
+            t = int(ts[i])
+            if pace is not None and t >= 0:
+                if first_ts is None:
+                    first_ts = t
+                due = start + (t - first_ts) / 1e6 / pace
+                delay = due - time.monotonic()
+                if delay > 0.001:
+                    producer.poll(0)
+                    time.sleep(delay)
+            headers = [(SENT_HEADER, str(time.time_ns() // 1000).encode())] \
+                if stamp_send_time else None
+            while True:
+                try:
+                    producer.produce(topic, value=value, key=key or None, headers=headers)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            sent += 1
+        producer.poll(0)
+    producer.flush()
+    return sent

@@ -1,0 +1,237 @@
+"""The ticks topic's wire format: one JSON object per tick, canonical field names, key = symbol.
+
+    {"timestamp": "2026-08-09T12:00:00.123456Z", "symbol": "BTC-USD", "exchange": "coinbase",
+     "price": 1.0, "best_bid": ..., "best_ask": ..., "best_bid_size": ..., "best_ask_size": ...,
+     "last_size": null, "volume_24h": ..., "sequence": 123}
+
+Both directions work on whole batches. Encoding builds every JSON text with Arrow string
+kernels; decoding hands the newline-joined values to ``pyarrow.json.read_json`` at once. Only
+when a batch fails does the decoder look closer: numbers sent as strings (Coinbase does) are
+unquoted in one regex pass, and a batch that still fails is bisected so that the few bad
+messages are isolated and explained while the rest keep the fast path.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from connectors.base import CANONICAL_TICK_SCHEMA
+
+NUMERIC_FIELDS = ("price", "best_bid", "best_ask", "best_bid_size", "best_ask_size",
+                  "last_size", "volume_24h")
+REQUIRED_FIELDS = ("timestamp", "symbol")
+_NUMBER = rb"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_QUOTED_NUMBER = re.compile(
+    rb'"(' + "|".join((*NUMERIC_FIELDS, "sequence")).encode() + rb')"(\s*):(\s*)"(' + _NUMBER
+    + rb')"')
+_PARSE = pj.ParseOptions(explicit_schema=CANONICAL_TICK_SCHEMA,
+                         unexpected_field_behavior="ignore")
+_READ = pj.ReadOptions(use_threads=False, block_size=1 << 26)
+
+Rejected = list[tuple[int, str]]
+
+
+# ---------------------------------------------------------------------------- encode
+
+def _json_numbers(col: pa.Array) -> pa.Array:
+    """Shortest round-trip text of each number; null, NaN and infinities become ``null``."""
+    if pa.types.is_floating(col.type):
+        col = pc.if_else(pc.is_finite(col), col, pa.scalar(None, col.type))
+    return pc.fill_null(pc.cast(col, pa.string()), "null")
+
+
+def _json_strings(col: pa.Array) -> pa.Array:
+    """JSON string literals; the (few) distinct values are escaped by ``json.dumps``."""
+    encoded = pc.dictionary_encode(col)
+    quoted = pa.array([json.dumps(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    out = pc.take(quoted, encoded.indices)
+    return pc.fill_null(out, "null")
+
+
+def encode_json_values(batch: pa.RecordBatch | pa.Table,
+                       columns: list[str] | None = None) -> pa.Array:
+    """One JSON object per row over ``columns`` (default: all), as an Arrow string array.
+
+    Timestamps become ISO 8601 in UTC with a ``Z``; NaN and infinities become ``null``.
+    """
+    names = list(columns or batch.schema.names)
+    parts: list[Any] = []
+    for i, name in enumerate(names):
+        parts.append(pa.scalar(("{" if i == 0 else ",") + json.dumps(name) + ":"))
+        col = batch.column(name)
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        if pa.types.is_null(col.type):
+            parts.append(pa.scalar("null"))
+        elif pa.types.is_timestamp(col.type):
+            col = pc.cast(col, pa.timestamp("us", tz="UTC"))
+            text = pc.strftime(col, format="%Y-%m-%dT%H:%M:%SZ")
+            parts.append(pc.fill_null(pc.binary_join_element_wise('"', text, '"', ""), "null"))
+        elif pa.types.is_dictionary(col.type) or pa.types.is_string(col.type) or \
+                pa.types.is_large_string(col.type):
+            parts.append(_json_strings(col.cast(pa.string())))
+        else:
+            parts.append(_json_numbers(col))
+    parts.append(pa.scalar("}"))
+    if not names:
+        return pa.array(["{}"] * batch.num_rows, pa.string())
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def encode_tick_values(batch: pa.RecordBatch | pa.Table) -> pa.Array:
+    """The wire value of every row of a canonical-schema batch (missing fields as null)."""
+    names = batch.schema.names
+    missing = [f for f in CANONICAL_TICK_SCHEMA if f.name not in names]
+    if missing:
+        arrays = [batch.column(f.name) if f.name in names else pa.nulls(batch.num_rows, f.type)
+                  for f in CANONICAL_TICK_SCHEMA]
+        batch = pa.table(arrays, names=CANONICAL_TICK_SCHEMA.names)
+    return encode_json_values(batch, CANONICAL_TICK_SCHEMA.names)
+
+
+def encode_tick_rows(batch: pa.RecordBatch | pa.Table, key: str = "symbol",
+                     ) -> list[tuple[bytes, bytes]]:
+    """``(key, value)`` pairs to produce, one per row, in row order."""
+    values = encode_tick_values(batch).to_pylist()
+    keys = batch.column(key).to_pylist()
+    return [((k or "").encode(), v.encode()) for k, v in zip(keys, values, strict=True)]
+
+
+# ---------------------------------------------------------------------------- decode
+
+def _read(lines: list[bytes]) -> pa.Table:
+    table = pj.read_json(io.BytesIO(b"\n".join(lines)), read_options=_READ,
+                         parse_options=_PARSE)
+    return table.select(CANONICAL_TICK_SCHEMA.names)
+
+
+def _unquote(value: bytes) -> bytes:
+    return _QUOTED_NUMBER.sub(rb'"\1"\2:\3\4', value)
+
+
+def _explain(value: bytes) -> tuple[dict[str, Any] | None, str]:
+    """Decode one message by hand: a clean row, or None and why it cannot be used."""
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return None, "malformed_json"
+    if not isinstance(obj, dict):
+        return None, "not_an_object"
+    row: dict[str, Any] = {}
+    for name in REQUIRED_FIELDS:
+        if obj.get(name) in (None, ""):
+            return None, f"missing_{name}"
+    if not isinstance(obj["symbol"], str):
+        return None, "bad_symbol"
+    row["symbol"] = obj["symbol"]
+    exchange = obj.get("exchange")
+    row["exchange"] = exchange if isinstance(exchange, str) else None
+    row["timestamp"] = _timestamp(obj["timestamp"])
+    if row["timestamp"] is None:
+        return None, "bad_timestamp"
+    for name in (*NUMERIC_FIELDS, "sequence"):
+        raw = obj.get(name)
+        if raw is None:
+            row[name] = None
+            continue
+        try:
+            number = float(raw) if not isinstance(raw, bool) else math.nan
+        except (TypeError, ValueError):
+            return None, f"bad_{name}"
+        if name == "sequence":
+            if not math.isfinite(number) or number != int(number):
+                return None, "bad_sequence"
+            row[name] = int(number)
+        else:
+            row[name] = number
+    return row, ""
+
+
+def _timestamp(raw: Any) -> datetime | None:
+    if not isinstance(raw, str):
+        return None
+    text = re.sub(r"(\.\d{6})\d+", r"\1", raw.strip())  # nanoseconds: keep microseconds
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return ts if ts.tzinfo is not None else None
+
+
+def _decode_part(values: list[bytes], offset: int, tables: list[pa.Table],
+                 rejected: Rejected) -> None:
+    """Decode ``values`` (starting at index ``offset``), bisecting around failures."""
+    try:
+        tables.append(_read(values))
+        return
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    if len(values) == 1:
+        row, reason = _explain(values[0])
+        if row is None:
+            rejected.append((offset, reason))
+        else:
+            tables.append(pa.Table.from_pylist([row], schema=CANONICAL_TICK_SCHEMA))
+        return
+    half = len(values) // 2
+    _decode_part(values[:half], offset, tables, rejected)
+    _decode_part(values[half:], offset + half, tables, rejected)
+
+
+def decode_tick_values(values: list[bytes]) -> tuple[pa.RecordBatch, Rejected]:
+    """Decode message values into a canonical-schema batch.
+
+    Args:
+        values: raw message values, in consumption order.
+
+    Returns:
+        The decoded rows (in input order, unusable ones left out) and ``(index, reason)``
+        for every value left out: ``malformed_json``, ``not_an_object``,
+        ``missing_timestamp``, ``missing_symbol``, ``bad_timestamp`` or ``bad_<field>``.
+        ``kept_indices(len(values), rejected)`` maps rows back to indices of ``values``.
+    """
+    if not values:
+        return pa.RecordBatch.from_pylist([], schema=CANONICAL_TICK_SCHEMA), []
+    rejected: Rejected = []
+    tables: list[pa.Table] = []
+    try:
+        tables.append(_read(values))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        _decode_part([_unquote(v) for v in values], 0, tables, rejected)
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0] if tables else \
+        CANONICAL_TICK_SCHEMA.empty_table()
+    # Arrow accepts an explicit null; a tick must still say when and what
+    missing = np.zeros(table.num_rows, dtype=bool)
+    for name in REQUIRED_FIELDS:
+        col = table.column(name)
+        if col.null_count:
+            missing |= col.is_null().to_numpy(zero_copy_only=False)
+    if missing.any():
+        kept = kept_indices(len(values), rejected)
+        for row in np.flatnonzero(missing):
+            reason = "missing_timestamp" if table.column("timestamp")[int(row)].as_py() \
+                is None else "missing_symbol"
+            rejected.append((int(kept[row]), reason))
+        table = table.filter(pa.array(~missing))
+        rejected.sort()
+    batch = table.combine_chunks().to_batches()
+    out = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=CANONICAL_TICK_SCHEMA)
+    return out, rejected
+
+
+def kept_indices(n: int, rejected: Rejected) -> np.ndarray:
+    """Indices into the decoded ``values`` of the rows that were kept, in order."""
+    mask = np.ones(n, dtype=bool)
+    if rejected:
+        mask[[i for i, _ in rejected]] = False
+    return np.flatnonzero(mask)

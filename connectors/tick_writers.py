@@ -1,0 +1,191 @@
+"""Where a collector puts canonical ticks: Parquet, JSON Lines or a Kafka topic.
+
+Every writer takes tick dicts (``connectors.coinbase.ticker_to_tick``), buffers as little as
+its medium allows, and makes everything it was given durable on ``close``: the collector
+calls ``close`` on Ctrl+C or SIGTERM, so nothing received is lost. The JSON of a tick is the
+same everywhere (``connectors.coinbase.tick_to_json``), which is what the Kafka tick decoder
+(``connectors.tick_codec``) reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from connectors.base import CANONICAL_TICK_SCHEMA
+from connectors.coinbase import tick_to_json, ticks_to_table
+from engine.errors import SinkError
+
+LOG = logging.getLogger("tickflow.collector")
+
+
+class TickWriter:
+    """The writer contract: ``write`` ticks, ``maybe_flush`` on a timer, ``close`` once."""
+
+    rows = 0
+
+    def write(self, ticks: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def maybe_flush(self) -> None:
+        return None
+
+    def close(self) -> str:
+        raise NotImplementedError
+
+
+class ParquetTickWriter(TickWriter):
+    """Ticks to one Parquet file, a row group every ``flush_rows`` rows or ``flush_s`` seconds.
+
+    The file is written as ``FILE.partial`` and renamed to ``FILE`` on close, so a file at the
+    target path always has its footer and is readable; row groups bound the memory held.
+    """
+
+    def __init__(self, path: str | Path, *, flush_rows: int = 10_000, flush_s: float = 5.0):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.flush_rows, self.flush_s = flush_rows, flush_s
+        self.rows = 0
+        self.row_groups = 0
+        self._buffer: list[dict[str, Any]] = []
+        self._last_flush = time.monotonic()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.partial, CANONICAL_TICK_SCHEMA,
+                                            compression="zstd", use_dictionary=["symbol",
+                                                                                "exchange"])
+        except OSError as exc:
+            msg = f"parquet output {str(self.path)!r}: {exc.strerror or exc}"
+            raise SinkError(msg) from None
+
+    def write(self, ticks: list[dict[str, Any]]) -> None:
+        self._buffer.extend(ticks)
+        if len(self._buffer) >= self.flush_rows:
+            self.flush()
+
+    def maybe_flush(self) -> None:
+        if self._buffer and time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered ticks as one row group."""
+        self._last_flush = time.monotonic()
+        if not self._buffer:
+            return
+        self._writer.write_table(ticks_to_table(self._buffer))
+        self.rows += len(self._buffer)
+        self.row_groups += 1
+        self._buffer = []
+
+    def close(self) -> str:
+        self.flush()
+        self._writer.close()
+        os.replace(self.partial, self.path)
+        return f"wrote {self.rows:,} ticks in {self.row_groups} row groups to {self.path}"
+
+
+class JsonlTickWriter(TickWriter):
+    """Ticks to a JSON Lines file, one canonical JSON object per line, flushed per message."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            msg = f"jsonl output {str(self.path)!r}: {exc.strerror or exc}"
+            raise SinkError(msg) from None
+
+    def write(self, ticks: list[dict[str, Any]]) -> None:
+        if not ticks:
+            return
+        self._file.write("".join(tick_to_json(t) + "\n" for t in ticks))
+        self._file.flush()
+        self.rows += len(ticks)
+
+    def close(self) -> str:
+        self._file.close()
+        return f"wrote {self.rows:,} ticks to {self.path}"
+
+
+class KafkaTickWriter(TickWriter):
+    """Ticks to a Kafka topic: key = symbol, value = the canonical JSON.
+
+    The producer is idempotent (``acks=all``), so a retry never writes a tick twice; ``close``
+    waits until the broker has acknowledged every tick and fails loudly when it has not.
+    ``bootstrap: embedded`` starts a broker on loopback for the collector's lifetime.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, *, partitions: int = 1,
+                 wait_s: float = 30.0):
+        from confluent_kafka import Producer
+
+        from connectors.embedded_broker import resolve_bootstrap
+        from connectors.kafka_client import client_settings, ensure_topic, wait_for_broker
+
+        self.topic = topic
+        self.rows = 0
+        self.failed = 0
+        self.bootstrap, self.broker = resolve_bootstrap(bootstrap)
+        if self.broker is not None:
+            LOG.info("started an embedded Kafka broker on %s (memory only: it stops when the "
+                     "collector stops)", self.bootstrap)
+        wait_for_broker(self.bootstrap, timeout_s=wait_s, what="collector kafka output",
+                        on_retry=lambda s: LOG.warning("no Kafka broker at %s yet (%.0f s); "
+                                                       "retrying", self.bootstrap, s))
+        settings = client_settings(self.bootstrap, **{
+            "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+            "compression.type": "none"})
+        ensure_topic(settings, topic, partitions=partitions)
+        self._settings = settings
+        self._producer = Producer(settings)
+
+    def dead_letter_forward(self, topic: str) -> Callable[[bytes, str], None]:
+        """A ``DeadLetters(forward=...)`` callback producing records to ``topic`` (key =
+        reason) with this writer's producer, so ``close`` flushes them too."""
+        from connectors.kafka_client import ensure_topic
+
+        ensure_topic(self._settings, topic)
+
+        def forward(record: bytes, reason: str) -> None:
+            self._producer.produce(topic, value=record, key=reason.encode())
+
+        return forward
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.failed += 1
+            LOG.error("kafka: a tick was not delivered to %s: %s", self.topic, err)
+
+    def write(self, ticks: list[dict[str, Any]]) -> None:
+        for tick in ticks:
+            self.produce_raw(tick["symbol"].encode(), tick_to_json(tick).encode())
+
+    def produce_raw(self, key: bytes, value: bytes) -> None:
+        """Produce one already encoded tick."""
+        while True:
+            try:
+                self._producer.produce(self.topic, value=value, key=key,
+                                       on_delivery=self._delivered)
+                break
+            except BufferError:  # the local queue is full: let it drain
+                self._producer.poll(0.1)
+        self.rows += 1
+        self._producer.poll(0)
+
+    def close(self) -> str:
+        remaining = self._producer.flush(60)
+        if self.broker is not None:
+            self.broker.stop()
+        if remaining or self.failed:
+            msg = (f"kafka: {remaining + self.failed:,} of {self.rows:,} ticks were not "
+                   f"acknowledged by {self.bootstrap} (topic {self.topic})")
+            raise SinkError(msg)
+        return f"produced {self.rows:,} ticks to {self.bootstrap} topic {self.topic}"

@@ -1,0 +1,227 @@
+"""Parameter sweeps: expand ``sweep:`` into points, run them in parallel, rank, warn.
+
+Each point is one call of the pure function :func:`engine.backtest.run.run_point` (job path and
+overrides in, metrics out), so the same points can later be submitted as Dask tasks. Locally
+they run on a process pool (numba releases the GIL, but rule evaluation and metrics do not), in
+chunks that keep points sharing kernel parameters together, so that each process computes a
+feature set once and reuses it for every threshold.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+from engine.backtest.spec import RangeSpec, StrategySpec, SweepSpec
+from engine.errors import JobSpecError, Problem
+
+LOWER_IS_BETTER = {"volatility", "max_drawdown_duration_s", "fees_paid", "turnover"}
+_EULER_GAMMA = 0.5772156649015329
+
+
+def _stepped(r: RangeSpec) -> list[float]:
+    assert r.step is not None
+    count = math.floor((r.max - r.min) / r.step + 1e-9) + 1
+    return [round(r.min + k * r.step, 12) for k in range(count)]
+
+
+def expand_points(sweep: SweepSpec) -> list[dict[str, Any]]:
+    """Every grid combination, or ``samples`` random draws (reproducible with ``seed``)."""
+    names = list(sweep.parameters)
+    if sweep.method == "grid":
+        axes = []
+        for name in names:
+            values = sweep.parameters[name]
+            if isinstance(values, RangeSpec):
+                if values.step is None:
+                    raise JobSpecError([Problem("sweep", None, None, f"parameters.{name}",
+                                                "a grid needs `step` in a range")])
+                values = _stepped(values)
+            axes.append(list(values))
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*axes)]
+    rng = np.random.default_rng(sweep.seed)
+    points = []
+    for _ in range(sweep.samples):
+        point: dict[str, Any] = {}
+        for name in names:
+            values = sweep.parameters[name]
+            if isinstance(values, RangeSpec) and values.step is None:
+                point[name] = float(f"{rng.uniform(values.min, values.max):.4g}")
+            else:
+                choices = _stepped(values) if isinstance(values, RangeSpec) else list(values)
+                point[name] = choices[int(rng.integers(len(choices)))]
+        points.append(point)
+    return points
+
+
+@functools.lru_cache(maxsize=8)
+def _step_index(job_path: str, mtime: float) -> dict[str, int]:
+    from engine.loader import load_job
+
+    steps = load_job(job_path).data.get("steps") or []
+    index: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        if isinstance(step, dict):
+            index.setdefault(str(step.get("id") or step.get("kernel")), i)
+    return index
+
+
+def overrides_to_sets(job_path: str, overrides: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Sweep values as ``--set`` strings: (those of the strategy, those of kernel steps)."""
+    strategy_sets, step_sets = [], []
+    for name, value in overrides.items():
+        text = repr(value) if isinstance(value, float) else str(value)
+        if name.startswith("steps."):
+            _, step_id, rest = name.split(".", 2)
+            index = _step_index(os.path.abspath(job_path), os.path.getmtime(job_path))
+            if step_id not in index:
+                raise JobSpecError([Problem(job_path, None, None, f"sweep.parameters.{name}",
+                                            f"no step with id {step_id!r}")])
+            step_sets.append(f"steps[{index[step_id]}].{rest}={text}")
+        elif name.startswith("strategy."):
+            strategy_sets.append(f"{name}={text}")
+        else:
+            strategy_sets.append(f"strategy.params.{name}={text}")
+    return strategy_sets, step_sets
+
+
+def apply_strategy_sets(strategy: StrategySpec, sets: Sequence[str]) -> StrategySpec:
+    """``strategy.params.entry_z=1.5``-style overrides applied to a validated strategy."""
+    from pydantic import ValidationError
+
+    from engine.loader import format_path, parse_override
+
+    if not sets:
+        return strategy
+    data = strategy.model_dump()
+    for text in sets:
+        path, value = parse_override(text)
+        node: Any = data
+        for part in path[1:-1]:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else node[part]
+            if node is None:
+                raise JobSpecError([Problem("sweep", None, None, format_path(path),
+                                            "cannot set a field inside an empty block")])
+        node[path[-1]] = value
+    try:
+        return StrategySpec.model_validate(data)
+    except ValidationError as exc:
+        raise JobSpecError([Problem("sweep", None, None, ", ".join(sets),
+                                    f"invalid strategy after the sweep's overrides: "
+                                    f"{exc.errors()[0]['msg']}")]) from None
+
+
+def _point_task(args: tuple[str, dict[str, Any], tuple[str, ...], str | None, float | None]
+                ) -> dict[str, dict[str, float]]:
+    from engine.backtest.run import run_point
+
+    job_path, overrides, sets, parquet, train = args
+    return run_point(job_path, overrides, sets=sets, parquet=parquet, train_fraction=train)
+
+
+def run_sweep(job_path: str, sweep: SweepSpec, sets: Sequence[str] = (),
+              parquet: str | None = None, workers: int = 0) -> list[dict[str, Any]]:
+    """Run every point; rows of ``{param: value, ..., "<split>.<metric>": value}``, ranked."""
+    points = expand_points(sweep)
+    steps_first = sorted(range(len(points)), key=lambda i: str(
+        sorted((k, v) for k, v in points[i].items() if k.startswith("steps."))))
+    ordered = [points[i] for i in steps_first]
+    train = sweep.walk_forward.train_fraction if sweep.walk_forward else None
+    tasks = [(job_path, p, tuple(sets), parquet, train) for p in ordered]
+    workers = min(workers or sweep.workers or (os.cpu_count() or 1), len(tasks))
+    if workers <= 1:
+        results = [_point_task(t) for t in tasks]
+    else:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # threads and numba: never fork
+        chunk = max(1, math.ceil(len(tasks) / workers))
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            results = list(pool.map(_point_task, tasks, chunksize=chunk))
+    rows = []
+    for point, res in zip(ordered, results, strict=True):
+        row: dict[str, Any] = dict(point)
+        for split, metrics in res.items():
+            for k, v in metrics.items():
+                row[f"{split}.{k}"] = v
+        rows.append(row)
+    return rank(rows, sweep.metric, "train" if train is not None else "all")
+
+
+def rank(rows: list[dict[str, Any]], metric: str, split: str) -> list[dict[str, Any]]:
+    """Best first by ``split.metric``; NaN last."""
+    key = f"{split}.{metric}"
+    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
+
+    def order(row: dict[str, Any]) -> tuple[int, float]:
+        v = row.get(key, math.nan)
+        return (1, 0.0) if v is None or v != v else (0, sign * v)
+
+    return sorted(rows, key=order)
+
+
+def expected_max_sharpe(trials: int, years: float) -> float:
+    """Expected best annualised Sharpe of ``trials`` skill-less strategies over ``years``.
+
+    The annualised Sharpe estimate of a zero-mean strategy has a standard error of about
+    1/sqrt(years); the expected maximum of N such estimates follows Bailey and Lopez de Prado
+    (2014), "The Deflated Sharpe Ratio".
+    """
+    if trials < 2 or years <= 0:
+        return 0.0
+    nd = NormalDist()
+    z = ((1 - _EULER_GAMMA) * nd.inv_cdf(1 - 1 / trials)
+         + _EULER_GAMMA * nd.inv_cdf(1 - 1 / (trials * math.e)))
+    return z / math.sqrt(years)
+
+
+def multiple_testing_warning(rows: list[dict[str, Any]], split: str) -> str:
+    """The caveat every sweep result carries, with the selection bias put in numbers."""
+    n = len(rows)
+    elapsed = next((r.get(f"{split}.elapsed_s") for r in rows
+                    if r.get(f"{split}.elapsed_s")), 0.0) or 0.0
+    years = elapsed / (365.0 * 86_400.0)
+    bar = expected_max_sharpe(n, years)
+    text = (f"{n} parameter points were tried: the best of them is selected, so its in-sample "
+            f"figures are biased upward (multiple testing).")
+    if bar > 0:
+        text += (f" Pure noise over the same {elapsed / 3600:.1f} h would give a best "
+                 f"annualised Sharpe of about {bar:.2f} (expected maximum of {n} trials, "
+                 f"Bailey & Lopez de Prado 2014); read in-sample Sharpe ratios against that.")
+    if split == "train":
+        text += " Judge the choice by its out-of-sample (test) columns."
+    else:
+        text += " Add `walk_forward:` to see out-of-sample figures."
+    return text
+
+
+def run_sweep_command(job: Any, job_path: str, sets: Sequence[str], parquet: str | None,
+                      workers: int, console: Any, quiet: bool) -> int:
+    """``run-job JOB --sweep``: run, print the ranked table and warning, write the outputs."""
+    import time
+
+    from engine.backtest.report import print_sweep, write_sweep
+    from engine.backtest.run import output_paths
+
+    sweep = job.spec.sweep
+    if sweep is None:
+        m = job.loaded.marks.find(("mode",))
+        raise JobSpecError([Problem(m.file, m.line, m.col, "sweep",
+                                    "--sweep needs a `sweep:` block in the job")])
+    start = time.perf_counter()
+    workers = min(workers, sweep.workers or workers)
+    rows = run_sweep(job_path, sweep, sets, parquet, workers)
+    split = "train" if sweep.walk_forward else "all"
+    warning = multiple_testing_warning(rows, split)
+    paths = write_sweep(job, rows, sweep, warning, output_paths(job))
+    if not quiet:
+        print_sweep(rows, sweep, warning, paths, console, time.perf_counter() - start, workers)
+    return 0

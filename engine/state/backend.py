@@ -1,0 +1,154 @@
+"""The one interface behind which kernel state is saved: kernels never see it.
+
+While batches run, every step's per-key state lives in numpy arrays (``KernelState``). At a
+checkpoint the engine gathers them into a :class:`StateSnapshot` (one array per field, first
+axis = global key id) and hands it to the job's backend, which writes it under the checkpoint's
+directory in its own format; a restart reads it back. Backends differ only in storage:
+
+- ``memory`` keeps nothing on disk (a restart starts from empty state);
+- ``rocksdb`` keeps one value per (step, key): a column family per step, keyed by key id;
+- ``tiledb`` keeps one dense array per step, one attribute per field, indexed by key id.
+
+A backend may also read a subset of keys (``key_ids``), which is what ``run-job state`` and
+shard paging use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from engine.errors import StateError
+from engine.registry import STATE_BACKENDS
+
+
+@dataclass(frozen=True)
+class FieldLayout:
+    """One state field as stored: name, numpy dtype string and per-key shape."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    def to_json(self) -> list[Any]:
+        return [self.name, self.dtype, list(self.shape)]
+
+    @classmethod
+    def from_json(cls, value: list[Any]) -> FieldLayout:
+        return cls(str(value[0]), str(value[1]), tuple(int(x) for x in value[2]))
+
+
+StepLayout = list[FieldLayout]
+"""The fields of one step, in the kernel's declared order."""
+
+
+@dataclass
+class StateSnapshot:
+    """Every step's state by global key id, plus the key values.
+
+    ``steps[step_id][field]`` has shape ``(rows, *field_shape)``: ``rows`` is ``n_keys`` for a
+    per-key step and 1 for a cross-key step (one state for its whole group of keys).
+    """
+
+    keys: list[Any]
+    steps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def n_keys(self) -> int:
+        return len(self.keys)
+
+    def layout(self) -> dict[str, StepLayout]:
+        return {sid: [FieldLayout(name, arr.dtype.str, tuple(arr.shape[1:]))
+                      for name, arr in fields.items()]
+                for sid, fields in self.steps.items()}
+
+    def rows(self) -> dict[str, int]:
+        return {sid: (len(next(iter(fields.values()))) if fields else self.n_keys)
+                for sid, fields in self.steps.items()}
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for f in self.steps.values() for a in f.values())
+
+
+def layout_to_json(layout: dict[str, StepLayout]) -> dict[str, list[list[Any]]]:
+    return {sid: [f.to_json() for f in fields] for sid, fields in layout.items()}
+
+
+def layout_from_json(value: dict[str, list[list[Any]]]) -> dict[str, StepLayout]:
+    return {sid: [FieldLayout.from_json(f) for f in fields] for sid, fields in value.items()}
+
+
+def record_dtype(fields: StepLayout) -> np.dtype:
+    """A packed structured dtype holding one key's whole step state (rocksdb values)."""
+    return np.dtype([(f.name, np.dtype(f.dtype), f.shape) for f in fields])
+
+
+class StateBackend:
+    """Writes and reads a :class:`StateSnapshot` under a checkpoint directory.
+
+    Args:
+        options: backend settings from the job (reserved; none are needed today).
+
+    Subclasses set ``is_persistent`` to False when nothing reaches disk; the engine then takes
+    no checkpoints at all.
+    """
+
+    name: ClassVar[str] = ""
+    is_persistent: ClassVar[bool] = True
+
+    def __init__(self, **options: Any):
+        self.options = options
+
+    def write(self, directory: Path, snapshot: StateSnapshot) -> None:
+        """Store every step's arrays under ``directory`` (created by the caller, empty)."""
+        raise NotImplementedError
+
+    def read(self, directory: Path, layout: dict[str, StepLayout], rows: dict[str, int],
+             key_ids: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
+        """The steps in ``layout``: all rows (``key_ids=None``) or the given ids, in order.
+
+        ``rows[step_id]`` is the number of rows the step was written with.
+
+        Raises:
+            StateError: the stored state is missing, unreadable or does not match ``layout``.
+        """
+        raise NotImplementedError
+
+
+def backend_names() -> list[str]:
+    return STATE_BACKENDS.names()
+
+
+def get_backend(name: str, **options: Any) -> StateBackend:
+    """An instance of the backend registered as ``name`` (dotted paths import on first use)."""
+    import engine.state.memory  # noqa: F401  (registers the memory backend)
+
+    obj = STATE_BACKENDS.get(name)
+    if isinstance(obj, str):
+        module, _, attr = obj.partition(":")
+        try:
+            obj = getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            raise StateError(f"state backend {name!r} needs a package that is not installed: "
+                             f"{exc}") from None
+    return obj(**options)
+
+
+def check_ids(key_ids: Iterable[int] | np.ndarray | None, rows: int,
+              step_id: str = "") -> np.ndarray | None:
+    """Validate requested key ids against a step's stored row count."""
+    if key_ids is None:
+        return None
+    ids = np.asarray(key_ids, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= rows):
+        raise StateError(f"key id out of range: step '{step_id}' holds {rows} rows")
+    return ids

@@ -1,0 +1,1 @@
+"""State backends and checkpoints: one contract suite over every backend, crash recovery."""
