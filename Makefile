@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tickflow-installed
+BENCH_STAMP := $(VENV)/.tickflow-bench-installed
 ROWS   ?= 2000000
 
 .PHONY: demo test bench docs clean
@@ -11,8 +12,13 @@ ROWS   ?= 2000000
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tickflow needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
+
+# the peers the benchmarks compare against (polars, vectorbt, ...) are not needed to run or test
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
 
 data/sim_ticks.parquet: | $(STAMP)
 	$(BIN)/run-job simulate -o $@ --rows $(ROWS) --symbols 14 --seed 7
@@ -23,7 +29,7 @@ demo: $(STAMP) data/sim_ticks.parquet
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/research_vs_peers.py
 
 docs: $(STAMP)

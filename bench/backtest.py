@@ -181,11 +181,15 @@ def bench_sweeps(ticks: str, points: int, skip_vectorbt: bool, repeat_single: bo
     sweep = SweepSpec.model_validate({"parameters": grid, "metric": "sharpe"})
     n = len(grid["entry_z"]) * len(grid["entry_rsi"])
     out = []
-    for workers in ((2, 1) if repeat_single else (2,)):
+    runs = [(2, "threads"), (2, "processes")] + ([(1, "threads")] if repeat_single else [])
+    for workers, pool in runs:
+        from engine.backtest import run as bt_run
+
+        bt_run._FEATURE_CACHE.clear()  # each run pays for its features
         start = time.perf_counter()
-        rows = run_sweep(JOB, sweep, BASE_SETS, None, workers)
-        out.append((f"tickflow sweep, {workers} process(es)", time.perf_counter() - start,
-                    len(rows)))
+        rows = run_sweep(JOB, sweep, BASE_SETS, None, workers, pool)
+        label = f"{workers} {pool}" if workers > 1 else "1 thread (sequential)"
+        out.append((f"tickflow sweep, {label}", time.perf_counter() - start, len(rows)))
     if not skip_vectorbt:
         job, _, data, t_features = load(ticks, 2)
         start = time.perf_counter()

@@ -109,7 +109,7 @@ executor: {{workers: 1}}
 
 
 def run_job(bootstrap: str, topic: str, tmp: str, until: callable, linger_ms: int = 2,
-            ) -> tuple[object, list[tuple[float, int]]]:
+            on_open: callable | None = None) -> tuple[object, list[tuple[float, int]]]:
     """Run the live job until ``until(runner)``; returns its summary and (time, ticks)."""
     from engine.compile import compile_job
     from engine.executors.live import LiveRunner
@@ -119,7 +119,7 @@ def run_job(bootstrap: str, topic: str, tmp: str, until: callable, linger_ms: in
     path.write_text(JOB.format(bootstrap=bootstrap, topic=topic, tmp=tmp, root=ROOT,
                                linger_ms=linger_ms))
     stop = threading.Event()
-    runner = LiveRunner(compile_job(load_job(path)), stop=stop)
+    runner = LiveRunner(compile_job(load_job(path)), stop=stop, on_open=on_open)
     samples: list[tuple[float, int]] = []
 
     def watch() -> None:
@@ -143,15 +143,18 @@ def offered_rate(broker: EmbeddedBroker, rate: float, seconds: float, tmp: str) 
         target=producer_main, args=(broker.bootstrap, topic, rate, seconds, 200_000, produced,
                                     ready))
     lags: list[tuple[float, int]] = []
-    proc.start()
+
+    def start_producer(source: object) -> None:  # once the job is consuming
+        proc.start()
+        ready.wait(120)
 
     def until(runner: object) -> bool:
         consumed = runner.summary.messages  # type: ignore[attr-defined]
-        lags.append((time.perf_counter(), produced.value - consumed))
-        return not proc.is_alive() and consumed >= produced.value > 0
+        if proc.is_alive():
+            lags.append((time.perf_counter(), produced.value - consumed))
+        return proc.exitcode is not None and consumed >= produced.value > 0
 
-    ready.wait(120)
-    summary, _ = run_job(broker.bootstrap, topic, tmp, until)
+    summary, _ = run_job(broker.bootstrap, topic, tmp, until, on_open=start_producer)
     proc.join()
     t0 = lags[0][0]
     steady = [lag for t, lag in lags if seconds * 0.2 <= t - t0 <= seconds * 0.95]

@@ -3,7 +3,7 @@
 from importlib import import_module
 
 _MODULES = ("simulator", "parquet", "report", "console", "kafka", "funding_simulator",
-            "coinbase_source")
+            "coinbase_source", "venue_simulator", "venue_sources", "arbitrage_report")
 
 for _module in _MODULES:
     try:

@@ -75,6 +75,10 @@ class Frame:
     heartbeat_counter: int | None = None
     error_message: str | None = None
     subscriptions: dict[str, list[str]] | None = None
+    # venues whose sequence is per stream (a symbol's trade ids) rather than per connection:
+    # the stream's name, and the last number when one frame covers a run of them
+    sequence_stream: str | None = None
+    sequence_last: int | None = None
 
 
 class _Bad(Exception):

@@ -1,7 +1,8 @@
-"""The Coinbase collector: Advanced Trade WebSocket -> canonical ticks -> Kafka, Parquet or JSONL.
+"""The exchange collector: a venue's WebSocket -> canonical ticks -> Kafka, Parquet or JSONL.
 
     tickflow-collect [coinbase] [--products BTC-USD ...] (-k BOOTSTRAP | -F -o FILE | --jsonl FILE)
-    run-job collect coinbase ...                    (the same)
+    run-job collect coinbase|binance|kraken ...     (the same; the venue is a registered
+                                                     connectors.exchange_protocol)
     run-job collect coinbase --replay FILE --speed 10x|max -k BOOTSTRAP
 
 Why it is built this way: the live feed drops connections, skips and repeats messages and sends
@@ -31,9 +32,9 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from connectors.coinbase import DEFAULT_PRODUCTS, DEFAULT_URL, parse_frame, subscribe_message
 from connectors.coinbase_auth import CoinbaseCredentials
 from connectors.dead_letter import DeadLetters
+from connectors.exchange_protocol import SubscribeRequest, get_protocol, protocol_names
 from connectors.tick_writers import (
     JsonlTickWriter,
     KafkaTickWriter,
@@ -55,10 +56,12 @@ class CollectorSettings:
     """How to connect and when to give up; defaults suit the production feed.
 
     Attributes:
-        url: the WebSocket endpoint.
-        products: product ids to subscribe.
-        channels: channels to subscribe, one subscribe message each (``heartbeats`` keeps the
-            connection open and drives the watchdog).
+        exchange: the registered exchange protocol (``connectors.exchange_protocol``).
+        url: the WebSocket endpoint (None: the exchange's production endpoint).
+        products: products to subscribe, in common naming (None: the exchange's defaults).
+        channels: channels to subscribe (None: the exchange's defaults; Coinbase's
+            ``heartbeats`` keeps the connection open and drives the watchdog).
+        symbol_map: venue symbol -> common symbol (``{"BTCUSDT": "BTC-USD"}``), explicit.
         heartbeat_timeout_s: reconnect when no heartbeat came for this long.
         open_timeout_s: connect and handshake timeout.
         backoff_base_s / backoff_cap_s: reconnect delay ``uniform(0, min(cap, base * 2**n))``
@@ -69,9 +72,11 @@ class CollectorSettings:
         max_ticks / duration_s: stop after this many ticks or seconds (None: run until stopped).
     """
 
-    url: str = DEFAULT_URL
-    products: tuple[str, ...] = DEFAULT_PRODUCTS
-    channels: tuple[str, ...] = ("ticker", "heartbeats")
+    url: str | None = None
+    products: tuple[str, ...] | None = None
+    channels: tuple[str, ...] | None = None
+    exchange: str = "coinbase"
+    symbol_map: dict[str, str] = field(default_factory=dict)
     heartbeat_timeout_s: float = 10.0
     open_timeout_s: float = 10.0
     backoff_base_s: float = 0.5
@@ -99,13 +104,14 @@ class CollectorStats:
     error_frames: int = 0
     dead_letters: int = 0
     by_channel: dict[str, int] = field(default_factory=dict)
+    exchange: str = "coinbase"
 
     @property
     def reconnects(self) -> int:
         return max(0, self.connections - 1)
 
     def summary(self) -> str:
-        return (f"coinbase collector: {self.messages:,} messages, {self.ticks:,} ticks, "
+        return (f"{self.exchange} collector: {self.messages:,} messages, {self.ticks:,} ticks, "
                 f"{self.gaps:,} gaps ({self.missing:,} messages missing), "
                 f"{self.duplicates:,} duplicates, {self.reconnects:,} reconnects "
                 f"({self.heartbeat_timeouts:,} heartbeat timeouts, {self.failed_connects:,} "
@@ -119,9 +125,16 @@ class Collector:
     def __init__(self, settings: CollectorSettings, writer: TickWriter,
                  dead_letters: DeadLetters):
         self.settings = settings
+        self.protocol = get_protocol(settings.exchange)
+        self.url = settings.url or self.protocol.default_url
+        self.request = SubscribeRequest(
+            products=settings.products or self.protocol.default_products,
+            channels=settings.channels or self.protocol.default_channels,
+            symbol_map=dict(settings.symbol_map),
+            jwt=settings.credentials.jwt if settings.credentials is not None else None)
         self.writer = writer
         self.dead_letters = dead_letters
-        self.stats = CollectorStats()
+        self.stats = CollectorStats(exchange=self.protocol.name)
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -143,8 +156,8 @@ class Collector:
                     break
                 failures = 0 if received else failures + 1
                 if s.max_failures is not None and failures >= s.max_failures:
-                    msg = (f"coinbase collector: {failures} consecutive connection attempts "
-                           f"to {s.url} failed; giving up")
+                    msg = (f"{self.protocol.name} collector: {failures} consecutive "
+                           f"connection attempts to {self.url} failed; giving up")
                     raise SourceError(msg)
                 delay = random.uniform(0, min(s.backoff_cap_s, s.backoff_base_s * 2 ** failures))
                 LOG.info("reconnecting in %.2f s", delay)
@@ -170,8 +183,9 @@ class Collector:
     async def _connect_once(self) -> bool:
         """One connection's life; True when it delivered at least one message."""
         s = self.settings
+        url = self.protocol.connect_url(self.url, self.request)
         connecting = asyncio.ensure_future(connect(
-            s.url, open_timeout=s.open_timeout_s, max_size=None, max_queue=64, close_timeout=2,
+            url, open_timeout=s.open_timeout_s, max_size=None, max_queue=64, close_timeout=2,
             compression=None, ping_interval=20, ping_timeout=20, logger=_WS_LOG))
         stopping = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -186,11 +200,12 @@ class Collector:
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             self.stats.failed_connects += 1
             if isinstance(exc, InvalidURI):
-                raise SourceError(f"coinbase collector: bad url {s.url!r}") from None
-            LOG.warning("cannot connect to %s: %s", s.url, exc or type(exc).__name__)
+                msg = f"{self.protocol.name} collector: bad url {url!r}"
+                raise SourceError(msg) from None
+            LOG.warning("cannot connect to %s: %s", url, exc or type(exc).__name__)
             return False
         self.stats.connections += 1
-        LOG.info("connected to %s (connection %d)", s.url, self.stats.connections)
+        LOG.info("connected to %s (connection %d)", url, self.stats.connections)
         closer = asyncio.create_task(self._close_on_stop(ws))
         before = self.stats.messages
         try:
@@ -209,20 +224,22 @@ class Collector:
         await ws.close()
 
     async def _subscribe(self, ws: ClientConnection) -> None:
-        s = self.settings
-        for i, channel in enumerate(s.channels):
+        s, request = self.settings, self.request
+        # built one at a time: a Coinbase JWT is fresh in each message
+        for i, message in enumerate(self.protocol.subscribe_messages(request)):
             if i and s.subscribe_interval_s > 0:
                 await asyncio.sleep(s.subscribe_interval_s)
-            token = s.credentials.jwt() if s.credentials is not None else None
-            await ws.send(_dumps(subscribe_message(channel, s.products, jwt=token)))
-        LOG.info("subscribed to %s for %d products%s", ", ".join(s.channels), len(s.products),
-                 " (authenticated)" if s.credentials is not None else "")
+            await ws.send(_dumps(message))
+        LOG.info("subscribed to %s for %d products%s", ", ".join(request.channels),
+                 len(request.products), " (authenticated)" if s.credentials is not None else "")
 
     async def _receive(self, ws: ClientConnection) -> None:
         """Read until the connection ends (drains what was received after a stop)."""
-        s = self.settings
-        watch_heartbeats = "heartbeats" in s.channels
-        expected = 0
+        s, protocol = self.settings, self.protocol
+        watch_heartbeats = protocol.any_message_is_alive or \
+            protocol.heartbeat_channel in self.request.channels
+        symbols = self.request.symbol_map
+        expected: dict[str | None, int] = {}
         last_heartbeat = time.monotonic()
         connection = self.stats.connections
         while True:
@@ -237,24 +254,29 @@ class Collector:
                             s.heartbeat_timeout_s, connection)
                 return
             self.stats.messages += 1
-            frame = parse_frame(raw)
+            frame = protocol.parse(raw, time.time_ns() // 1000, symbols)
             seq = frame.sequence_num
             if seq is not None:
-                if seq < expected:
+                # connection-wide numbers start at 0; a stream's (trade ids) where first seen
+                stream = frame.sequence_stream
+                want = expected.get(stream, 0 if stream is None else seq)
+                if seq < want:
                     self.stats.duplicates += 1
-                    LOG.debug("duplicate sequence_num %d (expected %d): dropped", seq, expected)
+                    LOG.debug("duplicate sequence %d (expected %d): dropped", seq, want)
                     continue
-                if seq > expected:
+                if seq > want:
                     self.stats.gaps += 1
-                    self.stats.missing += seq - expected
-                    LOG.warning("sequence gap on connection %d: expected %d, got %d",
-                                connection, expected, seq)
-                expected = seq + 1
+                    self.stats.missing += seq - want
+                    LOG.warning("sequence gap on connection %d%s: expected %d, got %d",
+                                connection, f" ({stream})" if stream else "", want, seq)
+                last = frame.sequence_last
+                expected[stream] = (seq if last is None else max(seq, last)) + 1
             if frame.channel is not None:
                 self.stats.by_channel[frame.channel] = \
                     self.stats.by_channel.get(frame.channel, 0) + 1
-            if frame.channel == "heartbeats":
+            if frame.channel is not None and frame.channel == protocol.heartbeat_channel:
                 self.stats.heartbeats += 1
+            if protocol.any_message_is_alive or frame.channel == protocol.heartbeat_channel:
                 last_heartbeat = time.monotonic()
             if frame.error_message is not None:
                 self.stats.error_frames += 1
@@ -281,17 +303,24 @@ def _dumps(message: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tickflow-collect",
-        description="Collect Coinbase Advanced Trade tickers as canonical ticks into Kafka, "
-                    "Parquet or JSON Lines; or replay a capture into Kafka.")
-    p.add_argument("exchange", nargs="?", choices=("coinbase",), default="coinbase")
-    p.add_argument("--products", nargs="+", default=list(DEFAULT_PRODUCTS), metavar="PRODUCT")
+        description="Collect an exchange's tickers (Coinbase, Binance, Kraken) as canonical "
+                    "ticks into Kafka, Parquet or JSON Lines; or replay a capture into Kafka.")
+    p.add_argument("exchange", nargs="?", choices=protocol_names(), default="coinbase")
+    p.add_argument("--products", nargs="+", default=None, metavar="PRODUCT",
+                   help="products in common naming, e.g. BTC-USD (default: the venue's list)")
+    p.add_argument("--symbol-map", nargs="+", default=[], metavar="VENUE=COMMON",
+                   help="explicit venue symbol -> common symbol, e.g. BTCUSDT=BTC-USD (states "
+                        "that USDT is taken as USD; never assumed)")
+    p.add_argument("--trades", action="store_true",
+                   help="also subscribe trades (Binance trade, Kraken trade)")
     p.add_argument("--market-trades", action="store_true", help="also subscribe market_trades")
     p.add_argument("--level2", action="store_true", help="also subscribe level2 (MB frames)")
-    p.add_argument("--url", default=DEFAULT_URL, help=f"WebSocket endpoint (default {DEFAULT_URL})")
+    p.add_argument("--url", default=None,
+                   help="WebSocket endpoint (default: the venue's production endpoint)")
     out = p.add_argument_group("output (choose one)")
     out.add_argument("-k", "--kafka", metavar="BOOTSTRAP",
                      help="Kafka bootstrap servers, or 'embedded' for a broker on loopback")
-    out.add_argument("--topic", default=DEFAULT_TOPIC)
+    out.add_argument("--topic", default=None, help=f"default {DEFAULT_TOPIC} (EXCHANGE-ticker)")
     out.add_argument("-F", "--parquet", action="store_true", help="write Parquet to -o FILE")
     out.add_argument("-o", "--output", metavar="FILE")
     out.add_argument("--jsonl", metavar="FILE", help="write JSON Lines to FILE")
@@ -324,7 +353,7 @@ def _writer(args: argparse.Namespace) -> tuple[TickWriter, DeadLetters]:
         forward = (None if args.dead_letters
                    else kafka.dead_letter_forward(f"{args.topic}-dead-letters"))
         writer: TickWriter = kafka
-        return writer, DeadLetters(args.dead_letters, forward=forward, source="coinbase")
+        return writer, DeadLetters(args.dead_letters, forward=forward, source=args.exchange)
     if args.jsonl:
         path = Path(args.jsonl)
         writer = JsonlTickWriter(path)
@@ -339,7 +368,7 @@ def _writer(args: argparse.Namespace) -> tuple[TickWriter, DeadLetters]:
                                    flush_s=args.flush_seconds)
     dead = Path(args.dead_letters) if args.dead_letters else \
         path.with_name(path.name + ".dead-letters.jsonl")
-    return writer, DeadLetters(dead, source="coinbase")
+    return writer, DeadLetters(dead, source=args.exchange)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -368,18 +397,31 @@ async def _collect(collector: Collector) -> CollectorStats:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.topic = args.topic or f"{args.exchange}-ticker"
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
     try:
         if args.replay:
             return _replay(args)
-        channels = ["ticker", "heartbeats"]
+        protocol = get_protocol(args.exchange)
+        channels = list(protocol.default_channels)
         channels += ["market_trades"] * args.market_trades + ["level2"] * args.level2
+        channels += ["trade"] * args.trades
+        symbol_map = {}
+        for item in args.symbol_map:
+            venue, sep, common = item.partition("=")
+            if not sep or not venue or not common:
+                msg = f"collect: --symbol-map expects VENUE=COMMON, found {item!r}"
+                raise SourceError(msg)
+            symbol_map[venue] = common
         settings = CollectorSettings(
-            url=args.url, products=tuple(args.products), channels=tuple(channels),
+            exchange=args.exchange, url=args.url,
+            products=tuple(args.products) if args.products else None,
+            channels=tuple(channels), symbol_map=symbol_map,
             heartbeat_timeout_s=args.heartbeat_timeout, max_failures=args.max_failures,
             max_ticks=args.max_ticks, duration_s=args.duration,
-            credentials=CoinbaseCredentials.from_env())
+            credentials=CoinbaseCredentials.from_env() if args.exchange == "coinbase"
+            else None)
         writer, dead_letters = _writer(args)
         collector = Collector(settings, writer, dead_letters)
         try:

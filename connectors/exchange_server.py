@@ -410,11 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run-job serve",
                                 description="Serve an exchange's market-data WebSocket "
                                             "protocol on loopback, replaying recorded frames.")
-    p.add_argument("exchange", choices=("coinbase",), nargs="?", default="coinbase")
+    p.add_argument("exchange", choices=("coinbase", "binance", "kraken"), nargs="?",
+                   default="coinbase")
     p.add_argument("--frames", help="recorded server frames, JSON Lines (.gz allowed); "
                                     "default: a synthetic ticker feed")
-    p.add_argument("--products", nargs="+", default=list(DEFAULT_PRODUCTS),
-                   help="products of the synthetic feed")
+    p.add_argument("--products", nargs="+", default=None,
+                   help="products of the synthetic feed (default: the venue's)")
     p.add_argument("--synthetic-frames", type=int, default=10_000)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
@@ -449,14 +450,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         inject=_injections(args.inject), numbers_as_json=args.numbers_as_json,
                         send_delay_s=args.send_delay,
                         faulty_connections=args.faulty_connections)
-        frames = (load_frames(args.frames) if args.frames else
-                  synthetic_frames(args.products, args.synthetic_frames))
+        if args.exchange != "coinbase":
+            frames, server_class = _venue_frames(args)
+        else:
+            server_class = CoinbaseExchangeServer
+            frames = (load_frames(args.frames) if args.frames else
+                      synthetic_frames(args.products or DEFAULT_PRODUCTS, args.synthetic_frames))
     except (OSError, ValueError) as exc:
         print(f"serve: {exc}", flush=True)
         return 2
-    server = CoinbaseExchangeServer(frames, host=args.host, port=args.port, speed=speed,
-                                    loop=args.loop, restamp=args.restamp or args.loop,
-                                    heartbeat_interval_s=args.heartbeat_interval, faults=faults)
+    options = {"restamp": args.restamp or args.loop} if args.exchange != "binance" else {}
+    server = server_class(frames, host=args.host, port=args.port, speed=speed,
+                          loop=args.loop, heartbeat_interval_s=args.heartbeat_interval,
+                          faults=faults, **options)
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -464,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await server.start()
-        print(f"serving the Coinbase Advanced Trade protocol on {server.url} "
+        print(f"serving the {args.exchange} protocol on {server.url} "
               f"({len(frames):,} frames, speed {args.speed}); Ctrl+C stops", flush=True)
         try:
             await stop.wait()
@@ -473,5 +479,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     asyncio.run(run())
     print(f"served {server.connection_count} connection(s), {server.sent_frames:,} frames, "
-          f"{len(server.sent_ticks):,} ticker entries", flush=True)
+          f"{len(server.sent_log):,} ticker entries", flush=True)
     return 0
+
+
+def _venue_frames(args: argparse.Namespace) -> tuple[list[MarketFrame], type[LoopbackServer]]:
+    """Binance or Kraken: recorded frames, or the multi-venue simulator's quotes."""
+    import importlib
+
+    module = importlib.import_module(f"connectors.{args.exchange}_server")
+    server_class = getattr(module, f"{args.exchange.capitalize()}ExchangeServer")
+    if args.frames:
+        return module.load_frames(args.frames), server_class
+    products = args.products or ["BTC-USD", "ETH-USD", "SOL-USD"]
+    seconds = max(1.0, args.synthetic_frames / 4.0 / len(products))  # 4 quotes/s per product
+    # the same simulated market as jobs/arbitrage.yaml: Kraken lags and dislocates
+    extra = {"lag_ms": 150.0, "dislocations_per_min": 2.0} if args.exchange == "kraken" else {}
+    return module.synthetic_frames(products, duration_s=seconds, **extra), server_class

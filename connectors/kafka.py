@@ -130,6 +130,7 @@ class KafkaSource(Source):
         self._down_since: float | None = None
         self._topic_id: str | None = None
         self._broker_error = False
+        self._said_down = False
         self._pending: dict[int, int] = {}
         self._last_message = time.monotonic()
         self.message_count = 0
@@ -238,81 +239,92 @@ class KafkaSource(Source):
         cfg = self.config
         wait = cfg.linger_ms / 1000 if timeout_s is None else timeout_s
         messages = self.consumer.consume(cfg.batch_size, timeout=max(wait, 0.001))
-        good = []
+        good = [m for m in messages if m.error() is None]
         broker_error = False
-        for m in messages:
-            err = m.error()
-            if err is None:
-                good.append(m)
-            elif err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
-                                KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION):
-                broker_error = True
-            elif err.code() != KafkaError._PARTITION_EOF:
-                self.status(f"kafka source {self.label}: {err.str()}")
-        if good:
-            self._down_since = None
+        if len(good) < len(messages):
+            for m in messages:
+                err = m.error()
+                if err is None:
+                    continue
+                if err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+                                  KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                  KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION):
+                    broker_error = True
+                elif err.code() != KafkaError._PARTITION_EOF:
+                    self.status(f"kafka source {self.label}: {err.str()}")
+        if broker_error:
+            self._broker_error = True
+        if good:  # fetched before any outage: use them; the check waits for the next poll
             self._last_message = time.monotonic()
             return self._decode(good)
-        if broker_error or self._broker_error or self._down_since is not None:
+        if self._broker_error:
             self._wait_for_broker()
         return None
 
     def _wait_for_broker(self) -> None:
-        """Called while the broker does not answer: report once, then check it is back."""
+        """After a connection error: report once, wait, and when the broker answers again,
+        check whether it is a new (empty) one before reading on."""
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
-            if broker_answers(self.bootstrap, timeout_s=1.0):
-                self._down_since = None
-                self._broker_error = False
-                return
-            self.status(f"kafka source {self.label}: broker at {self.bootstrap} went away; "
-                        f"waiting for it (everything consumed so far is in the outputs)")
-            return
         if not broker_answers(self.bootstrap, timeout_s=1.0):
+            if not self._said_down:
+                self._said_down = True
+                self.status(f"kafka source {self.label}: broker at {self.bootstrap} went "
+                            f"away; waiting for it (everything consumed so far is in the "
+                            f"outputs)")
             time.sleep(0.2)
             return
-        # back: an empty broker (Tansu keeps nothing) lost the topic and our commits
+        # it answers: an empty broker (Tansu keeps nothing) lost the topic and our commits
         topic_missing = partition_count(self.settings, self.config.topic) == 0
         ensure_topic(self.settings, self.config.topic, max(self.config.create_partitions,
                                                            len(self._partitions)))
         lost_commits = bool(self._committed) and not self._committed_on_broker()
-        new_id = topic_id(self.settings, self.config.topic)
+        new_id = None
+        for _ in range(10):  # a broker that has just started may not describe topics yet
+            new_id = topic_id(self.settings, self.config.topic)
+            if new_id is not None or self._topic_id is None:
+                break
+            time.sleep(0.2)
         recreated = None not in (new_id, self._topic_id) and new_id != self._topic_id
         self._topic_id = new_id
         fresh = topic_missing or lost_commits or recreated
         self._assign(fresh_broker=fresh)
         if fresh:
             self._position.clear()
-        self.status(f"kafka source {self.label}: broker at {self.bootstrap} is back after "
-                    f"{now - self._down_since:.1f} s"
-                    + ("; it is empty, reading the topic from its beginning" if fresh else ""))
+        if self._said_down or fresh:
+            self.status(f"kafka source {self.label}: broker at {self.bootstrap} is back "
+                        f"after {now - self._down_since:.1f} s"
+                        + ("; it is empty, reading the topic from its beginning"
+                           if fresh else ""))
         self._down_since = None
+        self._said_down = False
         self._broker_error = False
         self._last_message = time.monotonic()
 
     def _decode(self, messages: list[Any]) -> ConsumedBatch:
-        values: list[bytes] = []
-        offsets: dict[int, int] = {}
-        sent = np.empty(len(messages), dtype=np.int64)
-        keep: list[int] = []
+        # one C call per message and field, in comprehensions: this loop is the hot path
         assert self.dead_letters is not None
         dead_before = self.dead_letters.total
-        for i, m in enumerate(messages):
-            offsets[m.partition()] = m.offset() + 1
-            v = m.value()
-            if not v:
-                self.dead_letters.add("empty_value", b"", topic=m.topic(),
-                                      partition=m.partition(), offset=m.offset())
-                continue
-            keep.append(i)
-            values.append(v)
-            headers = m.headers()
-            stamp = None
-            if headers:
-                stamp = next((h[1] for h in headers if h[0] == SENT_HEADER), None)
-            sent[i] = int(stamp) if stamp else m.timestamp()[1] * 1000
+        values: list[bytes] = [m.value() for m in messages]
+        if len(self._partitions) == 1:
+            offsets = {messages[-1].partition(): messages[-1].offset() + 1}
+        else:
+            offsets = {m.partition(): m.offset() + 1 for m in messages}
+        first = messages[0].headers()
+        if first and any(h[0] == SENT_HEADER for h in first):
+            sent = np.array([_sent_us(m.headers()) for m in messages], dtype=np.int64)
+        else:
+            sent = np.array([m.timestamp()[1] for m in messages], dtype=np.int64) * 1000
+        keep: list[int] = list(range(len(messages)))
+        if not all(values):
+            keep = [i for i, v in enumerate(values) if v]
+            for i, v in enumerate(values):
+                if not v:
+                    m = messages[i]
+                    self.dead_letters.add("empty_value", b"", topic=m.topic(),
+                                          partition=m.partition(), offset=m.offset())
+            values = [values[i] for i in keep]
         self.message_count += len(messages)
         ticks, rejected = decode_tick_values(values)
         for index, reason in rejected:
@@ -390,6 +402,13 @@ class KafkaSource(Source):
             batch = self.poll()
             if batch is not None and batch.ticks.num_rows:
                 yield batch.ticks.select(columns) if columns else batch.ticks
+
+
+def _sent_us(headers: list[tuple[str, bytes]] | None) -> int:
+    for name, value in headers or ():
+        if name == SENT_HEADER:
+            return int(value)
+    return 0
 
 
 def _stderr_status(context: RunContext) -> Callable[[str], None]:
@@ -491,6 +510,16 @@ class KafkaSink(Sink):
                     self.producer.poll(0.05)
         self.producer.poll(0)
         self.count += len(rows)
+
+    def in_flight(self) -> int:
+        """Messages written but not acknowledged yet (serves delivery reports first)."""
+        self.producer.poll(0)
+        if self._failed:
+            failed, self._failed = self._failed, []
+            ensure_topic(self.settings, self.config.topic, self.config.create_partitions)
+            self.count -= len(failed)
+            self._produce(failed)
+        return len(self.producer)
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Block until every message written so far is acknowledged (broker outages are

@@ -1,6 +1,7 @@
 """``run-job``: run, validate, draw and inspect jobs.
 
     run-job JOB [--set key.path=value ...] [--workers N] [--cluster ADDR|local] [--quiet]
+    run-job BACKTEST_JOB [--parquet FILE] [--sweep]   mode: backtest (engine/backtest/run.py)
     run-job validate JOB          exit 0 when valid, 2 with every problem located when not
     run-job graph JOB [--format text|mermaid|dot] [-o FILE]
     run-job kernels [--json] [--plugins MODULE ...] [JOB]   JOB: list its plugins' kernels too
@@ -164,16 +165,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[bold]tickflow[/] job [cyan]{spec.name}[/] ({spec.mode}): "
                       f"{len(job.steps)} steps, {len(job.output_columns)} columns, "
                       f"{workers} workers")
+    live = spec.mode in ("live", "export") or args.replay
+    if (args.cluster or live) and getattr(job, "is_multi_stream", False):
+        from engine.errors import CompileError, Problem
+
+        where = "--cluster" if args.cluster else "mode"
+        raise CompileError([Problem(args.job, None, None, where, "jobs with several streams "
+                                    "(operator steps or several sources) run on the local "
+                                    "executor over finite sources only, for now")])
     if spec.mode in ("live", "export") or args.replay:
         from engine.executors.live import run_live_from_cli
 
         return run_live_from_cli(job, args, workers, console)
-    if args.cluster and getattr(job, "is_multi_stream", False):
-        from engine.errors import CompileError, Problem
-
-        raise CompileError([Problem(args.job, None, None, "--cluster", "jobs with several "
-                                    "streams (operator steps or several sources) run on the "
-                                    "local executor only")])
     if args.cluster or spec.executor.kind == "dask":
         from engine.executors.dask import run_dask_from_cli
 
@@ -306,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                             ("serve", "serve an exchange's WebSocket protocol on loopback, "
                              "replaying recorded frames (offline demos and tests)")):
         sp = sub.add_parser(name, help=help_text, add_help=False)
-        sp.add_argument("exchange", choices=("coinbase",))
+        sp.add_argument("exchange", choices=("coinbase", "binance", "kraken"))
         sp.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 

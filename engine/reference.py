@@ -175,7 +175,8 @@ def job_reference_markdown() -> str:
              "overrides any field (e.g. `--set steps[2].params.window=50`).", ""]
     for title, model in (("Job (top level)", JobSpec), ("steps[]", StepSpec),
                          ("state", StateSpec), ("state.checkpoint", CheckpointSpec),
-                         ("executor", ExecutorSpec), ("report", ReportSpec)):
+                         ("executor", ExecutorSpec), ("report", ReportSpec),
+                         *_backtest_sections()):
         lines += _model_section(title, model, _EXAMPLES.get(model.__name__))
     for role in ("source", "sink"):
         lines += [f"## {role}s", ""]
@@ -186,6 +187,16 @@ def job_reference_markdown() -> str:
             example = _connector_example(d)
             lines += _model_section(f"{role} `kind: {d.name}`", d.config, example, "###")
     return "\n".join(lines)
+
+
+def _backtest_sections() -> list[tuple[str, Any]]:
+    from engine.backtest import spec as bt
+
+    return [("strategy", bt.StrategySpec), ("strategy.long / strategy.short", bt.SideRules),
+            ("strategy.sizing", bt.SizingSpec), ("strategy.execution", bt.ExecutionSpec),
+            ("strategy.execution.fees", bt.FeesSpec), ("strategy.portfolio", bt.PortfolioSpec),
+            ("sweep", bt.SweepSpec), ("sweep ranges", bt.RangeSpec),
+            ("sweep.walk_forward", bt.WalkForwardSpec)]
 
 
 def _connector_example(d: Any) -> str:

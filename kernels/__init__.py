@@ -28,7 +28,8 @@ if not os.environ.get("NUMBA_CACHE_DIR"):
     numba.config.CACHE_DIR = _cache_dir()
 
 _FAMILIES = ("averages", "returns", "volatility", "risk", "microstructure", "indicators",
-             "derivatives", "execution", "guards", "statistics", "liquidity", "cross_key")
+             "derivatives", "execution", "guards", "statistics", "liquidity", "cross_key",
+             "arbitrage")
 
 for _family in _FAMILIES:
     import_module(f"{__name__}.{_family}")

@@ -21,8 +21,8 @@ from kernels.base import (
     ring_fields,
     window_args,
 )
-from kernels.statistics import PosInt, min_row_window, pair_cov, pair_push, pair_state, pair_walk
-from kernels.volatility import window_sum_push
+from kernels.statistics import PosInt, min_row_window, pair_state, pair_walk
+from kernels.volatility import MEAN_OF_VALUES, rolling_sum_walk
 from kernels.window import RECOMPUTE, is_warm, ring_advance, ring_at, ring_expired, ring_slot
 
 
@@ -307,19 +307,17 @@ def amihud_illiquidity(key, ts, r, price, size, vals, tss, head, count, shift, s
 
     >>> # (r, p, size) = (0.01, 100, 1), (-0.02, 100, 2) with window 2 -> NaN, 1e-4
     """
-    for i in range(key.shape[0]):
-        k = key[i]
+    n = key.shape[0]
+    ratio = np.empty(n)  # NaN marks a row that changes nothing
+    for i in range(n):
         dv = price[i] * size[i]
         v = r[i]
         if np.isnan(v) or np.isnan(dv) or dv == 0.0:
-            out[i] = np.nan
-            continue
-        ok, s = window_sum_push(k, ts[i], abs(v) / abs(dv), vals, tss, head, count, shift, s1,
-                                s2, since, last, run, rows, span, min_periods)
-        if not ok:
-            return i
-        out[i] = s / count[k]
-    return key.shape[0]
+            ratio[i] = np.nan
+        else:
+            ratio[i] = abs(v) / abs(dv)
+    return rolling_sum_walk(key, ts, ratio, ratio, vals, tss, head, count, shift, s1, s2, since,
+                            last, run, out, rows, span, min_periods, MEAN_OF_VALUES)
 
 
 # --------------------------------------------------------------------------- Roll
@@ -359,37 +357,46 @@ def roll_spread(key, ts, price, prev_p, prev_d, xs, ys, tss, head, count, x_shif
 
     >>> # p = 10, 11, 10, 11, 10 with window 3 -> NaN x4, then 2 sqrt(4 / 3) (c = -4 / 3)
     """
-    for i in range(key.shape[0]):
+    # Pass 1 forms the pairs on copies of the last price / change (a ring-full retry must
+    # start from the state before row ``done``); pass 2 is the shared pair window; the
+    # copies are kept when every row was taken, else the state is replayed up to ``done``.
+    n = key.shape[0]
+    pp = prev_p.copy()
+    pd = prev_d.copy()
+    dx = np.empty(n)
+    dy = np.empty(n)
+    _roll_pairs(key, price, pp, pd, dx, dy, n)
+    done = pair_walk(key, ts, dx, dy, xs, ys, tss, head, count, x_shift, x_s1, x_s2, x_since,
+                     x_last, x_run, y_shift, y_s1, y_s2, y_since, y_last, y_run, sxy, out,
+                     rows, span, min_periods, 2)
+    if done == n:
+        prev_p[:] = pp
+        prev_d[:] = pd
+    else:
+        _roll_pairs(key, price, prev_p, prev_d, dx, dy, done)
+    return done
+
+
+@njit(nogil=True, cache=True)
+def _roll_pairs(key, price, prev_p, prev_d, dx, dy, stop):
+    """(d_t, d_{t-1}) of rows [0, stop) into dx, dy (NaN where a row has no pair), updating
+    the last price and price change per key."""
+    for i in range(stop):
         k = key[i]
         p = price[i]
+        dx[i] = np.nan
+        dy[i] = np.nan
         if np.isnan(p):
-            out[i] = np.nan
             continue
         if np.isnan(prev_p[k]):
             prev_p[k] = p
-            out[i] = np.nan
             continue
         d = p - prev_p[k]
-        if np.isnan(prev_d[k]):
-            prev_d[k] = d
-            prev_p[k] = p
-            out[i] = np.nan
-            continue
-        if not pair_push(k, ts[i], d, prev_d[k], xs, ys, tss, head, count, x_shift, x_s1, x_s2,
-                         x_since, x_last, x_run, y_shift, y_s1, y_s2, y_since, y_last, y_run,
-                         sxy, rows, span):
-            return i
+        if not np.isnan(prev_d[k]):
+            dx[i] = d
+            dy[i] = prev_d[k]
         prev_d[k] = d
         prev_p[k] = p
-        n = count[k]
-        c = pair_cov(x_s1, y_s1, sxy, k, n)
-        if not is_warm(count, k, rows, min_periods) or np.isnan(c):
-            out[i] = np.nan
-        elif c < 0.0:
-            out[i] = 2.0 * np.sqrt(-c)
-        else:
-            out[i] = 0.0
-    return key.shape[0]
 
 
 # --------------------------------------------------------------------------- spreads
@@ -415,13 +422,16 @@ def effective_spread(key, ts, price, mid, out):
 
 
 CS_DEN = 3.0 - 2.0 * np.sqrt(2.0)
+CS_BETA = (np.sqrt(2.0) - 1.0) / CS_DEN  # (sqrt(2 beta) - sqrt(beta)) / D = CS_BETA sqrt(beta)
+CS_GAMMA = 1.0 / np.sqrt(CS_DEN)  # sqrt(gamma / D) = CS_GAMMA |g|, gamma = g^2
 
 
 @kernel("corwin_schultz_spread", params=NoParams, inputs=("high", "low"),
-        outputs=("cs_spread",), state=lambda p: [Field("prev_h"), Field("prev_l")],
+        outputs=("cs_spread",),
+        state=lambda p: [Field("prev_h"), Field("prev_l"), Field("prev_a")],
         formula="Corwin-Schultz (2012) high-low spread from two consecutive bars")
 @njit(nogil=True, cache=True)
-def corwin_schultz_spread(key, ts, high, low, prev_h, prev_l, out):
+def corwin_schultz_spread(key, ts, high, low, prev_h, prev_l, prev_a, out):
     """Corwin & Schultz (2012) spread from two consecutive bars (valid rows) of the key.
 
     beta = ln(H_t / L_t)^2 + ln(H_{t-1} / L_{t-1})^2; gamma = ln(max(H_t, H_{t-1}) /
@@ -431,7 +441,9 @@ def corwin_schultz_spread(key, ts, high, low, prev_h, prev_l, out):
     Warm-up: NaN on the key's first valid bar. A bar with high or low NaN, or not positive,
     outputs NaN and changes nothing.
 
-    State: the previous bar's high and low per key.
+    State: the previous bar's high, low and ln(high / low) per key. (Speed: the constant
+    factors are folded, sqrt(2 beta) - sqrt(beta) = (sqrt 2 - 1) sqrt(beta) and
+    sqrt(gamma / D) = |ln(...)| / sqrt(D), so a bar costs two logs, one root and one exp.)
 
     >>> # bars (101, 99), (101, 99) -> NaN, 0.01999... (alpha = ln(101 / 99))
     """
@@ -444,17 +456,17 @@ def corwin_schultz_spread(key, ts, high, low, prev_h, prev_l, out):
             continue
         ph = prev_h[k]
         pl = prev_l[k]
+        a0 = prev_a[k]
+        a1 = np.log(h / lo)
         prev_h[k] = h
         prev_l[k] = lo
+        prev_a[k] = a1
         if np.isnan(ph):
             out[i] = np.nan
             continue
-        a1 = np.log(h / lo)
-        a0 = np.log(ph / pl)
         beta = a1 * a1 + a0 * a0
         g = np.log(max(h, ph) / min(lo, pl))
-        gamma = g * g
-        alpha = (np.sqrt(2.0 * beta) - np.sqrt(beta)) / CS_DEN - np.sqrt(gamma / CS_DEN)
+        alpha = CS_BETA * np.sqrt(beta) - CS_GAMMA * abs(g)
         e = np.exp(alpha)
         s = 2.0 * (e - 1.0) / (1.0 + e)
         out[i] = s if s > 0.0 else 0.0
@@ -480,47 +492,17 @@ class XcorrParams(Params):
         return data
 
 
+XCORR_REBASE = 4
+"""xcorr_leadlag rebuilds its prefix sums every this many ring-sizes of rows."""
+
+
 def _xcorr_state(p: XcorrParams) -> list[Field]:
-    return ring_fields(p.window + p.max_lag, values=("xs", "ys"), with_ts=False)
-
-
-@njit(inline="always", nogil=True)
-def _lag_corr(xs, ys, head, k, cap, x0, y0, w):
-    """Pearson correlation of x[x0 + j] and y[y0 + j], j < w (ring positions, two-pass)."""
-    mx = 0.0
-    my = 0.0
-    x_first = xs[k, (head[k] + x0) % cap]
-    y_first = ys[k, (head[k] + y0) % cap]
-    x_const = True
-    y_const = True
-    for j in range(w):
-        a = xs[k, (head[k] + x0 + j) % cap]
-        b = ys[k, (head[k] + y0 + j) % cap]
-        mx += a
-        my += b
-        x_const = x_const and a == x_first
-        y_const = y_const and b == y_first
-    if x_const or y_const:  # exactly constant: no correlation (a rounded mean would fake one)
-        return np.nan
-    mx /= w
-    my /= w
-    sxx = 0.0
-    syy = 0.0
-    sxy = 0.0
-    for j in range(w):
-        a = xs[k, (head[k] + x0 + j) % cap] - mx
-        b = ys[k, (head[k] + y0 + j) % cap] - my
-        sxx += a * a
-        syy += b * b
-        sxy += a * b
-    if not (sxx > 0.0 and syy > 0.0):
-        return np.nan
-    r = sxy / np.sqrt(sxx * syy)
-    if r > 1.0:
-        return 1.0
-    if r < -1.0:
-        return -1.0
-    return r
+    cap = p.window + p.max_lag + 1
+    return [*(Field(n, (cap,)) for n in ("xs", "ys")),
+            *(Field(n, (cap,), np.float64, 0.0) for n in ("px", "pxx", "py", "pyy", "rx", "ry")),
+            Field("pq", (cap, 2 * p.max_lag + 1), np.float64, 0.0),
+            Field("seq", (), np.int64, 0), Field("since", (), np.int64, 0),
+            Field("x_shift", (), np.float64, 0.0), Field("y_shift", (), np.float64, 0.0)]
 
 
 @kernel("xcorr_leadlag", params=XcorrParams, inputs=("x", "y"),
@@ -528,7 +510,8 @@ def _lag_corr(xs, ys, head, k, cap, x0, y0, w):
         args=lambda p: (p.max_lag, p.window),
         formula="the lag L in [-max_lag, max_lag] maximising |corr(x_t, y_{t-L})| over the window")
 @njit(nogil=True, cache=True)
-def xcorr_leadlag(key, ts, x, y, xs, ys, head, count, out_lag, out_corr, max_lag, window):
+def xcorr_leadlag(key, ts, x, y, xs, ys, px, pxx, py, pyy, rx, ry, pq, seq, since, x_shift,
+                  y_shift, out_lag, out_corr, max_lag, window):
     """Lead-lag by cross-correlation: the lag L in [-max_lag, max_lag] maximising
     |corr(x_t, y_{t-L})| over the last ``window`` pairs, and that (signed) correlation.
 
@@ -540,12 +523,23 @@ def xcorr_leadlag(key, ts, x, y, xs, ys, head, count, out_lag, out_corr, max_lag
     Warm-up: NaN in both until the key holds ``window + max_lag`` valid pairs; NaN when every
     lag is skipped. A row with x or y NaN outputs NaN and changes nothing.
 
-    State: a ring of the last ``window + max_lag`` (x, y) pairs.
-
-    >>> # y_t = x_{t+2} (y leads x by 2) -> lead_lag 2.0, lead_lag_corr 1.0
+    State: rings of the last ``window + max_lag + 1`` pairs (slot = row number mod size),
+    indexed by the key's row number ``seq``: the raw x and y, prefix sums of x - x_shift,
+    its square, y - y_shift and its square, run lengths of equal x and of equal y, and per
+    lag the prefix sum of the shifted products, each term filed under the later row of its
+    pair. Every window sum is then a difference of two prefix values: O(max_lag) per row.
+    Every 4 ring-sizes of rows the shifts move to the ring's means and the prefix sums are
+    rebuilt from the raw values (their magnitude stays bounded): O(max_lag) amortised.
     """
     cap = xs.shape[1]
     total = window + max_lag
+    nl = 2 * max_lag + 1
+    fw = float(window)
+    iw = 1.0 / fw
+    wsx = np.empty(max_lag + 1)  # per-row scratch: window stats by end offset
+    wvx = np.empty(max_lag + 1)
+    wsy = np.empty(max_lag + 1)
+    wvy = np.empty(max_lag + 1)
     for i in range(key.shape[0]):
         k = key[i]
         a = x[i]
@@ -554,30 +548,152 @@ def xcorr_leadlag(key, ts, x, y, xs, ys, head, count, out_lag, out_corr, max_lag
         out_corr[i] = np.nan
         if np.isnan(a) or np.isnan(b):
             continue
-        if count[k] >= total:
-            ring_advance(head, count, k, cap)
-        pos = ring_slot(head, count, k, cap)
-        xs[k, pos] = a
-        ys[k, pos] = b
-        count[k] += 1
-        if count[k] < total:
+        s = seq[k]
+        j = s % cap
+        jp = j - 1 if j > 0 else cap - 1
+        if s == 0:
+            x_shift[k] = a
+            y_shift[k] = b
+        xsh = x_shift[k]
+        ysh = y_shift[k]
+        xs[k, j] = a
+        ys[k, j] = b
+        dx = a - xsh
+        dy = b - ysh
+        if s > 0:
+            rx[k, j] = rx[k, jp] + 1.0 if xs[k, jp] == a else 1.0
+            ry[k, j] = ry[k, jp] + 1.0 if ys[k, jp] == b else 1.0
+            px[k, j] = px[k, jp] + dx
+            pxx[k, j] = pxx[k, jp] + dx * dx
+            py[k, j] = py[k, jp] + dy
+            pyy[k, j] = pyy[k, jp] + dy * dy
+        else:
+            rx[k, j] = 1.0
+            ry[k, j] = 1.0
+            px[k, j] = dx
+            pxx[k, j] = dx * dx
+            py[k, j] = dy
+            pyy[k, j] = dy * dy
+        if s >= max_lag and s > 0:  # every partner row exists: two branch-free loops
+            for d in range(max_lag + 1):  # lag d >= 0: x_s (y_{s-d})
+                jd = j - d if j >= d else j - d + cap
+                pq[k, j, max_lag + d] = pq[k, jp, max_lag + d] + dx * (ys[k, jd] - ysh)
+            for d in range(1, max_lag + 1):  # lag -d: (x_{s-d}) y_s
+                jd = j - d if j >= d else j - d + cap
+                pq[k, j, max_lag - d] = pq[k, jp, max_lag - d] + (xs[k, jd] - xsh) * dy
+        else:
+            for li in range(nl):
+                lag = li - max_lag
+                d = lag if lag >= 0 else -lag
+                term = 0.0
+                if s >= d:
+                    jd = j - d if j >= d else j - d + cap
+                    term = dx * (ys[k, jd] - ysh) if lag >= 0 else (xs[k, jd] - xsh) * dy
+                pq[k, j, li] = (pq[k, jp, li] if s > 0 else 0.0) + term
+        s += 1
+        seq[k] = s
+        since[k] += 1
+        if since[k] >= XCORR_REBASE * cap:
+            _xcorr_rebase(xs, ys, px, pxx, py, pyy, pq, x_shift, y_shift, k, s, max_lag)
+            since[k] = 0
+        if s < total:
             continue
-        best = np.nan
+        s -= 1  # the row number of this pair
+        # the max_lag + 1 windows of x (and of y) ending at s - d: sum and centred sum of
+        # squares, or -1 when constant (an exactly constant side skips the lag)
+        for d in range(max_lag + 1):
+            je = j - d if j >= d else j - d + cap
+            jb = je - window if je >= window else je - window + cap
+            early = s - d - window < 0
+            sx = px[k, je] - (0.0 if early else px[k, jb])
+            sxx = pxx[k, je] - (0.0 if early else pxx[k, jb])
+            wsx[d] = sx
+            wvx[d] = -1.0 if rx[k, je] >= fw else sxx - sx * sx * iw
+            sy = py[k, je] - (0.0 if early else py[k, jb])
+            syy = pyy[k, je] - (0.0 if early else pyy[k, jb])
+            wsy[d] = sy
+            wvy[d] = -1.0 if ry[k, je] >= fw else syy - sy * sy * iw
+        jb = j - window if j >= window else j - window + cap
+        early = s - window < 0
+        best_num = -1.0
+        best_den = 1.0
+        best_cov = 0.0
         best_lag = 0
-        for step in range(2 * max_lag + 1):
+        for step in range(nl):
             lag = (step + 1) // 2
             if step % 2 == 0 and step > 0:
                 lag = -lag
-            if lag >= 0:
-                r = _lag_corr(xs, ys, head, k, cap, max_lag, max_lag - lag, window)
-            else:
-                r = _lag_corr(xs, ys, head, k, cap, max_lag + lag, max_lag, window)
-            if np.isnan(r):
+            dxe = -lag if lag < 0 else 0  # x window ends at s - dxe, y window at s - dye
+            dye = lag if lag > 0 else 0
+            vx = wvx[dxe]
+            vy = wvy[dye]
+            if not (vx > 0.0 and vy > 0.0):
                 continue
-            if np.isnan(best) or abs(r) > abs(best):
-                best = r
+            li = lag + max_lag
+            sxy = pq[k, j, li] - (0.0 if early else pq[k, jb, li])
+            # compare r^2 = num / den, num = cov^2 clamped at den (as r is clamped at 1),
+            # by cross-multiplying (dens > 0); the division and root are taken once
+            cov = sxy - wsx[dxe] * wsy[dye] * iw
+            den = vx * vy
+            num = cov * cov
+            if num > den:
+                num = den
+            if num * best_den > best_num * den:
+                best_num = num
+                best_den = den
+                best_cov = cov
                 best_lag = lag
-        if not np.isnan(best):
+        if best_num >= 0.0:
+            r = best_cov / np.sqrt(best_den)
+            if r > 1.0:
+                r = 1.0
+            elif r < -1.0:
+                r = -1.0
             out_lag[i] = best_lag
-            out_corr[i] = best
+            out_corr[i] = r
     return key.shape[0]
+
+
+@njit(nogil=True)
+def _xcorr_rebase(xs, ys, px, pxx, py, pyy, pq, x_shift, y_shift, k, s, max_lag):
+    """Move the shifts to the ring's means and rebuild every prefix sum from the raw values
+    of the ``min(s, cap)`` pairs held (rows s - n .. s - 1); a product whose other row has
+    left the ring counts 0 (no window that is read reaches it)."""
+    cap = xs.shape[1]
+    n = s if s < cap else cap
+    j0 = (s - n) % cap  # slot of the oldest row held
+    tx = 0.0
+    ty = 0.0
+    jv = j0
+    for _ in range(n):
+        tx += xs[k, jv]
+        ty += ys[k, jv]
+        jv = jv + 1 if jv + 1 < cap else 0
+    xsh = tx / n
+    ysh = ty / n
+    x_shift[k] = xsh
+    y_shift[k] = ysh
+    ax = axx = ay = ayy = 0.0
+    nl = 2 * max_lag + 1
+    jv = j0
+    for v in range(n):  # v: rows since the oldest held
+        dx = xs[k, jv] - xsh
+        dy = ys[k, jv] - ysh
+        ax += dx
+        axx += dx * dx
+        ay += dy
+        ayy += dy * dy
+        px[k, jv] = ax
+        pxx[k, jv] = axx
+        py[k, jv] = ay
+        pyy[k, jv] = ayy
+        jp = jv - 1 if jv > 0 else cap - 1
+        for li in range(nl):
+            lag = li - max_lag
+            d = lag if lag >= 0 else -lag
+            term = 0.0
+            if v >= d:
+                jd = jv - d if jv >= d else jv - d + cap
+                term = dx * (ys[k, jd] - ysh) if lag >= 0 else (xs[k, jd] - xsh) * dy
+            pq[k, jv, li] = (pq[k, jp, li] if v > 0 else 0.0) + term
+        jv = jv + 1 if jv + 1 < cap else 0

@@ -26,20 +26,13 @@ from kernels.base import (
     window_args,
 )
 from kernels.window import (
+    RECENTRE_MIN,
     RECOMPUTE,
     is_warm,
-    mom_add,
-    mom_due,
-    mom_recompute,
-    mom_remove,
-    mom_var,
     ring_advance,
     ring_at,
     ring_expired,
     ring_slot,
-    sorted_insert,
-    sorted_quantile,
-    sorted_remove,
 )
 
 # --------------------------------------------------------------------------- param helpers
@@ -82,28 +75,36 @@ def _sorted_state(p: WindowParams) -> list[Field]:
     return [*ring_fields(cap), Field("sorted", (cap,), np.float64, np.nan, "linear")]
 
 
-@njit(inline="always", nogil=True)
-def sorted_push(k, t, v, vals, tss, head, count, sbuf, rows, span):
-    """Evict what leaves the window (idempotent), then insert ``v`` into the ring and the
-    sorted buffer. Returns False, having added nothing, when a time-window ring is full."""
-    cap = vals.shape[1]
-    while ring_expired(tss, head, count, k, t, rows, span):
-        sorted_remove(sbuf, k, count[k], vals[k, head[k]])
-        ring_advance(head, count, k, cap)
-    if count[k] == cap:
-        return False
-    sorted_insert(sbuf, k, count[k], v)
-    pos = ring_slot(head, count, k, cap)
-    vals[k, pos] = v
-    tss[k, pos] = t
-    count[k] += 1
-    return True
+def _deque_fields(group: str, cap: int) -> list[Field]:
+    """A monotonic deque kept as a ring: values, their row sequence numbers, head, count."""
+    return [Field(group, (cap,), np.float64, np.nan, "ring", group),
+            Field(f"{group}_seq", (cap,), np.int64, 0, "ring", group),
+            Field(f"{group}_head", (), np.int64, 0), Field(f"{group}_count", (), np.int64, 0)]
+
+
+def _extremes_state(*groups: str) -> Callable[[WindowParams], list[Field]]:
+    def state(p: WindowParams) -> list[Field]:
+        cap = initial_capacity(p.window)
+        fields = [*ring_fields(cap, values=()), Field("seq", (), np.int64, 0)]
+        for g in groups:
+            fields += _deque_fields(g, cap)
+        return fields
+    return state
 
 
 @njit(nogil=True, cache=True)
-def sorted_extremes(key, ts, x, vals, tss, head, count, sbuf, out_max, out_min, rows, span,
-                    min_periods):
-    """Write the window's max and min once warm (NaN before and on NaN inputs)."""
+def deque_extremes(key, ts, x, tss, head, count, seq, av, aseq, ahead, acount, bv, bseq, bhead,
+                   bcount, out_max, out_min, rows, span, min_periods, both):
+    """Write the window's max (deque a, of x) and, when ``both``, its min (deque b, of -x)
+    once warm; NaN before and on NaN inputs. Returns the row where a time-window ring is
+    full, else n.
+
+    The ring holds the window's timestamps (for its count and time evictions) and ``seq``
+    counts a key's valid rows. Each deque keeps, oldest first, the values no later value
+    is >= to, with their row numbers: its front is the window's max. A row pops the deque's
+    expired front and the back values it dominates, then appends: O(1) amortised per row.
+    """
+    cap = tss.shape[1]
     for i in range(key.shape[0]):
         k = key[i]
         v = x[i]
@@ -111,14 +112,76 @@ def sorted_extremes(key, ts, x, vals, tss, head, count, sbuf, out_max, out_min, 
             out_max[i] = np.nan
             out_min[i] = np.nan
             continue
-        if not sorted_push(k, ts[i], v, vals, tss, head, count, sbuf, rows, span):
+        t = ts[i]
+        c = count[k]
+        h = head[k]
+        while c > 0 and (c >= rows if rows > 0 else tss[k, h] <= t - span):
+            h = h + 1 if h + 1 < cap else 0
+            c -= 1
+        if c == cap:  # the caller grows the buffers and retries row i
+            count[k] = c
+            head[k] = h
             return i
-        if is_warm(count, k, rows, min_periods):
-            out_max[i] = sbuf[k, count[k] - 1]
-            out_min[i] = sbuf[k, 0]
-        else:
+        pos = h + c
+        if pos >= cap:
+            pos -= cap
+        tss[k, pos] = t
+        s = seq[k]
+        oldest = s - c  # row number of the window's oldest row once this one is in
+        c += 1
+        count[k] = c
+        head[k] = h
+        seq[k] = s + 1
+        # deque a: max of x
+        qh = ahead[k]
+        qc = acount[k]
+        while qc > 0 and aseq[k, qh] < oldest:
+            qh = qh + 1 if qh + 1 < cap else 0
+            qc -= 1
+        while qc > 0:
+            back = qh + qc - 1
+            if back >= cap:
+                back -= cap
+            if av[k, back] > v:
+                break
+            qc -= 1
+        pos = qh + qc
+        if pos >= cap:
+            pos -= cap
+        av[k, pos] = v
+        aseq[k, pos] = s
+        ahead[k] = qh
+        acount[k] = qc + 1
+        hi = av[k, qh]
+        lo = np.nan
+        if both:  # deque b: max of -x
+            w = -v
+            qh = bhead[k]
+            qc = bcount[k]
+            while qc > 0 and bseq[k, qh] < oldest:
+                qh = qh + 1 if qh + 1 < cap else 0
+                qc -= 1
+            while qc > 0:
+                back = qh + qc - 1
+                if back >= cap:
+                    back -= cap
+                if bv[k, back] > w:
+                    break
+                qc -= 1
+            pos = qh + qc
+            if pos >= cap:
+                pos -= cap
+            bv[k, pos] = w
+            bseq[k, pos] = s
+            bhead[k] = qh
+            bcount[k] = qc + 1
+            lo = -bv[k, qh]
+        if c < rows if rows > 0 else c < min_periods:
             out_max[i] = np.nan
             out_min[i] = np.nan
+        else:
+            out_max[i] = hi
+            out_min[i] = lo
     return key.shape[0]
 
 
@@ -127,41 +190,49 @@ class RollingMinMaxParams(WindowParams):
 
 
 @kernel("rolling_min", params=RollingMinMaxParams, inputs=("price",),
-        outputs=("{input}_min{window}",), state=_sorted_state, args=_window_args,
+        outputs=("{input}_min{window}",), state=_extremes_state("qmin"), args=_window_args,
         time_window=True, formula="min over the window")
 @njit(nogil=True, cache=True)
-def rolling_min(key, ts, x, vals, tss, head, count, sbuf, out, rows, span, min_periods):
+def rolling_min(key, ts, x, tss, head, count, seq, qv, qseq, qhead, qcount, out, rows, span,
+                min_periods):
     """Rolling minimum over a row or time window.
 
     Warm-up: NaN until the window holds ``window`` valid values (rows) or ``min_periods``
     (time). A NaN input outputs NaN and leaves the window unchanged.
 
-    State: a ring of the window's values with timestamps and the same values kept sorted.
+    State: a ring of the window's timestamps, the key's row count ``seq``, and a monotonic
+    deque ``qmin`` of negated values with their row numbers (front = -min), O(1) amortised.
 
     >>> # x = 3, 1, 2 with window 2 -> NaN, 1.0, 1.0
     """
+    neg = -x
     scratch = np.empty(key.shape[0])
-    return sorted_extremes(key, ts, x, vals, tss, head, count, sbuf, scratch, out, rows, span,
-                           min_periods)
+    done = deque_extremes(key, ts, neg, tss, head, count, seq, qv, qseq, qhead, qcount, qv,
+                          qseq, qhead, qcount, scratch, out, rows, span, min_periods, False)
+    for i in range(done):
+        out[i] = -scratch[i]
+    return done
 
 
 @kernel("rolling_max", params=RollingMinMaxParams, inputs=("price",),
-        outputs=("{input}_max{window}",), state=_sorted_state, args=_window_args,
+        outputs=("{input}_max{window}",), state=_extremes_state("qmax"), args=_window_args,
         time_window=True, formula="max over the window")
 @njit(nogil=True, cache=True)
-def rolling_max(key, ts, x, vals, tss, head, count, sbuf, out, rows, span, min_periods):
+def rolling_max(key, ts, x, tss, head, count, seq, qv, qseq, qhead, qcount, out, rows, span,
+                min_periods):
     """Rolling maximum over a row or time window.
 
     Warm-up: NaN until the window holds ``window`` valid values (rows) or ``min_periods``
     (time). A NaN input outputs NaN and leaves the window unchanged.
 
-    State: a ring of the window's values with timestamps and the same values kept sorted.
+    State: a ring of the window's timestamps, the key's row count ``seq``, and a monotonic
+    deque ``qmax`` of values with their row numbers (front = max), O(1) amortised.
 
     >>> # x = 3, 1, 2 with window 2 -> NaN, 3.0, 2.0
     """
     scratch = np.empty(key.shape[0])
-    return sorted_extremes(key, ts, x, vals, tss, head, count, sbuf, out, scratch, rows, span,
-                           min_periods)
+    return deque_extremes(key, ts, x, tss, head, count, seq, qv, qseq, qhead, qcount, qv, qseq,
+                          qhead, qcount, out, scratch, rows, span, min_periods, False)
 
 
 class DonchianParams(WindowParams):
@@ -169,22 +240,23 @@ class DonchianParams(WindowParams):
 
 
 @kernel("donchian_channel", params=DonchianParams, inputs=("price",),
-        outputs=("dc_high", "dc_low", "dc_mid"), state=_sorted_state, args=_window_args,
-        time_window=True, formula="rolling max, min and their mean")
+        outputs=("dc_high", "dc_low", "dc_mid"), state=_extremes_state("qmax", "qmin"),
+        args=_window_args, time_window=True, formula="rolling max, min and their mean")
 @njit(nogil=True, cache=True)
-def donchian_channel(key, ts, x, vals, tss, head, count, sbuf, out_high, out_low, out_mid,
-                     rows, span, min_periods):
+def donchian_channel(key, ts, x, tss, head, count, seq, av, aseq, ahead, acount, bv, bseq,
+                     bhead, bcount, out_high, out_low, out_mid, rows, span, min_periods):
     """Donchian channel: dc_high = max, dc_low = min over the window, dc_mid = (high + low) / 2.
 
     Warm-up: NaN until the window holds ``window`` valid values (rows) or ``min_periods``
     (time). A NaN input outputs NaN in all three and leaves the window unchanged.
 
-    State: a ring of the window's values with timestamps and the same values kept sorted.
+    State: a ring of the window's timestamps, the key's row count ``seq``, and two monotonic
+    deques with row numbers: ``qmax`` of the values, ``qmin`` of the negated values.
 
     >>> # x = 1, 3 with window 2 -> NaN, then high 3, low 1, mid 2
     """
-    done = sorted_extremes(key, ts, x, vals, tss, head, count, sbuf, out_high, out_low, rows,
-                           span, min_periods)
+    done = deque_extremes(key, ts, x, tss, head, count, seq, av, aseq, ahead, acount, bv, bseq,
+                          bhead, bcount, out_high, out_low, rows, span, min_periods, True)
     for i in range(done):
         out_mid[i] = (out_high[i] + out_low[i]) * 0.5
     return done
@@ -204,41 +276,6 @@ def _moment4_state(p: WindowParams) -> list[Field]:
             + [Field("m_s3", (), np.float64, 0.0), Field("m_s4", (), np.float64, 0.0)])
 
 
-@njit(nogil=True)
-def _moment4_recompute(shift, s1, s2, s3, s4, since, k, vals, head, count):
-    """Exact two-pass power sums of the window, re-centred on its mean."""
-    n = count[k]
-    cap = vals.shape[1]
-    if n == 0:
-        s1[k] = 0.0
-        s2[k] = 0.0
-        s3[k] = 0.0
-        s4[k] = 0.0
-        since[k] = 0
-        return
-    total = 0.0
-    for j in range(n):
-        total += vals[k, (head[k] + j) % cap]
-    c = total / n
-    a = 0.0
-    b = 0.0
-    e = 0.0
-    f = 0.0
-    for j in range(n):
-        d = vals[k, (head[k] + j) % cap] - c
-        d2 = d * d
-        a += d
-        b += d2
-        e += d2 * d
-        f += d2 * d2
-    shift[k] = c
-    s1[k] = a
-    s2[k] = b
-    s3[k] = e
-    s4[k] = f
-    since[k] = 0
-
-
 @njit(nogil=True, cache=True)
 def moment4_walk(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run, s3, s4,
                  out_mean, out_std, out_skew, out_kurt, rows, span, min_periods):
@@ -247,54 +284,94 @@ def moment4_walk(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last,
     (n >= 4). Skew and kurtosis are NaN when the window is constant. Returns the row where a
     time-window ring is full, else n."""
     cap = vals.shape[1]
-    for i in range(key.shape[0]):
-        k = key[i]
+    n_rows = key.shape[0]
+    # a key's state stays in locals while consecutive rows share the key (see
+    # averages.rolling_moments): written back when the key changes and before a return
+    k = -1
+    h = c = nsince = r = 0
+    sh = a1 = a2 = a3 = a4 = lst = 0.0
+    for i in range(n_rows):
         v = x[i]
-        t = ts[i]
         out_mean[i] = np.nan
         out_std[i] = np.nan
         out_skew[i] = np.nan
         out_kurt[i] = np.nan
         if np.isnan(v):
             continue
-        while ring_expired(tss, head, count, k, t, rows, span):
-            o = vals[k, head[k]]
-            mom_remove(shift, s1, s2, k, o)
-            d = o - shift[k]
+        if key[i] != k:
+            if k >= 0:
+                head[k], count[k], shift[k], s1[k], s2[k], s3[k], s4[k] = h, c, sh, a1, a2, a3, a4
+                since[k], last[k], run[k] = nsince, lst, r
+            k = key[i]
+            h, c, sh, a1, a2, a3, a4 = head[k], count[k], shift[k], s1[k], s2[k], s3[k], s4[k]
+            nsince, lst, r = since[k], last[k], run[k]
+        t = ts[i]
+        while c > 0 and (c >= rows if rows > 0 else tss[k, h] <= t - span):
+            d = vals[k, h] - sh
+            a1 -= d
+            a2 -= d * d
             d4 = d * d * d * d
-            s3[k] -= d * d * d
-            s4[k] -= d4
+            a3 -= d * d * d
+            a4 -= d4
             # an outlier leaving takes digits with it: recompute once the row is added
-            if d4 > CANCEL_RATIO * abs(s4[k]):
-                since[k] = FORCE_RECOMPUTE  # idempotent: survives a ring-full retry
-            ring_advance(head, count, k, cap)
-        if count[k] == cap:
+            if d4 > CANCEL_RATIO * abs(a4):
+                nsince = FORCE_RECOMPUTE  # idempotent: survives a ring-full retry
+            h = h + 1 if h + 1 < cap else 0
+            c -= 1
+        if c == cap:  # evictions are kept; the caller grows the ring and retries row i
+            head[k], count[k], shift[k], s1[k], s2[k], s3[k], s4[k] = h, c, sh, a1, a2, a3, a4
+            since[k], last[k], run[k] = nsince, lst, r
             return i
-        pos = ring_slot(head, count, k, cap)
+        pos = h + c
+        if pos >= cap:
+            pos -= cap
         vals[k, pos] = v
         tss[k, pos] = t
-        if count[k] == 0:
-            s3[k] = 0.0
-            s4[k] = 0.0
-        mom_add(shift, s1, s2, since, last, run, k, v, count[k])
-        d = v - shift[k]
-        s3[k] += d * d * d
-        s4[k] += d * d * d * d
-        count[k] += 1
-        if mom_due(since, count, k):
-            _moment4_recompute(shift, s1, s2, s3, s4, since, k, vals, head, count)
-        if not is_warm(count, k, rows, min_periods):
+        if c == 0:
+            sh = v
+            a1 = a2 = a3 = a4 = 0.0
+        d = v - sh
+        a1 += d
+        a2 += d * d
+        nsince += 1
+        if v == lst:
+            r += 1
+        else:
+            r = 1
+            lst = v
+        a3 += d * d * d
+        a4 += d * d * d * d
+        c += 1
+        if nsince >= max(c, RECENTRE_MIN):  # exact two-pass sums, re-centred on the mean
+            total = 0.0
+            j = h
+            for _ in range(c):
+                total += vals[k, j]
+                j = j + 1 if j + 1 < cap else 0
+            sh = total / c
+            a1 = a2 = a3 = a4 = 0.0
+            j = h
+            for _ in range(c):
+                d = vals[k, j] - sh
+                d2 = d * d
+                a1 += d
+                a2 += d2
+                a3 += d2 * d
+                a4 += d2 * d2
+                j = j + 1 if j + 1 < cap else 0
+            nsince = 0
+        if c < rows if rows > 0 else c < min_periods:
             continue
-        n = count[k]
+        n = c
         fn = float(n)
-        a = s1[k] / fn
-        out_mean[i] = shift[k] + a
+        a = a1 / fn
+        out_mean[i] = sh + a
         if n < 2:
             continue
-        if run[k] >= n:
+        if r >= n:
             out_std[i] = 0.0
             continue
-        b2 = s2[k] / fn
+        b2 = a2 / fn
         m2 = b2 - a * a
         if m2 <= 0.0:
             out_std[i] = 0.0
@@ -302,15 +379,18 @@ def moment4_walk(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last,
         out_std[i] = np.sqrt(m2 * fn / (fn - 1.0))
         if n < 3:
             continue
-        b3 = s3[k] / fn
+        b3 = a3 / fn
         m3 = b3 - 3.0 * a * b2 + 2.0 * a * a * a
         out_skew[i] = np.sqrt(fn * (fn - 1.0)) * m3 / ((fn - 2.0) * m2 * np.sqrt(m2))
         if n < 4:
             continue
-        m4 = s4[k] / fn - 4.0 * a * b3 + 6.0 * a * a * b2 - 3.0 * a * a * a * a
+        m4 = a4 / fn - 4.0 * a * b3 + 6.0 * a * a * b2 - 3.0 * a * a * a * a
         out_kurt[i] = (((fn * fn - 1.0) * m4 / (m2 * m2) - 3.0 * (fn - 1.0) * (fn - 1.0))
                        / ((fn - 2.0) * (fn - 3.0)))
-    return key.shape[0]
+    if k >= 0:
+        head[k], count[k], shift[k], s1[k], s2[k], s3[k], s4[k] = h, c, sh, a1, a2, a3, a4
+        since[k], last[k], run[k] = nsince, lst, r
+    return n_rows
 
 
 class RollingSkewParams(WindowParams):
@@ -451,85 +531,132 @@ def pair_state(p: WindowParams) -> list[Field]:
             + moment_fields("x") + moment_fields("y") + [Field("sxy", (), np.float64, 0.0)])
 
 
-@njit(nogil=True)
-def _pair_recompute(xs, ys, head, count, k, x_shift, x_s1, x_s2, x_since, y_shift, y_s1, y_s2,
-                    y_since, sxy):
-    mom_recompute(x_shift, x_s1, x_s2, x_since, k, xs, head, count)
-    mom_recompute(y_shift, y_s1, y_s2, y_since, k, ys, head, count)
-    cap = xs.shape[1]
-    c = 0.0
-    for j in range(count[k]):
-        p = ring_at(head, k, cap, j)
-        c += (xs[k, p] - x_shift[k]) * (ys[k, p] - y_shift[k])
-    sxy[k] = c
-
-
-@njit(inline="always", nogil=True)
-def pair_push(k, t, a, b, xs, ys, tss, head, count, x_shift, x_s1, x_s2, x_since, x_last, x_run,
-              y_shift, y_s1, y_s2, y_since, y_last, y_run, sxy, rows, span):
-    """Evict expired pairs (idempotent), add (a, b). False, having added nothing, when a
-    time-window ring is full."""
-    cap = xs.shape[1]
-    while ring_expired(tss, head, count, k, t, rows, span):
-        o = head[k]
-        mom_remove(x_shift, x_s1, x_s2, k, xs[k, o])
-        mom_remove(y_shift, y_s1, y_s2, k, ys[k, o])
-        sxy[k] -= (xs[k, o] - x_shift[k]) * (ys[k, o] - y_shift[k])
-        ring_advance(head, count, k, cap)
-    if count[k] == cap:
-        return False
-    pos = ring_slot(head, count, k, cap)
-    xs[k, pos] = a
-    ys[k, pos] = b
-    tss[k, pos] = t
-    c = count[k]
-    mom_add(x_shift, x_s1, x_s2, x_since, x_last, x_run, k, a, c)
-    mom_add(y_shift, y_s1, y_s2, y_since, y_last, y_run, k, b, c)
-    if c == 0:
-        sxy[k] = 0.0
-    sxy[k] += (a - x_shift[k]) * (b - y_shift[k])
-    count[k] += 1
-    if mom_due(x_since, count, k):
-        _pair_recompute(xs, ys, head, count, k, x_shift, x_s1, x_s2, x_since, y_shift, y_s1,
-                        y_s2, y_since, sxy)
-    return True
-
-
-@njit(inline="always", nogil=True)
-def pair_cov(x_s1, y_s1, sxy, k, n):
-    """Sample covariance (ddof 1) of the window's pairs."""
-    if n < 2:
-        return np.nan
-    return (sxy[k] - x_s1[k] * y_s1[k] / n) / (n - 1)
-
-
 @njit(nogil=True, cache=True)
 def pair_walk(key, ts, x, y, xs, ys, tss, head, count, x_shift, x_s1, x_s2, x_since, x_last,
               x_run, y_shift, y_s1, y_s2, y_since, y_last, y_run, sxy, out, rows, span,
               min_periods, what):
     """Rolling pair statistic: what 0 = Pearson correlation, 1 = cov / var(y) (OLS slope of x
-    on y). NaN when a needed variance is 0. Returns the row where a ring is full, else n."""
-    for i in range(key.shape[0]):
-        k = key[i]
+    on y), 2 = Roll's spread 2 sqrt(-cov) (0 when cov >= 0). NaN when a needed variance is 0.
+    Returns the row where a time-window ring is full (state saved, evictions kept), else n.
+
+    Per pair: evict expired pairs (shifted sums of x, y and the cross sum lose them), add the
+    pair, and after max(count, 32) pushes recompute the sums two-pass, re-centred on the
+    window's means. Speed: a key's state stays in locals while consecutive rows share the key
+    and is written back when the key changes (as ``averages.rolling_moments``); no helper
+    taking arrays is called per row.
+    """
+    cap = xs.shape[1]
+    n_rows = key.shape[0]
+    k = -1
+    h = c = xsn = ysn = xr = yr = 0
+    xsh = xa = xb = xl = ysh = ya = yb = yl = cs = 0.0
+    for i in range(n_rows):
         a = x[i]
         b = y[i]
         if np.isnan(a) or np.isnan(b):
             out[i] = np.nan
             continue
-        if not pair_push(k, ts[i], a, b, xs, ys, tss, head, count, x_shift, x_s1, x_s2,
-                         x_since, x_last, x_run, y_shift, y_s1, y_s2, y_since, y_last, y_run,
-                         sxy, rows, span):
+        if key[i] != k:
+            if k >= 0:
+                head[k], count[k], sxy[k] = h, c, cs
+                x_shift[k], x_s1[k], x_s2[k], x_since[k], x_last[k], x_run[k] = (
+                    xsh, xa, xb, xsn, xl, xr)
+                y_shift[k], y_s1[k], y_s2[k], y_since[k], y_last[k], y_run[k] = (
+                    ysh, ya, yb, ysn, yl, yr)
+            k = key[i]
+            h, c, cs = head[k], count[k], sxy[k]
+            xsh, xa, xb, xsn, xl, xr = (x_shift[k], x_s1[k], x_s2[k], x_since[k], x_last[k],
+                                        x_run[k])
+            ysh, ya, yb, ysn, yl, yr = (y_shift[k], y_s1[k], y_s2[k], y_since[k], y_last[k],
+                                        y_run[k])
+        t = ts[i]
+        while c > 0 and (c >= rows if rows > 0 else tss[k, h] <= t - span):
+            dxo = xs[k, h] - xsh
+            dyo = ys[k, h] - ysh
+            xa -= dxo
+            xb -= dxo * dxo
+            ya -= dyo
+            yb -= dyo * dyo
+            cs -= dxo * dyo
+            h = h + 1 if h + 1 < cap else 0
+            c -= 1
+        if c == cap:  # evictions are kept; the caller grows the ring and retries row i
+            head[k], count[k], sxy[k] = h, c, cs
+            x_shift[k], x_s1[k], x_s2[k], x_since[k], x_last[k], x_run[k] = (
+                xsh, xa, xb, xsn, xl, xr)
+            y_shift[k], y_s1[k], y_s2[k], y_since[k], y_last[k], y_run[k] = (
+                ysh, ya, yb, ysn, yl, yr)
             return i
-        n = count[k]
-        if not is_warm(count, k, rows, min_periods) or n < 2:
+        pos = h + c
+        if pos >= cap:
+            pos -= cap
+        xs[k, pos] = a
+        ys[k, pos] = b
+        tss[k, pos] = t
+        if c == 0:
+            xsh = a
+            xa = 0.0
+            xb = 0.0
+            ysh = b
+            ya = 0.0
+            yb = 0.0
+            cs = 0.0
+        dx = a - xsh
+        dy = b - ysh
+        xa += dx
+        xb += dx * dx
+        ya += dy
+        yb += dy * dy
+        xsn += 1
+        ysn += 1
+        if a == xl:
+            xr += 1
+        else:
+            xr = 1
+            xl = a
+        if b == yl:
+            yr += 1
+        else:
+            yr = 1
+            yl = b
+        cs += dx * dy
+        c += 1
+        if xsn >= max(c, RECENTRE_MIN):  # two-pass sums, re-centred on the window's means
+            tx = 0.0
+            ty = 0.0
+            j = h
+            for _ in range(c):
+                tx += xs[k, j]
+                ty += ys[k, j]
+                j = j + 1 if j + 1 < cap else 0
+            xsh = tx / c
+            ysh = ty / c
+            xa = xb = ya = yb = cs = 0.0
+            j = h
+            for _ in range(c):
+                dx = xs[k, j] - xsh
+                dy = ys[k, j] - ysh
+                xa += dx
+                xb += dx * dx
+                ya += dy
+                yb += dy * dy
+                cs += dx * dy
+                j = j + 1 if j + 1 < cap else 0
+            xsn = 0
+            ysn = 0
+        if (c < rows if rows > 0 else c < min_periods) or c < 2:
             out[i] = np.nan
             continue
-        vy = mom_var(y_s1, y_s2, y_run, k, n, 1)
-        cov = pair_cov(x_s1, y_s1, sxy, k, n)
+        fn = float(c)
+        cov = (cs - xa * ya / fn) / (fn - 1.0)
+        if what == 2:
+            out[i] = 2.0 * np.sqrt(-cov) if cov < 0.0 else 0.0
+            continue
+        vy = 0.0 if yr >= c else (yb - ya * ya / fn) / (fn - 1.0)
         if what == 1:
             out[i] = cov / vy if vy > 0.0 else np.nan
             continue
-        vx = mom_var(x_s1, x_s2, x_run, k, n, 1)
+        vx = 0.0 if xr >= c else (xb - xa * xa / fn) / (fn - 1.0)
         if not (vx > 0.0 and vy > 0.0):
             out[i] = np.nan
             continue
@@ -539,7 +666,13 @@ def pair_walk(key, ts, x, y, xs, ys, tss, head, count, x_shift, x_s1, x_s2, x_si
         elif rho < -1.0:
             rho = -1.0
         out[i] = rho
-    return key.shape[0]
+    if k >= 0:
+        head[k], count[k], sxy[k] = h, c, cs
+        x_shift[k], x_s1[k], x_s2[k], x_since[k], x_last[k], x_run[k] = (
+            xsh, xa, xb, xsn, xl, xr)
+        y_shift[k], y_s1[k], y_s2[k], y_since[k], y_last[k], y_run[k] = (
+            ysh, ya, yb, ysn, yl, yr)
+    return n_rows
 
 
 class RollingCorrParams(WindowParams):
@@ -744,8 +877,8 @@ class StochasticParams(Params):
 
 
 def _stoch_state(p: StochasticParams) -> list[Field]:
-    return [*ring_fields(p.k, values=("lows", "highs"), with_ts=False),
-            Field("slow", (p.k,)), Field("shigh", (p.k,)),
+    return [Field("seq", (), np.int64, 0), *_deque_fields("qhigh", p.k),
+            *_deque_fields("qlow", p.k),
             *ring_fields(p.d, values=("kvals",), group="d", with_ts=False)]
 
 
@@ -753,8 +886,8 @@ def _stoch_state(p: StochasticParams) -> list[Field]:
         outputs=("stoch_k", "stoch_d"), state=_stoch_state, args=lambda p: (p.k, p.d),
         formula="%K = 100 (close - min low) / (max high - min low) over k rows; %D = SMA_d(%K)")
 @njit(nogil=True, cache=True)
-def stochastic_osc(key, ts, high, low, close, lows, highs, head, count, slow, shigh, kvals,
-                   d_head, d_count, out_k, out_d, k_rows, d_rows):
+def stochastic_osc(key, ts, high, low, close, seq, hv, hseq, hhead, hcount, lv, lseq, lhead,
+                   lcount, kvals, d_head, d_count, out_k, out_d, k_rows, d_rows):
     """Fast stochastic oscillator (Lane): %K = 100 (close - min low) / (max high - min low)
     over the last k rows, %D = the simple mean of the last d values of %K.
 
@@ -763,11 +896,13 @@ def stochastic_osc(key, ts, high, low, close, lows, highs, head, count, slow, sh
     input NaN outputs NaN in both and changes nothing. (TA-Lib's STOCHF gives 0 on a zero
     range.)
 
-    State: a ring of the last k lows and highs with sorted copies; a ring of the last d %K.
+    State: the key's valid-row count ``seq``; monotonic deques (values with row numbers, as
+    ``rolling_max``) of the highs (``qhigh``, front = max) and of the negated lows (``qlow``,
+    front = -min), O(1) amortised; a ring of the last d %K.
 
     >>> # k 2, d 1: (h, l, c) = (10, 8, 9), (12, 9, 11) -> NaN, 100 * (11 - 8) / (12 - 8) = 75
     """
-    cap = lows.shape[1]
+    cap = hv.shape[1]
     dcap = kvals.shape[1]
     for i in range(key.shape[0]):
         kk = key[i]
@@ -778,23 +913,40 @@ def stochastic_osc(key, ts, high, low, close, lows, highs, head, count, slow, sh
             out_k[i] = np.nan
             out_d[i] = np.nan
             continue
-        if count[kk] >= k_rows:
-            o = head[kk]
-            sorted_remove(slow, kk, count[kk], lows[kk, o])
-            sorted_remove(shigh, kk, count[kk], highs[kk, o])
-            ring_advance(head, count, kk, cap)
-        sorted_insert(slow, kk, count[kk], lo)
-        sorted_insert(shigh, kk, count[kk], h)
-        pos = ring_slot(head, count, kk, cap)
-        lows[kk, pos] = lo
-        highs[kk, pos] = h
-        count[kk] += 1
-        if count[kk] < k_rows:
+        s = seq[kk]
+        seq[kk] = s + 1
+        oldest = s - k_rows + 1  # row number of the oldest row of the window once s is in
+        for side in range(2):  # 0: max of the highs, 1: max of the negated lows
+            qv = hv if side == 0 else lv
+            qs = hseq if side == 0 else lseq
+            qhead = hhead if side == 0 else lhead
+            qcount = hcount if side == 0 else lcount
+            v = h if side == 0 else -lo
+            qh = qhead[kk]
+            qc = qcount[kk]
+            while qc > 0 and qs[kk, qh] < oldest:
+                qh = qh + 1 if qh + 1 < cap else 0
+                qc -= 1
+            while qc > 0:
+                back = qh + qc - 1
+                if back >= cap:
+                    back -= cap
+                if qv[kk, back] > v:
+                    break
+                qc -= 1
+            pos = qh + qc
+            if pos >= cap:
+                pos -= cap
+            qv[kk, pos] = v
+            qs[kk, pos] = s
+            qhead[kk] = qh
+            qcount[kk] = qc + 1
+        if s + 1 < k_rows:
             out_k[i] = np.nan
             out_d[i] = np.nan
             continue
-        mn = slow[kk, 0]
-        mx = shigh[kk, count[kk] - 1]
+        mn = -lv[kk, lhead[kk]]
+        mx = hv[kk, hhead[kk]]
         rng = mx - mn
         kv = 100.0 * (c - mn) / rng if rng != 0.0 else np.nan
         out_k[i] = kv
@@ -871,34 +1023,6 @@ def _outlier_args(p: OutlierMadParams) -> tuple[float, int, int, int]:
     return p.k * 1.4826, rows, span, p.min_periods
 
 
-@njit(inline="always", nogil=True)
-def sorted_mad(sbuf, k, n, med):
-    """Median of |x - med| over the sorted prefix sbuf[k, :n]: the deviations are merged in
-    increasing order from the median outwards, stopping at rank n // 2."""
-    lo_rank = (n - 1) // 2
-    hi_rank = n // 2
-    # split: left = indices < j (values <= med walked downwards), right = indices >= j
-    j = 0
-    while j < n and sbuf[k, j] < med:
-        j += 1
-    left = j - 1
-    right = j
-    a = 0.0
-    b = 0.0
-    for rank in range(hi_rank + 1):
-        if left >= 0 and (right >= n or med - sbuf[k, left] <= sbuf[k, right] - med):
-            dev = med - sbuf[k, left]
-            left -= 1
-        else:
-            dev = sbuf[k, right] - med
-            right += 1
-        if rank == lo_rank:
-            a = dev
-        if rank == hi_rank:
-            b = dev
-    return 0.5 * (a + b)
-
-
 @kernel("outlier_flag_mad", params=OutlierMadParams, inputs=("price",), outputs=("outlier",),
         output_dtypes=(np.int8,), state=_sorted_state, args=_outlier_args, time_window=True,
         formula="1 when |x - median| > k * 1.4826 * MAD over the window")
@@ -916,19 +1040,120 @@ def outlier_flag_mad(key, ts, x, vals, tss, head, count, sbuf, out, kscale, rows
 
     >>> # window 1, 1, 1, 1, 50 with k 5 -> median 1, MAD 0 -> the 50 is flagged
     """
+    cap = vals.shape[1]
     for i in range(key.shape[0]):
         k = key[i]
         v = x[i]
         out[i] = 0
         if np.isnan(v):
             continue
-        if not sorted_push(k, ts[i], v, vals, tss, head, count, sbuf, rows, span):
+        t = ts[i]
+        c = count[k]
+        h = head[k]
+        # The sorted-buffer steps are written out (no helper taking arrays per row, see
+        # kernels.window); the last eviction stays pending so that it and the insert share
+        # one shift of the values between them.
+        pending = False
+        old = 0.0
+        while c > 0 and (c >= rows if rows > 0 else tss[k, h] <= t - span):
+            if pending:  # a second eviction (time windows): remove the previous one now
+                j = 0
+                while sbuf[k, j] < old:
+                    j += 1
+                while j < c:
+                    sbuf[k, j] = sbuf[k, j + 1]
+                    j += 1
+            old = vals[k, h]
+            pending = True
+            h = h + 1 if h + 1 < cap else 0
+            c -= 1
+        if c == cap:  # nothing was evicted: the caller grows the ring and retries row i
             return i
-        if not is_warm(count, k, rows, min_periods):
+        n = c + 1 if pending else c  # values in the sorted buffer
+        u = 0  # first index of the sorted prefix [0, n) with value > v
+        m = n
+        while m > 1:
+            half = m >> 1
+            u = u + half if sbuf[k, u + half] <= v else u
+            m -= half
+        if m == 1 and sbuf[k, u] <= v:
+            u += 1
+        if pending:  # remove ``old`` and insert ``v``, moving only the values in between
+            ro = 0  # first index with value >= old
+            m = n
+            while m > 1:
+                half = m >> 1
+                ro = ro + half if sbuf[k, ro + half] < old else ro
+                m -= half
+            if m == 1 and sbuf[k, ro] < old:
+                ro += 1
+            if u > ro:
+                ins = u - 1
+                j = ro
+                while j < ins:
+                    sbuf[k, j] = sbuf[k, j + 1]
+                    j += 1
+            else:
+                ins = u
+                j = ro
+                while j > ins:
+                    sbuf[k, j] = sbuf[k, j - 1]
+                    j -= 1
+        else:
+            ins = u
+            j = c
+            while j > ins:
+                sbuf[k, j] = sbuf[k, j - 1]
+                j -= 1
+        sbuf[k, ins] = v
+        pos = h + c
+        if pos >= cap:
+            pos -= cap
+        vals[k, pos] = v
+        tss[k, pos] = t
+        c += 1
+        count[k] = c
+        head[k] = h
+        if c < rows if rows > 0 else c < min_periods:
             continue
-        n = count[k]
-        med = sorted_quantile(sbuf, k, n, 0.5)
-        mad = sorted_mad(sbuf, k, n, med)
+        # numpy's linear median of the sorted window
+        qpos = 0.5 * (c - 1)
+        lo = int(np.floor(qpos))
+        hi = lo + 1 if lo + 1 < c else lo
+        qa = sbuf[k, lo]
+        med = qa + (sbuf[k, hi] - qa) * (qpos - lo)
+        # MAD: the deviations below the median, med - s[sp - 1 - i], and above it,
+        # s[sp + i] - med, are two increasing sequences; their merged ranks (c - 1) // 2 and
+        # c // 2 are found by binary search on how many come from the lower one: O(log w).
+        sp = 0  # first index with value >= med
+        m = c
+        while m > 1:
+            half = m >> 1
+            sp = sp + half if sbuf[k, sp + half] < med else sp
+            m -= half
+        if m == 1 and sbuf[k, sp] < med:
+            sp += 1
+        na = sp
+        nb = c - sp
+        mad = 0.0
+        for rank in ((c - 1) // 2, c // 2):
+            lo = rank + 1 - nb if rank + 1 > nb else 0
+            hi = rank + 1 if rank + 1 < na else na
+            while lo < hi:  # take ``lo`` from below: the first with dev_a[lo] >= dev_b[rank-lo]
+                mid = (lo + hi) >> 1
+                if med - sbuf[k, sp - 1 - mid] < sbuf[k, sp + rank - mid] - med:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            dev = -1.0
+            if lo > 0:
+                dev = med - sbuf[k, sp - lo]
+            if rank - lo >= 0:
+                d2 = sbuf[k, sp + rank - lo] - med
+                if d2 > dev:
+                    dev = d2
+            mad += dev
+        mad *= 0.5
         if abs(v - med) > kscale * mad:
             out[i] = 1
     return key.shape[0]

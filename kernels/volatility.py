@@ -31,97 +31,21 @@ def _window_args(p: WindowParams) -> tuple[int, int, int]:
     return rows, span, p.min_periods
 
 
-@njit(inline="always", nogil=True)
-def window_sum_push(k, t, v, vals, tss, head, count, shift, s1, s2, since, last, run, rows,
-                    span, min_periods):
-    """Evict what leaves a row/time window, add ``v`` and return ``(True, sum)``.
-
-    The sum is NaN until warm; a constant window gives exactly n * value. Returns
-    ``(False, nan)`` without adding anything when a time-window ring is full (evictions are
-    stored and idempotent, so the caller may grow the ring and retry the row).
-
-    For use by one kernel at a time; a hot loop should prefer ``rolling_sum_walk``: an
-    inlined helper that takes arrays pays numba's reference counting (an incref/decref pair
-    per array argument per call, ~100 ns per row here), even when inlined.
-    """
-    cap = vals.shape[1]
-    c = count[k]
-    h = head[k]
-    sh = shift[k]
-    a = s1[k]
-    b = s2[k]
-    if rows > 0:
-        while c >= rows:
-            d = vals[k, h] - sh
-            a -= d
-            b -= d * d
-            h = h + 1 if h + 1 < cap else 0
-            c -= 1
-    else:
-        limit = t - span
-        while c > 0 and tss[k, h] <= limit:
-            d = vals[k, h] - sh
-            a -= d
-            b -= d * d
-            h = h + 1 if h + 1 < cap else 0
-            c -= 1
-        if c == cap:
-            count[k] = c
-            head[k] = h
-            s1[k] = a
-            s2[k] = b
-            return False, np.nan
-    if c == 0:
-        sh = v
-        a = 0.0
-        b = 0.0
-    pos = h + c
-    if pos >= cap:
-        pos -= cap
-    vals[k, pos] = v
-    tss[k, pos] = t
-    d = v - sh
-    a += d
-    b += d * d
-    n_since = since[k] + 1
-    lst = last[k]
-    if v == lst:
-        r = run[k] + 1
-    else:
-        r = 1
-        lst = v
-        last[k] = v
-    c += 1
-    if n_since >= RECOMPUTE:
-        sh, a, b = recentred_sums(vals, k, h, c)
-        n_since = 0
-    count[k] = c
-    head[k] = h
-    shift[k] = sh
-    s1[k] = a
-    s2[k] = b
-    since[k] = n_since
-    run[k] = r
-    if c < rows if rows > 0 else c < min_periods:
-        return True, np.nan
-    if r >= c:
-        return True, lst * c
-    s = sh * c + a
-    return True, s if s > 0.0 else 0.0
-
-
 SUM_OF_VALUES = 0
 SUM_OF_SQUARES = 1
 SUM_OF_BIPOWER = 2
+MEAN_OF_VALUES = 3
 
 
 @njit(nogil=True, cache=True)
 def rolling_sum_walk(key, ts, x, prev_abs, vals, tss, head, count, shift, s1, s2, since, last,
                      run, out, rows, span, min_periods, mode):
     """Rolling sum over a row or time window of per-row values derived from ``x`` by ``mode``:
-    SUM_OF_VALUES (x), SUM_OF_SQUARES (x^2) or SUM_OF_BIPOWER ((pi / 2) |x_t| |x_{t-1}| of a
+    SUM_OF_VALUES (x), SUM_OF_SQUARES (x^2), SUM_OF_BIPOWER ((pi / 2) |x_t| |x_{t-1}| of a
     key's consecutive valid values; ``prev_abs`` holds |x| of the key's last valid value, and
-    the output is scaled by pi / 2). Same semantics as ``window_sum_push`` row by row.
+    the output is scaled by pi / 2) or MEAN_OF_VALUES (the sum of x divided by the window's
+    count). The output is NaN until warm; a constant window gives exactly n * value; the
+    sum is clipped at 0 (the callers sum non-negative values: below 0 is rounding residue).
 
     Returns the row index where a time-window ring is full (the caller grows it), else n. The
     key's state lives in locals for the row and is stored once: array-taking helpers in this
@@ -213,7 +137,11 @@ def rolling_sum_walk(key, ts, x, prev_abs, vals, tss, head, count, shift, s1, s2
             s = sh * c + a
             if not s > 0.0:
                 s = 0.0
-        out[i] = np.pi / 2.0 * s if mode == SUM_OF_BIPOWER else s
+        if mode == SUM_OF_BIPOWER:
+            s = np.pi / 2.0 * s
+        elif mode == MEAN_OF_VALUES:
+            s = s / c
+        out[i] = s
     return key.shape[0]
 
 

@@ -160,7 +160,7 @@ def _write_grid(cur_b, b, eq_total, eq_sym, st, g, cfg, alloc, n_sym):
     while cur_b < b:
         eq_total[cur_b] = cfg[C_CASH] + g[G_REAL] + g[G_UNREAL]
         for j in range(n_sym):
-            eq_sym[cur_b, j] = alloc + st[j, F_REAL] + st[j, F_UNREAL]
+            eq_sym[cur_b, j] = st[j, F_REAL] + st[j, F_UNREAL]  # the symbol's P&L so far
         cur_b += 1
     return cur_b
 
@@ -168,7 +168,7 @@ def _write_grid(cur_b, b, eq_total, eq_sym, st, g, cfg, alloc, n_sym):
 @njit(nogil=True, cache=True)
 def simulate(ts, sym, price, bid, ask, code, vol, n_sym, cfg, trades, eq_total, eq_sym, st,
              ist, gi):
-    """Run the book over rows in time order; returns nothing, fills the output arrays."""
+    """Run the book over rows in time order; fills the output arrays (``vol`` may be empty)."""
     n = ts.shape[0]
     g = np.zeros(2)
     alloc = cfg[C_CASH] / n_sym
@@ -176,6 +176,7 @@ def simulate(ts, sym, price, bid, ask, code, vol, n_sym, cfg, trades, eq_total, 
     t0 = ts[0]
     slip = cfg[C_SLIP]
     is_limit = cfg[C_LIMIT] > 0.0
+    has_vol = vol.shape[0] == n
     for j in range(n_sym):
         ist[j, I_FIRST] = -1
         st[j, F_MARK] = np.nan
@@ -291,7 +292,8 @@ def simulate(ts, sym, price, bid, ask, code, vol, n_sym, cfg, trades, eq_total, 
             if new == cur:
                 ist[s, I_PON] = 0
             else:
-                _set_pending(s, i, t, new, R_SIGNAL, vol[i], st, ist, cfg)
+                _set_pending(s, i, t, new, R_SIGNAL, vol[i] if has_vol else np.nan, st, ist,
+                             cfg)
     # close what is still open at the end, at each symbol's last quotes
     t_end = ts[n - 1]
     for j in range(n_sym):
@@ -323,7 +325,7 @@ class SimResult:
     trades: dict[str, np.ndarray]
     grid_ts: np.ndarray          # t0, t0 + grid, ... and the last tick's time
     equity: np.ndarray           # portfolio equity after every tick at or before grid_ts
-    symbol_equity: np.ndarray    # (len(grid_ts), n_sym): each symbol's share + its P&L
+    symbol_equity: np.ndarray    # (len(grid_ts), n_sym): share (per_symbol) or cash + P&L
     symbol_fees: np.ndarray
     symbol_turnover: np.ndarray
     symbol_time_in_us: np.ndarray
@@ -378,19 +380,23 @@ def run_simulation(ts: np.ndarray, sym: np.ndarray, n_symbols: int, price: np.nd
     t0, t_end = int(ts[0]), int(ts[-1])
     buckets = -(-(t_end - t0) // grid) + 1
     cap = int(np.count_nonzero(code & (ENTRY_LONG | ENTRY_SHORT))) + n_symbols + 1
-    trades = np.zeros((cap, len(TRADE_COLUMNS)))
+    trades = np.empty((cap, len(TRADE_COLUMNS)))  # only the rows written are read
     eq_total = np.zeros(buckets)
     eq_sym = np.zeros((buckets, n_symbols))
     st = np.zeros((n_symbols, 13))
     ist = np.zeros((n_symbols, 14), dtype=np.int64)
     gi = np.zeros(9, dtype=np.int64)
-    vol_arr = np.full(n, np.nan) if vol is None else np.ascontiguousarray(vol, dtype=np.float64)
+    vol_arr = np.empty(0) if vol is None else np.ascontiguousarray(vol, dtype=np.float64)
     simulate(np.ascontiguousarray(ts, dtype=np.int64), np.ascontiguousarray(sym, dtype=np.int64),
              np.ascontiguousarray(price, dtype=np.float64),
              np.ascontiguousarray(bid, dtype=np.float64),
              np.ascontiguousarray(ask, dtype=np.float64),
              np.ascontiguousarray(code, dtype=np.int8), vol_arr, n_symbols, cfg, trades,
              eq_total, eq_sym, st, ist, gi)
+    # a symbol's equity: its own equal share plus its P&L (per_symbol), or in portfolio mode
+    # its P&L on the whole capital (its contribution), since it is sized from total equity
+    per_symbol = strategy.portfolio.mode == "per_symbol"
+    eq_sym += strategy.portfolio.initial_cash / (n_symbols if per_symbol else 1)
     k = int(gi[GI_TRADES])
     log = {name: trades[:k, j] for j, name in enumerate(TRADE_COLUMNS)}
     for name in ("symbol", "side", "reason"):

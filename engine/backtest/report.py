@@ -38,14 +38,16 @@ SHOWN = {
 _US = pa.timestamp("us", tz="UTC")
 
 
-def fmt(value: Any, kind: str) -> str:
-    """A metric for people: 12.3%, 1.42, 2h05m, 1,234.56."""
+def fmt(value: Any, kind: str, compact: bool = False) -> str:
+    """A metric for people: 12.3%, 1.42, 2h05m, 1,234.56 (``compact``: fewer decimals)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
     if kind == "pct":
-        return f"{value * 100:,.2f}%" if abs(value) < 1e6 else f"{value:.3g}x"
+        if abs(value) >= 1e6:
+            return f"{value:.3g}x"
+        return f"{value * 100:,.1f}%" if compact else f"{value * 100:,.2f}%"
     if kind == "int":
         return f"{int(value):,}"
     if kind == "money":
@@ -53,7 +55,9 @@ def fmt(value: Any, kind: str) -> str:
     if kind == "dur":
         s = int(value)
         return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-    return f"{value:,.2f}" if abs(value) < 1e6 else f"{value:.3g}"
+    if abs(value) >= 1e6:
+        return f"{value:.3g}"
+    return f"{value:,.0f}" if compact and abs(value) >= 100 else f"{value:,.2f}"
 
 
 # ------------------------------------------------------------------ Parquet
@@ -161,7 +165,8 @@ def plots(bt: Backtest) -> dict[str, str]:
         ax.bar(pos + 0.2, [bt.benchmark_per_symbol[s]["total_return"] * 100 for s in syms],
                0.4, label="buy and hold", color="#bbb")
     ax.set_xticks(pos, syms, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("return on the symbol's share %")
+    ax.set_ylabel("contribution %" if bt.strategy.portfolio.mode == "portfolio"
+                  else "return on the symbol's share %")
     ax.axhline(0, color="#444", lw=0.6)
     ax.legend()
     out["symbols"] = _png(fig)
@@ -276,6 +281,15 @@ def _facts(bt: Backtest) -> list[tuple[str, str]]:
     return facts
 
 
+def _per_symbol_basis(bt: Backtest) -> str:
+    if bt.strategy.portfolio.mode == "per_symbol":
+        return ("Per-symbol figures are relative to each symbol's equal share of the initial "
+                "cash, which it trades on its own.")
+    return ("Per-symbol figures are each symbol's contribution: its P&L relative to the whole "
+            "initial cash (positions are sized from total equity). Buy and hold per symbol "
+            "invests an equal share in each.")
+
+
 def backtest_html(bt: Backtest) -> str:
     e = html.escape
     facts = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _facts(bt))
@@ -302,7 +316,7 @@ def backtest_html(bt: Backtest) -> str:
 {_table(["metric", "strategy", "buy and hold"], metric_rows)}
 <p>Returns and risk are measured on equity sampled every {e(bt.strategy.grid)} and annualised by
 elapsed calendar time (365-day year); over a short sample annualised figures are extreme and
-noisy. Per-symbol figures are relative to each symbol's equal share of the initial cash.</p>
+noisy. {e(_per_symbol_basis(bt))}</p>
 <h2>Equity and drawdown</h2>
 {img("equity", "equity and drawdown")}
 <h2>Per-symbol returns</h2>
@@ -341,6 +355,7 @@ def print_backtest(bt: Backtest, console: Any, seconds: float) -> None:
                     fmt(m["win_rate"], "pct"),
                     fmt(bt.benchmark_per_symbol.get(s, {}).get("total_return"), "pct"))
     console.print(sym)
+    console.print(_per_symbol_basis(bt))
     rate = len(bt.data) / bt.seconds if bt.seconds > 0 else 0.0
     console.print(f"simulation {bt.seconds * 1e3:,.0f} ms ({rate:,.0f} ticks/s); "
                   f"total {seconds:.2f} s")
@@ -360,12 +375,12 @@ def _sweep_columns(sweep: SweepSpec, short: bool = False) -> list[str]:
     return [*sweep.parameters, *(f"{s}.{m}" for s in splits for m in metrics)]
 
 
-def _cell(name: str, value: Any) -> str:
+def _cell(name: str, value: Any, compact: bool = False) -> str:
     metric = name.split(".", 1)[1] if "." in name and not name.startswith(("steps.",
                                                                            "strategy.")) else ""
     if not metric:
         return f"{value:.4g}" if isinstance(value, float) else str(value)
-    return fmt(value, SHOWN.get(metric, ("", "num"))[1])
+    return fmt(value, SHOWN.get(metric, ("", "num"))[1], compact)
 
 
 def write_sweep(job: Any, rows: list[dict[str, Any]], sweep: SweepSpec, warning: str,
@@ -387,6 +402,7 @@ def write_sweep(job: Any, rows: list[dict[str, Any]], sweep: SweepSpec, warning:
 
 def print_sweep(rows: list[dict[str, Any]], sweep: SweepSpec, warning: str,
                 paths: dict[str, str], console: Any, seconds: float, workers: int) -> None:
+    """The ranked sweep (top 20), the multiple-testing warning and where the files are."""
     from rich.table import Table
 
     cols = _sweep_columns(sweep, short=True)
@@ -401,11 +417,12 @@ def print_sweep(rows: list[dict[str, Any]], sweep: SweepSpec, warning: str,
         metric = {"total_return": "return", "trade_count": "trades"}.get(metric, metric)
         table.add_column(metric if split == "all" else f"{split}\n{metric}", justify="right")
     for i, r in enumerate(rows[:20]):
-        table.add_row(str(i + 1), *(_cell(c, r.get(c)) for c in cols))
+        table.add_row(str(i + 1), *(_cell(c, r.get(c), compact=True) for c in cols))
     console.print(table)
     if len(rows) > 20:
         console.print(f"({len(rows) - 20} more rows in {paths['sweep']})")
     console.print(f"[yellow]warning:[/] {warning}")
-    console.print(f"{len(rows)} points in {seconds:.1f} s on {workers} process(es)")
+    pool = sweep.pool if workers > 1 else "thread"
+    console.print(f"{len(rows)} points in {seconds:.1f} s on {workers} {pool}")
     for key, path in paths.items():
         console.print(f"{key}: {path}")

@@ -9,8 +9,10 @@ Dask tasks later) calls per parameter point.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -176,6 +178,17 @@ def evaluate(job: CompiledJob, data: MarketData, plan: StrategyPlan | None = Non
 # ------------------------------------------------------------------ sweep points
 
 _FEATURE_CACHE: dict[tuple[Any, ...], tuple[CompiledJob, MarketData]] = {}
+_FEATURE_LOCK = threading.Lock()  # sweeps on threads share one feature computation
+
+
+@functools.lru_cache(maxsize=32)
+def _loaded_job_key(job_path: str, mtime: float, sets: tuple[str, ...],
+                    environ: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """The job as loaded (canonical JSON) and its source path; parsed once per setting."""
+    data = load_job(job_path, overrides=list(sets), env=dict(environ)).data
+    source = (data.get("sources") or [{}])[0]
+    path = str(source.get("path") or "") if isinstance(source, dict) else ""
+    return json.dumps(data, sort_keys=True, default=str), path
 
 
 def run_point(job_path: str, overrides: dict[str, Any], *, sets: Sequence[str] = (),
@@ -193,20 +206,21 @@ def run_point(job_path: str, overrides: dict[str, Any], *, sets: Sequence[str] =
     strategy_sets, step_sets = overrides_to_sets(job_path, overrides)
     base_sets = [*sets, *step_sets]
     # the key: the job as loaded (YAML, environment, kernel overrides) and the data file
-    data_spec = load_job(job_path, overrides=base_sets).data
-    source = (data_spec.get("sources") or [{}])[0]
-    path = os.path.expanduser(str(parquet or (source or {}).get("path") or ""))
-    key = (os.path.abspath(job_path), json.dumps(data_spec, sort_keys=True, default=str),
-           parquet, os.path.getmtime(path) if os.path.isfile(path) else None)
-    cached = _FEATURE_CACHE.get(key)
-    job = cached[0] if cached else load_backtest_job(job_path, base_sets, parquet)
-    assert job.spec.strategy is not None
-    strategy = apply_strategy_sets(job.spec.strategy, strategy_sets)
-    plan = build_plan(strategy)
-    if cached is None or not plan.columns <= set(cached[1].columns):
-        _FEATURE_CACHE.clear()
-        cached = (job, load_market_data(job, plan, parquet, workers=1))
-        _FEATURE_CACHE[key] = cached
+    loaded_text, source_path = _loaded_job_key(
+        os.path.abspath(job_path), os.path.getmtime(job_path), tuple(base_sets),
+        tuple(sorted(os.environ.items())))
+    path = os.path.expanduser(parquet or source_path)
+    key = (loaded_text, parquet, os.path.getmtime(path) if os.path.isfile(path) else None)
+    with _FEATURE_LOCK:
+        cached = _FEATURE_CACHE.get(key)
+        job = cached[0] if cached else load_backtest_job(job_path, base_sets, parquet)
+        assert job.spec.strategy is not None
+        strategy = apply_strategy_sets(job.spec.strategy, strategy_sets)
+        plan = build_plan(strategy)
+        if cached is None or not plan.columns <= set(cached[1].columns):
+            _FEATURE_CACHE.clear()
+            cached = (job, load_market_data(job, plan, parquet, workers=1))
+            _FEATURE_CACHE[key] = cached
     data = cached[1]
 
     def metrics(part: MarketData) -> dict[str, float]:

@@ -178,7 +178,11 @@ class SweepSpec(_Strict):
     seed: int = Field(0, ge=0, description="random seed (random)")
     metric: str = Field("sharpe", description="metric the results are sorted by (descending; "
                         "ascending for volatility, max_drawdown_duration_s, fees_paid)")
-    workers: int = Field(0, ge=0, description="processes; 0 = one per CPU core")
+    workers: int = Field(0, ge=0, description="parallel points; 0 = one per CPU core")
+    pool: Literal["threads", "processes"] = Field(
+        "threads", description="threads share one feature computation (the simulator and "
+        "numpy release the GIL); processes isolate points at the cost of starting "
+        "interpreters and computing features once per process")
     walk_forward: WalkForwardSpec | None = Field(None, description="train/test split in time")
 
     @field_validator("metric")

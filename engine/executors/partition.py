@@ -3,16 +3,23 @@
 A distributed run sends all rows of one key to one partition so that the key's kernel state
 lives in one place and its rows meet the kernels in arrival order. The assignment must be the
 same on every worker and in every run, so it is a CRC-32 of the key's UTF-8 text modulo the
-partition count, never Python's ``hash()`` (salted per process).
+partition count, never Python's ``hash()`` (salted per process). A partition's task reads
+only the row groups that hold its keys (:func:`partition_batches`).
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from engine.errors import SourceError
 
 
 def partition_of(key: object, partitions: int) -> int:
@@ -61,3 +68,57 @@ def filter_partition(batch: pa.RecordBatch, key: str, partitions: int,
     if mask.all():
         return batch
     return batch.filter(pa.array(mask))
+
+
+@dataclass
+class ScanCounts:
+    """What a partition's read touched: row groups read in full, and those skipped."""
+
+    row_groups_read: int = 0
+    row_groups_skipped: int = 0
+
+
+def partition_batches(source: Any, key: str, partitions: int, partition: int,
+                      batch_rows: int, counts: ScanCounts | None = None
+                      ) -> Iterator[pa.RecordBatch]:
+    """The rows of one partition's keys from a parquet source, in the source's order.
+
+    Each row group's key column is read first; a row group holding none of the partition's
+    keys is skipped without decoding its other columns. Interleaved ticks put every key in
+    every row group (nothing is skipped), but inputs laid out by symbol (a file or row group
+    per symbol) are read only where the partition's keys are.
+
+    Args:
+        source: a ``ParquetSource`` (its files and normalised schema are used).
+        key: the key column.
+        partitions: the partition count.
+        partition: which partition to read.
+        batch_rows: rows per batch read (before the filter).
+        counts: updated with the row groups read and skipped, when given.
+    """
+    counts = counts if counts is not None else ScanCounts()
+    target = source.schema()
+    for file in source.files():
+        try:
+            # pre_buffer=False as in ParquetSource: bounded memory on large files
+            pf = pq.ParquetFile(file, pre_buffer=False)
+            for group in range(pf.num_row_groups):
+                keys = pf.read_row_group(group, columns=[key]).column(key)
+                if partitions > 1 and not (partition_ids(keys, partitions) == partition).any():
+                    counts.row_groups_skipped += 1
+                    continue
+                counts.row_groups_read += 1
+                for batch in pf.iter_batches(batch_size=batch_rows, row_groups=[group],
+                                             columns=target.names):
+                    if batch.num_rows:
+                        yield filter_partition(_conform(batch, target), key, partitions,
+                                               partition)
+        except (OSError, pa.ArrowException) as exc:
+            raise SourceError(f"parquet source: cannot read {str(file)!r}: {exc}") from None
+
+
+def _conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
+    """The batch in the source's normalised schema (timestamps as us/UTC), no metadata."""
+    if not batch.schema.equals(target, check_metadata=False):
+        batch = batch.cast(target, safe=False)
+    return batch.replace_schema_metadata(None) if batch.schema.metadata else batch

@@ -150,14 +150,13 @@ class _BarOperator(KeyedOperator):
 
     @classmethod
     def check(cls, bound: BoundOperator, columns: dict[str, list[str]]) -> list[str]:
-        cols = cls.check_stream(bound, columns, list(bound.input_columns))
+        cls.check_stream(bound, columns, list(bound.input_columns))
         new = list(bound.output_columns)
         clash = [c for c in new if c in ("timestamp", bound.key)]
         if clash:
             raise OperatorSpecError(f"output column {clash[0]!r} of step '{bound.step_id}' "
                                     f"would hide the bar's time or key; rename it",
                                     ("outputs",))
-        del cols
         return ["timestamp", bound.key, *new]
 
     def bind(self, schemas: dict[str, pa.Schema]) -> pa.Schema:

@@ -124,16 +124,19 @@ class RocksDBStateBackend(StateBackend):
         dtype = record_dtype(fields)
         cf = db.get_column_family(_cf(sid))
         if ids is None:
-            values = list(cf.values())
+            scan = rocksdict.ReadOptions()
+            scan.fill_cache(False)  # read once, front to back
+            scan.set_readahead_size(8 << 20)
+            values = list(cf.values(read_opt=scan))
             expected = n_rows
         else:
             values = cf.get(key_bytes(ids))
             expected = len(ids)
             if any(v is None for v in values):
                 raise StateError(f"step '{sid}': a requested key has no stored state")
-        raw = b"".join(values)
+        raw = bytearray().join(values)  # writable, so the field views below are too
         if len(values) != expected or len(raw) != expected * dtype.itemsize:
             raise StateError(f"step '{sid}': expected {expected} keys of {dtype.itemsize} "
                              f"bytes, found {len(values)} values of {len(raw)} bytes in all")
         rec = np.frombuffer(raw, dtype=dtype)
-        return {f.name: np.array(rec[f.name]) for f in fields}
+        return {f.name: rec[f.name] for f in fields}  # views of one buffer: no copy

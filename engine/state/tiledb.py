@@ -37,9 +37,9 @@ def _to_cells(arr: np.ndarray, f: FieldLayout) -> np.ndarray:
 
 def _from_cells(cells: np.ndarray, f: FieldLayout) -> np.ndarray:
     if not f.shape:
-        return np.array(cells, dtype=np.dtype(f.dtype))
+        return np.asarray(cells, dtype=np.dtype(f.dtype))
     base = np.ascontiguousarray(cells).view(np.dtype(f.dtype))
-    return base.reshape(len(cells), *f.shape).copy()
+    return base.reshape(len(cells), *f.shape)
 
 
 class TileDBStateBackend(StateBackend):

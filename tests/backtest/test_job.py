@@ -14,6 +14,7 @@ import pytest
 import engine.backtest.run as bt_run
 from connectors.simulator import write_simulated_parquet
 from engine.backtest.run import load_backtest_job, run_backtest
+from engine.backtest.sweep import overrides_to_sets
 from engine.cli import main
 from tests.conftest import ROOT
 
@@ -73,15 +74,33 @@ def test_a_missing_tick_file_says_how_to_make_it(tmp_path: Path,
     assert "no such file" in err and "run-job simulate -o" in err and "Traceback" not in err
 
 
+RESEARCH = """\
+name: slim-research
+mode: research
+sources:
+  - kind: parquet
+    path: {ticks}
+steps:                      # the two core features the mean reversion rules read
+  - kernel: rolling_zscore
+    params: {{window: 100}}
+  - kernel: rsi
+    params: {{period: 14}}
+sinks:
+  - kind: parquet
+    path: {out}
+executor: {{workers: 1}}
+"""
+
+
 def test_research_output_is_reused_only_when_computed_the_same_way(
         ticks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
+    research = tmp_path / "research_features.parquet"
+    job = tmp_path / "research.yaml"
+    job.write_text(RESEARCH.format(ticks=ticks, out=research))
+    assert main([str(job), "-q"]) == 0
     monkeypatch.setenv("TICKS", str(ticks))
     monkeypatch.setenv("OUT_DIR", str(tmp_path))
-    monkeypatch.setenv("WORKERS", "1")
-    assert main([str(ROOT / "jobs" / "research.yaml"), "-q"]) == 0
-    research = tmp_path / "research_features.parquet"
-    capsys.readouterr()
     raw = run_backtest(load_backtest_job(JOB), write=False)
     reused = run_backtest(load_backtest_job(JOB, parquet=str(research)),
                           parquet=str(research), write=False)
@@ -90,13 +109,20 @@ def test_research_output_is_reused_only_when_computed_the_same_way(
     for name in raw.result.trades:
         np.testing.assert_array_equal(raw.result.trades[name], reused.result.trades[name])
     # a different z-score window: the file's zscore column does not fit, so it is recomputed
-    other = run_backtest(load_backtest_job(JOB, ["steps[7].params.window=50"],
-                                           parquet=str(research)),
+    _, window_50 = overrides_to_sets(JOB, {"steps.rolling_zscore.params.window": 50})
+    other = run_backtest(load_backtest_job(JOB, window_50, parquet=str(research)),
                          parquet=str(research), write=False)
     assert other.data.origin.startswith("features computed")
     assert any("'zscore' was computed differently" in n for n in other.data.notes)
     assert other.result.counters["trade_count"] != raw.result.counters["trade_count"]
+    # the research job changed after it wrote the file: no reuse
+    job.write_text(job.read_text().replace("period: 14", "period: 14 "))
+    changed = run_backtest(load_backtest_job(JOB, parquet=str(research)),
+                           parquet=str(research), write=False)
+    assert any("changed since it wrote the file" in n for n in changed.data.notes)
     # the CLI flag does the same
+    job.write_text(RESEARCH.format(ticks=ticks, out=research))
+    capsys.readouterr()
     assert main([JOB, "--parquet", str(research), "--workers", "1"]) == 0
     assert "features reused from" in capsys.readouterr().out
 
@@ -187,3 +213,13 @@ def test_shipped_backtest_jobs_run(ticks: Path, tmp_path: Path,
         sides = set(res.result.trades["side"].tolist())
         assert sides == {-1, 1}, name                     # both are long/short strategies
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_backtest_flags_on_a_research_job_are_refused_clearly(
+        ticks: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TICKS", str(ticks))
+    assert main([str(ROOT / "jobs" / "research.yaml"), "--sweep"]) == 2
+    err = capsys.readouterr().err
+    assert "research.yaml:5:7: mode: --parquet and --sweep run backtests; this is a research " \
+           "job without a `strategy:` block" in err

@@ -81,3 +81,15 @@ def test_turnover_exposure_and_fees_of_one_round_trip() -> None:
     assert m["total_return"] == pytest.approx(7.99 / 10_000)
     sym = result_metrics(res, 0)                            # the only symbol: the same figures
     assert sym["fees_paid"] == pytest.approx(2.01) and sym["exposure"] == pytest.approx(0.5)
+
+
+def test_per_symbol_equity_is_a_share_or_a_contribution() -> None:
+    # symbol 0 gains 10 x (105 - 100) = 50; symbol 1 never trades
+    rows = [(0, 0, 100, 99, 100, ENTRY_LONG), (0, 1, 10, 9, 10, 0),
+            (1, 0, 100, 99, 100, EXIT_LONG), (2, 0, 106, 105, 106, 0)]
+    shared = run(rows, strategy(portfolio={"initial_cash": 10_000}))
+    own = run(rows, strategy(portfolio={"initial_cash": 10_000, "mode": "per_symbol"}))
+    assert shared.symbol_equity[-1].tolist() == pytest.approx([10_050, 10_000])
+    assert own.symbol_equity[-1].tolist() == pytest.approx([5_050, 5_000])
+    assert result_metrics(shared, 0)["total_return"] == pytest.approx(50 / 10_000)
+    assert result_metrics(own, 0)["total_return"] == pytest.approx(50 / 5_000)

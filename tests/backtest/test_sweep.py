@@ -18,6 +18,7 @@ from engine.backtest.sweep import (
     multiple_testing_warning,
     overrides_to_sets,
     rank,
+    run_sweep,
 )
 from engine.cli import main
 from engine.loader import load_job
@@ -94,11 +95,11 @@ def test_sweep_runs_in_parallel_processes_and_ranks(ticks: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("TICKS", str(ticks))
     monkeypatch.setenv("OUT_DIR", str(tmp_path))
-    assert main([JOB, "--sweep", "--workers", "2",
+    assert main([JOB, "--sweep", "--workers", "2", "--set", "sweep.pool=processes",
                  "--set", "sweep.parameters.entry_z=[1.5, 2.5]",
                  "--set", "sweep.parameters.entry_rsi=[30, 40]"]) == 0
     out = capsys.readouterr().out
-    assert "4 points" in out and "on 2 process(es)" in out and "multiple testing" in out
+    assert "4 points" in out and "on 2 processes" in out and "multiple testing" in out
     table = pq.read_table(tmp_path / "backtest-meanrev_sweep.parquet").to_pylist()
     assert len(table) == 4
     sharpe = [r["train.sharpe"] for r in table]
@@ -108,3 +109,17 @@ def test_sweep_runs_in_parallel_processes_and_ranks(ticks: Path, tmp_path: Path,
     assert all("test.total_return" in r for r in table)
     html = (tmp_path / "backtest-meanrev_sweep.html").read_text()
     assert "multiple testing" in html
+
+
+def test_threads_give_the_same_table_as_one_by_one(ticks: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKS", str(ticks))
+    sweep = SweepSpec.model_validate({"parameters": {"entry_z": [1.5, 2.0, 2.5]},
+                                      "walk_forward": {"train_fraction": 0.5}})
+    threads = run_sweep(JOB, sweep, workers=2, pool="threads")
+    sequential = run_sweep(JOB, sweep, workers=1)
+    def plain(rows: list[dict]) -> list[dict]:
+        return [{k: ("nan" if v != v else v) for k, v in r.items()} for r in rows]
+
+    assert plain(threads) == plain(sequential)
+    assert [r["entry_z"] for r in threads] != [] and "test.sharpe" in threads[0]

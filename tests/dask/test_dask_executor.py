@@ -26,7 +26,7 @@ from connectors.simulator import write_simulated_parquet
 from engine.cli import main
 from engine.compile import CompiledJob, compile_job
 from engine.errors import SinkError
-from engine.executors.dask import run_dask
+from engine.executors.dask import ClusterError, run_dask
 from engine.executors.local import run_local
 from engine.loader import load_job
 from tests.conftest import ROOT
@@ -148,15 +148,16 @@ def test_a_worker_killed_mid_job_is_recomputed_without_corrupting_the_output(
     out = tmp_path / "killed"
     job = research_job(ticks, out, "executor.kind=dask", "report=null")
     pids = client.run(os.getpid)
-    killed: list[int] = []
+    killed: list[tuple[int, str, list[int]]] = []  # pid, address, partitions it was running
 
     def kill_a_busy_worker() -> None:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not killed:
+        while time.monotonic() < deadline:
             for addr, keys in client.processing().items():
-                if any("-part-" in str(k) for k in keys) and addr in pids:
+                running = [int(str(k).rsplit("-", 1)[1]) for k in keys if "-part-" in str(k)]
+                if running and addr in pids:
                     os.kill(pids[addr], signal.SIGKILL)
-                    killed.append(pids[addr])
+                    killed.append((pids[addr], addr, running))
                     return
             time.sleep(0.01)
 
@@ -166,6 +167,9 @@ def test_a_worker_killed_mid_job_is_recomputed_without_corrupting_the_output(
         summary = pool.submit(run_dask, job, client=client, partitions=4).result(timeout=120)
     watcher.join()
     assert killed, "no partition task was seen running"
+    pid, address, running = killed[0]
+    for k in running:  # what the killed worker was running was recomputed elsewhere
+        assert summary.parts[k].worker not in ("", address)
     dataset = out / "research_features.parquet"
     assert [p.name for p in parts_of(dataset)] == [f"part-{k:05d}.parquet" for k in range(4)]
     assert sorted(p.name for p in out.iterdir()) == ["research_features.parquet"]  # no staging
@@ -174,7 +178,7 @@ def test_a_worker_killed_mid_job_is_recomputed_without_corrupting_the_output(
     assert summary.rows == ROWS
     assert_same_rows(sorted_table(local_run[0]), sorted_table(dataset))
     client.wait_for_workers(2, timeout=60)  # the nanny brought the worker back
-    assert killed[0] not in client.run(os.getpid).values()
+    assert pid not in client.run(os.getpid).values()
 
 
 def test_a_rerun_replaces_the_parts_and_a_foreign_directory_is_refused(
@@ -234,3 +238,14 @@ def test_an_unreachable_scheduler_is_a_clear_error_within_seconds(
     assert "Traceback" not in err
     assert elapsed < 30
     assert not (tmp_path / "out").exists()
+
+
+def test_a_job_the_cluster_cannot_partition_is_refused_before_submitting(
+        tmp_path: Path) -> None:
+    job_file = tmp_path / "sim.yaml"
+    job_file.write_text("name: sim\nmode: research\n"
+                        "sources: [{kind: simulator, rows: 1000, symbols: 2}]\n"
+                        "executor: {kind: dask, address: 'tcp://127.0.0.1:1'}\n")
+    with pytest.raises(ClusterError, match=r"reads parquet sources .* sources\[0\] is kind "
+                                           r"'simulator'"):
+        run_dask(compile_job(load_job(job_file)))

@@ -5,12 +5,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from engine.executors.partition import filter_partition, partition_ids, partition_of
+from connectors.base import RunContext
+from connectors.parquet import ParquetSource, ParquetSourceConfig
+from connectors.simulator import write_simulated_parquet
+from engine.executors.partition import (
+    ScanCounts,
+    filter_partition,
+    partition_batches,
+    partition_ids,
+    partition_of,
+)
 
 
 def test_assignment_is_crc32_of_the_key_text() -> None:
@@ -51,3 +61,32 @@ def test_filter_keeps_each_partitions_rows_in_arrival_order() -> None:
     assert sorted(seen) == list(range(len(symbols)))
     dictionary = batch.column("symbol").dictionary_encode()
     assert partition_ids(dictionary, 3).tolist() == ids.tolist()
+
+
+def test_a_partition_reads_only_the_row_groups_that_hold_its_keys(tmp_path: Path) -> None:
+    symbols = ["BTC-USD", "ETH-USD", "SOL-USD", "XRP-USD", "ADA-USD"]
+    for i, sym in enumerate(symbols):  # one file per symbol, two row groups each
+        write_simulated_parquet(tmp_path / "by_symbol" / f"{i}.parquet", rows=3_000,
+                                symbols=[sym], seed=i, row_group_rows=1_500)
+    write_simulated_parquet(tmp_path / "mixed.parquet", rows=6_000, symbols=symbols[:3],
+                            seed=9, row_group_rows=1_500)
+    for layout, groups in (("by_symbol", 10), ("mixed.parquet", 4)):
+        source = ParquetSource(ParquetSourceConfig(path=str(tmp_path / layout)),
+                               RunContext(job_name="t"))
+        everything = pa.Table.from_batches(list(source.batches(None, 1_000)))
+        seen = 0
+        for k in range(3):
+            counts = ScanCounts()
+            got = pa.Table.from_batches(
+                list(partition_batches(source, "symbol", 3, k, 1_000, counts)),
+                schema=everything.schema)
+            mask = partition_ids(everything.column("symbol"), 3) == k
+            assert got.equals(everything.filter(pa.array(mask)))  # same rows, same order
+            assert counts.row_groups_read + counts.row_groups_skipped == groups
+            if layout == "by_symbol":
+                assert counts.row_groups_read == 2 * len(set(everything.filter(
+                    pa.array(mask)).column("symbol").to_pylist()))
+            elif got.num_rows:
+                assert counts.row_groups_skipped == 0
+            seen += got.num_rows
+        assert seen == everything.num_rows
