@@ -87,9 +87,10 @@ class CoinbaseSource(Source):
     def schema(self) -> pa.Schema:
         return CANONICAL_TICK_SCHEMA
 
-    def _start(self) -> None:
+    def _collector_parts(self) -> tuple[Any, DeadLetters]:
+        """The collector settings and dead-letter sink for this source (venues override)."""
         from connectors.coinbase_auth import CoinbaseCredentials
-        from connectors.collector import Collector, CollectorSettings
+        from connectors.collector import CollectorSettings
 
         c = self.config
         settings = CollectorSettings(url=c.url, products=tuple(c.products),
@@ -97,7 +98,12 @@ class CoinbaseSource(Source):
                                      max_failures=c.max_failures, max_ticks=c.max_ticks,
                                      duration_s=c.duration_s,
                                      credentials=CoinbaseCredentials.from_env())
-        self.dead_letters = DeadLetters(c.dead_letter_path, source=c.id or "coinbase")
+        return settings, DeadLetters(c.dead_letter_path, source=c.id or "coinbase")
+
+    def _start(self) -> None:
+        from connectors.collector import Collector
+
+        settings, self.dead_letters = self._collector_parts()
         self._collector = Collector(settings, _QueueWriter(self._queue), self.dead_letters)
 
         def run() -> None:
@@ -112,7 +118,8 @@ class CoinbaseSource(Source):
                 loop.close()
                 self._queue.put(_DONE)
 
-        self._thread = threading.Thread(target=run, name="coinbase-source", daemon=True)
+        self._thread = threading.Thread(target=run, name=f"{self.config.kind}-source",
+                                        daemon=True)
         self._thread.start()
 
     def batches(self, columns: list[str] | None = None,
@@ -143,7 +150,7 @@ class CoinbaseSource(Source):
         if self._error is not None:
             if isinstance(self._error, SourceError):
                 raise self._error
-            msg = f"coinbase source: the collector failed: {self._error}"
+            msg = f"{self.config.kind} source: the collector failed: {self._error}"
             raise SourceError(msg) from self._error
 
     def close(self) -> None:

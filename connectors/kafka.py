@@ -289,6 +289,11 @@ class KafkaSource(Source):
         recreated = None not in (new_id, self._topic_id) and new_id != self._topic_id
         self._topic_id = new_id
         fresh = topic_missing or lost_commits or recreated
+        if self.config.partitions is None:
+            # a new topic may have other partitions (Tansu auto-creates topics with 4 when
+            # a client asks for one that is missing)
+            count = partition_count(self.settings, self.config.topic)
+            self._partitions = list(range(count or len(self._partitions)))
         self._assign(fresh_broker=fresh)
         if fresh:
             self._position.clear()

@@ -8,7 +8,7 @@ arrive in common naming; ``symbol_map`` states any mapping such as USDT taken as
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -63,12 +63,8 @@ class VenueSource(CoinbaseSource):
     def __init__(self, config: VenueSourceConfig, context: RunContext):  # type: ignore[override]
         super().__init__(config, context)  # type: ignore[arg-type]
 
-    def _start(self) -> None:
-        import asyncio
-        import threading
-
-        from connectors.coinbase_source import _DONE, _QueueWriter
-        from connectors.collector import Collector, CollectorSettings
+    def _collector_parts(self) -> tuple[Any, DeadLetters]:
+        from connectors.collector import CollectorSettings
 
         c = self.config
         assert isinstance(c, VenueSourceConfig)
@@ -79,24 +75,9 @@ class VenueSource(CoinbaseSource):
             channels=channels, symbol_map=dict(c.symbol_map),
             heartbeat_timeout_s=c.heartbeat_timeout_s, max_failures=c.max_failures,
             max_ticks=c.max_ticks, duration_s=c.duration_s)
-        self.dead_letters = DeadLetters(c.dead_letter_path or f"out/{c.kind}_dead_letters.jsonl",
-                                        source=c.id or c.kind)
-        self._collector = Collector(settings, _QueueWriter(self._queue), self.dead_letters)
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                stats = loop.run_until_complete(self._collector.run())
-                self.summary = stats.summary()
-            except BaseException as exc:
-                self._error = exc
-            finally:
-                loop.close()
-                self._queue.put(_DONE)
-
-        self._thread = threading.Thread(target=run, name=f"{c.kind}-source", daemon=True)
-        self._thread.start()
+        dead = DeadLetters(c.dead_letter_path or f"out/{c.kind}_dead_letters.jsonl",
+                           source=c.id or c.kind)
+        return settings, dead
 
 
 @source("binance", config=BinanceSourceConfig,

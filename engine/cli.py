@@ -6,7 +6,7 @@
     run-job graph JOB [--format text|mermaid|dot] [-o FILE]
     run-job kernels [--json] [--plugins MODULE ...] [JOB]   JOB: list its plugins' kernels too
     run-job train SPEC            fit the next-return model on a research output (engine/train.py)
-    run-job simulate -o FILE [--rows N --symbols N --seed S]
+    run-job simulate -o FILE [--rows N --symbols N --seed S --ticks-per-second R]
     run-job state JOB [--key K] [--checkpoint N]   checkpoints, keys, sizes; one key's state
     run-job docs [--out DIR]
     run-job collect coinbase [--products ...] (-k BOOTSTRAP | -F -o FILE | --jsonl FILE)
@@ -129,8 +129,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from connectors.simulator import write_simulated_parquet
 
+    if not 0 < args.ticks_per_second <= 1e7:
+        print(f"simulate: --ticks-per-second must be in (0, 1e7], found {args.ticks_per_second}",
+              file=sys.stderr)
+        return 2
     info = write_simulated_parquet(args.output, rows=args.rows, symbols=args.symbols,
-                                   seed=args.seed)
+                                   seed=args.seed, ticks_per_second=args.ticks_per_second)
     print(f"wrote {info['rows']:,} simulated ticks of {len(info['symbols'])} symbols "
           f"to {info['path']}")
     return 0
@@ -154,6 +158,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from engine.executors.local import run_local
 
     if is_backtest(args):
+        if args.cluster:  # a sweep's points go to Dask (engine/backtest/sweep_dask.py)
+            args.set = [*(args.set or []), "executor.kind=dask",
+                        f"executor.address={args.cluster}"]
         return run_backtest_command(args, _console())
     job = _load(args)
     spec = job.spec
@@ -302,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--rows", type=int, default=1_000_000)
     sim.add_argument("--symbols", type=int, default=14)
     sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--ticks-per-second", type=float, default=200.0,
+                     help="mean arrival rate, all symbols together (at 200, 2M ticks span "
+                          "about 3 hours; at 5, several days)")
     docs = sub.add_parser("docs", help="regenerate the job and kernel references")
     docs.add_argument("--out", default="docs")
     for name, help_text in (("collect", "collect exchange tickers into Kafka, Parquet or JSONL "

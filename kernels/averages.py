@@ -190,19 +190,94 @@ class SmaParams(WindowParams):
     window: Window = 20
 
 
+def _sma_state(p: SmaParams) -> list[Field]:
+    return [*ring_fields(initial_capacity(p.window)), Field("m_shift", (), np.float64, 0.0),
+            Field("m_s1", (), np.float64, 0.0), Field("m_since", (), np.int64, 0)]
+
+
 @kernel("sma", params=SmaParams, inputs=("price",), outputs=("sma",),
-        state=_ring_moment_state, args=_window_args, time_window=True,
+        state=_sma_state, args=_window_args, time_window=True,
         formula="mean of the window")
 @njit(nogil=True, cache=True)
-def sma(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run, out,
-        rows, span, min_periods):
+def sma(key, ts, x, vals, tss, head, count, shift, s1, since, out, rows, span, min_periods):
     """Simple moving average over a row or time window; NaN until warm.
 
-    State: a ring of the window's values and shifted running sums.
+    State: a ring of the window's values (with timestamps) and the shifted running sum of
+    ``x - shift``, re-centred two-pass on the window's mean after max(count, 32) pushes.
+
+    Speed: ``rolling_moments`` without the second moment and the run length (the mean needs
+    neither; the arithmetic of the mean is the same, so are its bits); a key's state stays in
+    locals while consecutive rows share the key.
     """
-    scratch = np.empty(key.shape[0])
-    return rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
-                           out, scratch, rows, span, min_periods, 1, False)
+    cap = vals.shape[1]
+    n = key.shape[0]
+    k = -1
+    c = h = n_since = 0
+    sh = a = 0.0
+    for i in range(n):
+        v = x[i]
+        if np.isnan(v):
+            out[i] = np.nan
+            continue
+        if key[i] != k:
+            if k >= 0:
+                count[k], head[k], shift[k], s1[k], since[k] = c, h, sh, a, n_since
+            k = key[i]
+            c, h, sh, a, n_since = count[k], head[k], shift[k], s1[k], since[k]
+        if rows > 1 and c == rows and cap == rows:
+            # a full row window: the new value takes the oldest one's slot
+            old = vals[k, h] - sh
+            vals[k, h] = v
+            h = h + 1 if h + 1 < cap else 0
+            d = v - sh
+            a += d - old
+        else:
+            t = ts[i]
+            if rows > 0:
+                while c >= rows:
+                    a -= vals[k, h] - sh
+                    h = h + 1 if h + 1 < cap else 0
+                    c -= 1
+            else:
+                limit = t - span
+                while c > 0 and tss[k, h] <= limit:
+                    a -= vals[k, h] - sh
+                    h = h + 1 if h + 1 < cap else 0
+                    c -= 1
+                if c == cap:  # evictions are kept; the caller grows the ring and retries row i
+                    count[k], head[k], shift[k], s1[k], since[k] = c, h, sh, a, n_since
+                    return i
+            if c == 0:
+                sh = v
+                a = 0.0
+            pos = h + c
+            if pos >= cap:
+                pos -= cap
+            vals[k, pos] = v
+            tss[k, pos] = t
+            a += v - sh
+            c += 1
+        n_since += 1
+        if n_since >= max(c, RECENTRE_MIN):  # two-pass, re-centred on the window's mean
+            total = 0.0
+            j = h
+            for _ in range(c):
+                total += vals[k, j]
+                j = j + 1 if j + 1 < cap else 0
+            sh = total / c
+            a = 0.0
+            j = h
+            for _ in range(c):
+                a += vals[k, j] - sh
+                j = j + 1 if j + 1 < cap else 0
+            n_since = 0
+        if c >= rows if rows > 0 else c >= min_periods:
+            out[i] = sh + a / c
+        else:
+            out[i] = np.nan
+    if k >= 0:
+        count[k], head[k], shift[k], s1[k], since[k] = c, h, sh, a, n_since
+    return n
 
 
 class ZscoreParams(WindowParams):

@@ -21,9 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.base import CANONICAL_TICK_SCHEMA
+from engine.columns import float_column
 from engine.compile import CompiledJob
 from engine.errors import SourceError, TickflowError
-from engine.executors.local import Pipeline, float_column, timestamp_us
+from engine.executors.local import Pipeline, timestamp_us
 from engine.keys import KeyIndex
 from engine.step import BoundKernel
 

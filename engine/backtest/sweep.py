@@ -138,10 +138,7 @@ def run_sweep(job_path: str, sweep: SweepSpec, sets: Sequence[str] = (),
     ``pool`` (default ``sweep.pool``): ``threads`` or ``processes``.
     """
     pool = pool or sweep.pool
-    points = expand_points(sweep)
-    steps_first = sorted(range(len(points)), key=lambda i: str(
-        sorted((k, v) for k, v in points[i].items() if k.startswith("steps."))))
-    ordered = [points[i] for i in steps_first]
+    ordered = ordered_points(sweep)
     train = sweep.walk_forward.train_fraction if sweep.walk_forward else None
     tasks = [(job_path, p, tuple(sets), parquet, train) for p in ordered]
     workers = min(workers or sweep.workers or (os.cpu_count() or 1), len(tasks))
@@ -160,14 +157,38 @@ def run_sweep(job_path: str, sweep: SweepSpec, sets: Sequence[str] = (),
         chunk = max(1, math.ceil(len(tasks) / workers))
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
             results = list(pool.map(_point_task, tasks, chunksize=chunk))
+    return ranked_rows(sweep, ordered, results)
+
+
+def ordered_points(sweep: SweepSpec) -> list[dict[str, Any]]:
+    """The points, those sharing kernel parameters (one feature computation) next to each other.
+
+    Every runner (threads, processes, Dask) builds its rows in this order, so ties rank alike.
+    """
+    points = expand_points(sweep)
+    steps_first = sorted(range(len(points)), key=lambda i: str(
+        sorted((k, v) for k, v in points[i].items() if k.startswith("steps."))))
+    return [points[i] for i in steps_first]
+
+
+def ranked_rows(sweep: SweepSpec, ordered: Sequence[dict[str, Any]],
+                results: Sequence[dict[str, dict[str, float]] | str]) -> list[dict[str, Any]]:
+    """One row per point (its parameters, then ``split.metric`` columns), ranked.
+
+    A result that is a string is the error of a failed point: its row holds the parameters and
+    ``error``, and ranks last.
+    """
     rows = []
     for point, res in zip(ordered, results, strict=True):
         row: dict[str, Any] = dict(point)
-        for split, metrics in res.items():
-            for k, v in metrics.items():
-                row[f"{split}.{k}"] = v
+        if isinstance(res, str):
+            row["error"] = res
+        else:
+            for split, metrics in res.items():
+                for k, v in metrics.items():
+                    row[f"{split}.{k}"] = v
         rows.append(row)
-    return rank(rows, sweep.metric, "train" if train is not None else "all")
+    return rank(rows, sweep.metric, "train" if sweep.walk_forward else "all")
 
 
 def rank(rows: list[dict[str, Any]], metric: str, split: str) -> list[dict[str, Any]]:
@@ -222,6 +243,8 @@ def run_sweep_command(job: Any, job_path: str, sets: Sequence[str], parquet: str
     """``run-job JOB --sweep``: run, print the ranked table and warning, write the outputs."""
     import time
 
+    from rich.markup import escape
+
     from engine.backtest.report import print_sweep, write_sweep
     from engine.backtest.run import output_paths
 
@@ -232,10 +255,24 @@ def run_sweep_command(job: Any, job_path: str, sets: Sequence[str], parquet: str
                                     "--sweep needs a `sweep:` block in the job")])
     start = time.perf_counter()
     workers = min(workers, sweep.workers or workers)
-    rows = run_sweep(job_path, sweep, sets, parquet, workers)
+    shown = sweep
+    if job.spec.executor.kind == "dask":  # executor.address, or --cluster
+        from engine.backtest.sweep_dask import run_sweep_from_cli
+
+        rows, workers = run_sweep_from_cli(
+            job, job_path, sets, parquet, workers, console, quiet=quiet,
+            show_progress=job.spec.executor.progress and not quiet)
+        shown = sweep.model_copy(update={"pool": "dask worker threads"})  # printed only
+    else:
+        rows = run_sweep(job_path, sweep, sets, parquet, workers)
     split = "train" if sweep.walk_forward else "all"
-    warning = multiple_testing_warning(rows, split)
+    failed = [r for r in rows if "error" in r]
+    warning = multiple_testing_warning([r for r in rows if "error" not in r], split)
     paths = write_sweep(job, rows, sweep, warning, output_paths(job))
     if not quiet:
-        print_sweep(rows, sweep, warning, paths, console, time.perf_counter() - start, workers)
-    return 0
+        print_sweep(rows, shown, warning, paths, console, time.perf_counter() - start, workers)
+    for r in failed:  # shown even with --quiet: a point that did not run is not a result
+        params = ", ".join(f"{k}={r[k]}" for k in sweep.parameters)
+        console.print(f"[red]failed point[/] {escape(params)}: {escape(r['error'])}",
+                      highlight=False)
+    return 1 if failed and len(failed) == len(rows) else 0

@@ -47,8 +47,8 @@ from engine.executors.dask_tasks import (
 )
 from engine.executors.local import RunSummary
 
-__all__ = ["ClusterError", "DaskRunSummary", "connect", "make_plan", "run_dask",
-           "run_dask_from_cli", "run_partition"]
+__all__ = ["ClusterError", "DaskRunSummary", "connect", "describe_cluster", "make_plan",
+           "require_workers", "run_dask", "run_dask_from_cli", "run_partition", "task_progress"]
 
 CONNECT_TIMEOUT_S = 5.0
 WORKER_WAIT_S = 30.0
@@ -89,6 +89,43 @@ def connect(address: str, *, workers: int | None = None,
                            f"{timeout_s:g} s ({type(exc).__name__}: {exc}); start one with "
                            f"`dask scheduler` and `dask worker {address}`, or run with "
                            f"--cluster local") from None
+
+
+def require_workers(client: Any) -> int:
+    """Wait for a worker; the cluster's worker threads (what runs tasks at once).
+
+    Raises:
+        ClusterError: no worker joined within ``WORKER_WAIT_S`` seconds.
+    """
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except TimeoutError:
+        raise ClusterError(f"the Dask scheduler at {client.scheduler.address} has no "
+                           f"workers (waited {WORKER_WAIT_S:g} s)") from None
+    return sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+
+
+def describe_cluster(client: Any, what: str) -> str:
+    """The line a run prints on connecting: scheduler, workers, ``what``, dashboard link."""
+    n = len(client.scheduler_info()["workers"])
+    return (f"dask: {client.scheduler.address}, {n} worker{'s' if n != 1 else ''}, {what}; "
+            f"dashboard {client.dashboard_link}")
+
+
+def task_progress(console: Any, label: str, total: int, extra: tuple[str, ...] = (),
+                  **fields: Any) -> Any:
+    """A started, transient rich bar of ``total`` tasks; ``extra`` columns show ``fields``.
+
+    Advance it with ``bar.update(bar.task_ids[0], advance=1)``; ``bar.stop()`` when done.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   *(TextColumn(text) for text in extra), TimeElapsedColumn(),
+                   console=console, transient=True)
+    bar.add_task(label, total=total, **fields)
+    bar.start()
+    return bar
 
 
 def check_supported(job: CompiledJob) -> None:
@@ -181,12 +218,7 @@ def _submit(job: CompiledJob, client: Any, partitions: int | None,
     from distributed.client import FutureCancelledError
     from distributed.scheduler import KilledWorker
 
-    try:
-        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
-    except TimeoutError:
-        raise ClusterError(f"the Dask scheduler at {client.scheduler.address} has no "
-                           f"workers (waited {WORKER_WAIT_S:g} s)") from None
-    threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    threads = require_workers(client)
     count = partitions or job.spec.executor.partitions or max(1, threads)
     if any(getattr(s, "is_cross_key", False) for s in job.steps):
         count = 1  # a cross-key step reads several keys' rows: they must stay together
@@ -252,29 +284,20 @@ def run_dask_from_cli(job: CompiledJob, cluster: str | None, workers: int | None
                       console: Any, *, show_progress: bool) -> RunSummary:
     """``run-job JOB --cluster ...``: the dashboard link, then a partition progress bar."""
     bar: Any = None
-    task: Any = None
 
     def connected(client: Any, partitions: int) -> None:
-        nonlocal bar, task
+        nonlocal bar
         if job.context.quiet:
             return
-        n = len(client.scheduler_info()["workers"])
-        console.print(f"dask: {client.scheduler.address}, {n} worker{'s' if n != 1 else ''}, "
-                      f"{partitions} key partitions; dashboard {client.dashboard_link}")
+        console.print(describe_cluster(client, f"{partitions} key partitions"))
         if show_progress and console.is_terminal:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            bar = Progress(TextColumn("partitions"), BarColumn(),
-                           TextColumn("{task.completed}/{task.total}"),
-                           TextColumn("{task.fields[rows]:,} rows"), TimeElapsedColumn(),
-                           console=console, transient=True)
-            task = bar.add_task("run", total=partitions, rows=0)
-            bar.start()
+            bar = task_progress(console, "partitions", partitions,
+                                ("{task.fields[rows]:,} rows",), rows=0)
 
     def advanced(result: PartResult) -> None:
         if bar is not None:
             rows = bar.tasks[0].fields["rows"] + result.rows
-            bar.update(task, advance=1, rows=rows)
+            bar.update(bar.task_ids[0], advance=1, rows=rows)
 
     try:
         return run_dask(job, address=cluster, workers=workers, on_connect=connected,

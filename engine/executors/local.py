@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.columns import float_column
 from engine.compile import CompiledJob
 from engine.errors import KernelRuntimeError, TickflowError
 from engine.keys import KeyIndex
@@ -40,19 +41,6 @@ class RunSummary:
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
-
-
-def float_column(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A column as contiguous float64 with NaN for nulls (what kernels read)."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if pa.types.is_timestamp(column.type):
-        column = column.cast(pa.int64())
-    if column.type != pa.float64():
-        column = pc.cast(column, pa.float64())
-    if column.null_count:
-        column = pc.fill_null(column, np.nan)
-    return np.ascontiguousarray(column.to_numpy(zero_copy_only=False))
 
 
 def timestamp_us(batch: pa.RecordBatch) -> np.ndarray:

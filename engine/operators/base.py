@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.columns import float_column
 from engine.errors import KernelRuntimeError
 from engine.registry import Registry
 from kernels.base import Params
@@ -186,16 +187,8 @@ def timestamps_us(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
 
 
 def floats(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A numeric column as contiguous float64 with NaN for nulls."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if pa.types.is_timestamp(column.type):
-        column = column.cast(pa.int64())
-    if column.type != pa.float64():
-        column = pc.cast(column, pa.float64())
-    if column.null_count:
-        column = pc.fill_null(column, np.nan)
-    return np.array(column.to_numpy(zero_copy_only=False), dtype=np.float64, copy=True)
+    """A numeric column as a writable float64 array with NaN for nulls (operators keep it)."""
+    return np.array(float_column(column), dtype=np.float64, copy=True)
 
 
 def check_order(op: Operator, ts: np.ndarray, last: int, stream: str, rows_before: int) -> None:

@@ -14,6 +14,7 @@ from connectors.coinbase import parse_timestamp_us
 from connectors.coinbase_server import CoinbaseExchangeServer
 from connectors.collector import Collector, CollectorSettings, CollectorStats
 from connectors.dead_letter import DeadLetters
+from connectors.exchange_server import LoopbackServer
 from connectors.tick_writers import JsonlTickWriter, TickWriter
 
 PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD")
@@ -34,13 +35,15 @@ def tick_keys_written(path: Path) -> Counter[tuple[str, int, float]]:
     return keys
 
 
-def collect(server: CoinbaseExchangeServer, tmp_path: Path, *, writer: TickWriter | None = None,
-            timeout_s: float = 30.0, **settings: Any) -> tuple[CollectorStats, Path, DeadLetters]:
+def collect(server: LoopbackServer, tmp_path: Path, *, writer: TickWriter | None = None,
+            timeout_s: float = 30.0, exchange: str = "coinbase",
+            **settings: Any) -> tuple[CollectorStats, Path, DeadLetters]:
     """Collect from ``server`` until its feed is exhausted and delivered, then stop cleanly."""
-    out = tmp_path / "ticks.jsonl"
+    prefix = "" if exchange == "coinbase" else f"{exchange}-"
+    out = tmp_path / f"{prefix}ticks.jsonl"
     writer = writer or JsonlTickWriter(out)
-    dead = DeadLetters(tmp_path / "dead.jsonl", source="coinbase")
-    options: dict[str, Any] = {"url": server.url, "products": PRODUCTS,
+    dead = DeadLetters(tmp_path / f"{prefix}dead.jsonl", source=exchange)
+    options: dict[str, Any] = {"exchange": exchange, "url": server.url, "products": PRODUCTS,
                                "heartbeat_timeout_s": 5.0, "subscribe_interval_s": 0.0,
                                "backoff_base_s": 0.05, "backoff_cap_s": 0.2, **settings}
     collector = Collector(CollectorSettings(**options), writer, dead)

@@ -1,5 +1,5 @@
-"""Whole jobs with streams: jobs/multi_timeframe.yaml and a two-exchange as-of join, run by
-run-job, checked against pandas; streaming (small morsels, several workers) and batch (one
+"""Whole jobs with streams: jobs/examples/multi_timeframe.yaml and a two-exchange as-of join,
+run by run-job, checked against pandas; streaming (small morsels, several workers) and batch (one
 morsel) runs give the same rows."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from engine.operators.testing import assert_tables_equal
 from tests.conftest import ROOT
 from tests.operators.test_bars import resample_reference
 
-JOB = ROOT / "jobs" / "multi_timeframe.yaml"
+JOB = ROOT / "jobs" / "examples" / "multi_timeframe.yaml"
 FRAMES = {"1m": 60, "1h": 3600, "1d": 86400}
 
 
