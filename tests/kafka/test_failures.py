@@ -182,9 +182,11 @@ def test_killed_consumer_loses_nothing(kafka_broker, tmp_path: Path) -> None:
     produce_ticks(bootstrap, topic, ticks.slice(0, 2_000))
     job = write_job(tmp_path, bootstrap, topic, kafka_sink(bootstrap, out_topic),
                     group_id=group, batch_size=200, end_when_idle_s=2)
+    killed_job = write_job(tmp_path, bootstrap, topic, kafka_sink(bootstrap, out_topic),
+                           group_id=group, batch_size=200, end_when_idle_s=120)
     log = tmp_path / "job.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "engine.cli", str(job), "-q"],
+        proc = subprocess.Popen([sys.executable, "-m", "engine.cli", str(killed_job), "-q"],
                                 cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                 stdout=out, stderr=subprocess.STDOUT)
     replay = threading.Thread(target=replay_to_kafka, args=(rest, bootstrap, topic, "10x"))
