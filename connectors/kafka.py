@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -134,6 +135,10 @@ class KafkaSource(Source):
         self._pending: dict[int, int] = {}
         self._last_message = time.monotonic()
         self.message_count = 0
+        self._assigned: dict[int, int] = {}
+        self._fresh_start = False  # seek(None): ignore the group's committed offsets
+        self._seek_topic_id: str | None = None
+        self._seeked = False  # seek(position) before open: checked once connected
 
     def schema(self) -> pa.Schema:
         return CANONICAL_TICK_SCHEMA
@@ -166,6 +171,8 @@ class KafkaSource(Source):
         self.dead_letters = DeadLetters(cfg.dead_letter_path, forward=self._forward_dead,
                                         source=self.label)
         self.consumer = Consumer(self.settings)
+        if self._seeked:
+            self._check_seek()
         self._assign()
         self._last_message = time.monotonic()
         return self
@@ -192,10 +199,11 @@ class KafkaSource(Source):
             where = dict.fromkeys(self._partitions, OFFSET_BEGINNING)
             self._pending.clear()
         else:
-            where = {p: self._position.get(p, committed.get(p, start))
-                     for p in self._partitions}
+            base = {} if self._fresh_start else committed
+            where = {p: self._position.get(p, base.get(p, start)) for p in self._partitions}
         self.consumer.assign([TopicPartition(self.config.topic, p, o)
                               for p, o in where.items()])
+        self._assigned = where
         self._committed = committed
 
     def _on_error(self, err: Any) -> None:
@@ -356,6 +364,83 @@ class KafkaSource(Source):
         return ConsumedBatch(ticks, offsets, len(messages), sent[rows],
                              self.dead_letters.total - dead_before, counts)
 
+    # ------------------------------------------------------------------ checkpoints
+
+    def position(self) -> dict[str, Any]:
+        """Where the next batch starts: per partition the offset of the next message to read.
+
+        With the topic's name and broker id, so that a checkpoint cannot be applied to another
+        topic, or to the same name re-created by a restarted (empty) broker.
+        """
+        offsets: dict[str, int] = {}
+        for p in self._partitions:
+            if p not in self._position:  # nothing read yet: where it was assigned, resolved
+                self._position[p] = self._resolve(p, self._assigned.get(p, -2))
+            offsets[str(p)] = self._position[p]
+        return {"topic": self.config.topic, "topic_id": self._topic_id, "offsets": offsets}
+
+    def _resolve(self, partition: int, offset: int) -> int:
+        """A logical offset (beginning -2, end -1) as the partition's real offset now."""
+        from confluent_kafka import TopicPartition
+
+        if offset >= 0:
+            return offset
+        if offset == -1:  # the end: read to it (ListOffsets is not exact on every broker)
+            ends, _ = read_to_end(self._client_settings(), self.config.topic, {partition: -1})
+            return ends.get(partition, 0)
+        low, _ = self.consumer.get_watermark_offsets(
+            TopicPartition(self.config.topic, partition), timeout=10, cached=False)
+        return int(low)
+
+    def seek(self, position: dict[str, Any] | None) -> None:
+        """Resume at a ``position()``; None starts at ``start_offset`` and ignores the group's
+        committed offsets (a run from empty state must read from where that state began).
+
+        Raises:
+            SourceError: the position is of another topic, of an earlier incarnation of the
+                topic (a restarted memory-only broker), or past the end of a partition.
+        """
+        self._fresh_start = position is None
+        if position is None:
+            self._position.clear()
+        else:
+            try:
+                topic = str(position["topic"])
+                wanted = {int(p): int(o) for p, o in dict(position["offsets"]).items()}
+            except (KeyError, TypeError, ValueError):
+                raise SourceError(f"kafka source {self.label}: not a kafka position: "
+                                  f"{position!r}") from None
+            if topic != self.config.topic:
+                raise SourceError(f"kafka source {self.label}: the checkpoint is of topic "
+                                  f"{topic!r}, the job reads {self.config.topic!r}; run with "
+                                  f"--reset-state to start over")
+            self._seek_topic_id = position.get("topic_id")
+            self._position = wanted
+        self._seeked = position is not None
+        if self.consumer is not None:
+            if position is not None:
+                self._check_seek()
+            self._assign()
+
+    def _client_settings(self) -> dict[str, Any]:
+        return client_settings(self.bootstrap, self.config.security)
+
+    def _check_seek(self) -> None:
+        recorded = self._seek_topic_id
+        if None not in (recorded, self._topic_id) and recorded != self._topic_id:
+            raise SourceError(f"kafka source {self.label}: the checkpoint's offsets are of an "
+                              f"earlier topic {self.config.topic!r} (id {recorded}; the broker "
+                              f"now has id {self._topic_id}, e.g. a restarted memory-only "
+                              f"broker); run with --reset-state to start over")
+        ends, _ = read_to_end(self._client_settings(), self.config.topic,
+                              {p: o for p, o in self._position.items()})
+        for p, o in self._position.items():
+            if o > ends.get(p, 0):
+                raise SourceError(f"kafka source {self.label}: the checkpoint resumes partition "
+                                  f"{p} at offset {o:,}, past its end ({ends.get(p, 0):,}): "
+                                  f"the topic was truncated or re-created; run with "
+                                  f"--reset-state")
+
     def commit(self, offsets: dict[int, int]) -> bool:
         """Commit offsets whose outputs are written. On failure (broker away) they stay
         pending and go out with the next commit; returns whether everything is committed."""
@@ -465,6 +550,11 @@ class KafkaSink(Sink):
         self.broker: EmbeddedBroker | None = None
         self.count = 0
         self._failed: list[tuple[bytes, bytes]] = []
+        self._checkpointed = False  # seek() was called: a checkpointed run
+        self._resume: dict[str, Any] | None = None
+        self._ends: dict[int, int] = {}  # per partition: offset after our last delivery
+        self._dupes: Counter[tuple[bytes, bytes]] = Counter()
+        self.skipped = 0
 
     def required_columns(self) -> list[str]:
         return [self.config.key, *(self.config.columns or []),
@@ -485,10 +575,62 @@ class KafkaSink(Sink):
             "batch.num.messages": 10_000, **cfg.producer})
         ensure_topic(self.settings, cfg.topic, cfg.create_partitions)
         self.producer = Producer(self.settings)
+        self._client_settings = client_settings(bootstrap, cfg.security)
+        if self._checkpointed:
+            self._ends_and_tail()
 
     def _delivered(self, err: Any, msg: Any) -> None:
         if err is not None:
             self._failed.append((msg.key(), msg.value()))
+        elif self._checkpointed:
+            p = msg.partition()
+            self._ends[p] = max(self._ends.get(p, 0), msg.offset() + 1)
+
+    # checkpointed runs: a resume drops the re-computed messages the topic already holds
+
+    def seek(self, position: dict[str, Any] | None) -> None:
+        """Before ``open``: the checkpoint's end offsets (None: a run from the start).
+
+        The rows after the checkpoint are computed again after a resume; the messages for
+        them that the killed run had already written (the topic's tail past these offsets)
+        are read at ``open`` and each is skipped once when it is produced again, so the topic
+        holds every message once.
+        """
+        self._checkpointed = True
+        self._resume = position
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Flush, then the offset after the last message per partition."""
+        self.flush()
+        self.producer.poll(0)
+        return {"topic": self.config.topic,
+                "offsets": {str(p): o for p, o in sorted(self._ends.items())}}
+
+    def _ends_and_tail(self) -> None:
+        """Find each partition's end (and, after a resume, the messages past the checkpoint)
+        by reading to the end: ListOffsets is not exact on every broker (Tansu answers with
+        the last record batch's base offset), the fetch's end-of-partition event is."""
+        topic = self.config.topic
+        n = partition_count(self.settings, topic)
+        starts: dict[int, int] = {}
+        if self._resume is not None:
+            try:
+                starts = {int(p): int(o) for p, o in dict(self._resume["offsets"]).items()}
+            except (KeyError, TypeError, ValueError):
+                raise SinkError(f"kafka sink {topic}: not a kafka sink position: "
+                                f"{self._resume!r}") from None
+            if self._resume.get("topic") != topic:
+                raise SinkError(f"kafka sink {topic}: the checkpoint is of topic "
+                                f"{self._resume.get('topic')!r}; run with --reset-state")
+        scan = {p: starts.get(p, -1) for p in range(n)}  # -1: from ListOffsets' answer
+        ends, tail = read_to_end(self._client_settings, topic, scan)
+        for p, o in starts.items():
+            if ends.get(p, 0) < o:
+                raise SinkError(f"kafka sink {topic}: partition {p} ends at offset "
+                                f"{ends.get(p, 0):,}, before the checkpoint's {o:,} (the "
+                                f"topic was truncated or re-created); run with --reset-state")
+        self._ends = ends
+        self._dupes = Counter(row for p, row in tail if p in starts)
 
     def write(self, batch: pa.RecordBatch) -> None:
         cfg = self.config
@@ -506,6 +648,8 @@ class KafkaSink(Sink):
 
     def _produce(self, rows: list[tuple[bytes, bytes]]) -> None:
         produce, topic = self.producer.produce, self.config.topic
+        if self._dupes:
+            rows = self._drop_written(rows)
         for key, value in rows:
             while True:
                 try:
@@ -515,6 +659,19 @@ class KafkaSink(Sink):
                     self.producer.poll(0.05)
         self.producer.poll(0)
         self.count += len(rows)
+
+    def _drop_written(self, rows: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """Rows minus the ones the topic already holds from before a resume (each once)."""
+        dupes, out = self._dupes, []
+        for row in rows:
+            if dupes.get(row, 0):
+                dupes[row] -= 1
+                if not dupes[row]:
+                    del dupes[row]
+                self.skipped += 1
+            else:
+                out.append(row)
+        return out
 
     def in_flight(self) -> int:
         """Messages written but not acknowledged yet (serves delivery reports first)."""
@@ -553,6 +710,51 @@ class KafkaSink(Sink):
         if self.broker is not None:
             self.broker.stop()
         return f"kafka: wrote {self.count:,} messages to topic {self.config.topic}"
+
+
+def read_to_end(settings: dict[str, Any], topic: str, starts: dict[int, int],
+                timeout_s: float = 60.0) -> tuple[dict[int, int], list[tuple[int, tuple[bytes,
+                                                                                     bytes]]]]:
+    """Read partitions from ``starts`` (-1: from the broker's reported end) to their end.
+
+    Returns the end offset per partition (from the end-of-partition event of the fetch,
+    which is exact) and the ``(partition, (key, value))`` of every message read.
+    """
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    ends: dict[int, int] = {}
+    rows: list[tuple[int, tuple[bytes, bytes]]] = []
+    if not starts:
+        return ends, rows
+    consumer = Consumer({**settings, "group.id": f"tickflow-scan-{topic}",
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "fetch.wait.max.ms": 10, "isolation.level": "read_committed"})
+    try:
+        where = {}
+        for p, o in starts.items():
+            if o < 0:
+                o = int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10,
+                                                       cached=False)[1])
+            where[p] = max(0, o)
+        consumer.assign([TopicPartition(topic, p, o) for p, o in where.items()])
+        todo = set(where)
+        deadline = time.monotonic() + timeout_s
+        while todo:
+            if time.monotonic() > deadline:
+                msg = f"kafka topic {topic}: could not read partitions {sorted(todo)} to the end"
+                raise SinkError(msg)
+            for m in consumer.consume(10_000, timeout=0.1):
+                err = m.error()
+                if err is None:
+                    rows.append((m.partition(), (m.key() or b"", m.value() or b"")))
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    ends[m.partition()] = int(m.offset())
+                    todo.discard(m.partition())
+                else:
+                    raise SinkError(f"kafka topic {topic}: {err.str()}")
+    finally:
+        consumer.close()
+    return ends, rows
 
 
 def topic_partitions(bootstrap: str, topic: str) -> int:

@@ -7,6 +7,13 @@ outputs are written first, offsets committed only once the sinks have acknowledg
 Sinks that are durable once acknowledged (Kafka) get commits as their queues drain (and at
 least every half second, by a flush); with any other sink (Parquet, whose file is complete only
 when closed) offsets are committed once, after the sinks are closed.
+
+With an on-disk state backend (``--state-backend rocksdb|tiledb``) the run checkpoints like a
+research run (engine/state/recovery.py): kernel and rule state, the key index, the Kafka
+offsets of the next message per partition and the sinks' positions, every ``state.checkpoint
+.every``; a restart resumes from the newest good checkpoint. A run from empty state
+checkpoints once before it reads, so a kill at any moment resumes somewhere. The last
+checkpoint is never *final*: a stream has no end, the next run goes on from it.
 """
 
 from __future__ import annotations
@@ -84,8 +91,9 @@ class LiveRunner:
 
     def __init__(self, job: CompiledJob, *, workers: int = 1, view: LiveView | None = None,
                  stop: threading.Event | None = None, max_seconds: float | None = None,
-                 on_open: Callable[[Any], None] | None = None):
+                 on_open: Callable[[Any], None] | None = None, reset_state: bool = False):
         self.job = job
+        self.reset_state = reset_state
         self.workers = workers
         self.view = view or LiveView(list(job.signals), job.key, quiet=True)
         self.stop = stop or threading.Event()
@@ -111,21 +119,32 @@ class LiveRunner:
         return source
 
     def run(self) -> LiveSummary:
+        from engine.state.recovery import open_checkpointer
+
         summary = self.summary
+        checkpointer = open_checkpointer(self.job, reset=self.reset_state)
         source = self.source = self._open_source()
         pipeline = Pipeline(self.job, max(1, self.workers))
         sinks = [u.definition.cls(u.config, self.job.context) for u in self.job.sinks]
-        per_batch_commit = all(getattr(s, "is_durable_on_flush", False) for s in sinks)
+        per_batch_commit = checkpointer is None and \
+            all(getattr(s, "is_durable_on_flush", False) for s in sinks)
         uncommitted: dict[int, int] = {}
         latencies: list[np.ndarray] = []
         start = time.perf_counter()
         last_commit = time.monotonic()
         closed = False
         try:
+            if checkpointer is not None and checkpointer.resume(pipeline, [source], sinks) \
+                    is None:
+                source.seek(None)  # empty state: read from the start, not the group's offsets
             empty = pa.RecordBatch.from_pylist([], schema=CANONICAL_TICK_SCHEMA)
             schema = pipeline.process(empty).schema
             for s in sinks:
                 s.open(schema)
+            if checkpointer is not None and checkpointer.resumed_from is None:
+                # where this run's state begins: a kill before the next checkpoint resumes here
+                checkpointer.positions = [source.position()]
+                checkpointer.commit(pipeline, sinks)
             if self.on_open is not None:
                 self.on_open(source)
             # the long-lived objects made so far (modules, kernels, state) need no more GC
@@ -152,12 +171,20 @@ class LiveRunner:
                 for k, v in consumed.flagged.items():
                     summary.flagged[k] = summary.flagged.get(k, 0) + v
                 uncommitted.update(consumed.offsets)
-                if per_batch_commit and self._outputs_acknowledged(sinks, last_commit) and \
+                if checkpointer is not None:
+                    if checkpointer.advance(consumed.ticks.num_rows, source.position()):
+                        checkpointer.commit(pipeline, sinks)
+                        if source.commit(uncommitted):  # the group's offsets: for monitoring
+                            uncommitted = {}
+                elif per_batch_commit and self._outputs_acknowledged(sinks, last_commit) and \
                         source.commit(uncommitted):
                     uncommitted = {}
                     last_commit = time.monotonic()
                 self.view.update(result, latency, source.lag())
             summary.seconds = time.perf_counter() - start
+            if checkpointer is not None:
+                # a stream does not end: the last checkpoint is resumed by the next run
+                checkpointer.commit(pipeline, sinks)
             for s in sinks:
                 text = s.close()
                 if text:
@@ -257,7 +284,8 @@ def run_live_from_cli(job: CompiledJob, args: Any, workers: int, console: Any) -
     view = LiveView(list(job.signals), job.key, quiet=quiet)
     stop = threading.Event()
     runner = LiveRunner(job, workers=workers, view=view, stop=stop,
-                        max_seconds=getattr(args, "max_seconds", None))
+                        max_seconds=getattr(args, "max_seconds", None),
+                        reset_state=bool(getattr(args, "reset_state", False)))
     if getattr(args, "replay", None):
         runner.on_open = replay_then_end(runner, args.replay, args.speed, args.follow)
         if not quiet:

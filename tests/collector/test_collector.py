@@ -138,7 +138,10 @@ def test_missing_heartbeats_alone_cause_a_reconnect(tmp_path):
     with CoinbaseExchangeServer(feed(), faults=faults, heartbeat_interval_s=0.1) as server:
         stats, out, _ = collect(server, tmp_path, heartbeat_timeout_s=0.6)
     assert stats.heartbeat_timeouts >= 1 and stats.reconnects >= 1
-    assert tick_keys_written(out) == tick_keys_sent(server)
+    # The collector drops a connection it believes dead, so a frame the server wrote just before
+    # can be lost on the wire; the resubscribe snapshot sends each product's last ticker again.
+    # Every distinct tick must therefore arrive, though a snapshot copy may not.
+    assert set(tick_keys_written(out)) == set(tick_keys_sent(server))
 
 
 def test_unreachable_server_backs_off_then_gives_up(tmp_path):
