@@ -146,12 +146,15 @@ def offered_rate(broker: EmbeddedBroker, rate: float, seconds: float, tmp: str) 
 
     def start_producer(source: object) -> None:  # once the job is consuming
         proc.start()
-        ready.wait(120)
+        if not ready.wait(120):
+            print("producer did not start within 120 s", file=sys.stderr)
 
     def until(runner: object) -> bool:
         consumed = runner.summary.messages  # type: ignore[attr-defined]
         if proc.is_alive():
             lags.append((time.perf_counter(), produced.value - consumed))
+        if proc.exitcode not in (None, 0):  # the producer failed: end, report what ran
+            return True
         return proc.exitcode is not None and consumed >= produced.value > 0
 
     summary, _ = run_job(broker.bootstrap, topic, tmp, until, on_open=start_producer)
