@@ -4,13 +4,11 @@ scheduler is unreachable."""
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -56,21 +54,6 @@ def local_run(ticks: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     out = tmp_path_factory.mktemp("local")
     summary = run_local(research_job(ticks, out, "report.path=null"))
     return out / "research_features.parquet", summary
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=":0",
-                           silence_logs=logging.CRITICAL)
-    c = Client(cluster, set_as_default=False)
-    try:
-        yield c
-    finally:
-        c.close()
-        cluster.close()
 
 
 def sorted_table(path: Path) -> pa.Table:

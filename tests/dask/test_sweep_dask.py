@@ -4,10 +4,8 @@ error when the scheduler is unreachable."""
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +29,6 @@ def ticks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ticks") / "ticks.parquet"
     write_simulated_parquet(path, rows=40_000, symbols=4, seed=5)
     return path
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=":0",
-                           silence_logs=logging.CRITICAL)
-    c = Client(cluster, set_as_default=False)
-    try:
-        yield c
-    finally:
-        c.close()
-        cluster.close()
 
 
 def plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
