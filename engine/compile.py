@@ -131,14 +131,8 @@ class _Compiler:
             return None
         step_id = step.id or step.kernel
         label = f"step '{step_id}', kernel {step.kernel}"
-        try:
-            params = definition.params(**step.params)
-        except ValidationError as exc:
-            self.problems.extend(validation_problems(exc, self.marks, (*where, "params"),
-                                                     definition.params, context=label))
-            return None
-        except TypeError as exc:
-            self.problem((*where, "params"), f"{exc} ({label})")
+        params = self.params(definition.params, step, where, label)
+        if params is None:
             return None
         defaults = (definition.input_names(params) if definition.kind == "batch"
                     else list(definition.inputs))
@@ -174,14 +168,8 @@ class _Compiler:
             return None
         step_id = step.id or name
         label = f"step '{step_id}', operator {name}"
-        try:
-            params = definition.params(**step.params)
-        except ValidationError as exc:
-            self.problems.extend(validation_problems(exc, self.marks, (*where, "params"),
-                                                     definition.params, context=label))
-            return None
-        except TypeError as exc:
-            self.problem((*where, "params"), f"{exc} ({label})")
+        params = self.params(definition.params, step, where, label)
+        if params is None:
             return None
         cols = self.remap(list(definition.inputs), step.input, step.inputs,
                           (*where, "inputs"), f"operator {name}", "input")
@@ -191,6 +179,18 @@ class _Compiler:
             return None
         key = getattr(params, "key", None) or getattr(params, "by", None) or self.job_key
         return BoundOperator(step_id, definition, params, tuple(cols), tuple(outs), {}, key)
+
+    def params(self, model: Any, step: StepSpec, where: tuple[Any, ...],
+               label: str) -> Any | None:
+        """A step's params validated by its kernel's or operator's model; None on problems."""
+        try:
+            return model(**step.params)
+        except ValidationError as exc:
+            self.problems.extend(validation_problems(exc, self.marks, (*where, "params"),
+                                                     model, context=label))
+        except TypeError as exc:
+            self.problem((*where, "params"), f"{exc} ({label})")
+        return None
 
     def remap(self, defaults: list[str], single: str | None,
               mapping: dict[str, str] | list[str] | None, where: tuple[Any, ...],
