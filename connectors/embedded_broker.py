@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -63,13 +64,22 @@ class _SilentLogger:
 _SILENT = _SilentLogger()
 
 
+# The broker runs under a small shell that kills it when our end of its stdin pipe closes, which
+# happens however this process ends (even SIGKILL), so a killed job never leaves a broker behind.
+# The shell waits for the broker, so its exit code is the broker's.
+_WATCHED = ["/bin/sh", "-c", 'exec 3<&0; "$@" & broker=$!; '
+            '(read _ignored <&3; kill $broker 2>/dev/null) & wait $broker', "tickflow-broker"]
+
+
 def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.stdin is not None and not proc.stdin.closed:
+        proc.stdin.close()  # the watcher kills the broker
     if proc.poll() is None:
-        proc.terminate()
         try:  # memory storage: nothing to flush, so a broker still serving clients is killed
-            proc.wait(timeout=0.5)
+            proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # its own session: shell and broker
             proc.wait(timeout=5)
 
 
@@ -142,9 +152,9 @@ class EmbeddedBroker:
         env = {**os.environ, "RUST_LOG": os.environ.get("TICKFLOW_BROKER_LOG", "warn")}
         with os.fdopen(fd, "wb") as out:
             self._proc = subprocess.Popen(
-                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                [*_WATCHED, binary, "broker", "--listener-url", url,
+                 "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, env=env,
                 start_new_session=True)
         self._finalizer = weakref.finalize(self, _stop_process, self._proc)
         deadline = time.monotonic() + self.start_timeout_s
@@ -178,7 +188,8 @@ class EmbeddedBroker:
     def kill(self) -> None:
         """Kill the broker abruptly (SIGKILL), as a crash would; for failure tests."""
         if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)  # the watcher shell and the broker
             self._proc.wait(timeout=5)
 
     def restart(self) -> EmbeddedBroker:
