@@ -11,6 +11,10 @@ Three parts, all in one run so that the backends meet the same machine load:
    restored into a fresh pipeline (verify + read + scatter). Target: restart from 100K keys < 2 s.
 3. **Research with 100K symbols**: a Parquet file of ``--big-rows`` ticks over 100,000 symbols,
    memory backend and each on-disk backend (target >= 1,000,000 ticks/s).
+4. **Live path per backend**: ``--live-rows`` ticks replayed into an embedded broker once, then
+   a live job (Kafka source -> features -> a Kafka signals sink and a Parquet sink) drains the
+   topic with each backend, checkpointing every ``--every``; ticks/s from the first poll to
+   the last batch written, best of ``--repeat``, and the ratio to memory.
 
 Usage::
 
@@ -175,6 +179,80 @@ def checkpoint_restart(args: argparse.Namespace, tmp: Path, n_keys: int) -> None
               f"{t_ckpt:>6.2f} s  restart {t_restart:>6.2f} s")
 
 
+LIVE_JOB = """\
+name: {name}
+mode: live
+sources:
+  - kind: kafka
+    bootstrap: {bootstrap}
+    topic: {topic}
+    group_id: {name}-{run}
+    batch_size: 20000
+    linger_ms: 5
+    dead_letter_path: {tmp}/dead_letters.jsonl
+{steps}
+signals:
+  buy: zscore < -2.0
+sinks:
+  - kind: kafka
+    bootstrap: {bootstrap}
+    topic: {name}-signals-{run}
+    key: symbol
+    columns: [timestamp, symbol, price, zscore, buy]
+    only_rows_with: [buy]
+  - kind: parquet
+    path: {tmp}/{name}-{run}.parquet
+state:
+  backend: {backend}
+  path: {tmp}/state
+  checkpoint: {{every: {every}}}
+executor: {{kind: local, workers: {workers}}}
+"""
+
+
+def live_throughput(args: argparse.Namespace, tmp: Path) -> None:
+    """The live path with each backend over the same topic (replayed once)."""
+    from connectors.embedded_broker import EmbeddedBroker
+    from connectors.replay import replay_to_kafka
+    from connectors.simulator import write_simulated_parquet
+    from engine.checkpoint import CheckpointStore, state_root
+    from engine.executors.live import LiveRunner
+
+    ticks = tmp / "live_ticks.parquet"
+    write_simulated_parquet(ticks, rows=args.live_rows, symbols=args.symbols, seed=5)
+    steps = SMALL_STEPS if args.features == "small" else \
+        f"include:\n  - {ROOT / 'jobs' / 'features' / 'core.yaml'}\n"
+    backends = ["memory", "rocksdb", "tiledb"]
+    best: dict[str, float] = dict.fromkeys(backends, 0.0)
+    ckpts: dict[str, int] = dict.fromkeys(backends, 0)
+    broker = EmbeddedBroker().start()
+    try:
+        t0 = time.perf_counter()
+        n = replay_to_kafka(ticks, broker.bootstrap, "bench-ticks", "max")
+        print(f"\nlive path: {n:,} ticks of {args.symbols} symbols replayed into the embedded "
+              f"broker in {time.perf_counter() - t0:.1f} s; features={args.features}, "
+              f"checkpoint every {args.every}, best of {args.repeat}")
+        for run in range(args.repeat + 1):  # run 0 warms the kernels and the broker
+            for b in backends:
+                text = LIVE_JOB.format(name=f"live-{b}", run=run, bootstrap=broker.bootstrap,
+                                       topic="bench-ticks", tmp=tmp, steps=steps, backend=b,
+                                       every=args.every, workers=args.workers)
+                job = compile_text(text, tmp)
+                runner = LiveRunner(job, workers=args.workers, reset_state=True)
+                runner.expected_messages = n
+                summary = runner.run()
+                assert summary.ticks == n, (b, summary.ticks)
+                if run:
+                    best[b] = max(best[b], summary.ticks_per_second)
+                store = CheckpointStore(state_root(job.spec.name, job.spec.state.path))
+                ckpts[b] = max((s for s, _ in store.list()), default=0)
+    finally:
+        broker.stop()
+    print(f"  {'backend':<8} {'ticks/s':>12} {'vs memory':>10} {'checkpoints':>12}")
+    for b in backends:
+        print(f"  {b:<8} {best[b]:>12,.0f} {best[b] / best['memory']:>9.0%} {ckpts[b]:>12}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rows", type=int, default=5_000_000, help="ticks for part 1")
@@ -184,7 +262,9 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--features", choices=("small", "core"), default="small")
-    p.add_argument("--skip", nargs="*", default=[], choices=("throughput", "restart", "big"))
+    p.add_argument("--live-rows", type=int, default=1_000_000, help="ticks for part 4")
+    p.add_argument("--skip", nargs="*", default=[],
+                   choices=("throughput", "restart", "big", "live"))
     args = p.parse_args()
 
     from connectors.simulator import write_simulated_parquet
@@ -213,6 +293,8 @@ def main() -> None:
             print(f"\n(simulated {args.big_rows:,} ticks of 100,000 symbols in "
                   f"{time.perf_counter() - t0:.1f} s)")
             throughput(args, big, tmp, "research, 100,000 symbols")
+        if "live" not in args.skip:
+            live_throughput(args, tmp)
 
 
 if __name__ == "__main__":

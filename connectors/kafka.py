@@ -7,6 +7,13 @@ messages and broken ticks in the dead-letter sink, and commits an offset only wh
 executor says the outputs for it are written (``commit``). A broker that goes away is waited
 for; when it comes back empty (Tansu keeps everything in memory) the source reads the new
 topic from its beginning instead of skipping what was produced meanwhile.
+
+Checkpointed live jobs (``--state-backend rocksdb|tiledb``): the source's ``position()`` is the
+offset of the next message per partition (with the topic's broker id) and ``seek()`` assigns
+there; the sink records the end offset per partition at each checkpoint and, after a resume,
+skips each re-computed message that the killed run had already written past it (read back
+from the topic), so the topic holds every output message once, provided this job is the
+topic's only writer.
 """
 
 from __future__ import annotations
@@ -473,6 +480,11 @@ class KafkaSource(Source):
                 continue
             total += max(0, high - pos) if high >= 0 else 0
         return total
+
+    def mark_active(self) -> None:
+        """Restart the idle clock of ``end_when_idle_s`` (after a slow start: kernels loaded,
+        state restored), so that a bounded run does not end before it polled."""
+        self._last_message = time.monotonic()
 
     def is_idle_end(self) -> bool:
         """Whether a bounded run (``end_when_idle_s``) has been idle long enough to end."""

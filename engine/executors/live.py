@@ -124,6 +124,13 @@ class LiveRunner:
         summary = self.summary
         checkpointer = open_checkpointer(self.job, reset=self.reset_state)
         source = self.source = self._open_source()
+        if checkpointer is not None and getattr(source, "broker", None) is not None \
+                and checkpointer.store.list():
+            # a broker started by this run keeps its topics in memory: no earlier checkpoint
+            # can point into it
+            checkpointer.log("tickflow: the embedded broker starts empty each run; earlier "
+                             "checkpoints of this job are dropped, starting from empty state")
+            checkpointer.store.reset()
         pipeline = Pipeline(self.job, max(1, self.workers))
         sinks = [u.definition.cls(u.config, self.job.context) for u in self.job.sinks]
         per_batch_commit = checkpointer is None and \
@@ -151,6 +158,9 @@ class LiveRunner:
             # passes; without this each consumed batch's 20K message objects trigger full
             # traversals of them (a third of the decode time)
             gc.freeze()
+            mark_active = getattr(source, "mark_active", None)
+            if mark_active is not None:
+                mark_active()
             while not self._should_end(start):
                 consumed = source.poll()
                 if consumed is None:

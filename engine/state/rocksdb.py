@@ -121,6 +121,8 @@ class RocksDBStateBackend(StateBackend):
     @staticmethod
     def _read_step(db: rocksdict.Rdict, sid: str, fields: StepLayout, n_rows: int,
                    ids: np.ndarray | None) -> dict[str, np.ndarray]:
+        if not fields:  # a stateless step (e.g. midprice): nothing stored per key
+            return {}
         dtype = record_dtype(fields)
         cf = db.get_column_family(_cf(sid))
         if ids is None:

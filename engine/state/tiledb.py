@@ -28,11 +28,13 @@ def _cell_dtype(f: FieldLayout) -> np.dtype:
     return np.dtype([(f"c{i}", base) for i in range(f.size)])
 
 
-def _to_cells(arr: np.ndarray, f: FieldLayout) -> np.ndarray:
+def _to_cells(arr: np.ndarray, f: FieldLayout, cell: np.dtype | None = None) -> np.ndarray:
+    """Per-key cells in the attribute's dtype ``cell`` (TileDB stores a record of two
+    float64 as one complex128, so the records are viewed as what the attribute holds)."""
     if not f.shape:
         return np.ascontiguousarray(arr)
     flat = np.ascontiguousarray(arr).reshape(arr.shape[0], f.size)
-    return flat.view(_cell_dtype(f)).reshape(arr.shape[0])
+    return flat.view(cell if cell is not None else _cell_dtype(f)).reshape(arr.shape[0])
 
 
 def _from_cells(cells: np.ndarray, f: FieldLayout) -> np.ndarray:
@@ -63,7 +65,7 @@ class TileDBStateBackend(StateBackend):
         rows = snapshot.rows()
         for sid, fields in snapshot.layout().items():
             n = rows[sid]
-            if n == 0:
+            if n == 0 or not fields:  # no keys yet, or a stateless step (e.g. midprice)
                 continue
             dim = tiledb.Dim(name="key_id", domain=(0, n - 1), tile=min(n, self.tile_keys),
                              dtype=np.int64)
@@ -76,7 +78,8 @@ class TileDBStateBackend(StateBackend):
                 # a fixed fragment timestamp: a reader opens "as of now", and a fragment stamped
                 # by a clock that reads ahead of the reader's would be silently left out
                 with tiledb.open(uri, "w", timestamp=_WRITTEN_AT) as array:
-                    array[0:n] = {f.name: _to_cells(snapshot.steps[sid][f.name], f)
+                    array[0:n] = {f.name: _to_cells(snapshot.steps[sid][f.name], f,
+                                                    array.schema.attr(f.name).dtype)
                                   for f in fields}
             except tiledb.TileDBError as exc:
                 raise StateError(f"tiledb state {uri}: cannot write: {exc}") from None
@@ -87,6 +90,9 @@ class TileDBStateBackend(StateBackend):
         for sid, fields in layout.items():
             n_keys = rows[sid]
             ids = check_ids(key_ids, n_keys, sid)
+            if not fields:
+                out[sid] = {}
+                continue
             if n_keys == 0 or (ids is not None and ids.size == 0):
                 out[sid] = {f.name: np.empty((0, *f.shape), np.dtype(f.dtype)) for f in fields}
                 continue
