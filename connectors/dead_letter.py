@@ -35,10 +35,7 @@ class DeadLetters:
         self.source = source
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._file = None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
+        self._file: Any = None  # opened on the first record: no empty files beside outputs
 
     @property
     def total(self) -> int:
@@ -56,7 +53,10 @@ class DeadLetters:
         line = json.dumps(record, default=str, ensure_ascii=False)
         with self._lock:
             self.counts[reason] += 1
-            if self._file is not None:
+            if self.path is not None:
+                if self._file is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._file = self.path.open("a", encoding="utf-8")
                 self._file.write(line + "\n")
             if self.forward is not None:
                 self.forward(line.encode(), reason)
