@@ -121,3 +121,22 @@ def assert_state_roundtrip(name: str, data: Mapping[str, Any], *, at: int, keys:
         got = np.concatenate([head[j], tail[j]])
         np.testing.assert_array_equal(got, whole[col],
                                       err_msg=f"{name}: column {col} differs after restore")
+
+
+def run_pipeline(job: Any, workers: int = 1, morsel_rows: int = 65_536) -> Any:
+    """A compiled single-stream job's output as one Arrow table, computed by the local
+    executor's ``Pipeline`` from its first source in morsels of ``morsel_rows`` (no sinks):
+    what a test compares across worker counts and morsel sizes."""
+    import pyarrow as pa
+
+    from engine.executors.local import Pipeline
+
+    use = job.sources[0]
+    source = use.definition.cls(use.config, job.context)
+    pipeline = Pipeline(job, workers)
+    try:
+        return pa.Table.from_batches([pipeline.process(b)
+                                      for b in source.batches(None, morsel_rows)])
+    finally:
+        pipeline.close()
+        source.close()

@@ -8,15 +8,14 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.compile import compile_job
-from engine.executors.local import Pipeline
 from engine.loader import load_job
 from engine.rules import RuleError, _Batch, parse_rule
+from engine.testing import run_pipeline
 
 COLS = {"zscore": np.array([-3.0, -3.0, np.nan, 2.5, 0.0]),
         "rsi": np.array([20.0, 40.0, 10.0, 80.0, 50.0]),
@@ -281,20 +280,10 @@ signals:
     return compile_job(load_job(path))
 
 
-def run_job(job, workers: int, morsel_rows: int) -> pa.Table:
-    use = job.sources[0]
-    source = use.definition.cls(use.config, job.context)
-    pipeline = Pipeline(job, workers)
-    try:
-        return pa.Table.from_batches([pipeline.process(b)
-                                      for b in source.batches(None, morsel_rows)])
-    finally:
-        pipeline.close()
-
 
 def test_signals_remember_each_key_across_batches_and_workers(tmp_path: Path) -> None:
     job = signal_job(tmp_path)
-    whole = run_job(job, 1, 100_000)
+    whole = run_pipeline(job, 1, 100_000)
     _, keys = np.unique(whole.column("symbol").to_numpy(zero_copy_only=False),
                         return_inverse=True)
     col = {c: whole.column(c).to_numpy(zero_copy_only=False) for c in ("ema", "ema_20", "price")}
@@ -304,7 +293,7 @@ def test_signals_remember_each_key_across_batches_and_workers(tmp_path: Path) ->
     np.testing.assert_array_equal(whole.column("golden").to_numpy(), golden)
     np.testing.assert_array_equal(whole.column("dip").to_numpy(), dip)
     for workers, morsel in [(1, 333), (2, 1000), (3, 64)]:
-        got = run_job(job, workers, morsel)
+        got = run_pipeline(job, workers, morsel)
         for name in ("golden", "dip"):
             np.testing.assert_array_equal(got.column(name).to_numpy(),
                                           whole.column(name).to_numpy(), err_msg=name)

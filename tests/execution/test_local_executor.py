@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from engine.compile import compile_job
-from engine.executors.local import Pipeline
 from engine.loader import load_job
+from engine.testing import run_pipeline
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
@@ -34,21 +34,11 @@ signals:
     return compile_job(load_job(path))
 
 
-def run(job: object, workers: int, morsel_rows: int) -> pa.Table:
-    src_use = job.sources[0]
-    source = src_use.definition.cls(src_use.config, job.context)
-    pipeline = Pipeline(job, workers)
-    try:
-        return pa.Table.from_batches([pipeline.process(b)
-                                      for b in source.batches(None, morsel_rows)])
-    finally:
-        pipeline.close()
-
 
 @pytest.fixture(scope="module")
 def job_and_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, pa.Table]:
     job = core_job(tmp_path_factory.mktemp("inv"), 12_000)
-    return job, run(job, workers=1, morsel_rows=100_000)
+    return job, run_pipeline(job, workers=1, morsel_rows=100_000)
 
 
 def assert_tables_equal(reference: pa.Table, got: pa.Table) -> None:
@@ -67,13 +57,13 @@ def assert_tables_equal(reference: pa.Table, got: pa.Table) -> None:
 def test_identical_for_any_worker_count_and_morsel_size(job_and_reference: tuple[object, pa.Table],
                                                         workers: int, morsel_rows: int) -> None:
     job, reference = job_and_reference
-    assert_tables_equal(reference, run(job, workers, morsel_rows))
+    assert_tables_equal(reference, run_pipeline(job, workers, morsel_rows))
 
 
 @pytest.mark.parametrize(("workers", "morsel_rows"), [(1, 1), (2, 7)])
 def test_tiny_morsels(tmp_path: Path, workers: int, morsel_rows: int) -> None:
     job = core_job(tmp_path, 500)
-    assert_tables_equal(run(job, 1, 10_000), run(job, workers, morsel_rows))
+    assert_tables_equal(run_pipeline(job, 1, 10_000), run_pipeline(job, workers, morsel_rows))
 
 
 def test_output_keeps_input_order_and_adds_forty_feature_columns(

@@ -14,10 +14,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from engine.compile import compile_job
-from engine.executors.local import Pipeline
 from engine.loader import load_job
 from engine.registry import KERNELS
-from engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
+from engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel, run_pipeline
 from tests.kernels.data import interleaved_keys, irregular_ts
 
 US = 1_000_000
@@ -204,16 +203,6 @@ signals:
     path.write_text(text)
     return compile_job(load_job(path))
 
-
-def run_pipeline(job, workers: int, morsel_rows: int) -> pa.Table:
-    use = job.sources[0]
-    source = use.definition.cls(use.config, job.context)
-    pipeline = Pipeline(job, workers)
-    try:
-        return pa.Table.from_batches([pipeline.process(b)
-                                      for b in source.batches(None, morsel_rows)])
-    finally:
-        pipeline.close()
 
 
 def test_executor_runs_cross_key_steps_on_whole_batches(tmp_path: Path) -> None:
