@@ -20,11 +20,18 @@ Anything unusable is a :class:`~connectors.coinbase.Reject`, never an exception.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.coinbase import Frame, Reject, _Bad, _integer, _number
+from connectors.coinbase import (
+    NOT_JSON,
+    Frame,
+    Reject,
+    _Bad,
+    _integer,
+    _number,
+    load_json_frame,
+)
 from connectors.exchange_protocol import (
     ExchangeProtocol,
     SubscribeRequest,
@@ -73,12 +80,9 @@ def parse_frame(raw: str | bytes, received_us: int,
                 symbols: Mapping[str, str] | None = None) -> Frame:
     """One Binance text frame as a :class:`Frame`; never raises for bad content."""
     symbols = symbols or {}
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
     frame = Frame(timestamp_us=received_us)
-    try:
-        message = json.loads(text)
-    except ValueError as exc:
-        frame.rejects.append(Reject("malformed_json", f"not JSON: {exc}", text))
+    text, message = load_json_frame(raw, frame)
+    if message is NOT_JSON:
         return frame
     if not isinstance(message, dict):
         frame.rejects.append(Reject("not_an_object", "expected a JSON object, found "

@@ -203,14 +203,26 @@ def _heartbeat(frame: Frame, message: dict[str, Any]) -> None:
             frame.heartbeat_counter = None
 
 
-def parse_frame(raw: str | bytes) -> Frame:
-    """Parse one WebSocket text frame; never raises for bad content (see ``Frame.rejects``)."""
+NOT_JSON = object()  # what load_json_frame returns for a frame that is not JSON
+
+
+def load_json_frame(raw: str | bytes, frame: Frame) -> tuple[str, Any]:
+    """A frame's text and its decoded JSON; on bad JSON the reject is added to ``frame`` and
+    the message is ``NOT_JSON``. Shared by every exchange's parser."""
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-    frame = Frame()
     try:
-        message = json.loads(text)
+        return text, json.loads(text)
     except ValueError as exc:
         frame.rejects.append(Reject("malformed_json", f"not JSON: {exc}", text))
+        return text, NOT_JSON
+
+
+
+def parse_frame(raw: str | bytes) -> Frame:
+    """Parse one WebSocket text frame; never raises for bad content (see ``Frame.rejects``)."""
+    frame = Frame()
+    text, message = load_json_frame(raw, frame)
+    if message is NOT_JSON:
         return frame
     if not isinstance(message, dict):
         frame.rejects.append(Reject("not_an_object",

@@ -19,7 +19,16 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.coinbase import Frame, Reject, _Bad, _integer, _number, parse_timestamp_us
+from connectors.coinbase import (
+    NOT_JSON,
+    Frame,
+    Reject,
+    _Bad,
+    _integer,
+    _number,
+    load_json_frame,
+    parse_timestamp_us,
+)
 from connectors.exchange_protocol import (
     ExchangeProtocol,
     SubscribeRequest,
@@ -155,12 +164,9 @@ def parse_frame(raw: str | bytes, received_us: int,
                 symbols: Mapping[str, str] | None = None) -> Frame:
     """One Kraken text frame (v2 object, or v1 array/event) as a :class:`Frame`."""
     symbols = symbols or {}
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
     frame = Frame(timestamp_us=received_us)
-    try:
-        message = json.loads(text)
-    except ValueError as exc:
-        frame.rejects.append(Reject("malformed_json", f"not JSON: {exc}", text))
+    text, message = load_json_frame(raw, frame)
+    if message is NOT_JSON:
         return frame
     if isinstance(message, list):
         _v1(frame, message, text, received_us, symbols)
