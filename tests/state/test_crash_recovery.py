@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -67,20 +66,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def reference(workdir: Path) -> pa.Table:
     """The uninterrupted run (memory backend: no checkpoints at all)."""
-    with _cwd(workdir):
+    with contextlib.chdir(workdir):
         assert main(["run", "job.yaml", "--quiet", "--state-backend", "memory",
                      "--set", "sinks[0].path=ref.parquet"]) == 0
     return pq.read_table(workdir / "ref.parquet")
-
-
-@contextlib.contextmanager
-def _cwd(path: Path) -> Iterator[None]:
-    here = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(here)
 
 
 def assert_tables_equal(expected: pa.Table, actual: pa.Table) -> None:
@@ -178,7 +167,7 @@ def test_a_changed_state_layout_is_refused_until_reset(workdir: Path,
     _kill_at(cwd, ROWS // 4, random.Random(3))
     job = str(cwd / "job.yaml")
     changed = ["--set", "steps[2].params.window=60"]
-    with _cwd(cwd):
+    with contextlib.chdir(cwd):
         assert main(["run", job, "--quiet", *changed]) == 1
         err = capsys.readouterr().err
         assert "different state layout" in err and "--reset-state" in err

@@ -6,6 +6,7 @@ lanes' arrays, and must survive a SIGKILL and resume (simulator source, tiledb b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -25,7 +26,7 @@ from engine.loader import load_job
 from engine.state.backend import get_backend
 from engine.state.paging import PagedState
 from tests.conftest import ROOT
-from tests.state.test_crash_recovery import _cwd, assert_tables_equal
+from tests.state.test_crash_recovery import assert_tables_equal
 
 JOB = """\
 name: many
@@ -61,7 +62,7 @@ def jobdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference(jobdir: Path) -> pa.Table:
     from engine.cli import main
 
-    with _cwd(jobdir):
+    with contextlib.chdir(jobdir):
         assert main(["run", "job.yaml", "-q", "--state-backend", "memory",
                      "--set", "sinks[0].path=ref.parquet"]) == 0
     return pq.read_table(jobdir / "ref.parquet")
@@ -127,5 +128,5 @@ def test_a_paged_tiledb_job_killed_mid_run_resumes_to_the_same_output(
     assert_tables_equal(reference, pq.read_table(cwd / "out" / "features.parquet"))
     from engine.cli import main
 
-    with _cwd(cwd):
+    with contextlib.chdir(cwd):
         assert main(["state", "job.yaml", "--key", "BTC-USD"]) == 0
