@@ -168,7 +168,9 @@ def test_sigkilled_live_job_resumes_to_the_uninterrupted_output(
     assert _rows_checkpointed(tmp_path) < ROWS  # every kill came before the end
     assert not (tmp_path / "out" / "features.parquet").exists()
     killed_signals = len(_signals(kafka_broker.bootstrap, signals))
-    assert 0 < killed_signals < len(expected_signals)
+    # On a busy machine the killed run may already have written every signal before its next
+    # checkpoint; the resume must then write none of them again, which the checks below prove.
+    assert 0 < killed_signals <= len(expected_signals)
 
     err = _finish(tmp_path, env)
     assert_tables_equal(expected_table, pq.read_table(tmp_path / "out" / "features.parquet"))
