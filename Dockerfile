@@ -7,6 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
     NUMBA_CACHE_DIR=/tmp/numba
 WORKDIR /opt/tickflow
 COPY pyproject.toml README.md ./
+COPY tickflow ./tickflow
 COPY engine ./engine
 COPY kernels ./kernels
 COPY connectors ./connectors

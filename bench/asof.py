@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine.operators.testing import bind  # noqa: E402
+from tickflow.engine.operators.testing import bind  # noqa: E402
 
 US = 1_000_000
 

@@ -56,7 +56,7 @@ def best_of(repeat: int, fn: Any) -> tuple[float, Any]:
 
 
 def ticks_file(rows: int, symbols: int, path: str | None) -> str:
-    from connectors.simulator import write_simulated_parquet
+    from tickflow.connectors.simulator import write_simulated_parquet
 
     target = Path(path or f"/tmp/tickflow_bench/ticks_{rows}_{symbols}.parquet")
     if not target.exists():
@@ -68,8 +68,8 @@ def ticks_file(rows: int, symbols: int, path: str | None) -> str:
 
 
 def load(ticks: str, workers: int) -> tuple[Any, Any, Any, float]:
-    from engine.backtest.plan import build_plan
-    from engine.backtest.run import load_backtest_job, load_market_data
+    from tickflow.engine.backtest.plan import build_plan
+    from tickflow.engine.backtest.run import load_backtest_job, load_market_data
 
     os.environ["TICKS"] = ticks
     job = load_backtest_job(JOB, BASE_SETS)
@@ -80,8 +80,8 @@ def load(ticks: str, workers: int) -> tuple[Any, Any, Any, float]:
 
 
 def bench_tickflow(job: Any, plan: Any, data: Any, repeat: int) -> dict[str, Any]:
-    from engine.backtest.fills import run_simulation
-    from engine.backtest.metrics import result_metrics
+    from tickflow.engine.backtest.fills import run_simulation
+    from tickflow.engine.backtest.metrics import result_metrics
 
     cols, strategy = data.columns, job.spec.strategy
     t_sig, code = best_of(repeat, lambda: plan.signal_codes(cols, data.sym))
@@ -100,7 +100,7 @@ def bench_tickflow(job: Any, plan: Any, data: Any, repeat: int) -> dict[str, Any
 
 def pivot(data: Any, code: np.ndarray) -> dict[str, np.ndarray]:
     """Per-symbol columns of each symbol's own ticks, padded; signals moved one tick later."""
-    from engine.backtest.plan import ENTRY_LONG, EXIT_LONG
+    from tickflow.engine.backtest.plan import ENTRY_LONG, EXIT_LONG
 
     n_sym = len(data.symbols)
     counts = np.bincount(data.sym, minlength=n_sym)
@@ -151,7 +151,7 @@ def bench_vectorbt(data: Any, code: np.ndarray, repeat: int) -> dict[str, Any]:
 
 def agreement(result: Any, pf: Any, symbols: list[str]) -> str:
     """Closed trades of both engines: count and summed P&L."""
-    from engine.backtest.fills import R_END
+    from tickflow.engine.backtest.fills import R_END
 
     t = result.trades
     ours = t["reason"] != R_END
@@ -173,8 +173,8 @@ def sweep_points(points: int) -> dict[str, list[float]]:
 
 def bench_sweeps(ticks: str, points: int, skip_vectorbt: bool, repeat_single: bool
                  ) -> list[tuple[str, float, int]]:
-    from engine.backtest.spec import SweepSpec
-    from engine.backtest.sweep import run_sweep
+    from tickflow.engine.backtest.spec import SweepSpec
+    from tickflow.engine.backtest.sweep import run_sweep
 
     os.environ["TICKS"] = ticks
     grid = sweep_points(points)
@@ -183,7 +183,7 @@ def bench_sweeps(ticks: str, points: int, skip_vectorbt: bool, repeat_single: bo
     out = []
     runs = [(2, "threads"), (2, "processes")] + ([(1, "threads")] if repeat_single else [])
     for workers, pool in runs:
-        from engine.backtest import run as bt_run
+        from tickflow.engine.backtest import run as bt_run
 
         bt_run._FEATURE_CACHE.clear()  # each run pays for its features
         start = time.perf_counter()
@@ -197,7 +197,7 @@ def bench_sweeps(ticks: str, points: int, skip_vectorbt: bool, repeat_single: bo
         import pandas as pd
         import vectorbt as vbt
 
-        from engine.backtest.plan import build_plan
+        from tickflow.engine.backtest.plan import build_plan
 
         for z in grid["entry_z"]:
             for r in grid["entry_rsi"]:

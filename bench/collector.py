@@ -2,7 +2,7 @@
 
     python bench/collector.py [--frames 100000] [--recorded FILE]
 
-1. Parsing: ``connectors.coinbase.parse_frame`` on real ticker frames (the recorded capture when
+1. Parsing: ``tickflow.connectors.coinbase.parse_frame`` on real ticker frames (the recorded capture when
    given, else synthetic ones) against ``json.loads`` alone on the same frames, the floor any
    Python parser of this feed pays.
 2. End to end on loopback: ``run-job serve coinbase`` (a separate process, synthetic ticker feed
@@ -28,12 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from connectors.coinbase import parse_frame  # noqa: E402
-from connectors.coinbase_server import synthetic_frames  # noqa: E402
-from connectors.collector import Collector, CollectorSettings  # noqa: E402
-from connectors.dead_letter import DeadLetters  # noqa: E402
-from connectors.embedded_broker import free_port  # noqa: E402
-from connectors.tick_writers import ParquetTickWriter  # noqa: E402
+from tickflow.connectors.coinbase import parse_frame  # noqa: E402
+from tickflow.connectors.coinbase_server import synthetic_frames  # noqa: E402
+from tickflow.connectors.collector import Collector, CollectorSettings  # noqa: E402
+from tickflow.connectors.dead_letter import DeadLetters  # noqa: E402
+from tickflow.connectors.embedded_broker import free_port  # noqa: E402
+from tickflow.connectors.tick_writers import ParquetTickWriter  # noqa: E402
 
 
 def ticker_texts(count: int, recorded: str | None) -> list[str]:
@@ -63,7 +63,7 @@ def bench_parse(texts: list[str]) -> None:
 def bench_loopback(count: int) -> None:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "coinbase", "--port", str(port),
+        [sys.executable, "-m", "tickflow.engine.cli", "serve", "coinbase", "--port", str(port),
          "--speed", "max", "--synthetic-frames", str(count)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})

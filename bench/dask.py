@@ -43,8 +43,8 @@ TARGET_SCALING = 1.7
 
 
 def compile_research(ticks: Path, out: Path, *overrides: str) -> Any:
-    from engine.compile import compile_job
-    from engine.loader import load_job
+    from tickflow.engine.compile import compile_job
+    from tickflow.engine.loader import load_job
 
     env = {**os.environ, "TICKS": str(ticks), "OUT_DIR": str(out)}
     job = compile_job(load_job(str(JOB), env=env, overrides=list(overrides)))
@@ -53,7 +53,7 @@ def compile_research(ticks: Path, out: Path, *overrides: str) -> Any:
 
 
 def run_local_best(ticks: Path, out: Path, workers: int, repeat: int) -> dict[str, Any]:
-    from engine.executors.local import run_local
+    from tickflow.engine.executors.local import run_local
 
     best: dict[str, Any] = {}
     for _ in range(repeat):
@@ -70,7 +70,7 @@ def run_cluster(ticks: Path, warm: Path, out: Path, workers: int,
                 partition_counts: list[int], repeat: int) -> list[dict[str, Any]]:
     from distributed import Client, LocalCluster
 
-    from engine.executors.dask import make_plan, run_dask
+    from tickflow.engine.executors.dask import make_plan, run_dask
 
     results = []
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -94,16 +94,16 @@ def run_cluster(ticks: Path, warm: Path, out: Path, workers: int,
 
 
 def warm_worker(plan: Any) -> int:
-    from engine.executors.dask import run_partition
+    from tickflow.engine.executors.dask import run_partition
 
     return run_partition(plan, 0).rows
 
 
 def scan_seconds(ticks: Path, partitions: int) -> tuple[float, float]:
     """One partition task's read: the whole input scanned, its keys' rows kept."""
-    from connectors.base import RunContext
-    from connectors.parquet import ParquetSource, ParquetSourceConfig
-    from engine.executors.partition import filter_partition
+    from tickflow.connectors.base import RunContext
+    from tickflow.connectors.parquet import ParquetSource, ParquetSourceConfig
+    from tickflow.engine.executors.partition import filter_partition
 
     source = ParquetSource(ParquetSourceConfig(path=str(ticks)), RunContext(job_name="scan"))
     t0, c0 = time.perf_counter(), time.process_time()
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", metavar="DIR", help="keep input and outputs in DIR")
     args = ap.parse_args(argv)
 
-    from connectors.simulator import write_simulated_parquet
+    from tickflow.connectors.simulator import write_simulated_parquet
 
     tmp = tempfile.TemporaryDirectory(prefix="tickflow-dask-bench-")
     base = Path(args.keep) if args.keep else Path(tmp.name)

@@ -7,7 +7,7 @@ Usage::
     .venv/bin/python bench/kernels.py --rows 1000000 --only sma,autocorr --peers all
     .venv/bin/python bench/kernels.py --rows 1000000 --time-window 5s   # + time-window variants
 
-Data: the simulator's ticks (``connectors.simulator``, seed 7): 14 interleaved symbols with
+Data: the simulator's ticks (``tickflow.connectors.simulator``, seed 7): 14 interleaved symbols with
 activity weights, correlated random-walk prices rounded to each symbol's tick size, lognormal
 sizes > 0, bid < ask, and per-symbol log returns. Inputs outside the canonical set (``x``,
 ``y``, ``high``, ``funding_rate``, ...) get synthetic columns by name (see ``synthetic``).
@@ -111,8 +111,8 @@ def make_data(rows: int, seed: int = 7) -> dict[str, np.ndarray]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from connectors.base import RunContext
-    from connectors.simulator import SimulatorConfig, SimulatorSource
+    from tickflow.connectors.base import RunContext
+    from tickflow.connectors.simulator import SimulatorConfig, SimulatorSource
 
     cols = ["timestamp", "symbol", "price", "best_bid", "best_ask", "best_bid_size",
             "best_ask_size"]
@@ -211,8 +211,8 @@ def core_params() -> dict[str, tuple[dict[str, Any], str | None]]:
 
 
 def bind(name: str, params: dict[str, Any], inp: str | None) -> Any:
-    from engine.registry import KERNELS
-    from engine.testing import _bind
+    from tickflow.engine.registry import KERNELS
+    from tickflow.engine.testing import _bind
 
     d = KERNELS.get(name)
     inputs = None
@@ -521,8 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     global CLOCK
     CLOCK = time.perf_counter if args.clock == "wall" else time.thread_time
 
-    import kernels  # noqa: F401  (registers the built-ins)
-    from engine.registry import KERNELS
+    import tickflow.kernels  # noqa: F401  (registers the built-ins)
+    from tickflow.engine.registry import KERNELS
 
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in only if s not in KERNELS]

@@ -31,15 +31,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from connectors.embedded_broker import EmbeddedBroker  # noqa: E402
-from connectors.kafka import SENT_HEADER  # noqa: E402
-from connectors.kafka_client import client_settings, ensure_topic  # noqa: E402
+from tickflow.connectors.embedded_broker import EmbeddedBroker  # noqa: E402
+from tickflow.connectors.kafka import SENT_HEADER  # noqa: E402
+from tickflow.connectors.kafka_client import client_settings, ensure_topic  # noqa: E402
 
 
 def ticks_values(rows: int, symbols: int = 14) -> list[tuple[bytes, bytes]]:
-    from connectors.base import RunContext
-    from connectors.simulator import SimulatorConfig, SimulatorSource
-    from connectors.tick_codec import encode_tick_rows
+    from tickflow.connectors.base import RunContext
+    from tickflow.connectors.simulator import SimulatorConfig, SimulatorSource
+    from tickflow.connectors.tick_codec import encode_tick_rows
 
     src = SimulatorSource(SimulatorConfig(kind="simulator", rows=rows, symbols=symbols,
                                           seed=3), RunContext(job_name="bench"))
@@ -111,9 +111,9 @@ executor: {{workers: 1}}
 def run_job(bootstrap: str, topic: str, tmp: str, until: callable, linger_ms: int = 2,
             on_open: callable | None = None) -> tuple[object, list[tuple[float, int]]]:
     """Run the live job until ``until(runner)``; returns its summary and (time, ticks)."""
-    from engine.compile import compile_job
-    from engine.executors.live import LiveRunner
-    from engine.loader import load_job
+    from tickflow.engine.compile import compile_job
+    from tickflow.engine.executors.live import LiveRunner
+    from tickflow.engine.loader import load_job
 
     path = Path(tmp) / f"{topic}.yaml"
     path.write_text(JOB.format(bootstrap=bootstrap, topic=topic, tmp=tmp, root=ROOT,

@@ -315,8 +315,8 @@ def run_polars(src: Path, out: Path, writer: str) -> dict[str, Any]:
 
 
 def _compile(ticks: Path, outdir: Path, workers: int, report: bool) -> Any:
-    from engine.compile import compile_job
-    from engine.loader import load_job
+    from tickflow.engine.compile import compile_job
+    from tickflow.engine.loader import load_job
 
     overrides = [f"executor.workers={workers}"]
     if not report:
@@ -327,7 +327,7 @@ def _compile(ticks: Path, outdir: Path, workers: int, report: bool) -> Any:
 
 def run_tickflow(src: Path, out_dir: Path, warm: Path, workers: int,
                  report: bool) -> dict[str, Any]:
-    from engine.executors.local import run_local
+    from tickflow.engine.executors.local import run_local
 
     # Warm-up on a tiny file: loads the numba kernels (from numba's cache, or compiles them on
     # the very first run) so that JIT time is not in the timed run.
@@ -346,7 +346,7 @@ def run_tickflow(src: Path, out_dir: Path, warm: Path, workers: int,
 def run_kernels(src: Path, out_dir: Path, warm: Path, workers: int) -> dict[str, Any]:
     """Pipeline.process over batches already in memory: kernels, sharding and output assembly
     (and the signal rules), no Parquet reading or writing."""
-    from engine.executors.local import Pipeline
+    from tickflow.engine.executors.local import Pipeline
 
     morsel = 65_536
     warm_table = pq.read_table(warm)
@@ -509,7 +509,7 @@ def machine() -> str:
     import polars as pl
 
     try:
-        from engine import __version__ as tf_version
+        from tickflow.engine import __version__ as tf_version
     except ImportError:
         tf_version = "?"
     cpu = "?"
@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args)
         return 0
 
-    from connectors.simulator import write_simulated_parquet
+    from tickflow.connectors.simulator import write_simulated_parquet
 
     print(machine())
     tmp = None

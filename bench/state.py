@@ -76,8 +76,8 @@ executor: {{workers: {workers}, morsel_rows: 65536, progress: false}}
 
 
 def compile_text(text: str, where: Path) -> Any:
-    from engine.compile import compile_job
-    from engine.loader import load_job
+    from tickflow.engine.compile import compile_job
+    from tickflow.engine.loader import load_job
 
     path = where / "job.yaml"
     path.write_text(text)
@@ -93,8 +93,8 @@ def run_job(text: str, where: Path) -> tuple[float, float, int, int]:
     (``RunSummary.seconds``); the second also counts closing the sinks, which for a
     checkpointed Parquet sink means merging its part files into the output file.
     """
-    from engine.checkpoint import CheckpointStore, state_root
-    from engine.executors.local import run_local
+    from tickflow.engine.checkpoint import CheckpointStore, state_root
+    from tickflow.engine.executors.local import run_local
 
     job = compile_text(text, where)
     store = CheckpointStore(state_root(job.spec.name, job.spec.state.path))
@@ -134,10 +134,10 @@ def checkpoint_restart(args: argparse.Namespace, tmp: Path, n_keys: int) -> None
     """Checkpoint time and restart time with ``n_keys`` keys in state, for each backend."""
     import pyarrow as pa
 
-    from connectors.simulator import symbol_names
-    from engine.executors.local import Pipeline
-    from engine.state.lanes import scatter
-    from engine.state.recovery import Checkpointer
+    from tickflow.connectors.simulator import symbol_names
+    from tickflow.engine.executors.local import Pipeline
+    from tickflow.engine.state.lanes import scatter
+    from tickflow.engine.state.recovery import Checkpointer
 
     rows = n_keys * 30  # every key 30 ticks: windows partly filled, time rings grown once
     rng = np.random.default_rng(1)
@@ -212,11 +212,11 @@ executor: {{kind: local, workers: {workers}}}
 
 def live_throughput(args: argparse.Namespace, tmp: Path) -> None:
     """The live path with each backend over the same topic (replayed once)."""
-    from connectors.embedded_broker import EmbeddedBroker
-    from connectors.replay import replay_to_kafka
-    from connectors.simulator import write_simulated_parquet
-    from engine.checkpoint import CheckpointStore, state_root
-    from engine.executors.live import LiveRunner
+    from tickflow.connectors.embedded_broker import EmbeddedBroker
+    from tickflow.connectors.replay import replay_to_kafka
+    from tickflow.connectors.simulator import write_simulated_parquet
+    from tickflow.engine.checkpoint import CheckpointStore, state_root
+    from tickflow.engine.executors.live import LiveRunner
 
     ticks = tmp / "live_ticks.parquet"
     write_simulated_parquet(ticks, rows=args.live_rows, symbols=args.symbols, seed=5)
@@ -267,7 +267,7 @@ def main() -> None:
                    choices=("throughput", "restart", "big", "live"))
     args = p.parse_args()
 
-    from connectors.simulator import write_simulated_parquet
+    from tickflow.connectors.simulator import write_simulated_parquet
 
     print(f"tickflow state backends -- {platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}, workers={args.workers}")

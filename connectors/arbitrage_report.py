@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from connectors.base import ConnectorConfig, RunContext, Sink, sink
+from tickflow.connectors.base import ConnectorConfig, RunContext, Sink, sink
 
 COLUMNS = ("timestamp", "symbol", "exchange", "exchange_b", "net_edge_bps", "is_stale")
 

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-from engine.registry import CONNECTORS
+from tickflow.engine.registry import CONNECTORS
 
 CANONICAL_TICK_SCHEMA = pa.schema([
     ("timestamp", pa.timestamp("us", tz="UTC")),
@@ -159,7 +159,7 @@ def connector_names(role: str) -> list[str]:
 
 
 def get_connector(role: str, name: str) -> ConnectorDef:
-    from engine.registry import UnknownNameError, close_matches
+    from tickflow.engine.registry import UnknownNameError, close_matches
 
     key = f"{role}:{name}"
     if key not in CONNECTORS:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.coinbase import (
+from tickflow.connectors.coinbase import (
     NOT_JSON,
     Frame,
     Reject,
@@ -32,7 +32,7 @@ from connectors.coinbase import (
     _number,
     load_json_frame,
 )
-from connectors.exchange_protocol import (
+from tickflow.connectors.exchange_protocol import (
     ExchangeProtocol,
     SubscribeRequest,
     common_symbol,

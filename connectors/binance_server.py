@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from connectors.exchange_server import Connection, LoopbackServer, MarketFrame
-from connectors.venue_simulator import DEFAULT_VENUE_SYMBOLS, venue_config, venue_quotes
+from tickflow.connectors.exchange_server import Connection, LoopbackServer, MarketFrame
+from tickflow.connectors.venue_simulator import DEFAULT_VENUE_SYMBOLS, venue_config, venue_quotes
 
 
 def load_frames(path: str | Path) -> list[MarketFrame]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from engine.errors import SourceError
+from tickflow.engine.errors import SourceError
 
 KEY_ENV = "COINBASE_API_KEY"
 SECRET_ENV = "COINBASE_API_SECRET"

@@ -2,7 +2,7 @@
 
 One channel per subscribe message (a fresh JWT in each when credentials are set), a
 connection-wide ``sequence_num`` from 0, and 1 Hz ``heartbeats`` frames for the watchdog
-(``../shared/PROTOCOLS.md`` §2-7). The parser is :func:`connectors.coinbase.parse_frame`.
+(``../shared/PROTOCOLS.md`` §2-7). The parser is :func:`tickflow.connectors.coinbase.parse_frame`.
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.coinbase import (
+from tickflow.connectors.coinbase import (
     DEFAULT_PRODUCTS,
     DEFAULT_URL,
     Frame,
     parse_frame,
     subscribe_message,
 )
-from connectors.exchange_protocol import ExchangeProtocol, SubscribeRequest, exchange_protocol
+from tickflow.connectors.exchange_protocol import ExchangeProtocol, SubscribeRequest, exchange_protocol
 
 
 @exchange_protocol("coinbase")

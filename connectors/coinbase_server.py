@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.coinbase import DEFAULT_PRODUCTS, SUBSCRIPTION_CHANNELS, parse_timestamp_us
-from connectors.exchange_server import Connection, LoopbackServer, MarketFrame, now_rfc3339
+from tickflow.connectors.coinbase import DEFAULT_PRODUCTS, SUBSCRIPTION_CHANNELS, parse_timestamp_us
+from tickflow.connectors.exchange_server import Connection, LoopbackServer, MarketFrame, now_rfc3339
 
 _SEQ_RE = re.compile(r'"sequence_num"\s*:\s*"?\d+"?')
 

@@ -1,7 +1,7 @@
 """``kind: coinbase``: live Coinbase tickers straight into a job, without Kafka in between.
 
 Why: for a quick look at live features a Kafka broker is one moving part too many. The source
-runs the collector (``connectors.collector.Collector``: reconnects, sequence checks,
+runs the collector (``tickflow.connectors.collector.Collector``: reconnects, sequence checks,
 heartbeat watchdog, dead letters) on its own event loop in a thread and hands the job record
 batches of canonical ticks, cut every ``batch_rows`` ticks or ``linger_ms``. A run ends after
 ``max_ticks`` or ``duration_s`` (or on Ctrl+C when neither is set). For capture-and-replay,
@@ -21,11 +21,11 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from connectors.base import CANONICAL_TICK_SCHEMA, ConnectorConfig, RunContext, Source, source
-from connectors.coinbase import DEFAULT_PRODUCTS, DEFAULT_URL, ticks_to_table
-from connectors.dead_letter import DeadLetters
-from connectors.tick_writers import TickWriter
-from engine.errors import SourceError
+from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, ConnectorConfig, RunContext, Source, source
+from tickflow.connectors.coinbase import DEFAULT_PRODUCTS, DEFAULT_URL, ticks_to_table
+from tickflow.connectors.dead_letter import DeadLetters
+from tickflow.connectors.tick_writers import TickWriter
+from tickflow.engine.errors import SourceError
 
 _DONE = object()
 
@@ -89,8 +89,8 @@ class CoinbaseSource(Source):
 
     def _collector_parts(self) -> tuple[Any, DeadLetters]:
         """The collector settings and dead-letter sink for this source (venues override)."""
-        from connectors.coinbase_auth import CoinbaseCredentials
-        from connectors.collector import CollectorSettings
+        from tickflow.connectors.coinbase_auth import CoinbaseCredentials
+        from tickflow.connectors.collector import CollectorSettings
 
         c = self.config
         settings = CollectorSettings(url=c.url, products=tuple(c.products),
@@ -101,7 +101,7 @@ class CoinbaseSource(Source):
         return settings, DeadLetters(c.dead_letter_path, source=c.id or "coinbase")
 
     def _start(self) -> None:
-        from connectors.collector import Collector
+        from tickflow.connectors.collector import Collector
 
         settings, self.dead_letters = self._collector_parts()
         self._collector = Collector(settings, _QueueWriter(self._queue), self.dead_letters)

@@ -32,16 +32,16 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from connectors.coinbase_auth import CoinbaseCredentials
-from connectors.dead_letter import DeadLetters
-from connectors.exchange_protocol import SubscribeRequest, get_protocol, protocol_names
-from connectors.tick_writers import (
+from tickflow.connectors.coinbase_auth import CoinbaseCredentials
+from tickflow.connectors.dead_letter import DeadLetters
+from tickflow.connectors.exchange_protocol import SubscribeRequest, get_protocol, protocol_names
+from tickflow.connectors.tick_writers import (
     JsonlTickWriter,
     KafkaTickWriter,
     ParquetTickWriter,
     TickWriter,
 )
-from engine.errors import SourceError, TickflowError
+from tickflow.engine.errors import SourceError, TickflowError
 
 LOG = logging.getLogger("tickflow.collector")
 # websockets logs every frame at DEBUG, subscribe messages (and their JWT) included: its
@@ -56,7 +56,7 @@ class CollectorSettings:
     """How to connect and when to give up; defaults suit the production feed.
 
     Attributes:
-        exchange: the registered exchange protocol (``connectors.exchange_protocol``).
+        exchange: the registered exchange protocol (``tickflow.connectors.exchange_protocol``).
         url: the WebSocket endpoint (None: the exchange's production endpoint).
         products: products to subscribe, in common naming (None: the exchange's defaults).
         channels: channels to subscribe (None: the exchange's defaults; Coinbase's
@@ -372,8 +372,8 @@ def _writer(args: argparse.Namespace) -> tuple[TickWriter, DeadLetters]:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from connectors.embedded_broker import EMBEDDED
-    from connectors.replay import replay_to_kafka
+    from tickflow.connectors.embedded_broker import EMBEDDED
+    from tickflow.connectors.replay import replay_to_kafka
 
     if not args.kafka:
         raise SourceError("collect: --replay needs -k BOOTSTRAP (the Kafka to replay into)")

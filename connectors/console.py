@@ -7,7 +7,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from connectors.base import ConnectorConfig, RunContext, Sink, sink
+from tickflow.connectors.base import ConnectorConfig, RunContext, Sink, sink
 
 
 class ConsoleSinkConfig(ConnectorConfig):

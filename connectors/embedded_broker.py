@@ -20,7 +20,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from engine.errors import SourceError
+from tickflow.engine.errors import SourceError
 
 EMBEDDED = "embedded"
 

@@ -1,7 +1,7 @@
 """What differs between exchanges for the collector, as one object registered by name.
 
 Why: reconnecting with backoff, the heartbeat watchdog, sequence accounting, dead letters and
-clean shutdown are the same for every venue (``connectors.collector.Collector``); only the
+clean shutdown are the same for every venue (``tickflow.connectors.collector.Collector``); only the
 endpoint, the subscribe messages, the frame parser and how liveness is signalled differ. A venue
 is added by registering an :class:`ExchangeProtocol` under its name
 (``@exchange_protocol("binance")``); ``run-job collect NAME`` and the ``kind: NAME`` job
@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.coinbase import Frame
+from tickflow.connectors.coinbase import Frame
 
 _PROTOCOLS: dict[str, ExchangeProtocol] = {}
 
@@ -81,9 +81,9 @@ def exchange_protocol(name: str) -> Callable[[type[ExchangeProtocol]], type[Exch
 
 
 def _load_builtins() -> None:
-    import connectors.binance
-    import connectors.coinbase_protocol
-    import connectors.kraken  # noqa: F401
+    import tickflow.connectors.binance
+    import tickflow.connectors.coinbase_protocol
+    import tickflow.connectors.kraken  # noqa: F401
 
 
 def get_protocol(name: str) -> ExchangeProtocol:

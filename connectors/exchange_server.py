@@ -4,7 +4,7 @@ Why: the collector must be tested (and demonstrated offline) against the same pr
 production feed speaks, including its failures, without network. :class:`LoopbackServer` owns
 the generic part (its own event loop in a thread, per-connection sequence numbers, a shared
 market cursor, pacing, fault injection, a delivery check); a protocol subclass such as
-``connectors.coinbase_server.CoinbaseExchangeServer`` says how to answer subscriptions and
+``tickflow.connectors.coinbase_server.CoinbaseExchangeServer`` says how to answer subscriptions and
 frame messages, so that other venues (Binance, Kraken) can reuse the machinery.
 
 The market is a list of recorded (or synthetic) frames that every connection walks from the
@@ -33,7 +33,7 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from connectors.coinbase import DEFAULT_PRODUCTS
+from tickflow.connectors.coinbase import DEFAULT_PRODUCTS
 
 INJECTION_KINDS = ("malformed_json", "unknown_channel", "missing_field", "bad_number",
                    "string_numbers", "error_frame")
@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from connectors.coinbase_server import CoinbaseExchangeServer, load_frames, synthetic_frames
+    from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, load_frames, synthetic_frames
 
     args = build_parser().parse_args(argv)
     try:
@@ -487,7 +487,7 @@ def _venue_frames(args: argparse.Namespace) -> tuple[list[MarketFrame], type[Loo
     """Binance or Kraken: recorded frames, or the multi-venue simulator's quotes."""
     import importlib
 
-    module = importlib.import_module(f"connectors.{args.exchange}_server")
+    module = importlib.import_module(f"tickflow.connectors.{args.exchange}_server")
     server_class = getattr(module, f"{args.exchange.capitalize()}ExchangeServer")
     if args.frames:
         return module.load_frames(args.frames), server_class

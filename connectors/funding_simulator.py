@@ -26,9 +26,9 @@ import pyarrow.compute as pc
 from numba import njit
 from pydantic import Field
 
-from connectors.base import ConnectorConfig, Source, source
-from connectors.simulator import CHUNK_ROWS, SimulatorConfig, SimulatorSource, _rebatch
-from engine.errors import SourceError
+from tickflow.connectors.base import ConnectorConfig, Source, source
+from tickflow.connectors.simulator import CHUNK_ROWS, SimulatorConfig, SimulatorSource, _rebatch
+from tickflow.engine.errors import SourceError
 
 FUNDING_SCHEMA = pa.schema([
     ("timestamp", pa.timestamp("us", tz="UTC")),

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from connectors.base import (
+from tickflow.connectors.base import (
     CANONICAL_TICK_SCHEMA,
     ConnectorConfig,
     RunContext,
@@ -38,9 +38,9 @@ from connectors.base import (
     sink,
     source,
 )
-from connectors.dead_letter import DeadLetters
-from connectors.embedded_broker import EmbeddedBroker, broker_answers, resolve_bootstrap
-from connectors.kafka_client import (
+from tickflow.connectors.dead_letter import DeadLetters
+from tickflow.connectors.embedded_broker import EmbeddedBroker, broker_answers, resolve_bootstrap
+from tickflow.connectors.kafka_client import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_FEATURES_TOPIC,
     DEFAULT_TICKS_TOPIC,
@@ -51,9 +51,9 @@ from connectors.kafka_client import (
     topic_id,
     wait_for_broker,
 )
-from connectors.tick_codec import decode_tick_values, encode_json_values, kept_indices
-from connectors.tick_quality import TickQuality, TickQualityConfig
-from engine.errors import SinkError, SourceError
+from tickflow.connectors.tick_codec import decode_tick_values, encode_json_values, kept_indices
+from tickflow.connectors.tick_quality import TickQuality, TickQualityConfig
+from tickflow.engine.errors import SinkError, SourceError
 
 SENT_HEADER = "tickflow-sent-us"
 """Optional message header: when the producer sent the tick (µs since the epoch), for

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from connectors.embedded_broker import broker_answers
-from engine.errors import SourceError
+from tickflow.connectors.embedded_broker import broker_answers
+from tickflow.engine.errors import SourceError
 
 KAFKA_LOG = logging.getLogger("tickflow.kafka")
 KAFKA_LOG.addHandler(logging.NullHandler())

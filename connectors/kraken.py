@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.coinbase import (
+from tickflow.connectors.coinbase import (
     NOT_JSON,
     Frame,
     Reject,
@@ -29,7 +29,7 @@ from connectors.coinbase import (
     load_json_frame,
     parse_timestamp_us,
 )
-from connectors.exchange_protocol import (
+from tickflow.connectors.exchange_protocol import (
     ExchangeProtocol,
     SubscribeRequest,
     common_symbol,

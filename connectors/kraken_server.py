@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.coinbase import format_timestamp_us
-from connectors.exchange_server import Connection, LoopbackServer, MarketFrame, now_rfc3339
-from connectors.venue_simulator import DEFAULT_VENUE_SYMBOLS, venue_config, venue_quotes
+from tickflow.connectors.coinbase import format_timestamp_us
+from tickflow.connectors.exchange_server import Connection, LoopbackServer, MarketFrame, now_rfc3339
+from tickflow.connectors.venue_simulator import DEFAULT_VENUE_SYMBOLS, venue_config, venue_quotes
 
 _ALIASES = {"XBT": "BTC", "XDG": "DOGE"}
 

@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
-from connectors.base import ConnectorConfig, RunContext, Sink, Source, sink, source
-from engine.errors import SinkError, SourceError
+from tickflow.connectors.base import ConnectorConfig, RunContext, Sink, Source, sink, source
+from tickflow.engine.errors import SinkError, SourceError
 
 Compression = Literal["lz4", "zstd", "snappy", "gzip", "brotli", "none"]
 

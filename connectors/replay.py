@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.kafka_client import DEFAULT_TICKS_TOPIC, client_settings, ensure_topic
-from connectors.tick_codec import decode_tick_values, encode_tick_values, kept_indices
-from engine.errors import SourceError
+from tickflow.connectors.kafka_client import DEFAULT_TICKS_TOPIC, client_settings, ensure_topic
+from tickflow.connectors.tick_codec import decode_tick_values, encode_tick_values, kept_indices
+from tickflow.engine.errors import SourceError
 
 CHUNK_ROWS = 5_000
 
@@ -122,7 +122,7 @@ def replay_to_kafka(path: str | Path, bootstrap: str, topic: str = DEFAULT_TICKS
     """
     from confluent_kafka import Producer
 
-    from connectors.kafka import SENT_HEADER
+    from tickflow.connectors.kafka import SENT_HEADER
 
     pace = parse_speed(speed)
     settings = client_settings(bootstrap, **{"linger.ms": 5, "batch.num.messages": 10_000,

@@ -33,8 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
-from connectors.base import ConnectorConfig, RunContext, Sink, sink
-from engine.errors import SinkError
+from tickflow.connectors.base import ConnectorConfig, RunContext, Sink, sink
+from tickflow.engine.errors import SinkError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
 _UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000,

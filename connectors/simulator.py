@@ -35,8 +35,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from connectors.base import CANONICAL_TICK_SCHEMA, ConnectorConfig, RunContext, Source, source
-from engine.errors import SourceError
+from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, ConnectorConfig, RunContext, Source, source
+from tickflow.engine.errors import SourceError
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -470,8 +470,8 @@ def write_simulated_parquet(path: str | Path, rows: int = 1_000_000,
     """
     import json
 
-    from connectors.parquet import AtomicParquetWriter
-    from engine import __version__
+    from tickflow.connectors.parquet import AtomicParquetWriter
+    from tickflow.engine import __version__
 
     settings: dict[str, Any] = {"kind": "simulator", "rows": rows, "symbols": symbols,
                                 "seed": seed, "ticks_per_second": ticks_per_second,

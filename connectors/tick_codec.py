@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from connectors.base import CANONICAL_TICK_SCHEMA
+from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
 
 NUMERIC_FIELDS = ("price", "best_bid", "best_ask", "best_bid_size", "best_ask_size",
                   "last_size", "volume_24h")

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine.keys import KeyIndex
+from tickflow.engine.keys import KeyIndex
 
 QualityPolicy = Literal["dead_letter", "drop", "keep"]
 REASONS = ("nan_price", "non_positive_price", "crossed_quote", "late_timestamp")

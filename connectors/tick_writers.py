@@ -1,10 +1,10 @@
 """Where a collector puts canonical ticks: Parquet, JSON Lines or a Kafka topic.
 
-Every writer takes tick dicts (``connectors.coinbase.ticker_to_tick``), buffers as little as
+Every writer takes tick dicts (``tickflow.connectors.coinbase.ticker_to_tick``), buffers as little as
 its medium allows, and makes everything it was given durable on ``close``: the collector
 calls ``close`` on Ctrl+C or SIGTERM, so nothing received is lost. The JSON of a tick is the
-same everywhere (``connectors.coinbase.tick_to_json``), which is what the Kafka tick decoder
-(``connectors.tick_codec``) reads.
+same everywhere (``tickflow.connectors.coinbase.tick_to_json``), which is what the Kafka tick decoder
+(``tickflow.connectors.tick_codec``) reads.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from connectors.base import CANONICAL_TICK_SCHEMA
-from connectors.coinbase import tick_to_json, ticks_to_table
-from engine.errors import SinkError
+from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
+from tickflow.connectors.coinbase import tick_to_json, ticks_to_table
+from tickflow.engine.errors import SinkError
 
 LOG = logging.getLogger("tickflow.collector")
 
@@ -127,8 +127,8 @@ class KafkaTickWriter(TickWriter):
                  wait_s: float = 30.0):
         from confluent_kafka import Producer
 
-        from connectors.embedded_broker import resolve_bootstrap
-        from connectors.kafka_client import client_settings, ensure_topic, wait_for_broker
+        from tickflow.connectors.embedded_broker import resolve_bootstrap
+        from tickflow.connectors.kafka_client import client_settings, ensure_topic, wait_for_broker
 
         self.topic = topic
         self.rows = 0
@@ -150,7 +150,7 @@ class KafkaTickWriter(TickWriter):
     def dead_letter_forward(self, topic: str) -> Callable[[bytes, str], None]:
         """A ``DeadLetters(forward=...)`` callback producing records to ``topic`` (key =
         reason) with this writer's producer, so ``close`` flushes them too."""
-        from connectors.kafka_client import ensure_topic
+        from tickflow.connectors.kafka_client import ensure_topic
 
         ensure_topic(self._settings, topic)
 

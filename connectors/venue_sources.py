@@ -1,6 +1,6 @@
 """``kind: binance`` and ``kind: kraken``: a venue's live quotes straight into a job.
 
-Why: the same as ``kind: coinbase`` (``connectors.coinbase_source``), whose batching and
+Why: the same as ``kind: coinbase`` (``tickflow.connectors.coinbase_source``), whose batching and
 shutdown this reuses: the collector (reconnects with backoff, watchdog, gap counting, dead
 letters) runs on its own event loop in a thread; only the exchange protocol differs. Symbols
 arrive in common naming; ``symbol_map`` states any mapping such as USDT taken as USD.
@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from connectors.base import ConnectorConfig, RunContext, source
-from connectors.coinbase_source import CoinbaseSource
-from connectors.dead_letter import DeadLetters
+from tickflow.connectors.base import ConnectorConfig, RunContext, source
+from tickflow.connectors.coinbase_source import CoinbaseSource
+from tickflow.connectors.dead_letter import DeadLetters
 
 
 class VenueSourceConfig(ConnectorConfig):
@@ -64,7 +64,7 @@ class VenueSource(CoinbaseSource):
         super().__init__(config, context)  # type: ignore[arg-type]
 
     def _collector_parts(self) -> tuple[Any, DeadLetters]:
-        from connectors.collector import CollectorSettings
+        from tickflow.connectors.collector import CollectorSettings
 
         c = self.config
         assert isinstance(c, VenueSourceConfig)

@@ -32,8 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from engine.errors import StateError
-from engine.state.backend import (
+from tickflow.engine.errors import StateError
+from tickflow.engine.state.backend import (
     StateBackend,
     StateSnapshot,
     StepLayout,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.errors import TickflowError
+from tickflow.engine.errors import TickflowError
 
 COMMANDS = ("validate", "graph", "kernels", "simulate", "docs", "run", "train", "state",
             "collect", "serve")
@@ -37,8 +37,8 @@ def _console(stderr: bool = False) -> Any:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from engine.compile import compile_job
-    from engine.loader import load_job
+    from tickflow.engine.compile import compile_job
+    from tickflow.engine.loader import load_job
 
     overrides = list(args.set or [])
     if getattr(args, "state_backend", None):
@@ -54,7 +54,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from engine.dag import render_dot, render_mermaid, render_text
+    from tickflow.engine.dag import render_dot, render_mermaid, render_text
 
     job = _load(args)
     render = {"text": render_text, "mermaid": render_mermaid, "dot": render_dot}[args.format]
@@ -68,7 +68,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_kernels(args: argparse.Namespace) -> int:
-    from engine.reference import kernel_table, kernels_json
+    from tickflow.engine.reference import kernel_table, kernels_json
 
     _load_plugins_for_listing(args)
     if args.json:
@@ -90,12 +90,12 @@ def cmd_kernels(args: argparse.Namespace) -> int:
 
 def _load_plugins_for_listing(args: argparse.Namespace) -> None:
     """`kernels --plugins a.b` or `kernels JOB`: import those plugins so their kernels show."""
-    from engine.plugins import load_plugins
+    from tickflow.engine.plugins import load_plugins
 
     if args.job is not None:
-        from engine.errors import JobSpecError, Problem
-        from engine.loader import format_path, load_job
-        from engine.plugins import load_job_plugins
+        from tickflow.engine.errors import JobSpecError, Problem
+        from tickflow.engine.loader import format_path, load_job
+        from tickflow.engine.plugins import load_job_plugins
 
         loaded = load_job(args.job)
         problems: list[Problem] = []
@@ -113,7 +113,7 @@ def _load_plugins_for_listing(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from engine.train import load_train_spec, train
+    from tickflow.engine.train import load_train_spec, train
 
     report = train(load_train_spec(args.spec, args.set or []))
     auc = "n/a" if report.auc is None else f"{report.auc:.4f}"
@@ -127,7 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from connectors.simulator import write_simulated_parquet
+    from tickflow.connectors.simulator import write_simulated_parquet
 
     if not 0 < args.ticks_per_second <= 1e7:
         print(f"simulate: --ticks-per-second must be in (0, 1e7], found {args.ticks_per_second}",
@@ -141,7 +141,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from engine.reference import job_reference_markdown, kernels_markdown
+    from tickflow.engine.reference import job_reference_markdown, kernels_markdown
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,8 +154,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import os
 
-    from engine.backtest.run import is_backtest, run_backtest_command
-    from engine.executors.local import run_local
+    from tickflow.engine.backtest.run import is_backtest, run_backtest_command
+    from tickflow.engine.executors.local import run_local
 
     if is_backtest(args):
         if args.cluster:  # a sweep's points go to Dask (engine/backtest/sweep_dask.py)
@@ -174,18 +174,18 @@ def cmd_run(args: argparse.Namespace) -> int:
                       f"{workers} workers")
     live = spec.mode in ("live", "export") or args.replay
     if (args.cluster or live) and getattr(job, "is_multi_stream", False):
-        from engine.errors import CompileError, Problem
+        from tickflow.engine.errors import CompileError, Problem
 
         where = "--cluster" if args.cluster else "mode"
         raise CompileError([Problem(args.job, None, None, where, "jobs with several streams "
                                     "(operator steps or several sources) run on the local "
                                     "executor over finite sources only, for now")])
     if spec.mode in ("live", "export") or args.replay:
-        from engine.executors.live import run_live_from_cli
+        from tickflow.engine.executors.live import run_live_from_cli
 
         return run_live_from_cli(job, args, workers, console)
     if args.cluster or spec.executor.kind == "dask":
-        from engine.executors.dask import run_dask_from_cli
+        from tickflow.engine.executors.dask import run_dask_from_cli
 
         summary = run_dask_from_cli(job, args.cluster, args.workers, console,
                                     show_progress=spec.executor.progress and not quiet)
@@ -233,13 +233,13 @@ def _progress(console: Any, enabled: bool) -> tuple[Callable[[int], None] | None
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from connectors.collector import main as collect_main
+    from tickflow.connectors.collector import main as collect_main
 
     return collect_main([args.exchange, *args.rest])
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from connectors.exchange_server import main as serve_main
+    from tickflow.connectors.exchange_server import main as serve_main
 
     return serve_main([args.exchange, *args.rest])
 
@@ -331,7 +331,7 @@ HANDLERS = {"validate": cmd_validate, "graph": cmd_graph, "kernels": cmd_kernels
 
 
 def _state_command(args: argparse.Namespace) -> int:
-    from engine.state_cli import cmd_state
+    from tickflow.engine.state_cli import cmd_state
 
     return cmd_state(_load(args), args)
 

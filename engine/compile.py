@@ -14,23 +14,23 @@ from typing import Any
 import pyarrow as pa
 from pydantic import ValidationError
 
-import connectors  # noqa: F401  (registers built-in connectors)
-import engine.ml  # registers the model_score batch step
-import engine.state.memory  # noqa: F401  (registers the memory backend)
-import kernels  # noqa: F401  (registers built-in kernels)
-from connectors.base import ConnectorConfig, ConnectorDef, RunContext, get_connector
-from engine import __version__
-from engine.diagnostics import validation_problems
-from engine.errors import CompileError, JobSpecError, Problem, TickflowError
-from engine.loader import LoadedJob, Marks, format_path
-from engine.ml.batch import BatchBindError, BindContext
-from engine.operators import OPERATORS, BoundOperator, OperatorSpecError
-from engine.plugins import load_job_plugins
-from engine.registry import KERNELS, STATE_BACKENDS, UnknownNameError, close_matches, did_you_mean
-from engine.rules import Rule, RuleError, parse_rule
-from engine.spec import ConnectorBlock, JobSpec, StepSpec
-from engine.step import BoundKernel
-from engine.streams import Stream, stream_names_hint
+import tickflow.connectors  # noqa: F401  (registers built-in connectors)
+import tickflow.engine.ml  # registers the model_score batch step
+import tickflow.engine.state.memory  # noqa: F401  (registers the memory backend)
+import tickflow.kernels  # noqa: F401  (registers built-in kernels)
+from tickflow.connectors.base import ConnectorConfig, ConnectorDef, RunContext, get_connector
+from tickflow.engine import __version__
+from tickflow.engine.diagnostics import validation_problems
+from tickflow.engine.errors import CompileError, JobSpecError, Problem, TickflowError
+from tickflow.engine.loader import LoadedJob, Marks, format_path
+from tickflow.engine.ml.batch import BatchBindError, BindContext
+from tickflow.engine.operators import OPERATORS, BoundOperator, OperatorSpecError
+from tickflow.engine.plugins import load_job_plugins
+from tickflow.engine.registry import KERNELS, STATE_BACKENDS, UnknownNameError, close_matches, did_you_mean
+from tickflow.engine.rules import Rule, RuleError, parse_rule
+from tickflow.engine.spec import ConnectorBlock, JobSpec, StepSpec
+from tickflow.engine.step import BoundKernel
+from tickflow.engine.streams import Stream, stream_names_hint
 
 
 @dataclass
@@ -344,7 +344,7 @@ class _Compiler:
             except RuleError as exc:
                 self.problem(("signals", name), str(exc))
         if spec.strategy is not None or spec.sweep is not None or spec.mode == "backtest":
-            from engine.backtest.plan import strategy_problems
+            from tickflow.engine.backtest.plan import strategy_problems
 
             for path, message, at_key in strategy_problems(
                     spec, all_columns if known else None, [b.step_id for _, _, b in bound]):

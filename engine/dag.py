@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.compile import CompiledJob
+from tickflow.engine.compile import CompiledJob
 
 
 @dataclass(frozen=True)

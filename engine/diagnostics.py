@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from engine.errors import Problem
-from engine.loader import Marks, format_path
-from engine.registry import close_matches, did_you_mean
+from tickflow.engine.errors import Problem
+from tickflow.engine.loader import Marks, format_path
+from tickflow.engine.registry import close_matches, did_you_mean
 
 
 def _short(value: Any) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from engine.errors import JobSpecError, Problem
+from tickflow.engine.errors import JobSpecError, Problem
 
 PathKey = tuple[str | int, ...]
 

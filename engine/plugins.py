@@ -21,8 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from engine.errors import TickflowError
-from engine.registry import CONNECTORS, KERNELS, STATE_BACKENDS, RegistrationError, Registry
+from tickflow.engine.errors import TickflowError
+from tickflow.engine.registry import CONNECTORS, KERNELS, STATE_BACKENDS, RegistrationError, Registry
 
 ENTRY_POINT_GROUPS: dict[str, Registry[Any]] = {
     "tickflow.kernels": KERNELS,
@@ -88,7 +88,7 @@ def check_kernel(definition: Any) -> str | None:
     Returns:
         What is wrong, or None when the kernel is usable.
     """
-    from kernels.base import KernelDef, Params
+    from tickflow.kernels.base import KernelDef, Params
 
     if getattr(definition, "kind", None) != "kernel" or not isinstance(definition, KernelDef):
         return None  # other kinds (batch steps) carry their own checks

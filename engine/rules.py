@@ -24,7 +24,7 @@ the same flags::
     saved = state.snapshot(np.arange(state.n_keys))     # {field: (n_keys, k) float64 array}
     fresh = rule.new_state(); fresh.restore(np.arange(state.n_keys), saved)
 
-The state is a :class:`engine.state.arrays.KernelState` (first axis = key id, one field
+The state is a :class:`tickflow.engine.state.arrays.KernelState` (first axis = key id, one field
 ``prev<slot>`` of shape ``(k,)`` per remembered expression, the key's last ``k`` values, oldest
 first), so a state backend checkpoints a rule exactly as it checkpoints a kernel step.
 """
@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.registry import close_matches, did_you_mean
-from engine.state.arrays import KernelState
-from kernels.base import Field
+from tickflow.engine.registry import close_matches, did_you_mean
+from tickflow.engine.state.arrays import KernelState
+from tickflow.kernels.base import Field
 
 Columns = Mapping[str, np.ndarray]
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.backtest.spec import StrategySpec, SweepSpec
+from tickflow.engine.backtest.spec import StrategySpec, SweepSpec
 
 Mode = Literal["live", "research", "backtest", "arbitrage", "export"]
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.checkpoint import CheckpointStore, Manifest, state_root
-from engine.errors import StateError
-from engine.state.backend import get_backend
+from tickflow.engine.checkpoint import CheckpointStore, Manifest, state_root
+from tickflow.engine.errors import StateError
+from tickflow.engine.state.backend import get_backend
 
 
 def _size(n: float) -> str:
@@ -76,7 +76,7 @@ def cmd_state(job: Any, args: argparse.Namespace) -> int:
         per_key = sum(np.dtype(f.dtype).itemsize * f.size for f in fields)
         print(f"  step {sid:<28} {len(fields):>3} fields  {per_key:>8,} B/key  "
               f"{_size(per_key * rows):>10}")
-    from engine.checkpoint import KEYS_FILE, read_keys
+    from tickflow.engine.checkpoint import KEYS_FILE, read_keys
 
     keys = read_keys(path / KEYS_FILE)
     if args.keys:
@@ -92,13 +92,13 @@ def _print_key(store: CheckpointStore, backend: Any, path: Any, manifest: Manife
                keys: list[Any], key: str) -> None:
     lookup = {str(k): i for i, k in enumerate(keys)}
     if key not in lookup:
-        from engine.registry import close_matches, did_you_mean
+        from tickflow.engine.registry import close_matches, did_you_mean
 
         hint = did_you_mean(close_matches(key, list(lookup)))
         raise StateError(f"key {key!r} is not in checkpoint {manifest.seq}{hint}")
     kid = lookup[key]
     if manifest.page_keys:
-        from engine.state.paging import read_paged_key
+        from tickflow.engine.state.paging import read_paged_key
 
         steps = read_paged_key(backend, path, manifest.page_keys, kid)
     else:

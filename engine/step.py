@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.state.arrays import KernelState
-from kernels.base import KernelDef, Params
+from tickflow.engine.state.arrays import KernelState
+from tickflow.kernels.base import KernelDef, Params
 
 
 @dataclass

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.operators.base import BoundOperator
+from tickflow.engine.operators.base import BoundOperator
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Use them in tests::
 
-    from engine.testing import run_kernel, assert_split_invariant, assert_state_roundtrip
+    from tickflow.engine.testing import run_kernel, assert_split_invariant, assert_state_roundtrip
     out = run_kernel("ewma", {"price": prices}, keys=symbols, params={"alpha": 0.1})
     assert_split_invariant("ewma", {"price": prices}, keys=symbols, params={"alpha": 0.1})
 """
@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from engine.registry import KERNELS
-from engine.step import BoundKernel
+from tickflow.engine.registry import KERNELS
+from tickflow.engine.step import BoundKernel
 
 
 def _bind(name: str, params: Mapping[str, Any] | None,
           inputs: Sequence[str] | None) -> BoundKernel:
-    import kernels  # noqa: F401  (registers the built-ins)
+    import tickflow.kernels  # noqa: F401  (registers the built-ins)
 
     definition = KERNELS.get(name)
     p = definition.params(**(params or {}))
@@ -129,7 +129,7 @@ def run_pipeline(job: Any, workers: int = 1, morsel_rows: int = 65_536) -> Any:
     what a test compares across worker counts and morsel sizes."""
     import pyarrow as pa
 
-    from engine.executors.local import Pipeline
+    from tickflow.engine.executors.local import Pipeline
 
     use = job.sources[0]
     source = use.definition.cls(use.config, job.context)

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.errors import JobSpecError, SourceError, TickflowError
+from tickflow.engine.errors import JobSpecError, SourceError, TickflowError
 
 
 class _Strict(BaseModel):
@@ -114,8 +114,8 @@ class TrainReport:
 
 def load_train_spec(path: str | Path, overrides: Sequence[str] = ()) -> TrainSpec:
     """Read and validate a training spec; JobSpecError lists every located problem."""
-    from engine.diagnostics import validation_problems
-    from engine.loader import load_job
+    from tickflow.engine.diagnostics import validation_problems
+    from tickflow.engine.loader import load_job
 
     loaded = load_job(path, overrides=overrides)
     try:
@@ -245,7 +245,7 @@ def write_onnx(model: Any, features: list[str], path: Path) -> Path:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
-    from engine.ml.models import FEATURES_META
+    from tickflow.engine.ml.models import FEATURES_META
 
     onx = convert_sklearn(model, initial_types=[("features", FloatTensorType([None,
                                                                              len(features)]))],

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 from pydantic import Field as PydanticField
 
-from kernels.base import Field, Params, kernel
+from tickflow.kernels.base import Field, Params, kernel
 
 ARB_DIRECTIONS = ("none", "buy_a_sell_b", "buy_b_sell_a")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels.base import (
+from tickflow.kernels.base import (
     AlphaParams,
     Field,
     Window,
@@ -16,7 +16,7 @@ from kernels.base import (
     ring_fields,
     window_args,
 )
-from kernels.window import RECENTRE_MIN, recentred_sums
+from tickflow.kernels.window import RECENTRE_MIN, recentred_sums
 
 
 @njit(nogil=True, cache=True)

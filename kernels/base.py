@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
-from engine.registry import KERNELS
+from tickflow.engine.registry import KERNELS
 
 # --------------------------------------------------------------------------- parameters
 

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 from pydantic import model_validator
 
-from kernels.base import Duration, Field, Params, kernel, parse_duration_us
+from tickflow.kernels.base import Duration, Field, Params, kernel, parse_duration_us
 
 RECOMPUTE = 256
 

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 from pydantic import Field as PydanticField
 
-from kernels.base import Field, Params, kernel
+from tickflow.kernels.base import Field, Params, kernel
 
 # --------------------------------------------------------------------------- funding and basis
 

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 from pydantic import Field as PydanticField
 
-from kernels.base import Params, kernel
+from tickflow.kernels.base import Params, kernel
 
 TRI_ROUTES = ("none", "A>B>C>A", "A>C>B>A")
 """Labels of the int8 ``tri_route`` codes 0, 1, 2."""

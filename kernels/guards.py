@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 from pydantic import Field as PydanticField
 
-from kernels.base import (
+from tickflow.kernels.base import (
     Duration,
     Field,
     Params,
@@ -20,7 +20,7 @@ from kernels.base import (
     ring_fields,
     window_args,
 )
-from kernels.window import is_warm, ring_advance, ring_expired, ring_slot
+from tickflow.kernels.window import is_warm, ring_advance, ring_expired, ring_slot
 
 
 class PriceBandParams(Params):

@@ -8,8 +8,8 @@ import numpy as np
 from numba import njit
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from kernels.averages import rolling_moments
-from kernels.base import (
+from tickflow.kernels.averages import rolling_moments
+from tickflow.kernels.base import (
     Field,
     Params,
     Window,

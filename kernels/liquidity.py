@@ -9,7 +9,7 @@ from numba import njit
 from pydantic import Field as PydanticField
 from pydantic import model_validator
 
-from kernels.base import (
+from tickflow.kernels.base import (
     Field,
     NoParams,
     Params,
@@ -21,9 +21,9 @@ from kernels.base import (
     ring_fields,
     window_args,
 )
-from kernels.statistics import PosInt, min_row_window, pair_state, pair_walk
-from kernels.volatility import MEAN_OF_VALUES, rolling_sum_walk
-from kernels.window import RECOMPUTE, is_warm, ring_advance, ring_at, ring_expired, ring_slot
+from tickflow.kernels.statistics import PosInt, min_row_window, pair_state, pair_walk
+from tickflow.kernels.volatility import MEAN_OF_VALUES, rolling_sum_walk
+from tickflow.kernels.window import RECOMPUTE, is_warm, ring_advance, ring_at, ring_expired, ring_slot
 
 
 def _window_args(p: WindowParams) -> tuple[int, int, int]:

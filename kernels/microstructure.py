@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels.base import (
+from tickflow.kernels.base import (
     Field,
     NoParams,
     Window,
@@ -16,7 +16,7 @@ from kernels.base import (
     ring_fields,
     window_args,
 )
-from kernels.window import RECOMPUTE
+from tickflow.kernels.window import RECOMPUTE
 
 # --------------------------------------------------------------------------- stateless quotes
 

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 from pydantic import Field as PydanticField
 
-from kernels.base import Field, Params, kernel, ring_fields
+from tickflow.kernels.base import Field, Params, kernel, ring_fields
 
 
 @kernel("log_returns", inputs=("price",), outputs=("log_return",),

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 from pydantic import Field as PydanticField
 
-from kernels.base import (
+from tickflow.kernels.base import (
     Field,
     Params,
     Window,

@@ -13,7 +13,7 @@ from numba import njit
 from pydantic import AfterValidator, BeforeValidator, model_validator
 from pydantic import Field as PydanticField
 
-from kernels.base import (
+from tickflow.kernels.base import (
     AlphaParams,
     Field,
     Params,
@@ -25,7 +25,7 @@ from kernels.base import (
     ring_fields,
     window_args,
 )
-from kernels.window import (
+from tickflow.kernels.window import (
     RECENTRE_MIN,
     RECOMPUTE,
     is_warm,

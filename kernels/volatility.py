@@ -7,8 +7,8 @@ from numba import njit
 from pydantic import ConfigDict
 from pydantic import Field as PydanticField
 
-from kernels.averages import rolling_moments
-from kernels.base import (
+from tickflow.kernels.averages import rolling_moments
+from tickflow.kernels.base import (
     Field,
     Params,
     Window,
@@ -19,7 +19,7 @@ from kernels.base import (
     ring_fields,
     window_args,
 )
-from kernels.window import RECOMPUTE, recentred_sums
+from tickflow.kernels.window import RECOMPUTE, recentred_sums
 
 
 def _ring_moment_state(p: WindowParams) -> list[Field]:

@@ -33,7 +33,7 @@ def kafka_broker():
     Tests create their own uniquely named topics; a test that kills or restarts a broker
     starts its own instead of using this one.
     """
-    from connectors.embedded_broker import EmbeddedBroker
+    from tickflow.connectors.embedded_broker import EmbeddedBroker
 
     broker = EmbeddedBroker().start()
     try:

@@ -20,13 +20,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.base import CANONICAL_TICK_SCHEMA
-from engine.columns import float_column
-from engine.compile import CompiledJob
-from engine.errors import SourceError, TickflowError
-from engine.executors.local import Pipeline, timestamp_us
-from engine.keys import KeyIndex
-from engine.step import BoundKernel
+from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
+from tickflow.engine.columns import float_column
+from tickflow.engine.compile import CompiledJob
+from tickflow.engine.errors import SourceError, TickflowError
+from tickflow.engine.executors.local import Pipeline, timestamp_us
+from tickflow.engine.keys import KeyIndex
+from tickflow.engine.step import BoundKernel
 
 QUOTES = ("price", "best_bid", "best_ask")
 
@@ -130,9 +130,9 @@ def _signature(col: str, producers: dict[str, BoundKernel], seen: tuple[str, ...
 
 def _producers_of(job_path: str) -> dict[str, BoundKernel] | None:
     """Bind the steps of the job file that wrote a research output (None when it cannot)."""
-    from engine.compile import _Compiler
-    from engine.loader import load_job
-    from engine.spec import JobSpec
+    from tickflow.engine.compile import _Compiler
+    from tickflow.engine.loader import load_job
+    from tickflow.engine.spec import JobSpec
 
     try:
         loaded = load_job(job_path)
@@ -152,7 +152,7 @@ def _producers_of(job_path: str) -> dict[str, BoundKernel] | None:
 
 def reuse_verdict(path: str, job: CompiledJob, columns: set[str]) -> tuple[bool, str]:
     """Whether ``path`` holds ``columns`` made exactly as ``job`` makes them, and why (not)."""
-    from connectors.parquet import read_provenance
+    from tickflow.connectors.parquet import read_provenance
 
     names = set(pq.read_schema(path).names)
     ours = {c: s for s in job.steps for c in s.output_columns}

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from engine.backtest.plan import ENTRY_LONG, ENTRY_SHORT, EXIT_LONG, EXIT_SHORT
-from engine.backtest.spec import StrategySpec, duration_us
+from tickflow.engine.backtest.plan import ENTRY_LONG, ENTRY_SHORT, EXIT_LONG, EXIT_SHORT
+from tickflow.engine.backtest.spec import StrategySpec, duration_us
 
 YEAR_S = 365.0 * 86_400.0  # crypto trades every day: annualise by calendar time
 

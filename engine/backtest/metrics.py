@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from engine.backtest.fills import YEAR_S, SimResult
+from tickflow.engine.backtest.fills import YEAR_S, SimResult
 
 
 def _safe_div(a: float, b: float) -> float:

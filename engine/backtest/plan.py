@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.backtest.spec import StrategySpec
-from engine.registry import close_matches, did_you_mean
-from engine.rules import Rule, RuleError, parse_rule
+from tickflow.engine.backtest.spec import StrategySpec
+from tickflow.engine.registry import close_matches, did_you_mean
+from tickflow.engine.rules import Rule, RuleError, parse_rule
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

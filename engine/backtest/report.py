@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from engine.backtest.fills import REASONS
+from tickflow.engine.backtest.fills import REASONS
 
 if TYPE_CHECKING:
-    from engine.backtest.run import Backtest
-    from engine.backtest.spec import SweepSpec
+    from tickflow.engine.backtest.run import Backtest
+    from tickflow.engine.backtest.spec import SweepSpec
 
 # metric: (label, format); percentages are fractions shown as %
 SHOWN = {
@@ -97,7 +97,7 @@ def equity_table(bt: Backtest) -> pa.Table:
 
 
 def _write_parquet(table: pa.Table, path: Path, provenance: dict[str, str]) -> None:
-    from connectors.parquet import AtomicParquetWriter
+    from tickflow.connectors.parquet import AtomicParquetWriter
 
     writer = AtomicParquetWriter(path, table.schema, metadata=provenance)
     try:

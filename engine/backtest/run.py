@@ -21,20 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from engine.backtest.data import (
+from tickflow.engine.backtest.data import (
     MarketData,
     compute_features,
     raw_tick_columns,
     read_research_output,
     reuse_verdict,
 )
-from engine.backtest.fills import ENTRY_LONG, SimResult, run_simulation
-from engine.backtest.metrics import result_metrics
-from engine.backtest.plan import StrategyPlan, build_plan
-from engine.backtest.spec import StrategySpec
-from engine.compile import CompiledJob, compile_job
-from engine.errors import JobSpecError, Problem, SourceError
-from engine.loader import LoadedJob, load_job
+from tickflow.engine.backtest.fills import ENTRY_LONG, SimResult, run_simulation
+from tickflow.engine.backtest.metrics import result_metrics
+from tickflow.engine.backtest.plan import StrategyPlan, build_plan
+from tickflow.engine.backtest.spec import StrategySpec
+from tickflow.engine.compile import CompiledJob, compile_job
+from tickflow.engine.errors import JobSpecError, Problem, SourceError
+from tickflow.engine.loader import LoadedJob, load_job
 
 DEFAULT_TICKS = "data/sim_ticks.parquet"
 DEFAULT_TICK_ROWS = 2_000_000
@@ -98,7 +98,7 @@ def _ensure_default_ticks(loaded: LoadedJob, say: Any) -> None:
         raise SourceError(f"parquet source: no such file or directory: {path!r}; make simulated "
                           f"ticks with `run-job simulate -o {path} --rows {DEFAULT_TICK_ROWS}`, "
                           f"or point the job (TICKS=...) or --parquet at recorded ticks")
-    from connectors.simulator import write_simulated_parquet
+    from tickflow.connectors.simulator import write_simulated_parquet
 
     if say is not None:
         say(f"{DEFAULT_TICKS} is missing: simulating {DEFAULT_TICK_ROWS:,} ticks of 14 symbols "
@@ -201,7 +201,7 @@ def run_point(job_path: str, overrides: dict[str, Any], *, sets: Sequence[str] =
     keyed by everything that changes them, so that points differing only in rule thresholds
     share one feature computation.
     """
-    from engine.backtest.sweep import apply_strategy_sets, overrides_to_sets
+    from tickflow.engine.backtest.sweep import apply_strategy_sets, overrides_to_sets
 
     strategy_sets, step_sets = overrides_to_sets(job_path, overrides)
     base_sets = [*sets, *step_sets]
@@ -249,7 +249,7 @@ def output_paths(job: CompiledJob) -> dict[str, Path]:
 def run_backtest(job: CompiledJob, parquet: str | None = None, workers: int = 1,
                  write: bool = True) -> Backtest:
     """The whole single backtest: data, simulation, metrics and (optionally) the outputs."""
-    from engine.backtest.report import write_outputs
+    from tickflow.engine.backtest.report import write_outputs
 
     strategy = job.spec.strategy
     assert strategy is not None
@@ -263,7 +263,7 @@ def run_backtest(job: CompiledJob, parquet: str | None = None, workers: int = 1,
 
 def run_backtest_command(args: Any, console: Any) -> int:
     """``run-job JOB`` for a backtest job (``--parquet``, ``--sweep``, ``--workers``)."""
-    from engine.backtest.report import print_backtest
+    from tickflow.engine.backtest.report import print_backtest
 
     quiet = getattr(args, "quiet", False)
     say = None if quiet else console.print
@@ -276,7 +276,7 @@ def run_backtest_command(args: Any, console: Any) -> int:
                                     f"{job.spec.mode} job without a `strategy:` block")])
     workers = args.workers or job.spec.executor.workers or (os.cpu_count() or 1)
     if getattr(args, "sweep", False):
-        from engine.backtest.sweep import run_sweep_command
+        from tickflow.engine.backtest.sweep import run_sweep_command
 
         return run_sweep_command(job, args.job, args.set or [], parquet, workers, console,
                                  quiet)

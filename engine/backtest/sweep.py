@@ -1,6 +1,6 @@
 """Parameter sweeps: expand ``sweep:`` into points, run them in parallel, rank, warn.
 
-Each point is one call of the pure function :func:`engine.backtest.run.run_point` (job path and
+Each point is one call of the pure function :func:`tickflow.engine.backtest.run.run_point` (job path and
 overrides in, metrics out), so the same points can later be submitted as Dask tasks. Locally
 they run on threads by default: the simulator (numba, ``nogil``) and numpy's rule evaluation
 release the GIL, and every thread shares one feature computation per kernel setting. A process
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.backtest.spec import RangeSpec, StrategySpec, SweepSpec
-from engine.errors import JobSpecError, Problem
+from tickflow.engine.backtest.spec import RangeSpec, StrategySpec, SweepSpec
+from tickflow.engine.errors import JobSpecError, Problem
 
 LOWER_IS_BETTER = {"volatility", "max_drawdown_duration_s", "fees_paid", "turnover"}
 _EULER_GAMMA = 0.5772156649015329
@@ -67,7 +67,7 @@ def expand_points(sweep: SweepSpec) -> list[dict[str, Any]]:
 
 @functools.lru_cache(maxsize=8)
 def _step_index(job_path: str, mtime: float) -> dict[str, int]:
-    from engine.loader import load_job
+    from tickflow.engine.loader import load_job
 
     steps = load_job(job_path).data.get("steps") or []
     index: dict[str, int] = {}
@@ -100,7 +100,7 @@ def apply_strategy_sets(strategy: StrategySpec, sets: Sequence[str]) -> Strategy
     """``strategy.params.entry_z=1.5``-style overrides applied to a validated strategy."""
     from pydantic import ValidationError
 
-    from engine.loader import format_path, parse_override
+    from tickflow.engine.loader import format_path, parse_override
 
     if not sets:
         return strategy
@@ -124,7 +124,7 @@ def apply_strategy_sets(strategy: StrategySpec, sets: Sequence[str]) -> Strategy
 
 def _point_task(args: tuple[str, dict[str, Any], tuple[str, ...], str | None, float | None]
                 ) -> dict[str, dict[str, float]]:
-    from engine.backtest.run import run_point
+    from tickflow.engine.backtest.run import run_point
 
     job_path, overrides, sets, parquet, train = args
     return run_point(job_path, overrides, sets=sets, parquet=parquet, train_fraction=train)
@@ -245,8 +245,8 @@ def run_sweep_command(job: Any, job_path: str, sets: Sequence[str], parquet: str
 
     from rich.markup import escape
 
-    from engine.backtest.report import print_sweep, write_sweep
-    from engine.backtest.run import output_paths
+    from tickflow.engine.backtest.report import print_sweep, write_sweep
+    from tickflow.engine.backtest.run import output_paths
 
     sweep = job.spec.sweep
     if sweep is None:
@@ -257,7 +257,7 @@ def run_sweep_command(job: Any, job_path: str, sets: Sequence[str], parquet: str
     workers = min(workers, sweep.workers or workers)
     shown = sweep
     if job.spec.executor.kind == "dask":  # executor.address, or --cluster
-        from engine.backtest.sweep_dask import run_sweep_from_cli
+        from tickflow.engine.backtest.sweep_dask import run_sweep_from_cli
 
         rows, workers = run_sweep_from_cli(
             job, job_path, sets, parquet, workers, console, quiet=quiet,

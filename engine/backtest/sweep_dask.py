@@ -6,7 +6,7 @@ submitted. Each point becomes one task holding plain data: the loaded job of its
 paths made absolute, the environment already substituted), its strategy overrides and the
 walk-forward split. A worker compiles each setting once and computes its features once (a
 per-process cache, as the local process pool has), then runs the point with the functions
-:func:`engine.backtest.run.run_point` uses, so the table is the local one, value for value. A
+:func:`tickflow.engine.backtest.run.run_point` uses, so the table is the local one, value for value. A
 point that fails, on the client's compile or on a worker, becomes a row with its parameters and
 an ``error`` (ranked last); the other points still run.
 """
@@ -23,17 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from engine.backtest.data import MarketData
-from engine.backtest.spec import SweepSpec
-from engine.backtest.sweep import (
+from tickflow.engine.backtest.data import MarketData
+from tickflow.engine.backtest.spec import SweepSpec
+from tickflow.engine.backtest.sweep import (
     apply_strategy_sets,
     ordered_points,
     overrides_to_sets,
     ranked_rows,
 )
-from engine.compile import CompiledJob, compile_job
-from engine.errors import TickflowError
-from engine.loader import LoadedJob
+from tickflow.engine.compile import CompiledJob, compile_job
+from tickflow.engine.errors import TickflowError
+from tickflow.engine.loader import LoadedJob
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def make_setting(job: CompiledJob, run_id: str, index: int, parquet: str | None,
 def run_point_task(setting: SweepSetting, strategy_sets: tuple[str, ...],
                    index: int) -> PointOutcome:
     """Task: one point's metrics; any failure is returned with the point, not raised."""
-    from engine.executors.dask_tasks import _worker_address
+    from tickflow.engine.executors.dask_tasks import _worker_address
 
     try:
         metrics = point_metrics(setting, strategy_sets)
@@ -94,8 +94,8 @@ def run_point_task(setting: SweepSetting, strategy_sets: tuple[str, ...],
 def point_metrics(setting: SweepSetting,
                   strategy_sets: Sequence[str]) -> dict[str, dict[str, float]]:
     """As :func:`~engine.backtest.run.run_point`, from a loaded job instead of a file."""
-    from engine.backtest.plan import build_plan
-    from engine.backtest.run import evaluate, load_market_data
+    from tickflow.engine.backtest.plan import build_plan
+    from tickflow.engine.backtest.run import evaluate, load_market_data
 
     key = (setting.run_id, setting.index)
     with _CACHE_LOCK:
@@ -145,8 +145,8 @@ def run_sweep_dask(job_path: str, sweep: SweepSpec, sets: Sequence[str] = (),
         ClusterError: unreachable scheduler or no workers.
         JobSpecError: a sweep parameter names no step.
     """
-    from engine.backtest.run import load_backtest_job
-    from engine.executors.dask import connect
+    from tickflow.engine.backtest.run import load_backtest_job
+    from tickflow.engine.executors.dask import connect
 
     ordered = ordered_points(sweep)
     train = sweep.walk_forward.train_fraction if sweep.walk_forward else None
@@ -167,7 +167,7 @@ def run_sweep_dask(job_path: str, sweep: SweepSpec, sets: Sequence[str] = (),
     cluster = None
     if client is None:
         if not address:
-            from engine.executors.dask import ClusterError
+            from tickflow.engine.executors.dask import ClusterError
 
             raise ClusterError("executor.kind is dask but no scheduler is given: set "
                                "executor.address (tcp://host:8786) or pass --cluster")
@@ -188,7 +188,7 @@ def _submit(client: Any, run_id: str, tasks: list[tuple[SweepSetting | str, tupl
             ) -> list[dict[str, dict[str, float]] | str]:
     from distributed import as_completed
 
-    from engine.executors.dask import require_workers
+    from tickflow.engine.executors.dask import require_workers
 
     require_workers(client)
     if on_connect is not None:
@@ -228,7 +228,7 @@ def run_sweep_from_cli(job: CompiledJob, job_path: str, sets: Sequence[str],
     Returns:
         The ranked rows and the cluster's worker threads.
     """
-    from engine.executors.dask import describe_cluster, task_progress
+    from tickflow.engine.executors.dask import describe_cluster, task_progress
 
     assert job.spec.sweep is not None
     bar: Any = None

@@ -2,7 +2,7 @@
 
 Only the executor changes, never the job. The client compiles the job once (so every mistake is
 reported before anything is submitted), then submits one task per key partition
-(:mod:`engine.executors.partition`: a stable CRC-32 of the symbol modulo ``partitions``). Each
+(:mod:`tickflow.engine.executors.partition`: a stable CRC-32 of the symbol modulo ``partitions``). Each
 task compiles the job again on its worker from the loaded YAML data (plain, picklable data:
 nothing compiled crosses the wire), reads the Parquet input itself, keeps the rows of its keys
 in arrival order, runs the same :class:`~engine.executors.local.Pipeline` as the local executor
@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.compile import CompiledJob
-from engine.executors.dask_tasks import (
+from tickflow.engine.compile import CompiledJob
+from tickflow.engine.executors.dask_tasks import (
     ClusterError,
     DaskPlan,
     PartOutput,
@@ -45,7 +45,7 @@ from engine.executors.dask_tasks import (
     discard_staging,
     run_partition,
 )
-from engine.executors.local import RunSummary
+from tickflow.engine.executors.local import RunSummary
 
 __all__ = ["ClusterError", "DaskRunSummary", "connect", "describe_cluster", "make_plan",
            "require_workers", "run_dask", "run_dask_from_cli", "run_partition", "task_progress"]

@@ -3,7 +3,7 @@
 Everything here is imported by worker processes, so it depends on nothing that lives only on
 the client. A task receives a :class:`DaskPlan` (the loaded job as plain data plus the output
 layout) and compiles the job itself; no compiled object and no tick crosses the wire.
-See :mod:`engine.executors.dask` for the client side and the output layout.
+See :mod:`tickflow.engine.executors.dask` for the client side and the output layout.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from connectors.base import RunContext
-from engine.compile import CompiledJob, compile_job
-from engine.errors import SinkError, TickflowError
-from engine.executors.local import Pipeline
-from engine.executors.partition import ScanCounts, partition_batches
-from engine.loader import LoadedJob
+from tickflow.connectors.base import RunContext
+from tickflow.engine.compile import CompiledJob, compile_job
+from tickflow.engine.errors import SinkError, TickflowError
+from tickflow.engine.executors.local import Pipeline
+from tickflow.engine.executors.partition import ScanCounts, partition_batches
+from tickflow.engine.loader import LoadedJob
 
 PART_NAME = "part-{:05d}.parquet"
 PARTITION_HASH = "crc32(utf-8 key) % partitions"
@@ -127,7 +127,7 @@ def _coalesce(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Recor
 
 
 def _writers(plan: DaskPlan, partition: int, schema: pa.Schema) -> list[Any]:
-    from connectors.parquet import AtomicParquetWriter
+    from tickflow.connectors.parquet import AtomicParquetWriter
 
     meta = {**plan.context.provenance(), "tickflow.run_id": plan.run_id,
             "tickflow.partition": str(partition), "tickflow.partitions": str(plan.partitions),

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from connectors.base import CANONICAL_TICK_SCHEMA
-from engine.compile import CompiledJob
-from engine.errors import SourceError, TickflowError
-from engine.executors.local import Pipeline
-from engine.live_view import LiveView
+from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
+from tickflow.engine.compile import CompiledJob
+from tickflow.engine.errors import SourceError, TickflowError
+from tickflow.engine.executors.local import Pipeline
+from tickflow.engine.live_view import LiveView
 
 
 @dataclass
@@ -119,7 +119,7 @@ class LiveRunner:
         return source
 
     def run(self) -> LiveSummary:
-        from engine.state.recovery import open_checkpointer
+        from tickflow.engine.state.recovery import open_checkpointer
 
         summary = self.summary
         checkpointer = open_checkpointer(self.job, reset=self.reset_state)
@@ -254,7 +254,7 @@ def replay_then_end(runner: LiveRunner, path: str, speed: str, follow: bool,
                     partitions: int | None = None) -> Callable[[Any], None]:
     """An ``on_open`` hook: replay ``path`` into the source's topic on a thread; unless
     ``follow``, the run ends once every replayed message has been consumed."""
-    from connectors.replay import replay_to_kafka
+    from tickflow.connectors.replay import replay_to_kafka
 
     def start(source: Any) -> None:
         errors: list[BaseException] = []

@@ -22,13 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.columns import float_column
-from engine.compile import CompiledJob
-from engine.errors import KernelRuntimeError, TickflowError
-from engine.keys import KeyIndex
-from engine.ml.batch import batch_steps, kernel_steps
-from engine.state.arrays import KernelState
-from engine.step import BoundKernel
+from tickflow.engine.columns import float_column
+from tickflow.engine.compile import CompiledJob
+from tickflow.engine.errors import KernelRuntimeError, TickflowError
+from tickflow.engine.keys import KeyIndex
+from tickflow.engine.ml.batch import batch_steps, kernel_steps
+from tickflow.engine.state.arrays import KernelState
+from tickflow.engine.step import BoundKernel
 
 
 @dataclass
@@ -285,13 +285,13 @@ def run_local(job: CompiledJob, *, workers: int | None = None, morsel_rows: int 
     """
     import os
 
-    from engine.state.recovery import open_checkpointer, with_positions
+    from tickflow.engine.state.recovery import open_checkpointer, with_positions
 
     spec = job.spec.executor
     workers = workers or spec.workers or (os.cpu_count() or 1)
     morsel_rows = morsel_rows or spec.morsel_rows
     if getattr(job, "is_multi_stream", False):  # several sources or operator steps
-        from engine.executors.streams import run_streams
+        from tickflow.engine.executors.streams import run_streams
 
         return run_streams(job, workers=workers, morsel_rows=morsel_rows, progress=progress)
     src_use = job.sources[0]

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine.errors import SourceError
+from tickflow.engine.errors import SourceError
 
 
 def partition_of(key: object, partitions: int) -> int:

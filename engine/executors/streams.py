@@ -22,9 +22,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from engine.compile import CompiledJob
-from engine.executors.local import Pipeline, RunSummary, _prefetch, _Writer
-from engine.operators.base import Operator, timestamps_us
+from tickflow.engine.compile import CompiledJob
+from tickflow.engine.executors.local import Pipeline, RunSummary, _prefetch, _Writer
+from tickflow.engine.operators.base import Operator, timestamps_us
 
 
 class StreamGraph:

@@ -4,4 +4,4 @@ scikit-learn, joblib and onnxruntime are imported only when a job loads a model,
 score nothing need none of them (they are the ``ml`` extra).
 """
 
-from engine.ml import score as _score  # noqa: F401  (registers model_score)
+from tickflow.engine.ml import score as _score  # noqa: F401  (registers model_score)

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import KernelRuntimeError, TickflowError
-from engine.registry import KERNELS
+from tickflow.engine.errors import KernelRuntimeError, TickflowError
+from tickflow.engine.registry import KERNELS
 
 BatchFn = Callable[[list[np.ndarray]], list[np.ndarray]]
 """Input columns (float64, one per input, all of the batch's rows) -> output columns."""

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from engine.ml.batch import BatchBindError
+from tickflow.engine.ml.batch import BatchBindError
 
 ModelFormat = Literal["auto", "joblib", "onnx"]
 ScoreKind = Literal["probability", "prediction"]

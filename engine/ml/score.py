@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from engine.ml.batch import BatchFn, BindContext, batch_kernel
-from engine.ml.models import ModelFormat, ScoreKind, check_features, load_model
-from kernels.base import Params
+from tickflow.engine.ml.batch import BatchFn, BindContext, batch_kernel
+from tickflow.engine.ml.models import ModelFormat, ScoreKind, check_features, load_model
+from tickflow.kernels.base import Params
 
 
 class ModelScoreParams(Params):

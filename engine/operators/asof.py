@@ -25,8 +25,8 @@ import pyarrow as pa
 from numba import njit
 from pydantic import Field, field_validator
 
-from engine.keys import KeyIndex
-from engine.operators.base import (
+from tickflow.engine.keys import KeyIndex
+from tickflow.engine.operators.base import (
     BoundOperator,
     Operator,
     OperatorSpecError,
@@ -34,7 +34,7 @@ from engine.operators.base import (
     require_columns,
     timestamps_us,
 )
-from kernels.base import Duration, Params, parse_duration_us
+from tickflow.kernels.base import Duration, Params, parse_duration_us
 
 _NONE = np.iinfo(np.int64).min
 _INF = np.iinfo(np.int64).max

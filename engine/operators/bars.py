@@ -24,9 +24,9 @@ import pyarrow as pa
 from numba import njit
 from pydantic import Field
 
-from engine.operators.base import BoundOperator, OperatorSpecError, floats, operator, timestamps_us
-from engine.operators.keyed import KeyedOperator
-from kernels.base import Duration, Params, parse_duration_us
+from tickflow.engine.operators.base import BoundOperator, OperatorSpecError, floats, operator, timestamps_us
+from tickflow.engine.operators.keyed import KeyedOperator
+from tickflow.kernels.base import Duration, Params, parse_duration_us
 
 BAR_COLUMNS = ("bar_start", "bar_end", "open", "high", "low", "close", "volume", "vwap",
                "trades")

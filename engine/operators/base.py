@@ -30,10 +30,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.columns import float_column
-from engine.errors import KernelRuntimeError
-from engine.registry import Registry
-from kernels.base import Params
+from tickflow.engine.columns import float_column
+from tickflow.engine.errors import KernelRuntimeError
+from tickflow.engine.registry import Registry
+from tickflow.kernels.base import Params
 
 OPERATORS: Registry[Any] = Registry("operator")
 
@@ -157,7 +157,7 @@ class Operator:
 def require_columns(bound: BoundOperator, columns: list[str], names: Sequence[str],
                     stream: str, where: tuple[Any, ...]) -> None:
     """OperatorSpecError naming the first of ``names`` that the stream lacks."""
-    from engine.registry import close_matches, did_you_mean
+    from tickflow.engine.registry import close_matches, did_you_mean
 
     for name in names:
         if name not in columns:

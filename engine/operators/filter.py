@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from engine.keys import KeyIndex
-from engine.operators.base import (
+from tickflow.engine.keys import KeyIndex
+from tickflow.engine.operators.base import (
     BoundOperator,
     Operator,
     OperatorSpecError,
@@ -21,8 +21,8 @@ from engine.operators.base import (
     operator,
     require_columns,
 )
-from engine.rules import Rule, RuleError, parse_rule
-from kernels.base import Params
+from tickflow.engine.rules import Rule, RuleError, parse_rule
+from tickflow.kernels.base import Params
 
 
 class FilterParams(Params):

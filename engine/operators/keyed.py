@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from engine.keys import KeyIndex
-from engine.operators.base import BoundOperator, Operator, require_columns
+from tickflow.engine.keys import KeyIndex
+from tickflow.engine.operators.base import BoundOperator, Operator, require_columns
 
 
 class KeyedOperator(Operator):

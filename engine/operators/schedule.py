@@ -23,9 +23,9 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from engine.operators.base import BoundOperator, operator
-from engine.operators.keyed import KeyedOperator
-from kernels.base import Params
+from tickflow.engine.operators.base import BoundOperator, operator
+from tickflow.engine.operators.keyed import KeyedOperator
+from tickflow.kernels.base import Params
 
 SCHEDULE_COLUMNS = ("slice", "t", "holdings", "trade")
 

@@ -1,6 +1,6 @@
 """Public helpers that prove an operator honours the operator contract (built-in or a user's).
 
-    from engine.operators.testing import bind, run_operator
+    from tickflow.engine.operators.testing import bind, run_operator
     bars = run_operator("resample_ohlc", {"in": ticks}, params={"interval": "1m"})
     cut = run_operator("resample_ohlc", {"in": ticks}, params={"interval": "1m"},
                        chunks={"in": [100, 250]}, restore_at=2)
@@ -21,14 +21,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from engine.operators.base import OPERATORS, BoundOperator, Operator
+from tickflow.engine.operators.base import OPERATORS, BoundOperator, Operator
 
 
 def bind(name: str, columns: Mapping[str, Sequence[str]], *, params: Mapping[str, Any] | None
          = None, key: str = "symbol", inputs: Sequence[str] | None = None,
          outputs: Sequence[str] | None = None) -> BoundOperator:
     """Bind a registered operator to input streams named after its ports."""
-    import engine.operators  # noqa: F401  (registers the built-ins)
+    import tickflow.engine.operators  # noqa: F401  (registers the built-ins)
 
     definition = OPERATORS.get(name)
     p = definition.params(**(params or {}))

@@ -4,9 +4,9 @@
 imported only when a job uses them (rocksdict and tiledb are heavy imports).
 """
 
-from engine.registry import STATE_BACKENDS
+from tickflow.engine.registry import STATE_BACKENDS
 
-STATE_BACKENDS.add("rocksdb", "engine.state.rocksdb:RocksDBStateBackend",
+STATE_BACKENDS.add("rocksdb", "tickflow.engine.state.rocksdb:RocksDBStateBackend",
                    summary="one RocksDB value per (step, key); a column family per step")
-STATE_BACKENDS.add("tiledb", "engine.state.tiledb:TileDBStateBackend",
+STATE_BACKENDS.add("tiledb", "tickflow.engine.state.tiledb:TileDBStateBackend",
                    summary="one dense TileDB array per step, one attribute per state field")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.base import Field
+from tickflow.kernels.base import Field
 
 
 class KernelState:

@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.errors import StateError
-from engine.registry import STATE_BACKENDS
+from tickflow.engine.errors import StateError
+from tickflow.engine.registry import STATE_BACKENDS
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def backend_names() -> list[str]:
 
 def get_backend(name: str, **options: Any) -> StateBackend:
     """An instance of the backend registered as ``name`` (dotted paths import on first use)."""
-    import engine.state.memory  # noqa: F401  (registers the memory backend)
+    import tickflow.engine.state.memory  # noqa: F401  (registers the memory backend)
 
     obj = STATE_BACKENDS.get(name)
     if isinstance(obj, str):

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.state.arrays import KernelState
-from engine.state.backend import StateSnapshot
+from tickflow.engine.state.arrays import KernelState
+from tickflow.engine.state.backend import StateSnapshot
 
 
 def _equalise(states: list[KernelState]) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import StateError
-from engine.registry import STATE_BACKENDS
-from engine.state.backend import StateBackend, StateSnapshot, StepLayout, check_ids
+from tickflow.engine.errors import StateError
+from tickflow.engine.registry import STATE_BACKENDS
+from tickflow.engine.state.backend import StateBackend, StateSnapshot, StepLayout, check_ids
 
 
 @STATE_BACKENDS.register("memory", summary="state in RAM only; lost when the job ends")

@@ -26,15 +26,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from engine.errors import StateError
-from engine.keys import KeyIndex
-from engine.state.backend import (
+from tickflow.engine.errors import StateError
+from tickflow.engine.keys import KeyIndex
+from tickflow.engine.state.backend import (
     StateBackend,
     StateSnapshot,
     layout_from_json,
     layout_to_json,
 )
-from engine.state.lanes import gather, scatter
+from tickflow.engine.state.lanes import gather, scatter
 
 PAGE_META = "page.json"
 
@@ -103,7 +103,7 @@ class PagedState:
         return self.keys.values[lo:lo + self.page_keys]
 
     def _fresh(self) -> None:
-        from engine.executors.local import Lane
+        from tickflow.engine.executors.local import Lane
 
         pipe = self.pipeline
         pipe.lanes = [Lane(lane.steps) for lane in pipe.lanes]

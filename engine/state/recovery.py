@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from engine.checkpoint import (
+from tickflow.engine.checkpoint import (
     CheckpointStore,
     Manifest,
     layout_description,
@@ -22,16 +22,16 @@ from engine.checkpoint import (
     spec_sha256,
     state_root,
 )
-from engine.errors import StateError
-from engine.state.backend import StateBackend, StateSnapshot, get_backend
-from engine.state.lanes import gather, scatter
+from tickflow.engine.errors import StateError
+from tickflow.engine.state.backend import StateBackend, StateSnapshot, get_backend
+from tickflow.engine.state.lanes import gather, scatter
 
 DEFAULT_EVERY = "10s"
 
 
 def parse_every(every: str | int | None) -> tuple[int, float]:
     """(batches, seconds) between checkpoints; exactly one is non-zero."""
-    from kernels.base import parse_duration_us
+    from tickflow.kernels.base import parse_duration_us
 
     value = DEFAULT_EVERY if every is None else every
     if isinstance(value, int):
@@ -82,7 +82,7 @@ class Checkpointer:
         """What processes a batch: the pipeline itself, or its pager with ``page_keys``."""
         if not self.page_keys:
             return pipeline.process
-        from engine.state.paging import PagedState
+        from tickflow.engine.state.paging import PagedState
 
         self.pager = PagedState(pipeline, self.backend, self.store.root / "pages",
                                 self.page_keys)

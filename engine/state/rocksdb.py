@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import rocksdict
 
-from engine.errors import StateError
-from engine.state.backend import (
+from tickflow.engine.errors import StateError
+from tickflow.engine.state.backend import (
     StateBackend,
     StateSnapshot,
     StepLayout,

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import tiledb
 
-from engine.errors import StateError
-from engine.state.backend import FieldLayout, StateBackend, StateSnapshot, StepLayout, check_ids
+from tickflow.engine.errors import StateError
+from tickflow.engine.state.backend import FieldLayout, StateBackend, StateSnapshot, StepLayout, check_ids
 
 _DIR = "tiledb"
 _WRITTEN_AT = 1  # every array is written once, by one fragment

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from connectors.collector import CollectorStats
-from connectors.dead_letter import DeadLetters
-from connectors.exchange_server import LoopbackServer
-from connectors.tick_writers import TickWriter
+from tickflow.connectors.collector import CollectorStats
+from tickflow.connectors.dead_letter import DeadLetters
+from tickflow.connectors.exchange_server import LoopbackServer
+from tickflow.connectors.tick_writers import TickWriter
 from tests.collector.conftest import collect
 
 

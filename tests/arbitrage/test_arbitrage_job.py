@@ -14,14 +14,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from connectors import binance_server, kraken_server
-from connectors.binance_server import BinanceExchangeServer
-from connectors.collector import Collector, CollectorSettings
-from connectors.dead_letter import DeadLetters
-from connectors.embedded_broker import free_port
-from connectors.kraken_server import KrakenExchangeServer
-from connectors.tick_writers import KafkaTickWriter
-from engine.cli import main
+from tickflow.connectors import binance_server, kraken_server
+from tickflow.connectors.binance_server import BinanceExchangeServer
+from tickflow.connectors.collector import Collector, CollectorSettings
+from tickflow.connectors.dead_letter import DeadLetters
+from tickflow.connectors.embedded_broker import free_port
+from tickflow.connectors.kraken_server import KrakenExchangeServer
+from tickflow.connectors.tick_writers import KafkaTickWriter
+from tickflow.engine.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTS = ("BTC-USD", "ETH-USD")
@@ -109,7 +109,7 @@ def test_live_job_through_the_embedded_broker_from_loopback_servers(kafka_broker
 def test_serve_and_collect_commands_work_offline(exchange, extra, tmp_path, capsys):
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", exchange, "--port", str(port),
+        [sys.executable, "-m", "tickflow.engine.cli", "serve", exchange, "--port", str(port),
          "--speed", "max", "--synthetic-frames", "400", "--products", *PRODUCTS],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})

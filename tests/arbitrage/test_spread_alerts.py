@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.base import CANONICAL_TICK_SCHEMA
-from engine.cli import main
-from kernels.arbitrage import cross_venue_spread
+from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
+from tickflow.engine.cli import main
+from tickflow.kernels.arbitrage import cross_venue_spread
 
 S = 1_000_000  # microseconds per second
 
@@ -169,7 +169,7 @@ def test_keys_keep_their_own_episodes():
 
 
 def test_params_are_checked():
-    from kernels.arbitrage import CrossVenueParams
+    from tickflow.kernels.arbitrage import CrossVenueParams
 
     with pytest.raises(ValueError, match="greater than 0"):
         CrossVenueParams(max_age_s=0)

@@ -8,10 +8,10 @@ import json
 import pytest
 from websockets.asyncio.client import connect
 
-from connectors import binance_server, kraken_server
-from connectors.binance_server import BinanceExchangeServer
-from connectors.exchange_server import Faults
-from connectors.kraken_server import KrakenExchangeServer
+from tickflow.connectors import binance_server, kraken_server
+from tickflow.connectors.binance_server import BinanceExchangeServer
+from tickflow.connectors.exchange_server import Faults
+from tickflow.connectors.kraken_server import KrakenExchangeServer
 from tests.arbitrage.conftest import collect_venue
 from tests.conftest import shared_path
 

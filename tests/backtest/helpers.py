@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.backtest.fills import SimResult, run_simulation
-from engine.backtest.spec import StrategySpec
+from tickflow.engine.backtest.fills import SimResult, run_simulation
+from tickflow.engine.backtest.spec import StrategySpec
 
 S = 1_000_000  # microseconds per second
 T0 = 1_767_225_600 * S  # 2026-01-01 UTC

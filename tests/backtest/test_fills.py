@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from engine.backtest.fills import REASONS, run_simulation
-from engine.backtest.plan import ENTRY_LONG, ENTRY_SHORT, EXIT_LONG, EXIT_SHORT
+from tickflow.engine.backtest.fills import REASONS, run_simulation
+from tickflow.engine.backtest.plan import ENTRY_LONG, ENTRY_SHORT, EXIT_LONG, EXIT_SHORT
 from tests.backtest.helpers import T0, S, run, strategy, tape
 
 NAN = math.nan

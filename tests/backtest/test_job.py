@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import engine.backtest.run as bt_run
-from connectors.simulator import write_simulated_parquet
-from engine.backtest.run import load_backtest_job, run_backtest
-from engine.backtest.sweep import overrides_to_sets
-from engine.cli import main
+import tickflow.engine.backtest.run as bt_run
+from tickflow.connectors.simulator import write_simulated_parquet
+from tickflow.engine.backtest.run import load_backtest_job, run_backtest
+from tickflow.engine.backtest.sweep import overrides_to_sets
+from tickflow.engine.cli import main
 from tests.conftest import ROOT
 
 JOB = str(ROOT / "jobs" / "backtest.yaml")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.simulator import write_simulated_parquet
-from engine.backtest.plan import build_plan
-from engine.backtest.run import evaluate, load_backtest_job, load_market_data, run_point
-from engine.backtest.spec import SweepSpec
-from engine.backtest.sweep import (
+from tickflow.connectors.simulator import write_simulated_parquet
+from tickflow.engine.backtest.plan import build_plan
+from tickflow.engine.backtest.run import evaluate, load_backtest_job, load_market_data, run_point
+from tickflow.engine.backtest.spec import SweepSpec
+from tickflow.engine.backtest.sweep import (
     expand_points,
     expected_max_sharpe,
     multiple_testing_warning,
@@ -20,8 +20,8 @@ from engine.backtest.sweep import (
     rank,
     run_sweep,
 )
-from engine.cli import main
-from engine.loader import load_job
+from tickflow.engine.cli import main
+from tickflow.engine.loader import load_job
 from tests.conftest import ROOT
 
 JOB = str(ROOT / "jobs" / "backtest.yaml")

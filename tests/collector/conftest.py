@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from connectors.coinbase import parse_timestamp_us
-from connectors.coinbase_server import CoinbaseExchangeServer
-from connectors.collector import Collector, CollectorSettings, CollectorStats
-from connectors.dead_letter import DeadLetters
-from connectors.exchange_server import LoopbackServer
-from connectors.tick_writers import JsonlTickWriter, TickWriter
+from tickflow.connectors.coinbase import parse_timestamp_us
+from tickflow.connectors.coinbase_server import CoinbaseExchangeServer
+from tickflow.connectors.collector import Collector, CollectorSettings, CollectorStats
+from tickflow.connectors.dead_letter import DeadLetters
+from tickflow.connectors.exchange_server import LoopbackServer
+from tickflow.connectors.tick_writers import JsonlTickWriter, TickWriter
 
 PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD")
 

@@ -10,15 +10,15 @@ import re
 
 import pytest
 
-from connectors.base import CANONICAL_TICK_SCHEMA
-from connectors.coinbase import (
+from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
+from tickflow.connectors.coinbase import (
     format_timestamp_us,
     parse_frame,
     parse_timestamp_us,
     tick_to_json,
     ticks_to_table,
 )
-from connectors.tick_codec import decode_tick_values
+from tickflow.connectors.tick_codec import decode_tick_values
 from tests.conftest import shared_path
 
 DATA = ("data", "coinbase_advanced_trade")

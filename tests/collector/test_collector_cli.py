@@ -15,16 +15,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.coinbase import parse_timestamp_us
-from connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
-from connectors.collector import Collector, CollectorSettings
-from connectors.collector import main as collect_main
-from connectors.dead_letter import DeadLetters
-from connectors.embedded_broker import free_port
-from connectors.exchange_server import Faults
-from connectors.tick_codec import decode_tick_values
-from connectors.tick_writers import KafkaTickWriter
-from engine import cli
+from tickflow.connectors.coinbase import parse_timestamp_us
+from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
+from tickflow.connectors.collector import Collector, CollectorSettings
+from tickflow.connectors.collector import main as collect_main
+from tickflow.connectors.dead_letter import DeadLetters
+from tickflow.connectors.embedded_broker import free_port
+from tickflow.connectors.exchange_server import Faults
+from tickflow.connectors.tick_codec import decode_tick_values
+from tickflow.connectors.tick_writers import KafkaTickWriter
+from tickflow.engine import cli
 from tests.collector.conftest import PRODUCTS, tick_keys_sent
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def test_signal_mid_stream_leaves_a_complete_parquet_with_every_tick(tmp_path, s
     faults = Faults(send_delay_s=0.002)
     with CoinbaseExchangeServer(frames, faults=faults, heartbeat_interval_s=0.5) as server:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "connectors.collector", "coinbase", "--url", server.url,
+            [sys.executable, "-m", "tickflow.connectors.collector", "coinbase", "--url", server.url,
              "--products", *PRODUCTS, "-F", "-o", str(out), "--flush-rows", "100"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -75,7 +75,7 @@ def test_signal_mid_stream_leaves_a_complete_parquet_with_every_tick(tmp_path, s
 def test_serve_and_collect_commands_work_offline_end_to_end(tmp_path, capsys):
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "coinbase", "--port", str(port),
+        [sys.executable, "-m", "tickflow.engine.cli", "serve", "coinbase", "--port", str(port),
          "--speed", "max", "--synthetic-frames", "200", "--products", "BTC-USD", "ETH-USD"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})

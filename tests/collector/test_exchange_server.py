@@ -10,9 +10,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from connectors.coinbase import parse_frame
-from connectors.coinbase_server import CoinbaseExchangeServer, load_frames, synthetic_frames
-from connectors.exchange_server import Faults, parse_speed
+from tickflow.connectors.coinbase import parse_frame
+from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, load_frames, synthetic_frames
+from tickflow.connectors.exchange_server import Faults, parse_speed
 from tests.conftest import shared_path
 
 

@@ -12,16 +12,16 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from connectors.base import CANONICAL_TICK_SCHEMA, RunContext
-from connectors.parquet import (
+from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, RunContext
+from tickflow.connectors.parquet import (
     ParquetSink,
     ParquetSinkConfig,
     ParquetSource,
     ParquetSourceConfig,
     read_provenance,
 )
-from connectors.simulator import SimulatorConfig, SimulatorSource
-from engine.errors import SourceError
+from tickflow.connectors.simulator import SimulatorConfig, SimulatorSource
+from tickflow.engine.errors import SourceError
 
 JOB_YAML = "name: demo\nmode: research\nsources:\n  - kind: simulator\n"
 CTX = RunContext(job_name="demo", job_path="jobs/demo.yaml", job_yaml=JOB_YAML,

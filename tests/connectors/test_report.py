@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from connectors.base import RunContext
-from connectors.report import ResearchReportConfig, ResearchReportSink, pairwise_corr
-from connectors.simulator import SimulatorConfig, SimulatorSource
+from tickflow.connectors.base import RunContext
+from tickflow.connectors.report import ResearchReportConfig, ResearchReportSink, pairwise_corr
+from tickflow.connectors.simulator import SimulatorConfig, SimulatorSource
 
 QUIET = RunContext(job_name="report-test", quiet=True)
 

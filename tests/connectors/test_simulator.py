@@ -11,15 +11,15 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from connectors.base import CANONICAL_TICK_SCHEMA, RunContext
-from connectors.simulator import (
+from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, RunContext
+from tickflow.connectors.simulator import (
     CHUNK_ROWS,
     SimulatorConfig,
     SimulatorSource,
     symbol_names,
     write_simulated_parquet,
 )
-from engine.errors import SourceError
+from tickflow.engine.errors import SourceError
 
 CTX = RunContext(job_name="test")
 

@@ -18,15 +18,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.parquet import read_provenance
-from connectors.report import ResearchReportConfig, ResearchReportSink
-from connectors.simulator import write_simulated_parquet
-from engine.cli import main
-from engine.compile import CompiledJob, compile_job
-from engine.errors import SinkError
-from engine.executors.dask import ClusterError, run_dask
-from engine.executors.local import run_local
-from engine.loader import load_job
+from tickflow.connectors.parquet import read_provenance
+from tickflow.connectors.report import ResearchReportConfig, ResearchReportSink
+from tickflow.connectors.simulator import write_simulated_parquet
+from tickflow.engine.cli import main
+from tickflow.engine.compile import CompiledJob, compile_job
+from tickflow.engine.errors import SinkError
+from tickflow.engine.executors.dask import ClusterError, run_dask
+from tickflow.engine.executors.local import run_local
+from tickflow.engine.loader import load_job
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -81,7 +81,7 @@ def report_of(path: Path) -> dict[str, Any]:
 
 
 def _context() -> Any:
-    from connectors.base import RunContext
+    from tickflow.connectors.base import RunContext
 
     return RunContext(job_name="test", quiet=True)
 

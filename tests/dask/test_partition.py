@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from connectors.base import RunContext
-from connectors.parquet import ParquetSource, ParquetSourceConfig
-from connectors.simulator import write_simulated_parquet
-from engine.executors.partition import (
+from tickflow.connectors.base import RunContext
+from tickflow.connectors.parquet import ParquetSource, ParquetSourceConfig
+from tickflow.connectors.simulator import write_simulated_parquet
+from tickflow.engine.executors.partition import (
     ScanCounts,
     filter_partition,
     partition_batches,

@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from connectors.base import RunContext
-from connectors.report import ResearchReportConfig, ResearchReportSink
+from tickflow.connectors.base import RunContext
+from tickflow.connectors.report import ResearchReportConfig, ResearchReportSink
 
 
 def ticks(n: int, seed: int) -> pa.Table:

@@ -12,11 +12,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.simulator import write_simulated_parquet
-from engine.backtest.spec import SweepSpec
-from engine.backtest.sweep import run_sweep
-from engine.backtest.sweep_dask import PointOutcome, run_sweep_dask
-from engine.cli import main
+from tickflow.connectors.simulator import write_simulated_parquet
+from tickflow.engine.backtest.spec import SweepSpec
+from tickflow.engine.backtest.sweep import run_sweep
+from tickflow.engine.backtest.sweep_dask import PointOutcome, run_sweep_dask
+from tickflow.engine.cli import main
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

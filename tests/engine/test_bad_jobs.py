@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from tickflow.engine.cli import main
 
 BAD = Path(__file__).parent / "bad"
 CASES = sorted(p.name for p in BAD.glob("*.yaml"))

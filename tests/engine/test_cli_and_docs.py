@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.compile import compile_job
-from engine.loader import load_job
-from engine.reference import job_reference_markdown, kernels_markdown
-from engine.registry import KERNELS
+from tickflow.engine.cli import main
+from tickflow.engine.compile import compile_job
+from tickflow.engine.loader import load_job
+from tickflow.engine.reference import job_reference_markdown, kernels_markdown
+from tickflow.engine.registry import KERNELS
 from tests.conftest import ROOT, shared_path
 
 JOB_FILES = sorted(p for p in (ROOT / "jobs").rglob("*.yaml") if "features" not in p.parts)
@@ -21,7 +21,7 @@ JOB_FILES = sorted(p for p in (ROOT / "jobs").rglob("*.yaml") if "features" not 
 @pytest.mark.parametrize("path", JOB_FILES, ids=lambda p: p.name)
 def test_every_shipped_job_compiles(path: Path, tmp_path: Path) -> None:
     ticks = tmp_path / "ticks.parquet"
-    from connectors.simulator import write_simulated_parquet
+    from tickflow.connectors.simulator import write_simulated_parquet
 
     write_simulated_parquet(ticks, rows=1_000, symbols=3, seed=1)
     job = compile_job(load_job(path, env={"TICKS": str(ticks), "OUT_DIR": str(tmp_path)}))
@@ -31,7 +31,7 @@ def test_every_shipped_job_compiles(path: Path, tmp_path: Path) -> None:
 def test_graph_formats(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                        monkeypatch: pytest.MonkeyPatch) -> None:
     ticks = tmp_path / "ticks.parquet"
-    from connectors.simulator import write_simulated_parquet
+    from tickflow.connectors.simulator import write_simulated_parquet
 
     write_simulated_parquet(ticks, rows=1_000, symbols=3, seed=1)
     monkeypatch.setenv("TICKS", str(ticks))
@@ -52,7 +52,7 @@ def test_graph_formats(capsys: pytest.CaptureFixture[str], tmp_path: Path,
 def test_kernels_json_lists_params_inputs_outputs(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["kernels", "--json"]) == 0
     table = {k["name"]: k for k in json.loads(capsys.readouterr().out)}
-    from engine.operators import OPERATORS
+    from tickflow.engine.operators import OPERATORS
 
     assert set(table) == set(KERNELS.names()) | set(OPERATORS.names())
     assert table["asof_join"]["kind"] == "operator" and table["asof_join"]["params"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import JobSpecError
-from engine.loader import load_job, parse_override
+from tickflow.engine.errors import JobSpecError
+from tickflow.engine.loader import load_job, parse_override
 
 JOB = """\
 name: t

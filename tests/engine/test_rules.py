@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.compile import compile_job
-from engine.loader import load_job
-from engine.rules import RuleError, _Batch, parse_rule
-from engine.testing import run_pipeline
+from tickflow.engine.compile import compile_job
+from tickflow.engine.loader import load_job
+from tickflow.engine.rules import RuleError, _Batch, parse_rule
+from tickflow.engine.testing import run_pipeline
 
 COLS = {"zscore": np.array([-3.0, -3.0, np.nan, 2.5, 0.0]),
         "rsi": np.array([20.0, 40.0, 10.0, 80.0, 50.0]),

@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.simulator import DEFAULT_SYMBOLS, write_simulated_parquet
-from engine.cli import main
+from tickflow.connectors.simulator import DEFAULT_SYMBOLS, write_simulated_parquet
+from tickflow.engine.cli import main
 from tests.conftest import ROOT
 
 JOB = ROOT / "jobs" / "examples" / "cross_asset_hy.yaml"

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.base import RunContext
-from connectors.funding_simulator import FundingSimulatorConfig, FundingSimulatorSource
-from engine.cli import main
+from tickflow.connectors.base import RunContext
+from tickflow.connectors.funding_simulator import FundingSimulatorConfig, FundingSimulatorSource
+from tickflow.engine.cli import main
 from tests.conftest import ROOT
 
 JOB = ROOT / "jobs" / "examples" / "funding_carry.yaml"

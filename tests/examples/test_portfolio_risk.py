@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.cli import main
+from tickflow.engine.cli import main
 from tests.conftest import ROOT
 
 JOB = ROOT / "jobs" / "examples" / "portfolio_risk.yaml"

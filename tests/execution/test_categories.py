@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.cli import main
+from tickflow.engine.cli import main
 
 
 def test_triangular_route_is_written_as_strings(tmp_path: Path) -> None:

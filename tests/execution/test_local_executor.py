@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from engine.compile import compile_job
-from engine.loader import load_job
-from engine.testing import run_pipeline
+from tickflow.engine.compile import compile_job
+from tickflow.engine.loader import load_job
+from tickflow.engine.testing import run_pipeline
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 

@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.parquet import read_provenance
-from connectors.simulator import write_simulated_parquet
-from engine.cli import main
+from tickflow.connectors.parquet import read_provenance
+from tickflow.connectors.simulator import write_simulated_parquet
+from tickflow.engine.cli import main
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ def research_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp / "out"
     env = {"TICKS": str(ticks), "OUT_DIR": str(out), "PATH": "", "HOME": str(tmp)}
     job = str(ROOT / "jobs" / "research.yaml")
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", job], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "tickflow.engine.cli", job], capture_output=True,
                           text=True, env=env, timeout=600, check=False, cwd=tmp)
     assert proc.returncode == 0, proc.stderr
     return out, proc.stdout

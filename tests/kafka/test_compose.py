@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from connectors.kafka import KafkaSinkConfig, KafkaSourceConfig
-from connectors.kafka_client import DEFAULT_BOOTSTRAP
+from tickflow.connectors.kafka import KafkaSinkConfig, KafkaSourceConfig
+from tickflow.connectors.kafka_client import DEFAULT_BOOTSTRAP
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,12 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from connectors.embedded_broker import broker_answers
+from tickflow.connectors.embedded_broker import broker_answers
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = """
 import time
-from connectors.embedded_broker import EmbeddedBroker
+from tickflow.connectors.embedded_broker import EmbeddedBroker
 broker = EmbeddedBroker().start()
 print(broker.bootstrap, flush=True)
 time.sleep(120)

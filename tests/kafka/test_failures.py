@@ -18,13 +18,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.embedded_broker import EmbeddedBroker
-from connectors.replay import replay_to_kafka
-from engine.compile import compile_job
-from engine.executors.live import LiveRunner
-from engine.executors.local import Pipeline
-from engine.live_view import LiveView
-from engine.loader import load_job
+from tickflow.connectors.embedded_broker import EmbeddedBroker
+from tickflow.connectors.replay import replay_to_kafka
+from tickflow.engine.compile import compile_job
+from tickflow.engine.executors.live import LiveRunner
+from tickflow.engine.executors.local import Pipeline
+from tickflow.engine.live_view import LiveView
+from tickflow.engine.loader import load_job
 from tests.kafka.util import produce_ticks, read_topic, simulated, unique
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,7 +131,7 @@ def kafka_sink(bootstrap: str, topic: str) -> str:
 def committed_offset(bootstrap: str, topic: str, group: str) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
-    from connectors.kafka_client import client_settings
+    from tickflow.connectors.kafka_client import client_settings
 
     c = Consumer(client_settings(bootstrap, **{"group.id": group}))
     try:
@@ -186,7 +186,7 @@ def test_killed_consumer_loses_nothing(kafka_broker, tmp_path: Path) -> None:
                            group_id=group, batch_size=200, end_when_idle_s=120)
     log = tmp_path / "job.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "engine.cli", str(killed_job), "-q"],
+        proc = subprocess.Popen([sys.executable, "-m", "tickflow.engine.cli", str(killed_job), "-q"],
                                 cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                 stdout=out, stderr=subprocess.STDOUT)
     replay = threading.Thread(target=replay_to_kafka, args=(rest, bootstrap, topic, "10x"))

@@ -10,11 +10,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.simulator import write_simulated_parquet
-from engine.cli import main
-from engine.compile import compile_job
-from engine.executors.local import run_local
-from engine.loader import load_job
+from tickflow.connectors.simulator import write_simulated_parquet
+from tickflow.engine.cli import main
+from tickflow.engine.compile import compile_job
+from tickflow.engine.executors.local import run_local
+from tickflow.engine.loader import load_job
 from tests.kafka.util import read_topic, unique
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
-from engine import cli
+from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
+from tickflow.engine import cli
 from tests.kafka.util import read_topic, unique
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,12 +11,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from connectors.base import CANONICAL_TICK_SCHEMA, RunContext
-from connectors.dead_letter import read_dead_letters
-from connectors.embedded_broker import EmbeddedBroker, free_port, resolve_bootstrap
-from connectors.kafka import KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig
-from connectors.kafka_client import wait_for_broker
-from engine.errors import SourceError
+from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, RunContext
+from tickflow.connectors.dead_letter import read_dead_letters
+from tickflow.connectors.embedded_broker import EmbeddedBroker, free_port, resolve_bootstrap
+from tickflow.connectors.kafka import KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig
+from tickflow.connectors.kafka_client import wait_for_broker
+from tickflow.engine.errors import SourceError
 from tests.kafka.util import produce, produce_ticks, read_topic, simulated, unique
 
 CONTEXT = RunContext(job_name="test", quiet=True)
@@ -182,7 +182,7 @@ def test_source_waits_for_a_broker_that_comes_up(tmp_path: Path) -> None:
 
 
 def test_credentials_come_from_the_environment_and_never_show() -> None:
-    from connectors.kafka_client import KafkaSecurity, client_settings, redacted, security_settings
+    from tickflow.connectors.kafka_client import KafkaSecurity, client_settings, redacted, security_settings
 
     security = KafkaSecurity(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
                              username_env="TF_TEST_USER", password_env="TF_TEST_PASS")

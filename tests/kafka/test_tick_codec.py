@@ -8,8 +8,8 @@ import math
 import pyarrow as pa
 import pytest
 
-from connectors.base import CANONICAL_TICK_SCHEMA
-from connectors.tick_codec import (
+from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
+from tickflow.connectors.tick_codec import (
     decode_tick_values,
     encode_json_values,
     encode_tick_rows,

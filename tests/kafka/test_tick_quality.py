@@ -9,10 +9,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from connectors.base import CANONICAL_TICK_SCHEMA, RunContext
-from connectors.dead_letter import read_dead_letters
-from connectors.kafka import KafkaSource, KafkaSourceConfig
-from connectors.tick_quality import TickQuality, TickQualityConfig, parse_duration_us
+from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, RunContext
+from tickflow.connectors.dead_letter import read_dead_letters
+from tickflow.connectors.kafka import KafkaSource, KafkaSourceConfig
+from tickflow.connectors.tick_quality import TickQuality, TickQualityConfig, parse_duration_us
 from tests.kafka.util import produce, unique
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from connectors.kafka_client import client_settings, ensure_topic
-from connectors.tick_codec import encode_tick_rows
+from tickflow.connectors.kafka_client import client_settings, ensure_topic
+from tickflow.connectors.tick_codec import encode_tick_rows
 
 _COUNTER = itertools.count()
 
@@ -42,7 +42,7 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.
     have arrived and nothing more came for ``settle_s``."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from connectors.kafka_client import partition_count
+    from tickflow.connectors.kafka_client import partition_count
 
     settings = client_settings(bootstrap)
     deadline = time.monotonic() + timeout_s
@@ -71,8 +71,8 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.
 
 def simulated(rows: int, symbols: int = 3, seed: int = 7) -> pa.Table:
     """Ticks from tickflow's own simulator (the tests' data; no ../shared needed)."""
-    from connectors.base import RunContext
-    from connectors.simulator import SimulatorConfig, SimulatorSource
+    from tickflow.connectors.base import RunContext
+    from tickflow.connectors.simulator import SimulatorConfig, SimulatorSource
 
     src = SimulatorSource(SimulatorConfig(kind="simulator", rows=rows, symbols=symbols,
                                           seed=seed), RunContext(job_name="test"))

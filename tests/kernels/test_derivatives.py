@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from engine.registry import KERNELS
-from engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
+from tickflow.engine.registry import KERNELS
+from tickflow.engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
 from tests.kernels.data import interleaved_keys, irregular_ts
 
 N = 2000

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from engine.registry import KERNELS
-from engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
+from tickflow.engine.registry import KERNELS
+from tickflow.engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
 from tests.kernels.data import interleaved_keys, irregular_ts, windows
 from tests.kernels.data import per_key_all_valid as per_key
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.compile import compile_job
-from engine.executors.local import run_local
-from engine.loader import load_job
-from engine.train import TrainReport, TrainSpec, train
+from tickflow.engine.compile import compile_job
+from tickflow.engine.executors.local import run_local
+from tickflow.engine.loader import load_job
+from tickflow.engine.train import TrainReport, TrainSpec, train
 
 FEATURES = ["zscore", "rsi", "log_return", "l1_imbalance"]
 

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.cli import main
-from engine.compile import compile_job
-from engine.errors import CompileError
-from engine.executors.local import Pipeline, run_local
-from engine.loader import load_job
+from tickflow.engine.cli import main
+from tickflow.engine.compile import compile_job
+from tickflow.engine.errors import CompileError
+from tickflow.engine.executors.local import Pipeline, run_local
+from tickflow.engine.loader import load_job
 from tests.ml.conftest import FEATURES, Trained, research_job
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.simulator import write_simulated_parquet
-from engine.cli import main
-from engine.compile import compile_job
-from engine.executors.local import run_local
-from engine.loader import load_job
+from tickflow.connectors.simulator import write_simulated_parquet
+from tickflow.engine.cli import main
+from tickflow.engine.compile import compile_job
+from tickflow.engine.executors.local import run_local
+from tickflow.engine.loader import load_job
 from tests.ml.conftest import FEATURE_STEPS, FEATURES, Trained
 
 ROWS = 12_000
@@ -48,7 +48,7 @@ def research_scores(trained: Trained, capture: Path,
 
 def test_model_score_drives_a_backtest(trained: Trained, capture: Path, tmp_path: Path,
                                        research_scores: np.ndarray) -> None:
-    from engine.backtest.run import load_backtest_job, run_backtest
+    from tickflow.engine.backtest.run import load_backtest_job, run_backtest
 
     threshold = float(np.nanquantile(research_scores, 0.8))
     job = tmp_path / "backtest.yaml"

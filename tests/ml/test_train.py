@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from engine.cli import main
-from engine.train import next_return
+from tickflow.engine.cli import main
+from tickflow.engine.train import next_return
 from tests.ml.conftest import FEATURES, Trained
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import KernelRuntimeError
-from engine.operators.testing import assert_tables_equal, bind, run_operator
+from tickflow.engine.errors import KernelRuntimeError
+from tickflow.engine.operators.testing import assert_tables_equal, bind, run_operator
 
 US = 1_000_000
 KEYS = ["BTC", "ETH", "SOL", None]

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import KernelRuntimeError
-from engine.operators.testing import assert_tables_equal, run_operator
+from tickflow.engine.errors import KernelRuntimeError
+from tickflow.engine.operators.testing import assert_tables_equal, run_operator
 
 US = 1_000_000
 T0 = 1_700_000_000 * US
@@ -89,7 +89,7 @@ def test_resample_ohlc_equals_a_pandas_groupby(interval: str) -> None:
 
 
 def test_a_bar_is_emitted_as_soon_as_a_later_interval_starts() -> None:
-    from engine.operators.testing import bind
+    from tickflow.engine.operators.testing import bind
 
     bound = bind("resample_ohlc", {"in": TICKS.schema.names}, params={"interval": "1m"})
     op = bound.make()

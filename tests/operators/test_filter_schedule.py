@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.operators.schedule import ac_schedule
-from engine.operators.testing import assert_tables_equal, bind, run_operator
+from tickflow.engine.operators.schedule import ac_schedule
+from tickflow.engine.operators.testing import assert_tables_equal, bind, run_operator
 from tests.operators.test_bars import TICKS
 
 RULES = ["price > 100.05 and last_size < 1", "crosses_above(price, 100.0)",
@@ -60,7 +60,7 @@ def test_filter_any_split_and_restore_gives_the_same_rows(rule: str,
 
 
 def test_a_filter_rule_naming_an_unknown_column_is_refused_with_a_hint() -> None:
-    from engine.operators.base import OperatorSpecError
+    from tickflow.engine.operators.base import OperatorSpecError
 
     with pytest.raises(OperatorSpecError, match=r"unknown column 'prise'.*did you mean 'price'"):
         bind("filter", {"in": TICKS.schema.names}, params={"rule": "prise > 1"})

@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.simulator import write_simulated_parquet
-from engine.cli import main
-from engine.compile import compile_job
-from engine.executors.streams import collect
-from engine.loader import load_job
-from engine.operators.testing import assert_tables_equal
+from tickflow.connectors.simulator import write_simulated_parquet
+from tickflow.engine.cli import main
+from tickflow.engine.compile import compile_job
+from tickflow.engine.executors.streams import collect
+from tickflow.engine.loader import load_job
+from tickflow.engine.operators.testing import assert_tables_equal
 from tests.conftest import ROOT
 from tests.operators.test_bars import resample_reference
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import engine.plugins as plugins
-from engine.registry import CONNECTORS, KERNELS, STATE_BACKENDS
+import tickflow.engine.plugins as plugins
+from tickflow.engine.registry import CONNECTORS, KERNELS, STATE_BACKENDS
 from tests.conftest import ROOT
 
 REGISTRIES = (KERNELS, CONNECTORS, STATE_BACKENDS)

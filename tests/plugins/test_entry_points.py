@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.compile import compile_job
-from engine.errors import CompileError
-from engine.loader import load_job
-from engine.registry import KERNELS
+from tickflow.engine.compile import compile_job
+from tickflow.engine.errors import CompileError
+from tickflow.engine.loader import load_job
+from tickflow.engine.registry import KERNELS
 from tests.plugins.test_user_plugins import USER_KERNELS
 
 

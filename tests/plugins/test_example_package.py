@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from engine.cli import main
+from tickflow.engine.cli import main
 from tests.conftest import ROOT
 
 EXAMPLE = ROOT / "examples" / "plugins"

@@ -10,14 +10,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from engine.cli import main
-from engine.compile import compile_job
-from engine.errors import CompileError
-from engine.executors.local import run_local
-from engine.loader import load_job
-from engine.plugins import PluginError, load_plugin
-from engine.registry import KERNELS
-from engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
+from tickflow.engine.cli import main
+from tickflow.engine.compile import compile_job
+from tickflow.engine.errors import CompileError
+from tickflow.engine.executors.local import run_local
+from tickflow.engine.loader import load_job
+from tickflow.engine.plugins import PluginError, load_plugin
+from tickflow.engine.registry import KERNELS
+from tickflow.engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
 
 # cache=False: a kernel compiled from a tmp_path file would leave one cache entry per test run
 USER_KERNELS = '''
@@ -26,7 +26,7 @@ USER_KERNELS = '''
 import numpy as np
 from numba import njit
 
-from kernels.base import Field, Params, kernel
+from tickflow.kernels.base import Field, Params, kernel
 
 
 class GapParams(Params):
@@ -195,7 +195,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-from connectors.base import CANONICAL_TICK_SCHEMA, ConnectorConfig, Source, source
+from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, ConnectorConfig, Source, source
 
 
 class StairsConfig(ConnectorConfig):

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.checkpoint import CheckpointStore, Manifest
-from engine.errors import StateError
-from engine.state.backend import StateSnapshot, get_backend
+from tickflow.engine.checkpoint import CheckpointStore, Manifest
+from tickflow.engine.errors import StateError
+from tickflow.engine.state.backend import StateSnapshot, get_backend
 
 SUPPORTED_BACKENDS = ["memory", "rocksdb", "tiledb"]
 ON_DISK = ["rocksdb", "tiledb"]

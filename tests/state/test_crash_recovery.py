@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.simulator import write_simulated_parquet
-from engine.cli import main
+from tickflow.connectors.simulator import write_simulated_parquet
+from tickflow.engine.cli import main
 from tests.conftest import ROOT
 
 JOB = """\
@@ -87,7 +87,7 @@ def assert_tables_equal(expected: pa.Table, actual: pa.Table) -> None:
 
 def _start(cwd: Path, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "job.yaml", *extra],
+    return subprocess.Popen([sys.executable, "-m", "tickflow.engine.cli", "run", "job.yaml", *extra],
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

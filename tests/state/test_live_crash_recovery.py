@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.replay import replay_to_kafka
-from connectors.simulator import write_simulated_parquet
+from tickflow.connectors.replay import replay_to_kafka
+from tickflow.connectors.simulator import write_simulated_parquet
 from tests.conftest import ROOT
 from tests.kafka.util import unique
 from tests.state.test_crash_recovery import assert_tables_equal
@@ -86,7 +86,7 @@ def _env(broker, topic: str, signals: str, backend: str, group: str) -> dict[str
 
 
 def _start(cwd: Path, env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "job.yaml", "--quiet",
+    return subprocess.Popen([sys.executable, "-m", "tickflow.engine.cli", "run", "job.yaml", "--quiet",
                              *extra], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
 
@@ -126,8 +126,8 @@ def _kill_after(cwd: Path, env: dict[str, str], rows: int, rng: random.Random) -
 
 def _signals(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
     """Every message of the (single-partition) signals topic, in order."""
-    from connectors.kafka import read_to_end
-    from connectors.kafka_client import client_settings
+    from tickflow.connectors.kafka import read_to_end
+    from tickflow.connectors.kafka_client import client_settings
 
     _, rows = read_to_end(client_settings(bootstrap), topic, {0: 0})
     return [row for _, row in rows]
@@ -259,9 +259,9 @@ def test_shipped_live_job_checkpoints_the_core_features(
     """``run-job jobs/live.yaml --state-backend B --replay FILE``: the core feature set (with
     stateless steps and two-float ring fields) checkpoints, and its state reads back for every
     key; a second run (a new embedded broker, empty) says why it starts over."""
-    from engine.checkpoint import CheckpointStore
-    from engine.cli import main
-    from engine.state.backend import get_backend
+    from tickflow.engine.checkpoint import CheckpointStore
+    from tickflow.engine.cli import main
+    from tickflow.engine.state.backend import get_backend
 
     capture = tmp_path / "sim.parquet"
     write_simulated_parquet(capture, rows=20_000, symbols=4, seed=9)

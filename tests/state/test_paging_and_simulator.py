@@ -18,13 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.base import RunContext
-from connectors.simulator import SimulatorConfig, SimulatorSource
-from engine.compile import compile_job
-from engine.executors.local import Pipeline
-from engine.loader import load_job
-from engine.state.backend import get_backend
-from engine.state.paging import PagedState
+from tickflow.connectors.base import RunContext
+from tickflow.connectors.simulator import SimulatorConfig, SimulatorSource
+from tickflow.engine.compile import compile_job
+from tickflow.engine.executors.local import Pipeline
+from tickflow.engine.loader import load_job
+from tickflow.engine.state.backend import get_backend
+from tickflow.engine.state.paging import PagedState
 from tests.conftest import ROOT
 from tests.state.test_crash_recovery import assert_tables_equal
 
@@ -60,7 +60,7 @@ def jobdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(jobdir: Path) -> pa.Table:
-    from engine.cli import main
+    from tickflow.engine.cli import main
 
     with contextlib.chdir(jobdir):
         assert main(["run", "job.yaml", "-q", "--state-backend", "memory",
@@ -110,7 +110,7 @@ def test_a_paged_tiledb_job_killed_mid_run_resumes_to_the_same_output(
     cwd.mkdir()
     (cwd / "job.yaml").write_text(JOB)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "engine.cli", "run", "job.yaml"]
+    cmd = [sys.executable, "-m", "tickflow.engine.cli", "run", "job.yaml"]
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     checkpoints = cwd / ".tickflow" / "state" / "many" / "checkpoints"
@@ -126,7 +126,7 @@ def test_a_paged_tiledb_job_killed_mid_run_resumes_to_the_same_output(
     assert done.returncode == 0, done.stderr.decode()
     assert "resumed from checkpoint" in done.stderr.decode()
     assert_tables_equal(reference, pq.read_table(cwd / "out" / "features.parquet"))
-    from engine.cli import main
+    from tickflow.engine.cli import main
 
     with contextlib.chdir(cwd):
         assert main(["state", "job.yaml", "--key", "BTC-USD"]) == 0

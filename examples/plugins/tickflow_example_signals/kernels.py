@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 from pydantic import model_validator
 
-from kernels.base import Field, Params, kernel
+from tickflow.kernels.base import Field, Params, kernel
 
 
 class EmaCrossParams(Params):

@@ -2,7 +2,7 @@
 
 from numba import njit
 
-from kernels.base import kernel
+from tickflow.kernels.base import kernel
 
 
 @kernel("ewma", inputs=("price",), outputs=("my_ewma",))
