@@ -239,7 +239,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tickflow.connectors.exchange_server import main as serve_main
+    from tickflow.connectors.serve_cli import main as serve_main
 
     return serve_main([args.exchange, *args.rest])
 

@@ -14,9 +14,9 @@ from typing import Any
 import pyarrow as pa
 from pydantic import ValidationError
 
-import tickflow.connectors  # noqa: F401  (registers built-in connectors)
+import tickflow.engine.builtin_connectors  # noqa: F401  (names the built-in connectors)
 import tickflow.engine.ml  # registers the model_score batch step
-import tickflow.engine.state.memory  # noqa: F401  (registers the memory backend)
+import tickflow.engine.state  # noqa: F401  (names the state backends)
 import tickflow.kernels  # noqa: F401  (registers built-in kernels)
 from tickflow.connectors.base import ConnectorConfig, ConnectorDef, RunContext, get_connector
 from tickflow.engine import __version__

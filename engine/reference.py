@@ -165,7 +165,7 @@ _EXAMPLES = {
 
 
 def job_reference_markdown() -> str:
-    import tickflow.connectors  # noqa: F401
+    import tickflow.engine.builtin_connectors  # noqa: F401
     from tickflow.engine.spec import CheckpointSpec, ExecutorSpec, JobSpec, ReportSpec, StateSpec, StepSpec
 
     lines = ["# Job file reference", "",
