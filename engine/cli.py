@@ -161,6 +161,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.cluster:  # a sweep's points go to Dask (engine/backtest/sweep_dask.py)
             args.set = [*(args.set or []), "executor.kind=dask",
                         f"executor.address={args.cluster}"]
+        if getattr(args, "sweep", False):
+            from tickflow.engine.backtest.sweep_run import run_sweep_cli
+
+            return run_sweep_cli(args, _console())
         return run_backtest_command(args, _console())
     job = _load(args)
     spec = job.spec
