@@ -7,6 +7,7 @@ against the job's columns (engine/backtest/plan.py), so a typo fails ``run-job v
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
