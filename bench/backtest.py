@@ -174,7 +174,7 @@ def sweep_points(points: int) -> dict[str, list[float]]:
 def bench_sweeps(ticks: str, points: int, skip_vectorbt: bool, repeat_single: bool
                  ) -> list[tuple[str, float, int]]:
     from tickflow.engine.backtest.spec import SweepSpec
-    from tickflow.engine.backtest.sweep import run_sweep
+    from tickflow.engine.backtest.sweep_run import run_sweep
 
     os.environ["TICKS"] = ticks
     grid = sweep_points(points)

@@ -25,6 +25,7 @@ from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, ConnectorConfig, Run
 from tickflow.connectors.coinbase import DEFAULT_PRODUCTS, DEFAULT_URL, ticks_to_table
 from tickflow.connectors.dead_letter import DeadLetters
 from tickflow.connectors.tick_writers import TickWriter
+from tickflow.engine.durations import Seconds
 from tickflow.engine.errors import SourceError
 
 _DONE = object()
@@ -39,11 +40,11 @@ class CoinbaseSourceConfig(ConnectorConfig):
     products: list[str] = Field(list(DEFAULT_PRODUCTS), min_length=1,
                                 description="product ids to subscribe")
     max_ticks: int | None = Field(None, ge=1, description="end the run after this many ticks")
-    duration_s: float | None = Field(None, gt=0, description="end the run after this long")
+    duration_s: Seconds | None = Field(None, gt=0, description="end the run after this long")
     batch_rows: int = Field(1_000, ge=1, description="most ticks per batch handed to the job")
     linger_ms: int = Field(200, ge=1, le=60_000,
                            description="longest wait to fill a batch (latency vs throughput)")
-    heartbeat_timeout_s: float = Field(10.0, gt=0,
+    heartbeat_timeout_s: Seconds = Field(10.0, gt=0,
                                        description="reconnect after this long without a "
                                                    "heartbeat")
     max_failures: int | None = Field(None, ge=1, description="give up after this many "

@@ -15,6 +15,7 @@ silently renamed USD.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,11 @@ from typing import Any
 from tickflow.connectors.coinbase import Frame
 
 _PROTOCOLS: dict[str, ExchangeProtocol] = {}
+# The built-in venues register on import of their module; naming the module here (not importing
+# it) keeps the venue parsers, which import this module, free of an import cycle.
+_BUILTIN_MODULES = {"binance": "tickflow.connectors.binance",
+                    "coinbase": "tickflow.connectors.coinbase_protocol",
+                    "kraken": "tickflow.connectors.kraken"}
 
 
 @dataclass(frozen=True)
@@ -80,24 +86,18 @@ def exchange_protocol(name: str) -> Callable[[type[ExchangeProtocol]], type[Exch
     return deco
 
 
-def _load_builtins() -> None:
-    import tickflow.connectors.binance
-    import tickflow.connectors.coinbase_protocol
-    import tickflow.connectors.kraken  # noqa: F401
-
-
 def get_protocol(name: str) -> ExchangeProtocol:
     """The registered protocol ``name``; ValueError listing the known ones otherwise."""
-    _load_builtins()
+    if name not in _PROTOCOLS and name in _BUILTIN_MODULES:
+        importlib.import_module(_BUILTIN_MODULES[name])
     if name not in _PROTOCOLS:
-        msg = f"unknown exchange {name!r}; expected one of {', '.join(sorted(_PROTOCOLS))}"
+        msg = f"unknown exchange {name!r}; expected one of {', '.join(protocol_names())}"
         raise ValueError(msg)
     return _PROTOCOLS[name]
 
 
 def protocol_names() -> list[str]:
-    _load_builtins()
-    return sorted(_PROTOCOLS)
+    return sorted(set(_PROTOCOLS) | set(_BUILTIN_MODULES))
 
 
 _QUOTES = ("USDT", "USDC", "BUSD", "TUSD", "FDUSD", "USD", "EUR", "GBP", "CHF", "JPY", "TRY",

@@ -53,6 +53,7 @@ from tickflow.connectors.kafka_client import (
 )
 from tickflow.connectors.tick_codec import decode_tick_values, encode_json_values, kept_indices
 from tickflow.connectors.tick_quality import TickQuality, TickQualityConfig
+from tickflow.engine.durations import Seconds, SecondsOrZero
 from tickflow.engine.errors import SinkError, SourceError
 
 SENT_HEADER = "tickflow-sent-us"
@@ -81,9 +82,9 @@ class KafkaSourceConfig(ConnectorConfig):
     batch_size: int = Field(20_000, ge=1, description="most messages per consumed batch")
     linger_ms: int = Field(20, ge=0, le=60_000,
                            description="longest wait to fill a batch (latency vs throughput)")
-    connect_timeout_s: float = Field(30.0, ge=0, description="how long to wait for a broker "
+    connect_timeout_s: SecondsOrZero = Field(30.0, ge=0, description="how long to wait for a broker "
                                                              "that is down at start")
-    end_when_idle_s: float | None = Field(
+    end_when_idle_s: Seconds | None = Field(
         None, gt=0, description="end the run after this long without a message (a bounded "
                                 "run, e.g. export a topic once); default: run until stopped")
     quality: TickQualityConfig = Field(

@@ -26,13 +26,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
-from tickflow.connectors.base import ConnectorConfig, RunContext, Sink, Source, sink, source
+from tickflow.connectors.base import (
+    CANONICAL_TICK_SCHEMA,
+    ConnectorConfig,
+    RunContext,
+    Sink,
+    Source,
+    sink,
+    source,
+)
 from tickflow.engine.errors import SinkError, SourceError
 
 Compression = Literal["lz4", "zstd", "snappy", "gzip", "brotli", "none"]
 
 _TS_UTC = pa.timestamp("us", tz="UTC")
 _PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+ColumnType = Literal["timestamp", "string", "float64", "int64", "bool"]
+_COLUMN_TYPES = {"timestamp": _TS_UTC, "string": pa.string(), "float64": pa.float64(),
+                 "int64": pa.int64(), "bool": pa.bool_()}
 _PROVENANCE_PREFIX = "tickflow."
 
 
@@ -48,6 +59,19 @@ class ParquetSourceConfig(ConnectorConfig):
     columns: list[str] | None = Field(
         None, min_length=1,
         description="read only these columns (default: all columns of the files)")
+    declared_schema_: Literal["ticks"] | dict[str, ColumnType] = Field(
+        "ticks", alias="schema",
+        description="the columns the files will have, checked by `run-job validate` while "
+                    "they do not exist yet: `ticks` (the canonical tick schema) or "
+                    "{column: timestamp | string | float64 | int64 | bool}")
+
+
+def declared_arrow_schema(declared: str | dict[str, str]) -> pa.Schema:
+    """A ``schema:`` declaration as Arrow: ``ticks`` or a column -> type mapping."""
+    if declared == "ticks":
+        return CANONICAL_TICK_SCHEMA
+    assert isinstance(declared, dict)
+    return pa.schema([(name, _COLUMN_TYPES[kind]) for name, kind in declared.items()])
 
 
 def _is_glob(path: str) -> bool:
@@ -107,6 +131,22 @@ class ParquetSource(Source):
         if self._files is None:
             self._files = resolve_parquet_paths(self.config.path)
         return self._files
+
+    def declared_schema(self) -> tuple[pa.Schema, str] | None:
+        """The ``schema:`` declaration when no file exists yet (``run-job validate``), else None."""
+        try:
+            self.files()
+            return None
+        except SourceError:
+            pass
+        declared = declared_arrow_schema(self.config.declared_schema_)
+        if self.config.columns is not None:
+            declared = pa.schema([declared.field(c) for c in
+                                  self._check_columns(self.config.columns, declared)])
+        what = ("the canonical tick schema" if self.config.declared_schema_ == "ticks"
+                else "its declared `schema:`")
+        return declared, (f"{self.config.path!r} does not exist yet; validated against "
+                          f"{what}")
 
     def schema(self) -> pa.Schema:
         """The (projected, normalised) schema, from the files' footers only."""

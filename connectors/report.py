@@ -23,7 +23,6 @@ import html
 import io
 import math
 import os
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -34,11 +33,9 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from tickflow.connectors.base import ConnectorConfig, RunContext, Sink, sink
+from tickflow.engine.durations import parse_duration_us
 from tickflow.engine.errors import SinkError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
-_UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000,
-            "d": 86_400_000_000}
 _MAX_GRID_CELLS = 25_000_000   # buckets x symbols beyond which correlations are skipped
 _MAX_TABLE_SYMBOLS = 24        # larger correlation matrices are not printed to the terminal
 
@@ -48,13 +45,7 @@ STAT_NAMES = ("observations", "mean_return", "volatility", "mean_rsi", "mean_imb
 
 def parse_grid_us(text: str) -> int:
     """'1s' -> 1_000_000 (microseconds); ValueError for anything that is not a duration > 0."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"expected a duration such as 500ms, 1s, 5m or 1h, found {text!r}")
-    value = round(float(m.group(1)) * _UNIT_US[m.group(2)])
-    if value <= 0:
-        raise ValueError(f"the grid must be at least 1us, found {text!r}")
-    return value
+    return parse_duration_us(text)
 
 
 class ResearchReportConfig(ConnectorConfig):

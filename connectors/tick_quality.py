@@ -17,24 +17,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tickflow.engine import durations
 from tickflow.engine.keys import KeyIndex
 
 QualityPolicy = Literal["dead_letter", "drop", "keep"]
 REASONS = ("nan_price", "non_positive_price", "crossed_quote", "late_timestamp")
 
-_UNITS_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
-
 
 def parse_duration_us(text: str | int | float) -> int:
-    """``500ms``, ``5s``, ``2m``, ``1h`` (or a number of seconds) as microseconds."""
-    if isinstance(text, int | float):
-        return int(float(text) * 1_000_000)
-    value = text.strip().lower()
-    for unit in ("us", "ms", "s", "m", "h"):
-        if value.endswith(unit):
-            number = value[: -len(unit)]
-            return int(float(number) * _UNITS_US[unit])
-    return int(float(value) * 1_000_000)
+    """``500ms``, ``5s``, ``2m``, ``1h`` (or a number of seconds) as microseconds, >= 0."""
+    return durations.parse_duration_us(text, number_unit="s", allow_zero=True)
 
 
 class TickQualityConfig(BaseModel):
@@ -52,14 +44,7 @@ class TickQualityConfig(BaseModel):
     @field_validator("max_lateness")
     @classmethod
     def _duration(cls, value: str) -> str:
-        try:
-            us = parse_duration_us(value)
-        except ValueError:
-            msg = f"expected a duration such as 500ms, 5s or 1m, found {value!r}"
-            raise ValueError(msg) from None
-        if us < 0:
-            msg = f"expected a duration >= 0, found {value!r}"
-            raise ValueError(msg)
+        parse_duration_us(value)
         return value
 
 

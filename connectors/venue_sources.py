@@ -15,6 +15,7 @@ from pydantic import Field
 from tickflow.connectors.base import ConnectorConfig, RunContext, source
 from tickflow.connectors.coinbase_source import CoinbaseSource
 from tickflow.connectors.dead_letter import DeadLetters
+from tickflow.engine.durations import Seconds
 
 
 class VenueSourceConfig(ConnectorConfig):
@@ -32,11 +33,11 @@ class VenueSourceConfig(ConnectorConfig):
                                                    "stated here, never assumed)")
     trades: bool = Field(False, description="also subscribe trades (ticks with last_size)")
     max_ticks: int | None = Field(None, ge=1, description="end the run after this many ticks")
-    duration_s: float | None = Field(None, gt=0, description="end the run after this long")
+    duration_s: Seconds | None = Field(None, gt=0, description="end the run after this long")
     batch_rows: int = Field(1_000, ge=1, description="most ticks per batch handed to the job")
     linger_ms: int = Field(200, ge=1, le=60_000,
                            description="longest wait to fill a batch (latency vs throughput)")
-    heartbeat_timeout_s: float = Field(10.0, gt=0, description="reconnect after this long "
+    heartbeat_timeout_s: Seconds = Field(10.0, gt=0, description="reconnect after this long "
                                                                "without a message")
     max_failures: int | None = Field(None, ge=1, description="give up after this many "
                                                              "consecutive failed connects")

@@ -36,18 +36,20 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _load(args: argparse.Namespace, without_data: bool = False) -> Any:
     from tickflow.engine.compile import compile_job
     from tickflow.engine.loader import load_job
 
     overrides = list(args.set or [])
     if getattr(args, "state_backend", None):
         overrides.append(f"state.backend={args.state_backend}")
-    return compile_job(load_job(args.job, overrides=overrides))
+    return compile_job(load_job(args.job, overrides=overrides), without_data=without_data)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    job = _load(args)
+    job = _load(args, without_data=True)  # configs in git are checked before any data exists
+    for note in job.notes:
+        print(note)
     print(f"{args.job}: valid ({job.spec.mode} job '{job.spec.name}', {len(job.steps)} steps, "
           f"{len(job.output_columns)} output columns)")
     return 0
@@ -161,6 +163,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.cluster:  # a sweep's points go to Dask (engine/backtest/sweep_dask.py)
             args.set = [*(args.set or []), "executor.kind=dask",
                         f"executor.address={args.cluster}"]
+        if getattr(args, "sweep", False):
+            from tickflow.engine.backtest.sweep_run import run_sweep_cli
+
+            return run_sweep_cli(args, _console())
         return run_backtest_command(args, _console())
     job = _load(args)
     spec = job.spec
@@ -239,7 +245,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tickflow.connectors.exchange_server import main as serve_main
+    from tickflow.connectors.serve_cli import main as serve_main
 
     return serve_main([args.exchange, *args.rest])
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import graphlib
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 from pydantic import ValidationError
 
-import tickflow.connectors  # noqa: F401  (registers built-in connectors)
+import tickflow.engine.builtin_connectors  # noqa: F401  (names the built-in connectors)
 import tickflow.engine.ml  # registers the model_score batch step
-import tickflow.engine.state.memory  # noqa: F401  (registers the memory backend)
+import tickflow.engine.state  # noqa: F401  (names the state backends)
 import tickflow.kernels  # noqa: F401  (registers built-in kernels)
 from tickflow.connectors.base import ConnectorConfig, ConnectorDef, RunContext, get_connector
 from tickflow.engine import __version__
@@ -62,6 +62,8 @@ class CompiledJob:
     streams: dict[str, Stream] = field(default_factory=dict)
     main_stream: str = ""
     sink_streams: list[str] = field(default_factory=list)  # the stream each sink writes
+    # located one-line notes for `run-job validate` (a source validated by its declared schema)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def is_multi_stream(self) -> bool:
@@ -83,9 +85,22 @@ class CompiledJob:
         return cols
 
 
+@runtime_checkable
+class SchemaWithoutData(Protocol):
+    """A source whose data may not exist yet (a file made later) but whose schema is declared.
+
+    ``declared_schema()`` returns None when the data is there (its real schema then counts), and
+    otherwise the declared schema with a short reason, so ``run-job validate`` needs no data.
+    """
+
+    def declared_schema(self) -> tuple[pa.Schema, str] | None: ...
+
+
 class _Compiler:
-    def __init__(self, loaded: LoadedJob):
+    def __init__(self, loaded: LoadedJob, without_data: bool = False):
         self.loaded = loaded
+        self.without_data = without_data
+        self.notes: list[str] = []
         self.marks: Marks = loaded.marks
         self.problems: list[Problem] = []
         self.step_index: list[int] | None = None
@@ -289,7 +304,16 @@ class _Compiler:
         schemas: dict[int, pa.Schema] = {}
         for use in sources:
             try:
-                schemas[use.index] = use.definition.cls(use.config, context).schema()
+                source = use.definition.cls(use.config, context)
+                declared = (source.declared_schema() if self.without_data
+                            and isinstance(source, SchemaWithoutData) else None)
+                if declared is not None:
+                    schemas[use.index], reason = declared
+                    m = self.marks.find(("sources", use.index))
+                    self.notes.append(f"{m.file}:{m.line}:{m.col}: sources[{use.index}]: "
+                                      f"{reason}")
+                else:
+                    schemas[use.index] = source.schema()
             except TickflowError as exc:
                 self.problem(("sources", use.index), str(exc))
         for i, block in enumerate(spec.sources):
@@ -382,7 +406,7 @@ class _Compiler:
         return CompiledJob(spec=spec, loaded=self.loaded, context=context, sources=sources,
                            source_schema=schema, steps=steps, signals=signals, sinks=sinks,
                            key=spec.key, producers=self.producers, streams=streams,
-                           main_stream=main, sink_streams=sink_streams)
+                           main_stream=main, sink_streams=sink_streams, notes=self.notes)
 
     # ---------------------------------------------------------------- streams
 
@@ -569,6 +593,10 @@ def git_commit(path: str) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def compile_job(loaded: LoadedJob) -> CompiledJob:
-    """Validate and compile; raises JobSpecError/CompileError listing every problem."""
-    return _Compiler(loaded).run()
+def compile_job(loaded: LoadedJob, *, without_data: bool = False) -> CompiledJob:
+    """Validate and compile; raises JobSpecError/CompileError listing every problem.
+
+    ``without_data`` (``run-job validate``): a source whose files do not exist yet is checked
+    against the schema it declares instead of failing; ``CompiledJob.notes`` says which.
+    """
+    return _Compiler(loaded, without_data).run()

@@ -7,6 +7,7 @@ register themselves without pulling in the engine.
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -57,11 +58,13 @@ class Registry(Generic[T]):
     def __init__(self, what: str):
         self.what = what
         self._entries: dict[str, Entry[T]] = {}
+        self._lazy: dict[str, str] = {}  # name -> module that registers it when imported
 
     def add(self, name: str, obj: T, summary: str = "", **meta: Any) -> T:
         if name in self._entries and self._entries[name].obj is not obj:
             raise RegistrationError(f"{self.what} {name!r} is registered twice")
         self._entries[name] = Entry(name, obj, summary, meta)
+        self._lazy.pop(name, None)
         return obj
 
     def register(self, name: str, summary: str = "", **meta: Any) -> Callable[[T], T]:
@@ -70,30 +73,51 @@ class Registry(Generic[T]):
 
         return deco
 
+    def add_lazy(self, name: str, module: str) -> None:
+        """Say that importing ``module`` registers ``name``; it is imported on first lookup.
+
+        This lets the engine know the built-in connectors by name without importing them (the
+        layers point one way), and keeps heavy modules out of jobs that do not use them.
+        """
+        if name not in self._entries:
+            self._lazy[name] = module
+
     def remove(self, name: str) -> None:
         """Forget a name (a plugin whose registration failed half-way is rolled back)."""
         self._entries.pop(name, None)
+        self._lazy.pop(name, None)
 
     def get(self, name: str) -> T:
         return self.entry(name).obj
 
     def entry(self, name: str) -> Entry[T]:
+        if name not in self._entries and name in self._lazy:
+            self._load(name)
         try:
             return self._entries[name]
         except KeyError:
             raise UnknownNameError(self.what, name, close_matches(name, self.names())) from None
 
+    def _load(self, name: str) -> None:
+        module = self._lazy.pop(name)
+        importlib.import_module(module)
+        if name not in self._entries:
+            raise RegistrationError(f"importing {module} did not register {self.what} {name!r}")
+
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._lazy
 
     def __iter__(self) -> Iterator[Entry[T]]:
+        for name in list(self._lazy):
+            if name in self._lazy:  # one import may register several names
+                self._load(name)
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(set(self._entries) | set(self._lazy))
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.names())
 
 
 KERNELS: Registry[Any] = Registry("kernel")

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tickflow.engine.backtest.spec import StrategySpec, SweepSpec
+from tickflow.engine.durations import parse_duration_us
 
 Mode = Literal["live", "research", "backtest", "arbitrage", "export"]
 
@@ -87,13 +88,10 @@ class CheckpointSpec(Strict):
     @classmethod
     def _every(cls, value: str | int | None) -> str | int | None:
         if isinstance(value, bool) or (isinstance(value, int) and value < 1):
-            raise ValueError(f"expected a number of batches >= 1 or a duration such as 10s, "
+            raise ValueError(f"expected a number of batches >= 1 or a duration like 10s, "
                              f"found {value!r}")
         if isinstance(value, str):
-            import re
-
-            if not re.match(r"^\s*\d+(\.\d+)?\s*(us|ms|s|m|h|d)\s*$", value):
-                raise ValueError(f"expected a duration such as 500ms, 10s or 5m, found {value!r}")
+            parse_duration_us(value)
         return value
 
 

@@ -22,7 +22,6 @@ Registration lives next to the math::
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,54 +30,29 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
+from tickflow.engine.durations import Duration, parse_duration_us  # noqa: F401  (re-exported)
 from tickflow.engine.registry import KERNELS
 
 # --------------------------------------------------------------------------- parameters
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
-_UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000,
-            "d": 86_400_000_000}
-
-
-def parse_duration_us(text: str) -> int:
-    """'30s' -> 30_000_000 microseconds. Raises ValueError on anything else."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"expected a duration such as 500ms, 30s, 5m, 1h or 1d, found {text!r}")
-    value = float(m.group(1)) * _UNIT_US[m.group(2)]
-    if value <= 0:
-        raise ValueError(f"a duration must be > 0, found {text!r}")
-    return round(value)
-
-
 def _check_window(value: Any) -> Any:
     if isinstance(value, bool):
-        raise ValueError("expected a row count (integer >= 1) or a duration such as 30s")
+        raise ValueError("expected a row count (integer >= 1) or a duration like 5s, 500ms, 1m")
     if isinstance(value, int):
         if value < 1:
-            raise ValueError(f"expected a row count >= 1 or a duration such as 30s, found {value}")
+            raise ValueError(f"expected a row count >= 1 or a duration like 5s, 500ms, 1m, found {value}")
         return value
     if isinstance(value, str):
         if value.strip().isdigit():
             return _check_window(int(value))
         parse_duration_us(value)
         return value.strip()
-    raise ValueError(f"expected a row count (integer >= 1) or a duration such as 30s, "
+    raise ValueError(f"expected a row count (integer >= 1) or a duration like 5s, 500ms, 1m, "
                      f"found {type(value).__name__} {value!r}")
-
-
-def _check_duration(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a duration such as 30s, found {value!r}")
-    parse_duration_us(value)
-    return value.strip()
 
 
 Window = Annotated[int | str, BeforeValidator(_check_window)]
 """A window: a row count (int >= 1) or a duration ('30s', '5m', '1h') over timestamps."""
-
-Duration = Annotated[str, BeforeValidator(_check_duration)]
-"""A duration only, such as '60s'."""
 
 
 def window_args(window: int | str) -> tuple[int, int]:

@@ -12,7 +12,7 @@ import io
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -20,8 +20,27 @@ import pyarrow as pa
 from tickflow.engine.backtest.fills import REASONS
 
 if TYPE_CHECKING:
-    from tickflow.engine.backtest.run import Backtest
-    from tickflow.engine.backtest.spec import SweepSpec
+    from tickflow.engine.backtest.data import MarketData
+    from tickflow.engine.backtest.fills import SimResult
+    from tickflow.engine.backtest.spec import StrategySpec, SweepSpec
+    from tickflow.engine.compile import CompiledJob
+
+    class Backtest(Protocol):
+        """What a report reads of ``run.Backtest``; named here so the report never imports run."""
+
+        job: CompiledJob
+        data: MarketData
+        result: SimResult
+        benchmark: SimResult | None
+        metrics: dict[str, float]
+        benchmark_metrics: dict[str, float]
+        per_symbol: dict[str, dict[str, float]]
+        benchmark_per_symbol: dict[str, dict[str, float]]
+        seconds: float
+        paths: dict[str, str]
+
+        @property
+        def strategy(self) -> StrategySpec: ...
 
 # metric: (label, format); percentages are fractions shown as %
 SHOWN = {

@@ -12,9 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|min|h|d)\s*$")
-_UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "min": 60_000_000,
-            "h": 3_600_000_000, "d": 86_400_000_000}
+from tickflow.engine.durations import parse_duration_us
 
 METRIC_NAMES = ("total_return", "annual_return", "volatility", "sharpe", "sortino", "calmar",
                 "max_drawdown", "max_drawdown_duration_s", "win_rate", "profit_factor",
@@ -23,11 +21,8 @@ METRIC_NAMES = ("total_return", "annual_return", "volatility", "sharpe", "sortin
 
 
 def duration_us(text: str) -> int:
-    """'30s' -> 30_000_000; raises ValueError for anything else."""
-    m = _DURATION.match(str(text))
-    if not m:
-        raise ValueError(f"expected a duration such as 500ms, 30s, 5m, 1h, found {text!r}")
-    return round(float(m.group(1)) * _UNIT_US[m.group(2)])
+    """'30s' -> 30_000_000 (the job-wide grammar, :mod:`tickflow.engine.durations`)."""
+    return parse_duration_us(text)
 
 
 class _Strict(BaseModel):

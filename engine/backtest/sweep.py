@@ -1,6 +1,7 @@
-"""Parameter sweeps: expand ``sweep:`` into points, run them in parallel, rank, warn.
+"""Parameter sweeps: expand ``sweep:`` into points, rank the results, warn about overfitting.
 
-Each point is one call of the pure function :func:`tickflow.engine.backtest.run.run_point` (job path and
+Running the points is :mod:`tickflow.engine.backtest.sweep_run`; this module stays free of
+the backtest runner so that the runner can use it. Each point is one call of the pure function :func:`tickflow.engine.backtest.run.run_point` (job path and
 overrides in, metrics out), so the same points can later be submitted as Dask tasks. Locally
 they run on threads by default: the simulator (numba, ``nogil``) and numpy's rule evaluation
 release the GIL, and every thread shares one feature computation per kernel setting. A process
@@ -17,7 +18,6 @@ import itertools
 import math
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from statistics import NormalDist
 from typing import Any
 
@@ -122,44 +122,6 @@ def apply_strategy_sets(strategy: StrategySpec, sets: Sequence[str]) -> Strategy
                                     f"{exc.errors()[0]['msg']}")]) from None
 
 
-def _point_task(args: tuple[str, dict[str, Any], tuple[str, ...], str | None, float | None]
-                ) -> dict[str, dict[str, float]]:
-    from tickflow.engine.backtest.run import run_point
-
-    job_path, overrides, sets, parquet, train = args
-    return run_point(job_path, overrides, sets=sets, parquet=parquet, train_fraction=train)
-
-
-def run_sweep(job_path: str, sweep: SweepSpec, sets: Sequence[str] = (),
-              parquet: str | None = None, workers: int = 0,
-              pool: str | None = None) -> list[dict[str, Any]]:
-    """Run every point; rows of ``{param: value, ..., "<split>.<metric>": value}``, ranked.
-
-    ``pool`` (default ``sweep.pool``): ``threads`` or ``processes``.
-    """
-    pool = pool or sweep.pool
-    ordered = ordered_points(sweep)
-    train = sweep.walk_forward.train_fraction if sweep.walk_forward else None
-    tasks = [(job_path, p, tuple(sets), parquet, train) for p in ordered]
-    workers = min(workers or sweep.workers or (os.cpu_count() or 1), len(tasks))
-    if workers <= 1:
-        results = [_point_task(t) for t in tasks]
-    elif pool == "threads":
-        from concurrent.futures import ThreadPoolExecutor
-
-        first = _point_task(tasks[0])  # fills the shared feature cache before threads start
-        with ThreadPoolExecutor(workers) as threads:
-            results = [first, *threads.map(_point_task, tasks[1:])]
-    else:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")  # threads and numba: never fork
-        chunk = max(1, math.ceil(len(tasks) / workers))
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            results = list(pool.map(_point_task, tasks, chunksize=chunk))
-    return ranked_rows(sweep, ordered, results)
-
-
 def ordered_points(sweep: SweepSpec) -> list[dict[str, Any]]:
     """The points, those sharing kernel parameters (one feature computation) next to each other.
 
@@ -236,43 +198,3 @@ def multiple_testing_warning(rows: list[dict[str, Any]], split: str) -> str:
     else:
         text += " Add `walk_forward:` to see out-of-sample figures."
     return text
-
-
-def run_sweep_command(job: Any, job_path: str, sets: Sequence[str], parquet: str | None,
-                      workers: int, console: Any, quiet: bool) -> int:
-    """``run-job JOB --sweep``: run, print the ranked table and warning, write the outputs."""
-    import time
-
-    from rich.markup import escape
-
-    from tickflow.engine.backtest.report import print_sweep, write_sweep
-    from tickflow.engine.backtest.run import output_paths
-
-    sweep = job.spec.sweep
-    if sweep is None:
-        m = job.loaded.marks.find(("mode",))
-        raise JobSpecError([Problem(m.file, m.line, m.col, "sweep",
-                                    "--sweep needs a `sweep:` block in the job")])
-    start = time.perf_counter()
-    workers = min(workers, sweep.workers or workers)
-    shown = sweep
-    if job.spec.executor.kind == "dask":  # executor.address, or --cluster
-        from tickflow.engine.backtest.sweep_dask import run_sweep_from_cli
-
-        rows, workers = run_sweep_from_cli(
-            job, job_path, sets, parquet, workers, console, quiet=quiet,
-            show_progress=job.spec.executor.progress and not quiet)
-        shown = sweep.model_copy(update={"pool": "dask worker threads"})  # printed only
-    else:
-        rows = run_sweep(job_path, sweep, sets, parquet, workers)
-    split = "train" if sweep.walk_forward else "all"
-    failed = [r for r in rows if "error" in r]
-    warning = multiple_testing_warning([r for r in rows if "error" not in r], split)
-    paths = write_sweep(job, rows, sweep, warning, output_paths(job))
-    if not quiet:
-        print_sweep(rows, shown, warning, paths, console, time.perf_counter() - start, workers)
-    for r in failed:  # shown even with --quiet: a point that did not run is not a result
-        params = ", ".join(f"{k}={r[k]}" for k in sweep.parameters)
-        console.print(f"[red]failed point[/] {escape(params)}: {escape(r['error'])}",
-                      highlight=False)
-    return 1 if failed and len(failed) == len(rows) else 0

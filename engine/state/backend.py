@@ -130,8 +130,6 @@ def backend_names() -> list[str]:
 
 def get_backend(name: str, **options: Any) -> StateBackend:
     """An instance of the backend registered as ``name`` (dotted paths import on first use)."""
-    import tickflow.engine.state.memory  # noqa: F401  (registers the memory backend)
-
     obj = STATE_BACKENDS.get(name)
     if isinstance(obj, str):
         module, _, attr = obj.partition(":")

@@ -7,11 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from tickflow.engine.errors import StateError
-from tickflow.engine.registry import STATE_BACKENDS
 from tickflow.engine.state.backend import StateBackend, StateSnapshot, StepLayout, check_ids
 
 
-@STATE_BACKENDS.register("memory", summary="state in RAM only; lost when the job ends")
 class MemoryStateBackend(StateBackend):
     """Keeps snapshots in this process only: a restart starts from empty state.
 

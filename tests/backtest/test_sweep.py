@@ -18,8 +18,8 @@ from tickflow.engine.backtest.sweep import (
     multiple_testing_warning,
     overrides_to_sets,
     rank,
-    run_sweep,
 )
+from tickflow.engine.backtest.sweep_run import run_sweep
 from tickflow.engine.cli import main
 from tickflow.engine.loader import load_job
 from tests.conftest import ROOT

@@ -14,7 +14,7 @@ import pytest
 
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.backtest.spec import SweepSpec
-from tickflow.engine.backtest.sweep import run_sweep
+from tickflow.engine.backtest.sweep_run import run_sweep
 from tickflow.engine.backtest.sweep_dask import PointOutcome, run_sweep_dask
 from tickflow.engine.cli import main
 from tests.conftest import ROOT
