@@ -55,7 +55,7 @@ class Reject:
 
     ``reason`` is a short counted category: ``malformed_json``, ``not_an_object``,
     ``error_frame``, ``unknown_channel``, ``missing_field``, ``bad_number``,
-    ``bad_timestamp``, ``bad_shape``.
+    ``bad_timestamp``, ``bad_shape``, ``too_deep`` (JSON nested past the decoder's limit).
     """
 
     reason: str
@@ -214,8 +214,9 @@ def load_json_frame(raw: str | bytes, frame: Frame) -> tuple[str, Any]:
         return text, json.loads(text)
     except ValueError as exc:
         frame.rejects.append(Reject("malformed_json", f"not JSON: {exc}", text))
-        return text, NOT_JSON
-
+    except RecursionError:  # nested past the interpreter's limit: hostile, never a tick
+        frame.rejects.append(Reject("too_deep", "JSON nested too deeply to decode", text))
+    return text, NOT_JSON
 
 
 def parse_frame(raw: str | bytes) -> Frame:
