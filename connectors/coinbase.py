@@ -138,12 +138,19 @@ def _number(value: Any, name: str) -> float:
     raise _Bad("bad_number", f"{name}: expected a decimal string or number, found {value!r}")
 
 
-def _integer(value: Any, name: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+INT64_MAX = 2**63 - 1
+
+
+def _integer(value: Any, name: str, limit: int = INT64_MAX) -> int:
+    # ``limit``: the number must fit the int64 column it is written to (a 30-digit sequence
+    # number would otherwise stop the writer, and every tick after it)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit:
         return value
-    if isinstance(value, str) and value.isdigit() and value.isascii():
+    if isinstance(value, str) and value.isdigit() and value.isascii() and len(value) < 20 \
+            and int(value) <= limit:
         return int(value)
-    raise _Bad("bad_number", f"{name}: expected an integer >= 0, found {value!r}")
+    raise _Bad("bad_number", f"{name}: expected an integer from 0 to {limit}, found "
+               f"{str(value)[:40]!r}")
 
 
 def ticker_to_tick(ticker: Any, timestamp_us: int, sequence: int | None) -> dict[str, Any]:

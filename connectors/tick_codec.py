@@ -110,8 +110,18 @@ def encode_tick_rows(batch: pa.RecordBatch | pa.Table, key: str = "symbol",
 # ---------------------------------------------------------------------------- decode
 
 def _read(lines: list[bytes]) -> pa.Table:
-    table = pj.read_json(io.BytesIO(b"\n".join(lines)), read_options=_READ,
-                         parse_options=_PARSE)
+    """The values as one table, one row per value; ArrowInvalid when that cannot be sure."""
+    text = b"\n".join(lines)
+    # Arrow's reader crashes the process (SIGSEGV, pyarrow 26) on a buffer that starts with
+    # ``null``, and splits a value holding a newline into two rows: such values never reach it
+    if text.count(b"\n") != len(lines) - 1 or not all(v[:1] == b"{" for v in lines):
+        raise pa.ArrowInvalid("a value that is not one line holding a JSON object")
+    table = pj.read_json(io.BytesIO(text), read_options=_READ, parse_options=_PARSE)
+    if table.num_rows != len(lines):
+        # a blank value is skipped and a value holding two lines gives two rows: either would
+        # pin the following rows on the wrong messages (and offsets), so look closer
+        msg = f"{table.num_rows} rows from {len(lines)} values"
+        raise pa.ArrowInvalid(msg)
     return table.select(CANONICAL_TICK_SCHEMA.names)
 
 
@@ -125,6 +135,8 @@ def _explain(value: bytes) -> tuple[dict[str, Any] | None, str]:
         obj = json.loads(value)
     except (ValueError, UnicodeDecodeError):
         return None, "malformed_json"
+    except RecursionError:  # nested past the interpreter's limit: hostile, never a tick
+        return None, "too_deep"
     if not isinstance(obj, dict):
         return None, "not_an_object"
     row: dict[str, Any] = {}
@@ -146,7 +158,7 @@ def _explain(value: bytes) -> tuple[dict[str, Any] | None, str]:
             continue
         try:
             number = float(raw) if not isinstance(raw, bool) else math.nan
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
             return None, f"bad_{name}"
         if name == "sequence":
             if not math.isfinite(number) or number != int(number):
@@ -197,7 +209,8 @@ def decode_tick_values(values: list[bytes]) -> tuple[pa.RecordBatch, Rejected]:
     Returns:
         The decoded rows (in input order, unusable ones left out) and ``(index, reason)``
         for every value left out: ``malformed_json``, ``not_an_object``,
-        ``missing_timestamp``, ``missing_symbol``, ``bad_timestamp`` or ``bad_<field>``.
+        ``missing_timestamp``, ``missing_symbol``, ``bad_timestamp``, ``bad_<field>`` or
+        ``too_deep`` (JSON nested past the decoder's limit).
         ``kept_indices(len(values), rejected)`` maps rows back to indices of ``values``.
     """
     if not values:
