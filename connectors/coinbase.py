@@ -130,12 +130,13 @@ def _number(value: Any, name: str) -> float:
     if kind is str or kind is float or kind is int:
         try:
             x = float(value)
-        except ValueError:
-            raise _Bad("bad_number", f"{name}: not a number: {value!r}") from None
+        except (ValueError, OverflowError):  # OverflowError: an integer past float's range
+            raise _Bad("bad_number", f"{name}: not a number: {str(value)[:40]!r}") from None
         if x - x == 0.0:  # finite: inf - inf and nan - nan are nan
             return x
-        raise _Bad("bad_number", f"{name}: not a finite number: {value!r}")
-    raise _Bad("bad_number", f"{name}: expected a decimal string or number, found {value!r}")
+        raise _Bad("bad_number", f"{name}: not a finite number: {str(value)[:40]!r}")
+    raise _Bad("bad_number", f"{name}: expected a decimal string or number, found "
+               f"{str(value)[:40]!r}")
 
 
 INT64_MAX = 2**63 - 1
