@@ -39,6 +39,7 @@ _PARSE = pj.ParseOptions(explicit_schema=CANONICAL_TICK_SCHEMA,
 _READ = pj.ReadOptions(use_threads=False, block_size=1 << 26)
 
 Rejected = list[tuple[int, str]]
+_INT64_MAX = 2**63 - 1
 
 
 # ---------------------------------------------------------------------------- encode
@@ -161,7 +162,8 @@ def _explain(value: bytes) -> tuple[dict[str, Any] | None, str]:
         except (TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
             return None, f"bad_{name}"
         if name == "sequence":
-            if not math.isfinite(number) or number != int(number):
+            if not math.isfinite(number) or number != int(number) or \
+                    abs(number) > _INT64_MAX:  # the column is int64
                 return None, "bad_sequence"
             row[name] = int(number)
         else:
@@ -190,10 +192,13 @@ def _decode_part(values: list[bytes], offset: int, tables: list[pa.Table],
         pass
     if len(values) == 1:
         row, reason = _explain(values[0])
+        if row is not None:
+            try:
+                tables.append(pa.Table.from_pylist([row], schema=CANONICAL_TICK_SCHEMA))
+            except (pa.ArrowException, OverflowError, ValueError, TypeError):
+                row, reason = None, "bad_value"  # a value its column cannot hold
         if row is None:
             rejected.append((offset, reason))
-        else:
-            tables.append(pa.Table.from_pylist([row], schema=CANONICAL_TICK_SCHEMA))
         return
     half = len(values) // 2
     _decode_part(values[:half], offset, tables, rejected)

@@ -170,6 +170,8 @@ def check_codec(values: list[bytes]) -> tuple[pa.RecordBatch, list[tuple[int, st
 @example(values=[GOOD_TICK, DEEP, GOOD_TICK])
 @example(values=[b'{"timestamp": "2026-08-09T12:00:00Z", "symbol": "A", "price": '
                  + b"9" * 400 + b"}"])
+@example(values=[b'{"timestamp": "2026-08-09T12:00:00Z", "symbol": "A", "sequence": '
+                 + b"9" * 30 + b"}", b"null", b"  ", GOOD_TICK + b"\n" + GOOD_TICK])
 def test_tick_codec_takes_arbitrary_values(values: list[bytes]) -> None:
     _, rejected = check_codec([GOOD_TICK, *values, GOOD_TICK])
     assert 0 not in {i for i, _ in rejected} and len(values) + 1 not in {i for i, _ in rejected}
