@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -27,6 +26,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
 from tickflow.connectors.base import ConnectorConfig, RunContext, Sink, Source, sink, source
+from tickflow.connectors.stale_temp import remove_dead_temp_files, temp_path
 from tickflow.engine.errors import SinkError, SourceError
 
 Compression = Literal["lz4", "zstd", "snappy", "gzip", "brotli", "none"]
@@ -231,8 +231,8 @@ class AtomicParquetWriter:
         except OSError as exc:
             raise SinkError(f"parquet sink: cannot create the directory of "
                             f"{str(self.path)!r}: {exc}") from None
-        self.tmp_path = self.path.with_name(
-            f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        remove_dead_temp_files(self.path)  # left by a writer that was killed
+        self.tmp_path = temp_path(self.path)
         meta = dict(schema.metadata or {})
         meta.update({k.encode(): v.encode() for k, v in (metadata or {}).items()})
         self.schema = schema.with_metadata(meta)
