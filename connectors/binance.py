@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tickflow.connectors.coinbase import (
+    INT64_MAX,
     NOT_JSON,
     Frame,
     Reject,
@@ -68,7 +69,7 @@ def _trade_tick(data: dict[str, Any], symbols: Mapping[str, str], id_field: str,
     for name in ("s", "p", "q", "T", id_field):
         if name not in data:
             raise _Bad("missing_field", f"{data.get('e')}: missing {name!r}")
-    return {"timestamp": _integer(data["T"], "T") * 1000,
+    return {"timestamp": _integer(data["T"], "T", INT64_MAX // 1000) * 1000,
             "symbol": common_symbol(str(data["s"]), symbols), "exchange": EXCHANGE,
             "price": _number(data["p"], "p"), "best_bid": None, "best_ask": None,
             "best_bid_size": None, "best_ask_size": None,

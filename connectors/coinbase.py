@@ -55,7 +55,7 @@ class Reject:
 
     ``reason`` is a short counted category: ``malformed_json``, ``not_an_object``,
     ``error_frame``, ``unknown_channel``, ``missing_field``, ``bad_number``,
-    ``bad_timestamp``, ``bad_shape``.
+    ``bad_timestamp``, ``bad_shape``, ``too_deep`` (JSON nested past the decoder's limit).
     """
 
     reason: str
@@ -130,20 +130,28 @@ def _number(value: Any, name: str) -> float:
     if kind is str or kind is float or kind is int:
         try:
             x = float(value)
-        except ValueError:
-            raise _Bad("bad_number", f"{name}: not a number: {value!r}") from None
+        except (ValueError, OverflowError):  # OverflowError: an integer past float's range
+            raise _Bad("bad_number", f"{name}: not a number: {str(value)[:40]!r}") from None
         if x - x == 0.0:  # finite: inf - inf and nan - nan are nan
             return x
-        raise _Bad("bad_number", f"{name}: not a finite number: {value!r}")
-    raise _Bad("bad_number", f"{name}: expected a decimal string or number, found {value!r}")
+        raise _Bad("bad_number", f"{name}: not a finite number: {str(value)[:40]!r}")
+    raise _Bad("bad_number", f"{name}: expected a decimal string or number, found "
+               f"{str(value)[:40]!r}")
 
 
-def _integer(value: Any, name: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+INT64_MAX = 2**63 - 1
+
+
+def _integer(value: Any, name: str, limit: int = INT64_MAX) -> int:
+    # ``limit``: the number must fit the int64 column it is written to (a 30-digit sequence
+    # number would otherwise stop the writer, and every tick after it)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit:
         return value
-    if isinstance(value, str) and value.isdigit() and value.isascii():
+    if isinstance(value, str) and value.isdigit() and value.isascii() and len(value) < 20 \
+            and int(value) <= limit:
         return int(value)
-    raise _Bad("bad_number", f"{name}: expected an integer >= 0, found {value!r}")
+    raise _Bad("bad_number", f"{name}: expected an integer from 0 to {limit}, found "
+               f"{str(value)[:40]!r}")
 
 
 def ticker_to_tick(ticker: Any, timestamp_us: int, sequence: int | None) -> dict[str, Any]:
@@ -214,8 +222,9 @@ def load_json_frame(raw: str | bytes, frame: Frame) -> tuple[str, Any]:
         return text, json.loads(text)
     except ValueError as exc:
         frame.rejects.append(Reject("malformed_json", f"not JSON: {exc}", text))
-        return text, NOT_JSON
-
+    except RecursionError:  # nested past the interpreter's limit: hostile, never a tick
+        frame.rejects.append(Reject("too_deep", "JSON nested too deeply to decode", text))
+    return text, NOT_JSON
 
 
 def parse_frame(raw: str | bytes) -> Frame:

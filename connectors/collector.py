@@ -32,9 +32,11 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from tickflow.connectors.coinbase import Frame, tick_to_json
 from tickflow.connectors.coinbase_auth import CoinbaseCredentials
 from tickflow.connectors.dead_letter import DeadLetters
 from tickflow.connectors.exchange_protocol import SubscribeRequest, get_protocol, protocol_names
+from tickflow.connectors.tick_checks import tick_problem
 from tickflow.connectors.tick_writers import (
     JsonlTickWriter,
     KafkaTickWriter,
@@ -103,6 +105,7 @@ class CollectorStats:
     heartbeat_timeouts: int = 0
     error_frames: int = 0
     dead_letters: int = 0
+    bad_ticks: int = 0
     by_channel: dict[str, int] = field(default_factory=dict)
     exchange: str = "coinbase"
 
@@ -116,7 +119,8 @@ class CollectorStats:
                 f"{self.duplicates:,} duplicates, {self.reconnects:,} reconnects "
                 f"({self.heartbeat_timeouts:,} heartbeat timeouts, {self.failed_connects:,} "
                 f"failed connects), {self.error_frames:,} error frames, "
-                f"{self.dead_letters:,} dead letters")
+                f"{self.dead_letters:,} dead letters ({self.bad_ticks:,} ticks failing "
+                f"the tick-quality checks)")
 
 
 class Collector:
@@ -254,7 +258,13 @@ class Collector:
                             s.heartbeat_timeout_s, connection)
                 return
             self.stats.messages += 1
-            frame = protocol.parse(raw, time.time_ns() // 1000, symbols)
+            try:
+                frame = protocol.parse(raw, time.time_ns() // 1000, symbols)
+            except Exception as exc:  # a parser bug must not end collection: keep the frame
+                self.dead_letters.add("parser_error", raw, detail=f"{type(exc).__name__}: "
+                                      f"{str(exc)[:200]}", connection=connection)
+                LOG.warning("unparsable frame kept as a dead letter (%s)", type(exc).__name__)
+                continue
             seq = frame.sequence_num
             if seq is not None:
                 # connection-wide numbers start at 0; a stream's (trade ids) where first seen
@@ -285,10 +295,26 @@ class Collector:
                 self.dead_letters.add(reject.reason, reject.payload, detail=reject.detail,
                                       connection=connection, sequence_num=seq)
             if frame.ticks:
+                self._drop_bad_ticks(frame, connection)
+            if frame.ticks:
                 self.writer.write(frame.ticks)
                 self.stats.ticks += len(frame.ticks)
                 if s.max_ticks is not None and self.stats.ticks >= s.max_ticks:
                     self.stop()
+
+    def _drop_bad_ticks(self, frame: Frame, connection: int) -> None:
+        """Keep ticks failing the tick-quality checks as dead letters, out of the output."""
+        good = []
+        for tick in frame.ticks:
+            reason = tick_problem(tick)
+            if reason is None:
+                good.append(tick)
+                continue
+            self.stats.bad_ticks += 1
+            self.dead_letters.add(reason, tick_to_json(tick), connection=connection,
+                                  sequence_num=frame.sequence_num)
+        if len(good) != len(frame.ticks):
+            frame.ticks = good
 
 
 def _dumps(message: dict[str, Any]) -> str:

@@ -32,7 +32,12 @@ from websockets.exceptions import ConnectionClosed
 
 
 INJECTION_KINDS = ("malformed_json", "unknown_channel", "missing_field", "bad_number",
-                   "string_numbers", "error_frame")
+                   "string_numbers", "error_frame", "deeply_nested", "binary_garbage")
+# hostile frames that are the same on every venue (no venue parser may crash on them)
+HOSTILE_FRAMES: dict[str, str | bytes] = {
+    "deeply_nested": "[" * 5000 + "]" * 5000,
+    "binary_garbage": b"\xff\xfe\x00\x9c{\"channel\":\x80",
+}
 
 
 @dataclass
@@ -378,7 +383,9 @@ class LoopbackServer:
         self.injected.append(kind)
         async with conn.lock:
             try:
-                text, uses_seq = self.injection(conn, kind, conn.seq)
+                hostile = HOSTILE_FRAMES.get(kind)
+                text, uses_seq = (hostile, False) if hostile is not None else \
+                    self.injection(conn, kind, conn.seq)
                 await conn.ws.send(text)
                 self.sent_log.extend(conn.pending)
             finally:

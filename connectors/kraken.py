@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tickflow.connectors.coinbase import (
+    INT64_MAX,
     NOT_JSON,
     Frame,
     Reject,
@@ -124,6 +125,13 @@ def _v2(frame: Frame, message: dict[str, Any], text: str, received_us: int,
         frame.sequence_stream = f"trade:{pairs.pop()}"
 
 
+def _v1_time_us(value: Any) -> int:
+    us = _number(value, "time") * 1e6
+    if not 0 <= us <= INT64_MAX:
+        raise _Bad("bad_timestamp", f"time: out of range: {str(value)[:40]!r}")
+    return round(us)
+
+
 def _v1(frame: Frame, message: list[Any], text: str, received_us: int,
         symbols: Mapping[str, str]) -> None:
     if len(message) < 4 or not isinstance(message[-2], str):
@@ -149,12 +157,12 @@ def _v1(frame: Frame, message: list[Any], text: str, received_us: int,
         elif channel == "trade":
             for row in payload:
                 frame.ticks.append({
-                    "timestamp": round(_number(row[2], "time") * 1e6), "symbol": symbol,
+                    "timestamp": _v1_time_us(row[2]), "symbol": symbol,
                     "exchange": EXCHANGE, "price": _number(row[0], "price"), "best_bid": None,
                     "best_ask": None, "best_bid_size": None, "best_ask_size": None,
                     "last_size": _number(row[1], "volume"), "volume_24h": None,
                     "sequence": None})
-    except (_Bad, IndexError, TypeError) as exc:
+    except (_Bad, IndexError, KeyError, TypeError, OverflowError) as exc:  # any shape at all
         reason = exc.reason if isinstance(exc, _Bad) else "bad_shape"
         frame.ticks.clear()
         frame.rejects.append(Reject(reason, f"v1 {channel}: {exc}", text))

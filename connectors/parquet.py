@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -35,6 +34,8 @@ from tickflow.connectors.base import (
     sink,
     source,
 )
+from tickflow.connectors.part_checksums import part_digest, verify_part
+from tickflow.connectors.stale_temp import remove_dead_temp_files, temp_path
 from tickflow.engine.errors import SinkError, SourceError
 
 Compression = Literal["lz4", "zstd", "snappy", "gzip", "brotli", "none"]
@@ -271,8 +272,8 @@ class AtomicParquetWriter:
         except OSError as exc:
             raise SinkError(f"parquet sink: cannot create the directory of "
                             f"{str(self.path)!r}: {exc}") from None
-        self.tmp_path = self.path.with_name(
-            f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        remove_dead_temp_files(self.path)  # left by a writer that was killed
+        self.tmp_path = temp_path(self.path)
         meta = dict(schema.metadata or {})
         meta.update({k.encode(): v.encode() for k, v in (metadata or {}).items()})
         self.schema = schema.with_metadata(meta)
@@ -465,6 +466,7 @@ class PartFiles:
         self.schema: pa.Schema | None = None
         self.count = 0
         self.rows = 0
+        self.digests: list[list[object]] = []  # [rows, sha256] per committed part
         self._writer: AtomicParquetWriter | None = None
 
     def _part(self, k: int) -> Path:
@@ -478,12 +480,16 @@ class PartFiles:
         if position is None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.count = self.rows = 0
+            self.digests = []
             return
         self.count, self.rows = int(position["parts"]), int(position["rows"])
+        self.digests = list(position.get("digests", []))  # absent in older checkpoints
         missing = [k for k in range(self.count) if not self._part(k).is_file()]
         if missing:
             raise SinkError(f"parquet sink {str(self.path)!r}: committed part file "
                             f"{self._part(missing[0])} is missing; run with --reset-state")
+        for k, expected in enumerate(self.digests[:self.count]):
+            verify_part(self._part(k), expected, f"parquet sink {str(self.path)!r}")
         if self.dir.is_dir():
             for p in self.dir.iterdir():
                 done = p.name.startswith("part-") and p.suffix == ".parquet" and \
@@ -503,9 +509,10 @@ class PartFiles:
         if self._writer is not None:
             self._writer.close()
             self.rows += self._writer.rows
+            self.digests.append(part_digest(self._part(self.count)))
             self.count += 1
             self._writer = None
-        return {"parts": self.count, "rows": self.rows}
+        return {"parts": self.count, "rows": self.rows, "digests": list(self.digests)}
 
     def merge(self, metadata: dict[str, str]) -> AtomicParquetWriter:
         """Write every committed part, in order, into the target file (atomically)."""
@@ -513,6 +520,9 @@ class PartFiles:
         out = AtomicParquetWriter(self.path, self.schema, metadata=metadata, **self.options)
         try:
             for k in range(self.count):
+                if k < len(self.digests):
+                    verify_part(self._part(k), self.digests[k],
+                                f"parquet sink {str(self.path)!r}")
                 pf = pq.ParquetFile(self._part(k), pre_buffer=False)
                 for batch in pf.iter_batches(batch_size=self.options["row_group_rows"]):
                     if batch.schema.types != self.schema.types:

@@ -39,6 +39,7 @@ _PARSE = pj.ParseOptions(explicit_schema=CANONICAL_TICK_SCHEMA,
 _READ = pj.ReadOptions(use_threads=False, block_size=1 << 26)
 
 Rejected = list[tuple[int, str]]
+_INT64_MAX = 2**63 - 1
 
 
 # ---------------------------------------------------------------------------- encode
@@ -110,8 +111,18 @@ def encode_tick_rows(batch: pa.RecordBatch | pa.Table, key: str = "symbol",
 # ---------------------------------------------------------------------------- decode
 
 def _read(lines: list[bytes]) -> pa.Table:
-    table = pj.read_json(io.BytesIO(b"\n".join(lines)), read_options=_READ,
-                         parse_options=_PARSE)
+    """The values as one table, one row per value; ArrowInvalid when that cannot be sure."""
+    text = b"\n".join(lines)
+    # Arrow's reader crashes the process (SIGSEGV, pyarrow 26) on a buffer that starts with
+    # ``null``, and splits a value holding a newline into two rows: such values never reach it
+    if text.count(b"\n") != len(lines) - 1 or not all(v[:1] == b"{" for v in lines):
+        raise pa.ArrowInvalid("a value that is not one line holding a JSON object")
+    table = pj.read_json(io.BytesIO(text), read_options=_READ, parse_options=_PARSE)
+    if table.num_rows != len(lines):
+        # a blank value is skipped and a value holding two lines gives two rows: either would
+        # pin the following rows on the wrong messages (and offsets), so look closer
+        msg = f"{table.num_rows} rows from {len(lines)} values"
+        raise pa.ArrowInvalid(msg)
     return table.select(CANONICAL_TICK_SCHEMA.names)
 
 
@@ -125,6 +136,8 @@ def _explain(value: bytes) -> tuple[dict[str, Any] | None, str]:
         obj = json.loads(value)
     except (ValueError, UnicodeDecodeError):
         return None, "malformed_json"
+    except RecursionError:  # nested past the interpreter's limit: hostile, never a tick
+        return None, "too_deep"
     if not isinstance(obj, dict):
         return None, "not_an_object"
     row: dict[str, Any] = {}
@@ -146,10 +159,11 @@ def _explain(value: bytes) -> tuple[dict[str, Any] | None, str]:
             continue
         try:
             number = float(raw) if not isinstance(raw, bool) else math.nan
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
             return None, f"bad_{name}"
         if name == "sequence":
-            if not math.isfinite(number) or number != int(number):
+            if not math.isfinite(number) or number != int(number) or \
+                    abs(number) > _INT64_MAX:  # the column is int64
                 return None, "bad_sequence"
             row[name] = int(number)
         else:
@@ -178,10 +192,13 @@ def _decode_part(values: list[bytes], offset: int, tables: list[pa.Table],
         pass
     if len(values) == 1:
         row, reason = _explain(values[0])
+        if row is not None:
+            try:
+                tables.append(pa.Table.from_pylist([row], schema=CANONICAL_TICK_SCHEMA))
+            except (pa.ArrowException, OverflowError, ValueError, TypeError):
+                row, reason = None, "bad_value"  # a value its column cannot hold
         if row is None:
             rejected.append((offset, reason))
-        else:
-            tables.append(pa.Table.from_pylist([row], schema=CANONICAL_TICK_SCHEMA))
         return
     half = len(values) // 2
     _decode_part(values[:half], offset, tables, rejected)
@@ -197,7 +214,8 @@ def decode_tick_values(values: list[bytes]) -> tuple[pa.RecordBatch, Rejected]:
     Returns:
         The decoded rows (in input order, unusable ones left out) and ``(index, reason)``
         for every value left out: ``malformed_json``, ``not_an_object``,
-        ``missing_timestamp``, ``missing_symbol``, ``bad_timestamp`` or ``bad_<field>``.
+        ``missing_timestamp``, ``missing_symbol``, ``bad_timestamp``, ``bad_<field>`` or
+        ``too_deep`` (JSON nested past the decoder's limit).
         ``kept_indices(len(values), rejected)`` maps rows back to indices of ``values``.
     """
     if not values:

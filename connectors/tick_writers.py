@@ -9,6 +9,7 @@ same everywhere (``tickflow.connectors.coinbase.tick_to_json``), which is what t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -53,6 +54,7 @@ class ParquetTickWriter(TickWriter):
         self.flush_rows, self.flush_s = flush_rows, flush_s
         self.rows = 0
         self.row_groups = 0
+        self._failed = False
         self._buffer: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
         try:
@@ -61,6 +63,8 @@ class ParquetTickWriter(TickWriter):
                                             compression="zstd", use_dictionary=["symbol",
                                                                                 "exchange"])
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                self.partial.unlink()  # no 0-byte partial file left behind
             msg = f"parquet output {str(self.path)!r}: {exc.strerror or exc}"
             raise SinkError(msg) from None
 
@@ -76,18 +80,40 @@ class ParquetTickWriter(TickWriter):
     def flush(self) -> None:
         """Write the buffered ticks as one row group."""
         self._last_flush = time.monotonic()
-        if not self._buffer:
+        if not self._buffer or self._failed:
             return
-        self._writer.write_table(ticks_to_table(self._buffer))
+        try:
+            self._writer.write_table(ticks_to_table(self._buffer))
+        except OSError as exc:  # a full disk or a file size limit
+            self._fail(exc)
         self.rows += len(self._buffer)
         self.row_groups += 1
         self._buffer = []
 
     def close(self) -> str:
+        if self._failed:
+            return f"parquet output {self.path}: not written (see the error above)"
         self.flush()
-        self._writer.close()
-        os.replace(self.partial, self.path)
+        try:
+            self._writer.close()
+            os.replace(self.partial, self.path)
+        except OSError as exc:
+            self._fail(exc)
         return f"wrote {self.rows:,} ticks in {self.row_groups} row groups to {self.path}"
+
+    def _fail(self, exc: OSError) -> None:
+        """Give up on the file: a Parquet file without its footer cannot be read, so the
+        partial file is removed rather than left beside the target."""
+        self._failed = True
+        with contextlib.suppress(OSError):
+            self._writer.close()
+        with contextlib.suppress(OSError):
+            self.partial.unlink()
+        lost = self.rows + len(self._buffer)
+        msg = (f"parquet output {str(self.path)!r}: {exc.strerror or exc}; the {lost:,} ticks "
+               f"collected were not saved (a Parquet file needs its footer; --jsonl keeps "
+               f"every complete line on a full disk)")
+        raise SinkError(msg) from None
 
 
 class JsonlTickWriter(TickWriter):
@@ -98,21 +124,42 @@ class JsonlTickWriter(TickWriter):
         self.rows = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
+            self._file: Any = self.path.open("a", encoding="utf-8")
         except OSError as exc:
             msg = f"jsonl output {str(self.path)!r}: {exc.strerror or exc}"
             raise SinkError(msg) from None
 
     def write(self, ticks: list[dict[str, Any]]) -> None:
-        if not ticks:
+        if not ticks or self._file is None:
             return
-        self._file.write("".join(tick_to_json(t) + "\n" for t in ticks))
-        self._file.flush()
+        good = self._file.tell()
+        try:
+            self._file.write("".join(tick_to_json(t) + "\n" for t in ticks))
+            self._file.flush()
+        except OSError as exc:  # a full disk or a file size limit
+            self._fail(exc, good)
         self.rows += len(ticks)
 
     def close(self) -> str:
-        self._file.close()
+        if self._file is None:
+            return f"jsonl output {self.path}: stopped after {self.rows:,} ticks"
+        try:
+            self._file.close()
+        except OSError as exc:
+            self._fail(exc, None)
         return f"wrote {self.rows:,} ticks to {self.path}"
+
+    def _fail(self, exc: OSError, good: int | None) -> None:
+        """Stop writing, cut a half-written last line off, and say so in one line."""
+        file, self._file = self._file, None
+        with contextlib.suppress(OSError):
+            file.close()  # what is still buffered cannot be written either
+        if good is not None:
+            with contextlib.suppress(OSError):
+                os.truncate(self.path, good)
+        msg = (f"jsonl output {str(self.path)!r}: {exc.strerror or exc}; stopped after "
+               f"{self.rows:,} ticks, every one of them complete in the file")
+        raise SinkError(msg) from None
 
 
 class KafkaTickWriter(TickWriter):

@@ -25,6 +25,7 @@ from tickflow.engine.checkpoint import (
 from tickflow.engine.errors import StateError
 from tickflow.engine.state.backend import StateBackend, StateSnapshot, get_backend
 from tickflow.engine.state.lanes import gather, scatter
+from tickflow.engine.state.lock import acquire_state_lock
 
 DEFAULT_EVERY = "10s"
 
@@ -59,6 +60,7 @@ class Checkpointer:
         self.backend: StateBackend = get_backend(state.backend)
         self.store = CheckpointStore(state_root(job.spec.name, state.path),
                                      keep=state.checkpoint.keep)
+        acquire_state_lock(self.store.root)  # one job per state folder (engine/state/lock.py)
         self.every_batches, self.every_s = parse_every(state.checkpoint.every)
         self.log = log or _stderr
         self.spec_hash = spec_sha256(job.spec)
