@@ -36,13 +36,20 @@ from pydantic import Field, field_validator
 
 from tickflow.connectors.base import ConnectorConfig, RunContext, Sink, sink
 from tickflow.connectors.feature_stats import FeatureStats
+from tickflow.connectors.research_math import (
+    Moments,
+    ffill,
+    last_per_key,
+    mean_offdiag,
+    pairwise_corr,
+    to_dt,
+)
 from tickflow.engine.errors import SinkError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
 _UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000,
             "d": 86_400_000_000}
 _MAX_GRID_CELLS = 25_000_000   # buckets x symbols beyond which correlations are skipped
-_MAX_TABLE_SYMBOLS = 24        # larger correlation matrices are not printed to the terminal
 
 STAT_NAMES = ("observations", "mean_return", "volatility", "mean_rsi", "mean_imbalance",
               "regime_changes")
@@ -108,40 +115,6 @@ def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-class _Moments:
-    """Per-code count / mean / M2 for the returns, merged batch by batch."""
-
-    def __init__(self) -> None:
-        self.n = np.zeros(0)
-        self.mean = np.zeros(0)
-        self.m2 = np.zeros(0)
-
-    def grow(self, size: int) -> None:
-        extra = size - len(self.n)
-        if extra > 0:
-            self.n = np.concatenate([self.n, np.zeros(extra)])
-            self.mean = np.concatenate([self.mean, np.zeros(extra)])
-            self.m2 = np.concatenate([self.m2, np.zeros(extra)])
-
-    def add(self, codes: np.ndarray, x: np.ndarray, size: int) -> None:
-        ok = ~np.isnan(x)
-        c, v = codes[ok], x[ok]
-        if not len(v):
-            return
-        nb = np.bincount(c, minlength=size).astype(np.float64)
-        has = nb > 0
-        mb = np.zeros(size)
-        mb[has] = np.bincount(c, weights=v, minlength=size)[has] / nb[has]
-        m2b = np.bincount(c, weights=(v - mb[c]) ** 2, minlength=size)
-        na = self.n
-        n = na + nb
-        delta = mb - self.mean
-        with np.errstate(invalid="ignore", divide="ignore"):
-            self.mean = np.where(has, self.mean + delta * np.where(has, nb / n, 0.0), self.mean)
-            self.m2 = np.where(has, self.m2 + m2b + delta * delta * na * nb / n, self.m2)
-        self.n = n
-
-
 @sink("report", config=ResearchReportConfig,
       summary="research summary: per-symbol stats, correlation matrix, HTML/Markdown + heatmap")
 class ResearchReportSink(Sink):
@@ -155,7 +128,7 @@ class ResearchReportSink(Sink):
         self._index: dict[str, int] = {}
         self._names: list[str] = []
         self._rows = np.zeros(0, dtype=np.int64)
-        self._ret = _Moments()
+        self._ret = Moments()
         self._rsi_sum = np.zeros(0)
         self._rsi_n = np.zeros(0, dtype=np.int64)
         self._imb_sum = np.zeros(0)
@@ -294,12 +267,14 @@ class ResearchReportSink(Sink):
         ts_col = self._column(batch, cfg.timestamp)
         self._add_prices(codes, ts_col, price if price is not None
                          else np.full(batch.num_rows, np.nan))
-        skip = {cfg.symbol, cfg.timestamp}
-        feats = {}
-        for name, col in zip(batch.schema.names, batch.columns, strict=True):
-            if name not in skip and _is_numeric(col.type):
-                feats[name] = _floats(col)
-        self._features.add(feats, codes)
+        take, keys = self._features.draw(batch.num_rows)
+        if len(take):  # only the rows entering the sample are converted
+            skip = {cfg.symbol, cfg.timestamp}
+            index = pa.array(take)
+            feats = {name: _floats(col.take(index))
+                     for name, col in zip(batch.schema.names, batch.columns, strict=True)
+                     if name not in skip and _is_numeric(col.type)}
+            self._features.add(keys, feats, codes[take])
 
     def _add_prices(self, codes: np.ndarray, ts_col: pa.Array, price: np.ndarray) -> None:
         if not pa.types.is_timestamp(ts_col.type):
@@ -319,7 +294,7 @@ class ResearchReportSink(Sink):
         if not ok.any():
             return
         c, b, p = codes[ok], ts[ok] // self.grid_us, price[ok]
-        c, b, p = _last_per_key(c, b, p)
+        c, b, p = last_per_key(c, b, p)
         self._parts.append((c, b, p))
         self._parts_len += len(c)
         if self._parts_len > 2 * self._compacted_len + 1_000_000:
@@ -328,7 +303,7 @@ class ResearchReportSink(Sink):
     def _compact(self) -> None:
         if len(self._parts) > 1:
             c, b, p = (np.concatenate(x) for x in zip(*self._parts, strict=True))
-            self._parts = [_last_per_key(c, b, p)]
+            self._parts = [last_per_key(c, b, p)]
         self._parts_len = self._compacted_len = sum(len(x[0]) for x in self._parts)
 
     # ------------------------------------------------------------------ results
@@ -366,7 +341,7 @@ class ResearchReportSink(Sink):
         sample, _ = self._features.sample()
         self._results = {"symbols": symbols, "stats": stats, "correlation": corr,
                          "grid": cfg.grid, "grid_points": points, "rows": self._total,
-                         "start": _to_dt(self._ts_min), "end": _to_dt(self._ts_max), "note": note,
+                         "start": to_dt(self._ts_min), "end": to_dt(self._ts_max), "note": note,
                          "shown_stats": shown, "features": self._features.table(),
                          "sample": sample}
         return self._results
@@ -386,7 +361,7 @@ class ResearchReportSink(Sink):
         col_of[np.asarray(order, dtype=np.int64)] = np.arange(nsym)
         prices = np.full((points, nsym), np.nan)
         prices[b - b0, col_of[c]] = p
-        return pairwise_corr(np.diff(np.log(_ffill(prices)), axis=0)), points, ""
+        return pairwise_corr(np.diff(np.log(ffill(prices)), axis=0)), points, ""
 
     # ------------------------------------------------------------------ output
 
@@ -408,137 +383,15 @@ class ResearchReportSink(Sink):
                 raise SinkError(f"report sink: cannot write {str(report_path)!r}: "
                                 f"{exc}") from None
         if not self.context.quiet:
-            self._print(res)
+            from tickflow.connectors.research_html import print_tables
+
+            print_tables(res, self.context)
         corr = res["correlation"]
-        mean_corr = _mean_offdiag(corr)
+        mean_corr = mean_offdiag(corr)
         where = f" -> {report_path}" if report_path else ""
         extra = f", mean pairwise correlation {mean_corr:.2f}" if not math.isnan(mean_corr) else ""
         return (f"report: {len(res['symbols'])} symbols, {res['rows']:,} rows, "
                 f"{len(res['features'])} features{extra}{where}")
 
-    def _print(self, res: dict[str, Any]) -> None:
-        from rich import box
-        from rich.console import Console
-        from rich.table import Table
 
-        console = Console()
-        if not console.is_terminal:  # piped or captured: do not squeeze to 80 columns
-            console = Console(width=max(console.width, 120))
-        t = Table(title=f"{self.context.job_name or 'tickflow'}: per-symbol statistics",
-                  box=box.SIMPLE_HEAD)
-        t.add_column("symbol", no_wrap=True)
-        for name in res["shown_stats"]:
-            t.add_column(STAT_LABELS[name], justify="right", no_wrap=True)
-        for sym in res["symbols"]:
-            t.add_row(sym, *stat_cells(res["stats"][sym], res["shown_stats"]))
-        console.print(t)
-        corr = res["correlation"]
-        if corr is None:
-            if res["note"]:
-                console.print(res["note"])
-            return
-        syms = res["symbols"]
-        if len(syms) > _MAX_TABLE_SYMBOLS:
-            console.print(f"correlation matrix: {len(syms)} symbols, see the report file "
-                          f"(mean pairwise {_mean_offdiag(corr):.2f})")
-            return
-        ct = Table(title=f"log-return correlations on a {res['grid']} grid",
-                   box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
-        ct.add_column("", no_wrap=True)
-        for label in _labels(syms):
-            ct.add_column(label, justify="right", no_wrap=True)
-        for i, s in enumerate(syms):
-            cells = []
-            for j in range(len(syms)):
-                v = corr[i, j]
-                if math.isnan(v):
-                    cells.append("[dim]-[/dim]")
-                else:
-                    style = "bold green" if v >= 0.5 else "green" if v >= 0.2 else \
-                        "red" if v < -0.2 else ""
-                    cells.append(f"[{style}]{v:.2f}[/{style}]" if style else f"{v:.2f}")
-            ct.add_row(s, *cells)
-        console.print(ct)
-
-
-# --------------------------------------------------------------------------- helpers
-
-def _last_per_key(c: np.ndarray, b: np.ndarray,
-                  p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The last (in input order) price of each (code, bucket) pair."""
-    order = np.lexsort((b, c))  # stable: equal keys keep input order
-    c, b, p = c[order], b[order], p[order]
-    last = np.ones(len(c), dtype=bool)
-    last[:-1] = (c[1:] != c[:-1]) | (b[1:] != b[:-1])
-    return c[last], b[last], p[last]
-
-
-def _ffill(x: np.ndarray) -> np.ndarray:
-    """Forward-fill NaN down each column (leading NaN stay)."""
-    n = x.shape[0]
-    idx = np.where(np.isnan(x), 0, np.arange(n)[:, None])
-    np.maximum.accumulate(idx, axis=0, out=idx)
-    return np.take_along_axis(x, idx, axis=0)
-
-
-def pairwise_corr(r: np.ndarray) -> np.ndarray:
-    """Pearson correlation of the columns of ``r`` over pairwise-complete rows (as pandas'
-    ``DataFrame.corr()``): NaN where fewer than 2 rows or a zero variance."""
-    valid = np.isfinite(r)
-    v = valid.astype(np.float64)
-    cnt = v.sum(axis=0)
-    colmean = np.where(cnt > 0, np.where(valid, r, 0.0).sum(axis=0) / np.maximum(cnt, 1), 0.0)
-    x = np.where(valid, r - colmean, 0.0)  # centring first keeps the one-pass sums accurate
-    n = v.T @ v
-    sx = x.T @ v
-    sy = sx.T
-    sxx = (x * x).T @ v
-    syy = sxx.T
-    sxy = x.T @ x
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cov = sxy - sx * sy / n
-        vx = sxx - sx * sx / n
-        vy = syy - sy * sy / n
-        corr = cov / np.sqrt(vx * vy)
-    bad = (n < 2) | (vx <= 1e-14 * sxx) | (vy <= 1e-14 * syy) | ~np.isfinite(corr)
-    corr = np.where(bad, np.nan, np.clip(corr, -1.0, 1.0))
-    diag = np.diag(corr).copy()
-    np.fill_diagonal(corr, np.where(np.isnan(diag), np.nan, 1.0))
-    return corr
-
-
-def _to_dt(us: int | None) -> datetime | None:
-    if us is None:
-        return None
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
-
-
-def _mean_offdiag(corr: np.ndarray | None) -> float:
-    if corr is None or corr.shape[0] < 2:
-        return math.nan
-    off = corr[~np.eye(corr.shape[0], dtype=bool)]
-    off = off[~np.isnan(off)]
-    return float(off.mean()) if len(off) else math.nan
-
-
-def _labels(symbols: list[str]) -> list[str]:
-    """Axis labels: 'BTC-USD' -> 'BTC' when the short names stay distinct."""
-    short = [s.split("-")[0] or s for s in symbols]
-    return short if len(set(short)) == len(short) else list(symbols)
-
-
-STAT_LABELS = {"observations": "ticks", "mean_return": "mean return",
-               "volatility": "volatility", "mean_rsi": "mean RSI",
-               "mean_imbalance": "mean L1 imbalance", "regime_changes": "regime changes"}
-_STAT_FORMAT = {"observations": ",", "mean_return": "+.2e", "volatility": ".2e",
-                "mean_rsi": ".2f", "mean_imbalance": ".4f", "regime_changes": ","}
-
-
-def stat_cells(st: dict[str, Any], shown: list[str]) -> list[str]:
-    """The per-symbol statistics ``shown``, as text (``n/a`` where there is no value)."""
-    out = []
-    for name in shown:
-        v = st[name]
-        ok = v is not None and not (isinstance(v, float) and not math.isfinite(v))
-        out.append(format(v, _STAT_FORMAT[name]) if ok else "n/a")
-    return out
+__all__ = ["ResearchReportConfig", "ResearchReportSink", "pairwise_corr", "parse_grid_us"]

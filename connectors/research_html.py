@@ -18,8 +18,16 @@ import numpy as np
 
 from tickflow.connectors.base import RunContext
 from tickflow.connectors.reporting.page import Page
+from tickflow.connectors.research_math import (
+    STAT_LABELS,
+    labels,
+    mean_offdiag,
+    pairwise_corr,
+    stat_cells,
+)
 
 _MAX_FEATURES_CORR = 60
+_MAX_TABLE_SYMBOLS = 24  # larger correlation matrices are not printed to the terminal
 _BINS = 60
 
 
@@ -59,8 +67,6 @@ FEATURE_HEADS = ["feature", "count", "missing", "mean", "std", "min", "p1", "med
 
 def feature_correlation(res: dict[str, Any]) -> tuple[list[str], np.ndarray]:
     """Pearson correlation between features over the sampled rows (pairwise complete)."""
-    from tickflow.connectors.report import pairwise_corr
-
     names = [n for n, st in res["features"].items()
              if st["count"] and st["std"] == st["std"] and st["std"] > 0][:_MAX_FEATURES_CORR]
     if len(names) < 2:
@@ -71,7 +77,6 @@ def feature_correlation(res: dict[str, Any]) -> tuple[list[str], np.ndarray]:
 
 def page(res: dict[str, Any], context: RunContext, config: Any) -> Page:
     """The research report as a page model (``.render()`` gives the HTML)."""
-    from tickflow.connectors.report import STAT_LABELS, _labels, stat_cells
     from tickflow.connectors.reporting.plots import heatmap
 
     title = f"{context.job_name or 'tickflow'}: research report"
@@ -86,8 +91,8 @@ def page(res: dict[str, Any], context: RunContext, config: Any) -> Page:
     sec = pg.section("Feature statistics")
     if res["features"]:
         sec.table(FEATURE_HEADS, feature_rows(res))
-        sec.text("Count, missing share, mean, std, min and max over every row; quantiles "
-                 "from the row sample.", css="note")
+        sec.text("Every figure is computed on the uniform row sample (see the facts above): "
+                 "count is the sampled rows with a value.", css="note")
     else:
         sec.text("The output has no numeric column besides the symbol and timestamp.")
     sec = pg.section(f"Correlation of log returns ({res['grid']} grid)")
@@ -95,10 +100,10 @@ def page(res: dict[str, Any], context: RunContext, config: Any) -> Page:
         sec.text(res["note"])
     corr = res["correlation"]
     if corr is not None:
-        labels = _labels(res["symbols"])
-        sec.plot("return_correlation", heatmap(labels, labels, corr,
+        names = labels(res["symbols"])
+        sec.plot("return_correlation", heatmap(names, names, corr,
                                                "log-return correlation", "correlation",
-                                               width=min(1100, 250 + 45 * len(labels))))
+                                               width=min(1100, 250 + 45 * len(names))))
     names, fcorr = feature_correlation(res)
     sec = pg.section("Feature correlations")
     if len(names) >= 2:
@@ -150,8 +155,6 @@ def _distributions(pg: Page, res: dict[str, Any]) -> None:
 
 def markdown(res: dict[str, Any], context: RunContext, config: Any, path: Path) -> str:
     """The Markdown report; writes the PNG correlation heatmap beside ``path``."""
-    from tickflow.connectors.report import STAT_LABELS, stat_cells
-
     png_path = None
     if res["correlation"] is not None:
         png_path = path.with_name(f"{path.stem}_correlation.png")
@@ -191,8 +194,6 @@ def heatmap_png(res: dict[str, Any]) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from tickflow.connectors.report import _labels
-
     corr = res["correlation"]
     syms = res["symbols"]
     n = len(syms)
@@ -201,10 +202,10 @@ def heatmap_png(res: dict[str, Any]) -> bytes:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     im = ax.imshow(np.ma.masked_invalid(corr), cmap="RdBu_r", vmin=-1.0, vmax=1.0)
-    labels = _labels(syms)
+    names = labels(syms)
     if n <= 60:
-        ax.set_xticks(range(n), labels=labels, rotation=90, fontsize=8)
-        ax.set_yticks(range(n), labels=labels, fontsize=8)
+        ax.set_xticks(range(n), labels=names, rotation=90, fontsize=8)
+        ax.set_yticks(range(n), labels=names, fontsize=8)
     if n <= 20:
         for i in range(n):
             for j in range(n):
@@ -218,3 +219,49 @@ def heatmap_png(res: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def print_tables(res: dict[str, Any], context: RunContext) -> None:
+    """The per-symbol statistics and the correlation matrix on the terminal (rich)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze to 80 columns
+        console = Console(width=max(console.width, 120))
+    t = Table(title=f"{context.job_name or 'tickflow'}: per-symbol statistics",
+              box=box.SIMPLE_HEAD)
+    t.add_column("symbol", no_wrap=True)
+    for name in res["shown_stats"]:
+        t.add_column(STAT_LABELS[name], justify="right", no_wrap=True)
+    for sym in res["symbols"]:
+        t.add_row(sym, *stat_cells(res["stats"][sym], res["shown_stats"]))
+    console.print(t)
+    corr = res["correlation"]
+    if corr is None:
+        if res["note"]:
+            console.print(res["note"])
+        return
+    syms = res["symbols"]
+    if len(syms) > _MAX_TABLE_SYMBOLS:
+        console.print(f"correlation matrix: {len(syms)} symbols, see the report file "
+                      f"(mean pairwise {mean_offdiag(corr):.2f})")
+        return
+    ct = Table(title=f"log-return correlations on a {res['grid']} grid",
+               box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
+    ct.add_column("", no_wrap=True)
+    for label in labels(syms):
+        ct.add_column(label, justify="right", no_wrap=True)
+    for i, s in enumerate(syms):
+        cells = []
+        for j in range(len(syms)):
+            v = corr[i, j]
+            if math.isnan(v):
+                cells.append("[dim]-[/dim]")
+            else:
+                style = "bold green" if v >= 0.5 else "green" if v >= 0.2 else \
+                    "red" if v < -0.2 else ""
+                cells.append(f"[{style}]{v:.2f}[/{style}]" if style else f"{v:.2f}")
+        ct.add_row(s, *cells)
+    console.print(ct)
