@@ -69,11 +69,10 @@ def arbitrage_page(job_name: str, stats: list[EpisodeStats],
         data = {k: [v[i] for i in keep] for k, v in data.items()}
         sec.text(f"{shown:,} episodes: the {MAX_EPISODE_BARS:,} longest are drawn.",
                  css="note")
-    fig = time_figure("episodes (net edge above the threshold, fresh quotes)", "",
-                      height=max(220, 60 + 40 * len(labels)))
     from bokeh.models import FactorRange
 
-    fig.y_range = FactorRange(*labels)
+    fig = time_figure("episodes (net edge above the threshold, fresh quotes)", "",
+                      height=max(220, 60 + 40 * len(labels)), y_range=FactorRange(*labels))
     bars = fig.hbar(y="y", left="left", right="right", height=0.6, color="color",
                     alpha=0.6, source=ColumnDataSource(data), legend_field="threshold")
     hover(fig, [("series", "@y"), ("threshold", "@threshold"), ("start", "@left{%F %T.%3N}"),

@@ -61,9 +61,11 @@ def finite(values: np.ndarray) -> np.ndarray:
 
 
 def time_figure(title: str, y_label: str, height: int = 300, x_range: Any = None,
-                y_axis_type: str = "linear", width: int = 1200) -> Any:
+                y_axis_type: str = "linear", width: int = 1200, y_range: Any = None) -> Any:
     """A figure with a datetime x axis, the pan/zoom tools and no logo."""
     kwargs: dict[str, Any] = {"x_range": x_range} if x_range is not None else {}
+    if y_range is not None:
+        kwargs["y_range"] = y_range
     fig = figure(title=title, x_axis_type="datetime", y_axis_type=y_axis_type, height=height,
                  width=width, tools=TOOLS, active_scroll="wheel_zoom", **kwargs)
     fig.yaxis.axis_label = y_label
