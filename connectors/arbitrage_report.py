@@ -6,7 +6,9 @@ symbol. The sink reads the rows of a ``cross_venue_spread`` step (``timestamp``,
 threshold, counts episodes (runs of consecutive fresh rows with net edge > threshold), their
 total and longest duration (an episode lasts from its first row to the first row that ends it,
 or to its last row at the end of the data) and the share of the covered time. It prints the
-table, writes it as CSV and plots the net edge over time per symbol with the thresholds (PNG).
+table, writes it as CSV, optionally plots the net edge over time per symbol with the thresholds
+(PNG), and writes an interactive page beside the CSV (``.html``, :mod:`arbitrage_html`): the
+episode timeline and the net edge distribution per pair and threshold.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class ArbitrageReportConfig(ConnectorConfig):
     thresholds_bps: list[float] = Field([0.0, 5.0, 10.0, 20.0], min_length=1,
                                         description="net edge thresholds to report")
     plot: bool = Field(True, description="write the PNG of the net edge over time")
+    html: bool = Field(True, description="write the interactive HTML report beside the CSV "
+                                         "(.html): episode timeline, net edge distributions")
 
 
 @dataclass
@@ -50,18 +54,29 @@ class EpisodeStats:
     rows: int
 
 
-def episode_stats(ts_us: np.ndarray, edge: np.ndarray, stale: np.ndarray,
-                  threshold: float) -> tuple[int, float, float]:
-    """(episodes, total seconds, longest seconds) of one series in time order."""
+def episodes(ts_us: np.ndarray, edge: np.ndarray, stale: np.ndarray,
+             threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) microsecond times of the episodes of one series in time order."""
     above = (edge > threshold) & (stale == 0)
     if not above.any():
-        return 0, 0.0, 0.0
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
     starts = np.flatnonzero(edges == 1)
     ends = np.flatnonzero(edges == -1)  # index of the row that ended it (or len)
-    end_ts = ts_us[np.minimum(ends, len(ts_us) - 1)]
-    durations = (end_ts - ts_us[starts]) / 1e6
-    return len(starts), float(durations.sum()), float(durations.max())
+    return ts_us[starts], ts_us[np.minimum(ends, len(ts_us) - 1)]
+
+
+def episode_stats(ts_us: np.ndarray, edge: np.ndarray, stale: np.ndarray,
+                  threshold: float) -> tuple[int, float, float]:
+    """(episodes, total seconds, longest seconds) of one series in time order."""
+    return _stats_of(*episodes(ts_us, edge, stale, threshold))
+
+
+def _stats_of(start: np.ndarray, end: np.ndarray) -> tuple[int, float, float]:
+    if not len(start):
+        return 0, 0.0, 0.0
+    durations = (end - start) / 1e6
+    return len(start), float(durations.sum()), float(durations.max())
 
 
 @sink("arbitrage_report", config=ArbitrageReportConfig,
@@ -75,6 +90,8 @@ class ArbitrageReportSink(Sink):
         super().__init__(config, context)
         self._parts: list[pa.Table] = []
         self.stats: list[EpisodeStats] = []
+        self.series: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.intervals: dict[tuple[str, str, float], tuple[np.ndarray, np.ndarray]] = {}
 
     def required_columns(self) -> list[str]:
         return list(COLUMNS)
@@ -93,10 +110,13 @@ class ArbitrageReportSink(Sink):
             stale = rows["is_stale"].to_numpy(np.int8)
             span = max(1.0, (ts[-1] - ts[0]) / 1e6)
             for threshold in self.config.thresholds_bps:
-                count, total, longest = episode_stats(ts, edge, stale, threshold)
+                start, end = episodes(ts, edge, stale, threshold)
+                self.intervals[(pair, symbol, threshold)] = (start, end)
+                count, total, longest = _stats_of(start, end)
                 self.stats.append(EpisodeStats(pair, symbol, threshold, count, total, longest,
                                                total / span, len(ts)))
             series[(pair, symbol)] = (ts, edge)
+            self.series[(pair, symbol)] = (ts, edge, stale)
         return series
 
     def close(self) -> str | None:
@@ -122,6 +142,15 @@ class ArbitrageReportSink(Sink):
             png = path.with_suffix(".png")
             _plot(series, self.config.thresholds_bps, png)
             written.append(str(png))
+        if self.config.html:
+            from tickflow.connectors.arbitrage_html import arbitrage_page
+
+            page = path.with_suffix(".html")
+            page.write_text(arbitrage_page(self.context.job_name or "arbitrage", self.stats,
+                                           self.series, self.config.thresholds_bps,
+                                           self.intervals).render(),
+                            encoding="utf-8")
+            written.append(str(page))
         if not self.context.quiet:
             print("\n".join(lines), flush=True)
         return f"arbitrage report: {len(self.stats)} lines -> {', '.join(written)}"

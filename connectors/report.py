@@ -1,8 +1,12 @@
 """``kind: report``: the research summary of a run, built while the batches stream past.
 
-Per symbol: observations (rows), mean return, volatility (sample standard deviation of the
-returns), mean RSI, mean L1 imbalance (NaN and null values ignored) and the number of regime
-changes (sum of the alarm column). Across symbols: the Pearson correlation matrix of log returns
+Any columns: only the symbol and timestamp columns are required. Every other numeric column is
+a feature: its count, missing share, mean, standard deviation, range and quantiles are
+reported, with the correlations between features and their distributions (from a uniform
+sample of rows, :mod:`feature_stats`). Per symbol, when the columns exist: observations (rows),
+mean return, volatility (sample standard deviation of the returns), mean RSI, mean L1
+imbalance (NaN and null values ignored) and the number of regime changes (sum of the alarm
+column). Across symbols, when there is a price column: the Pearson correlation matrix of log returns
 on a common time grid, as pandas would compute it with
 ``prices.resample(grid).last().ffill()``, ``np.log(p).diff()``, ``.corr()`` (pairwise complete).
 
@@ -12,15 +16,12 @@ so memory grows with the number of buckets, not of rows. Grid buckets are aligne
 epoch (the same as pandas' default for any grid that divides a day).
 
 On ``close`` the tables are printed with rich (unless the run is quiet), and when ``path`` is set
-the report is written there (HTML with the heatmap embedded, or Markdown linking it) together with
-a PNG heatmap ``<stem>_correlation.png`` beside it.
+the report is written there: interactive, self-contained HTML (:mod:`research_html`), or
+Markdown with a PNG heatmap ``<stem>_correlation.png`` beside it.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
 import os
 from datetime import UTC, datetime, timedelta
@@ -33,11 +34,19 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from tickflow.connectors.base import ConnectorConfig, RunContext, Sink, sink
+from tickflow.connectors.feature_stats import FeatureStats
+from tickflow.connectors.research_math import (
+    Moments,
+    ffill,
+    last_per_key,
+    mean_offdiag,
+    pairwise_corr,
+    to_dt,
+)
 from tickflow.engine.durations import parse_duration_us
 from tickflow.engine.errors import SinkError
 
 _MAX_GRID_CELLS = 25_000_000   # buckets x symbols beyond which correlations are skipped
-_MAX_TABLE_SYMBOLS = 24        # larger correlation matrices are not printed to the terminal
 
 STAT_NAMES = ("observations", "mean_return", "volatility", "mean_rsi", "mean_imbalance",
               "regime_changes")
@@ -52,10 +61,10 @@ class ResearchReportConfig(ConnectorConfig):
     """Per-symbol statistics and the cross-symbol correlation matrix of a research run."""
 
     kind: Literal["report"] = "report"
-    path: str | None = Field(None, description="report file, .html (self-contained) or .md; "
-                                               "a PNG heatmap <stem>_correlation.png is written "
-                                               "beside it. Without a path the tables are only "
-                                               "printed")
+    path: str | None = Field(None, description="report file, .html (interactive, "
+                                               "self-contained) or .md (with a PNG heatmap "
+                                               "<stem>_correlation.png beside it). Without a "
+                                               "path the tables are only printed")
     grid: str = Field("1s", description="time grid on which prices are sampled (last price "
                                         "per bucket, carried forward) for the correlations")
     symbol: str = Field("symbol", min_length=1, description="symbol column")
@@ -81,6 +90,11 @@ class ResearchReportConfig(ConnectorConfig):
         return value
 
 
+def _is_numeric(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_floating(kind) or pa.types.is_integer(kind)
+                or pa.types.is_boolean(kind))
+
+
 def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A numeric column as float64 with null -> NaN."""
     if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)
@@ -90,40 +104,6 @@ def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     if arr.null_count:
         arr = pc.fill_null(arr, math.nan)
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
-
-
-class _Moments:
-    """Per-code count / mean / M2 for the returns, merged batch by batch."""
-
-    def __init__(self) -> None:
-        self.n = np.zeros(0)
-        self.mean = np.zeros(0)
-        self.m2 = np.zeros(0)
-
-    def grow(self, size: int) -> None:
-        extra = size - len(self.n)
-        if extra > 0:
-            self.n = np.concatenate([self.n, np.zeros(extra)])
-            self.mean = np.concatenate([self.mean, np.zeros(extra)])
-            self.m2 = np.concatenate([self.m2, np.zeros(extra)])
-
-    def add(self, codes: np.ndarray, x: np.ndarray, size: int) -> None:
-        ok = ~np.isnan(x)
-        c, v = codes[ok], x[ok]
-        if not len(v):
-            return
-        nb = np.bincount(c, minlength=size).astype(np.float64)
-        has = nb > 0
-        mb = np.zeros(size)
-        mb[has] = np.bincount(c, weights=v, minlength=size)[has] / nb[has]
-        m2b = np.bincount(c, weights=(v - mb[c]) ** 2, minlength=size)
-        na = self.n
-        n = na + nb
-        delta = mb - self.mean
-        with np.errstate(invalid="ignore", divide="ignore"):
-            self.mean = np.where(has, self.mean + delta * np.where(has, nb / n, 0.0), self.mean)
-            self.m2 = np.where(has, self.m2 + m2b + delta * delta * na * nb / n, self.m2)
-        self.n = n
 
 
 @sink("report", config=ResearchReportConfig,
@@ -139,7 +119,7 @@ class ResearchReportSink(Sink):
         self._index: dict[str, int] = {}
         self._names: list[str] = []
         self._rows = np.zeros(0, dtype=np.int64)
-        self._ret = _Moments()
+        self._ret = Moments()
         self._rsi_sum = np.zeros(0)
         self._rsi_n = np.zeros(0, dtype=np.int64)
         self._imb_sum = np.zeros(0)
@@ -153,6 +133,8 @@ class ResearchReportSink(Sink):
         self._parts_len = 0
         self._compacted_len = 0
         self._results: dict[str, Any] | None = None
+        self._features = FeatureStats()
+        self._present: set[str] = set()
 
     def merge(self, other: ResearchReportSink) -> None:
         """Add what ``other`` accumulated, as if its batches had been written after ours.
@@ -192,14 +174,15 @@ class ResearchReportSink(Sink):
                 mine = getattr(self, lo_hi)
                 setattr(self, lo_hi, theirs if mine is None else pick(mine, theirs))
         self._total += other._total
+        self._present |= other._present
+        self._features.merge(other._features, lut)
         for c, bucket, p in other._parts:
             self._parts.append((lut[c], bucket, p))
             self._parts_len += len(c)
 
     def required_columns(self) -> list[str]:
-        c = self.config
-        cols = [c.symbol, c.timestamp, c.price, c.returns, c.rsi, c.imbalance, c.alarm]
-        return list(dict.fromkeys(cols))
+        """Only the symbol and timestamp: every other column is optional (used if present)."""
+        return list(dict.fromkeys([self.config.symbol, self.config.timestamp]))
 
     # ------------------------------------------------------------------ streaming
 
@@ -237,6 +220,16 @@ class ResearchReportSink(Sink):
                             f"(columns: {', '.join(batch.schema.names)})")
         return batch.column(idx)
 
+    def _optional(self, batch: pa.RecordBatch, name: str) -> np.ndarray | None:
+        idx = batch.schema.get_field_index(name)
+        if idx < 0:
+            return None
+        col = batch.column(idx)
+        if not _is_numeric(col.type):
+            return None
+        self._present.add(name)
+        return _floats(col)
+
     def write(self, batch: pa.RecordBatch) -> None:
         if not batch.num_rows:
             return
@@ -246,23 +239,33 @@ class ResearchReportSink(Sink):
         size = len(self._names)
         self._total += batch.num_rows
         self._rows += np.bincount(codes, minlength=size)
-        try:
-            ret = _floats(self._column(batch, cfg.returns))
-            rsi = _floats(self._column(batch, cfg.rsi))
-            imb = _floats(self._column(batch, cfg.imbalance))
-            alarm = _floats(self._column(batch, cfg.alarm))
-            price = _floats(self._column(batch, cfg.price))
-        except SinkError as exc:
-            raise SinkError(f"report sink: {exc}") from None
-        self._ret.add(codes, ret, size)
-        for x, sums, counts in ((rsi, self._rsi_sum, self._rsi_n),
-                                (imb, self._imb_sum, self._imb_n)):
+        ret = self._optional(batch, cfg.returns)
+        if ret is not None:
+            self._ret.add(codes, ret, size)
+        for name, sums, counts in ((cfg.rsi, self._rsi_sum, self._rsi_n),
+                                   (cfg.imbalance, self._imb_sum, self._imb_n)):
+            x = self._optional(batch, name)
+            if x is None:
+                continue
             ok = ~np.isnan(x)
             sums += np.bincount(codes[ok], weights=x[ok], minlength=size)
             counts += np.bincount(codes[ok], minlength=size)
-        ok = ~np.isnan(alarm)
-        self._alarms += np.bincount(codes[ok], weights=alarm[ok], minlength=size)
-        self._add_prices(codes, self._column(batch, cfg.timestamp), price)
+        alarm = self._optional(batch, cfg.alarm)
+        if alarm is not None:
+            ok = ~np.isnan(alarm)
+            self._alarms += np.bincount(codes[ok], weights=alarm[ok], minlength=size)
+        price = self._optional(batch, cfg.price)
+        ts_col = self._column(batch, cfg.timestamp)
+        self._add_prices(codes, ts_col, price if price is not None
+                         else np.full(batch.num_rows, np.nan))
+        take, keys = self._features.draw(batch.num_rows)
+        if len(take):  # only the rows entering the sample are converted
+            skip = {cfg.symbol, cfg.timestamp}
+            index = pa.array(take)
+            feats = {name: _floats(col.take(index))
+                     for name, col in zip(batch.schema.names, batch.columns, strict=True)
+                     if name not in skip and _is_numeric(col.type)}
+            self._features.add(keys, feats, codes[take])
 
     def _add_prices(self, codes: np.ndarray, ts_col: pa.Array, price: np.ndarray) -> None:
         if not pa.types.is_timestamp(ts_col.type):
@@ -282,7 +285,7 @@ class ResearchReportSink(Sink):
         if not ok.any():
             return
         c, b, p = codes[ok], ts[ok] // self.grid_us, price[ok]
-        c, b, p = _last_per_key(c, b, p)
+        c, b, p = last_per_key(c, b, p)
         self._parts.append((c, b, p))
         self._parts_len += len(c)
         if self._parts_len > 2 * self._compacted_len + 1_000_000:
@@ -291,7 +294,7 @@ class ResearchReportSink(Sink):
     def _compact(self) -> None:
         if len(self._parts) > 1:
             c, b, p = (np.concatenate(x) for x in zip(*self._parts, strict=True))
-            self._parts = [_last_per_key(c, b, p)]
+            self._parts = [last_per_key(c, b, p)]
         self._parts_len = self._compacted_len = sum(len(x[0]) for x in self._parts)
 
     # ------------------------------------------------------------------ results
@@ -299,7 +302,10 @@ class ResearchReportSink(Sink):
     def results(self) -> dict[str, Any]:
         """The statistics so far: ``symbols`` (sorted), ``stats`` {symbol: {stat: value}},
         ``correlation`` (numpy matrix in ``symbols`` order, or None), ``grid``,
-        ``grid_points``, ``rows``, ``start``/``end`` (datetimes or None) and ``note``."""
+        ``grid_points``, ``rows``, ``start``/``end`` (datetimes or None), ``note``,
+        ``shown_stats`` (the per-symbol statistics whose columns exist), ``features``
+        {column: statistics} and ``sample`` (sampled feature rows, for correlations and
+        distributions)."""
         if self._results is not None:
             return self._results
         order = sorted(range(len(self._names)), key=lambda i: self._names[i])
@@ -318,9 +324,17 @@ class ResearchReportSink(Sink):
                 "mean_imbalance": float(mean_imb[i]),
                 "regime_changes": round(float(self._alarms[i]))}
         corr, points, note = self._correlation(order)
+        cfg = self.config
+        column_of = {"mean_return": cfg.returns, "volatility": cfg.returns,
+                     "mean_rsi": cfg.rsi, "mean_imbalance": cfg.imbalance,
+                     "regime_changes": cfg.alarm}
+        shown = ["observations", *(k for k, col in column_of.items() if col in self._present)]
+        sample, _ = self._features.sample()
         self._results = {"symbols": symbols, "stats": stats, "correlation": corr,
-                         "grid": self.config.grid, "grid_points": points, "rows": self._total,
-                         "start": _to_dt(self._ts_min), "end": _to_dt(self._ts_max), "note": note}
+                         "grid": cfg.grid, "grid_points": points, "rows": self._total,
+                         "start": to_dt(self._ts_min), "end": to_dt(self._ts_max), "note": note,
+                         "shown_stats": shown, "features": self._features.table(),
+                         "sample": sample}
         return self._results
 
     def _correlation(self, order: list[int]) -> tuple[np.ndarray | None, int, str]:
@@ -338,289 +352,37 @@ class ResearchReportSink(Sink):
         col_of[np.asarray(order, dtype=np.int64)] = np.arange(nsym)
         prices = np.full((points, nsym), np.nan)
         prices[b - b0, col_of[c]] = p
-        return pairwise_corr(np.diff(np.log(_ffill(prices)), axis=0)), points, ""
+        return pairwise_corr(np.diff(np.log(ffill(prices)), axis=0)), points, ""
 
     # ------------------------------------------------------------------ output
 
     def close(self) -> str | None:
         res = self.results()
-        png_path = report_path = None
+        report_path = None
         if self.config.path is not None:
+            from tickflow.connectors import research_html
+
             report_path = Path(os.path.expanduser(self.config.path))
             try:
                 report_path.parent.mkdir(parents=True, exist_ok=True)
-                png = _heatmap_png(res) if res["correlation"] is not None else None
-                if png is not None:
-                    png_path = report_path.with_name(f"{report_path.stem}_correlation.png")
-                    png_path.write_bytes(png)
                 if report_path.suffix.lower() == ".md":
-                    text = self._markdown(res, png_path)
+                    text = research_html.markdown(res, self.context, self.config, report_path)
                 else:
-                    text = self._html(res, png)
+                    text = research_html.page(res, self.context, self.config).render()
                 report_path.write_text(text, encoding="utf-8")
             except OSError as exc:
                 raise SinkError(f"report sink: cannot write {str(report_path)!r}: "
                                 f"{exc}") from None
         if not self.context.quiet:
-            self._print(res)
+            from tickflow.connectors.research_html import print_tables
+
+            print_tables(res, self.context)
         corr = res["correlation"]
-        mean_corr = _mean_offdiag(corr)
+        mean_corr = mean_offdiag(corr)
         where = f" -> {report_path}" if report_path else ""
         extra = f", mean pairwise correlation {mean_corr:.2f}" if not math.isnan(mean_corr) else ""
-        return (f"report: {len(res['symbols'])} symbols, {res['rows']:,} rows"
-                f"{extra}{where}")
-
-    def _print(self, res: dict[str, Any]) -> None:
-        from rich import box
-        from rich.console import Console
-        from rich.table import Table
-
-        console = Console()
-        if not console.is_terminal:  # piped or captured: do not squeeze to 80 columns
-            console = Console(width=max(console.width, 120))
-        t = Table(title=f"{self.context.job_name or 'tickflow'}: per-symbol statistics",
-                  box=box.SIMPLE_HEAD)
-        t.add_column("symbol", no_wrap=True)
-        for name in ("ticks", "mean return", "volatility", "mean RSI", "mean L1 imb.",
-                     "regime changes"):
-            t.add_column(name, justify="right", no_wrap=True)
-        for sym in res["symbols"]:
-            t.add_row(sym, *_stat_cells(res["stats"][sym]))
-        console.print(t)
-        corr = res["correlation"]
-        if corr is None:
-            if res["note"]:
-                console.print(res["note"])
-            return
-        syms = res["symbols"]
-        if len(syms) > _MAX_TABLE_SYMBOLS:
-            console.print(f"correlation matrix: {len(syms)} symbols, see the report file "
-                          f"(mean pairwise {_mean_offdiag(corr):.2f})")
-            return
-        ct = Table(title=f"log-return correlations on a {res['grid']} grid",
-                   box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
-        ct.add_column("", no_wrap=True)
-        for label in _labels(syms):
-            ct.add_column(label, justify="right", no_wrap=True)
-        for i, s in enumerate(syms):
-            cells = []
-            for j in range(len(syms)):
-                v = corr[i, j]
-                if math.isnan(v):
-                    cells.append("[dim]-[/dim]")
-                else:
-                    style = "bold green" if v >= 0.5 else "green" if v >= 0.2 else \
-                        "red" if v < -0.2 else ""
-                    cells.append(f"[{style}]{v:.2f}[/{style}]" if style else f"{v:.2f}")
-            ct.add_row(s, *cells)
-        console.print(ct)
-
-    def _header_facts(self, res: dict[str, Any]) -> list[tuple[str, str]]:
-        ctx = self.context
-        facts = [("job", ctx.job_name or "-")]
-        if ctx.job_path:
-            facts.append(("job file", ctx.job_path))
-        if ctx.job_sha256:
-            facts.append(("job sha256", ctx.job_sha256))
-        if ctx.tickflow_version:
-            facts.append(("tickflow", ctx.tickflow_version))
-        if ctx.git_commit:
-            facts.append(("git commit", ctx.git_commit))
-        facts.append(("rows", f"{res['rows']:,}"))
-        if res["start"] is not None:
-            facts.append(("time range", f"{res['start'].isoformat()} .. "
-                                        f"{res['end'].isoformat()}"))
-        facts.append(("correlation grid", f"{res['grid']} ({res['grid_points']:,} points)"))
-        return facts
-
-    def _html(self, res: dict[str, Any], png: bytes | None) -> str:
-        e = html.escape
-        title = f"{self.context.job_name or 'tickflow'}: research report"
-        facts = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>"
-                        for k, v in self._header_facts(res))
-        heads = ["symbol", "observations", "mean return", "volatility", "mean RSI",
-                 "mean L1 imbalance", "regime changes"]
-        rows = "".join(
-            f"<tr><td>{e(s)}</td>" + "".join(f"<td class=n>{e(v)}</td>"
-                                             for v in _stat_cells(res["stats"][s])) + "</tr>"
-            for s in res["symbols"])
-        stats = (f"<table><thead><tr>{''.join(f'<th>{h}</th>' for h in heads)}</tr></thead>"
-                 f"<tbody>{rows}</tbody></table>")
-        corr_html = f"<p>{e(res['note'])}</p>" if res["note"] else ""
-        corr = res["correlation"]
-        if corr is not None:
-            syms = res["symbols"]
-            head = "".join(f"<th>{e(s)}</th>" for s in syms)
-            body = ""
-            for i, s in enumerate(syms):
-                cells = ""
-                for j in range(len(syms)):
-                    v = corr[i, j]
-                    if math.isnan(v):
-                        cells += "<td class=n>-</td>"
-                    else:
-                        alpha = min(abs(v), 1.0) * 0.6
-                        rgb = "220,60,40" if v < 0 else "40,110,220"
-                        cells += (f"<td class=n style='background:rgba({rgb},{alpha:.2f})'>"
-                                  f"{v:.2f}</td>")
-                body += f"<tr><th>{e(s)}</th>{cells}</tr>"
-            corr_html += (f"<table><thead><tr><th></th>{head}</tr></thead>"
-                          f"<tbody>{body}</tbody></table>")
-        img = ""
-        if png is not None:
-            img = (f"<img alt='correlation heatmap' src='data:image/png;base64,"
-                   f"{base64.b64encode(png).decode('ascii')}'>")
-        return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
-<style>
-body{{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}
-th,td{{border:1px solid #ccc;padding:.25em .6em;font-size:.9em}}
-th{{background:#f4f4f4;text-align:left}} td.n{{text-align:right;font-variant-numeric:tabular-nums}}
-img{{max-width:100%}}
-</style></head><body>
-<h1>{e(title)}</h1>
-<table>{facts}</table>
-<h2>Per-symbol statistics</h2>
-{stats}
-<p>Returns: column <code>{e(self.config.returns)}</code>; volatility is their sample standard
-deviation. Regime changes: sum of <code>{e(self.config.alarm)}</code>.</p>
-<h2>Correlation of log returns ({e(res['grid'])} grid)</h2>
-{corr_html}
-{img}
-</body></html>
-"""
-
-    def _markdown(self, res: dict[str, Any], png_path: Path | None) -> str:
-        title = f"{self.context.job_name or 'tickflow'}: research report"
-        lines = [f"# {title}", ""]
-        lines += [f"- **{k}**: {v}" for k, v in self._header_facts(res)]
-        lines += ["", "## Per-symbol statistics", "",
-                  "| symbol | observations | mean return | volatility | mean RSI | "
-                  "mean L1 imbalance | regime changes |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        for s in res["symbols"]:
-            lines.append(f"| {s} | " + " | ".join(_stat_cells(res["stats"][s])) + " |")
-        lines += ["", f"## Correlation of log returns ({res['grid']} grid)", ""]
-        if res["note"]:
-            lines += [res["note"], ""]
-        corr = res["correlation"]
-        if corr is not None:
-            syms = res["symbols"]
-            lines.append("| | " + " | ".join(syms) + " |")
-            lines.append("|---|" + "---:|" * len(syms))
-            for i, s in enumerate(syms):
-                lines.append(f"| **{s}** | " + " | ".join(
-                    "-" if math.isnan(v) else f"{v:.2f}" for v in corr[i]) + " |")
-            lines.append("")
-        if png_path is not None:
-            lines += [f"![correlation heatmap]({png_path.name})", ""]
-        return "\n".join(lines)
+        return (f"report: {len(res['symbols'])} symbols, {res['rows']:,} rows, "
+                f"{len(res['features'])} features{extra}{where}")
 
 
-# --------------------------------------------------------------------------- helpers
-
-def _last_per_key(c: np.ndarray, b: np.ndarray,
-                  p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The last (in input order) price of each (code, bucket) pair."""
-    order = np.lexsort((b, c))  # stable: equal keys keep input order
-    c, b, p = c[order], b[order], p[order]
-    last = np.ones(len(c), dtype=bool)
-    last[:-1] = (c[1:] != c[:-1]) | (b[1:] != b[:-1])
-    return c[last], b[last], p[last]
-
-
-def _ffill(x: np.ndarray) -> np.ndarray:
-    """Forward-fill NaN down each column (leading NaN stay)."""
-    n = x.shape[0]
-    idx = np.where(np.isnan(x), 0, np.arange(n)[:, None])
-    np.maximum.accumulate(idx, axis=0, out=idx)
-    return np.take_along_axis(x, idx, axis=0)
-
-
-def pairwise_corr(r: np.ndarray) -> np.ndarray:
-    """Pearson correlation of the columns of ``r`` over pairwise-complete rows (as pandas'
-    ``DataFrame.corr()``): NaN where fewer than 2 rows or a zero variance."""
-    valid = np.isfinite(r)
-    v = valid.astype(np.float64)
-    cnt = v.sum(axis=0)
-    colmean = np.where(cnt > 0, np.where(valid, r, 0.0).sum(axis=0) / np.maximum(cnt, 1), 0.0)
-    x = np.where(valid, r - colmean, 0.0)  # centring first keeps the one-pass sums accurate
-    n = v.T @ v
-    sx = x.T @ v
-    sy = sx.T
-    sxx = (x * x).T @ v
-    syy = sxx.T
-    sxy = x.T @ x
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cov = sxy - sx * sy / n
-        vx = sxx - sx * sx / n
-        vy = syy - sy * sy / n
-        corr = cov / np.sqrt(vx * vy)
-    bad = (n < 2) | (vx <= 1e-14 * sxx) | (vy <= 1e-14 * syy) | ~np.isfinite(corr)
-    corr = np.where(bad, np.nan, np.clip(corr, -1.0, 1.0))
-    diag = np.diag(corr).copy()
-    np.fill_diagonal(corr, np.where(np.isnan(diag), np.nan, 1.0))
-    return corr
-
-
-def _to_dt(us: int | None) -> datetime | None:
-    if us is None:
-        return None
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
-
-
-def _mean_offdiag(corr: np.ndarray | None) -> float:
-    if corr is None or corr.shape[0] < 2:
-        return math.nan
-    off = corr[~np.eye(corr.shape[0], dtype=bool)]
-    off = off[~np.isnan(off)]
-    return float(off.mean()) if len(off) else math.nan
-
-
-def _labels(symbols: list[str]) -> list[str]:
-    """Axis labels: 'BTC-USD' -> 'BTC' when the short names stay distinct."""
-    short = [s.split("-")[0] or s for s in symbols]
-    return short if len(set(short)) == len(short) else list(symbols)
-
-
-def _fmt(v: float, spec: str) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
-
-
-def _stat_cells(st: dict[str, Any]) -> list[str]:
-    return [f"{st['observations']:,}", _fmt(st["mean_return"], "+.2e"),
-            _fmt(st["volatility"], ".2e"), _fmt(st["mean_rsi"], ".2f"),
-            _fmt(st["mean_imbalance"], ".4f"), f"{st['regime_changes']:,}"]
-
-
-def _heatmap_png(res: dict[str, Any]) -> bytes:
-    """The correlation matrix as a PNG (matplotlib's object API on Agg: no global state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    corr = res["correlation"]
-    syms = res["symbols"]
-    n = len(syms)
-    side = min(max(4.0, 0.55 * n + 2.0), 30.0)
-    fig = Figure(figsize=(side + 1.2, side), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    im = ax.imshow(np.ma.masked_invalid(corr), cmap="RdBu_r", vmin=-1.0, vmax=1.0)
-    labels = _labels(syms)
-    if n <= 60:
-        ax.set_xticks(range(n), labels=labels, rotation=90, fontsize=8)
-        ax.set_yticks(range(n), labels=labels, fontsize=8)
-    if n <= 20:
-        for i in range(n):
-            for j in range(n):
-                v = corr[i, j]
-                if not math.isnan(v):
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if abs(v) > 0.6 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_title(f"log-return correlation ({res['grid']} grid)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+__all__ = ["ResearchReportConfig", "ResearchReportSink", "pairwise_corr", "parse_grid_us"]

@@ -13,6 +13,10 @@ Conventions (each is tested against a hand-computed example in tests/backtest):
 * ``max_drawdown`` = min(E / running max(E) - 1) (a negative fraction) and
   ``max_drawdown_duration_s`` the longest time from a peak until equity is back at that peak
   (or the end of the data);
+* the ``period_*`` figures are the same measures over the whole sample, not annualised:
+  ``period_volatility`` = std * sqrt(n), ``period_sharpe`` = mean / std * sqrt(n),
+  ``period_sortino`` likewise, ``return_over_drawdown`` = total_return / |max_drawdown|;
+  reports show them instead of the annual ones on samples shorter than 30 days;
 * ``win_rate``, ``profit_factor`` (gross profit / gross loss), ``avg_trade`` (currency),
   ``avg_trade_return`` (P&L / entry value) come from closed trades, fees included;
 * ``turnover`` = traded value / mean equity; ``exposure`` = share of the elapsed time with a
@@ -53,15 +57,23 @@ def equity_metrics(ts_us: np.ndarray, equity: np.ndarray) -> dict[str, float]:
         vol = std * math.sqrt(per_year)
         sharpe = _safe_div(mean, std) * math.sqrt(per_year)
         sortino = _safe_div(mean, downside) * math.sqrt(per_year)
+        root_n = math.sqrt(len(r))
+        period = {"period_volatility": std * root_n,
+                  "period_sharpe": _safe_div(mean, std) * root_n,
+                  "period_sortino": _safe_div(mean, downside) * root_n}
     else:
         vol = sharpe = sortino = math.nan
+        period = dict.fromkeys(("period_volatility", "period_sharpe", "period_sortino"),
+                               math.nan)
     peak = np.maximum.accumulate(eq) if len(eq) else eq
     dd = eq / peak - 1.0 if len(eq) else eq
     mdd = float(dd.min()) if len(dd) else math.nan
     return {"total_return": total, "annual_return": annual, "volatility": vol,
             "sharpe": sharpe, "sortino": sortino,
             "calmar": _safe_div(annual, abs(mdd)) if mdd == mdd else math.nan,
-            "max_drawdown": mdd, "max_drawdown_duration_s": drawdown_duration_s(ts_us, eq)}
+            "max_drawdown": mdd, "max_drawdown_duration_s": drawdown_duration_s(ts_us, eq),
+            **period, "return_over_drawdown": _safe_div(total, abs(mdd)) if mdd == mdd
+            else math.nan}
 
 
 def drawdown_duration_s(ts_us: np.ndarray, equity: np.ndarray) -> float:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from tickflow.connectors.base import RunContext
 from tickflow.connectors.report import ResearchReportConfig, ResearchReportSink, pairwise_corr
 from tickflow.connectors.simulator import SimulatorConfig, SimulatorSource
+from tests.report_html import plots
 
 QUIET = RunContext(job_name="report-test", quiet=True)
 
@@ -160,8 +161,8 @@ def test_pairwise_corr_matches_pandas_with_gaps() -> None:
     assert pairwise_corr(x)[0, 3] == pytest.approx(exact, rel=1e-12)
 
 
-def test_writes_html_with_embedded_png(data: pd.DataFrame, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_writes_interactive_html(data: pd.DataFrame, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "out" / "report.html"
     ctx = RunContext(job_name="crypto-research", job_sha256="ab" * 32, tickflow_version="0.1.0")
     sink = ResearchReportSink(ResearchReportConfig(kind="report", path=str(path)), ctx)
@@ -170,10 +171,9 @@ def test_writes_html_with_embedded_png(data: pd.DataFrame, tmp_path: Path,
     assert summary is not None and summary.startswith("report: 6 symbols, 30,000 rows")
     assert str(path) in summary
     html = path.read_text()
-    assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
+    assert html.startswith("<!DOCTYPE html>") and "return_correlation" in plots(html)
     assert "BTC-USD" in html and "ab" * 32 in html
-    png = path.with_name("report_correlation.png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(path.parent.glob("*.png"))  # the HTML needs no file beside it
     printed = capsys.readouterr().out
     assert "per-symbol statistics" in printed and "log-return correlations" in printed
 
@@ -193,10 +193,9 @@ def test_writes_markdown_quietly(data: pd.DataFrame, tmp_path: Path,
 def test_columns_config_and_empty_run(tmp_path: Path) -> None:
     cfg = ResearchReportConfig(kind="report", returns="r", alarm="regime", price="mid")
     sink = ResearchReportSink(cfg, QUIET)
-    assert sink.required_columns() == ["symbol", "timestamp", "mid", "r", "rsi",
-                                       "l1_imbalance", "regime"]
+    assert sink.required_columns() == ["symbol", "timestamp"]  # the rest is optional
     assert ResearchReportSink(ResearchReportConfig(kind="report", path=None),
-                              QUIET).close() == "report: 0 symbols, 0 rows"
+                              QUIET).close() == "report: 0 symbols, 0 rows, 0 features"
     with pytest.raises(ValidationError, match=r"must end in \.html or \.md"):
         ResearchReportConfig(kind="report", path=str(tmp_path / "r.txt"))
     with pytest.raises(ValidationError, match="duration"):

@@ -1,0 +1,127 @@
+"""The arithmetic of the research report: mergeable moments, grid prices, correlations.
+
+Kept apart from the sink and the rendering so both use it without importing each other.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+
+class Moments:
+    """Per-code count / mean / M2 for the returns, merged batch by batch."""
+
+    def __init__(self) -> None:
+        self.n = np.zeros(0)
+        self.mean = np.zeros(0)
+        self.m2 = np.zeros(0)
+
+    def grow(self, size: int) -> None:
+        extra = size - len(self.n)
+        if extra > 0:
+            self.n = np.concatenate([self.n, np.zeros(extra)])
+            self.mean = np.concatenate([self.mean, np.zeros(extra)])
+            self.m2 = np.concatenate([self.m2, np.zeros(extra)])
+
+    def add(self, codes: np.ndarray, x: np.ndarray, size: int) -> None:
+        ok = ~np.isnan(x)
+        c, v = codes[ok], x[ok]
+        if not len(v):
+            return
+        nb = np.bincount(c, minlength=size).astype(np.float64)
+        has = nb > 0
+        mb = np.zeros(size)
+        mb[has] = np.bincount(c, weights=v, minlength=size)[has] / nb[has]
+        m2b = np.bincount(c, weights=(v - mb[c]) ** 2, minlength=size)
+        na = self.n
+        n = na + nb
+        delta = mb - self.mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.mean = np.where(has, self.mean + delta * np.where(has, nb / n, 0.0), self.mean)
+            self.m2 = np.where(has, self.m2 + m2b + delta * delta * na * nb / n, self.m2)
+        self.n = n
+
+
+def last_per_key(c: np.ndarray, b: np.ndarray,
+                  p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The last (in input order) price of each (code, bucket) pair."""
+    order = np.lexsort((b, c))  # stable: equal keys keep input order
+    c, b, p = c[order], b[order], p[order]
+    last = np.ones(len(c), dtype=bool)
+    last[:-1] = (c[1:] != c[:-1]) | (b[1:] != b[:-1])
+    return c[last], b[last], p[last]
+
+
+def ffill(x: np.ndarray) -> np.ndarray:
+    """Forward-fill NaN down each column (leading NaN stay)."""
+    n = x.shape[0]
+    idx = np.where(np.isnan(x), 0, np.arange(n)[:, None])
+    np.maximum.accumulate(idx, axis=0, out=idx)
+    return np.take_along_axis(x, idx, axis=0)
+
+
+def pairwise_corr(r: np.ndarray) -> np.ndarray:
+    """Pearson correlation of the columns of ``r`` over pairwise-complete rows (as pandas'
+    ``DataFrame.corr()``): NaN where fewer than 2 rows or a zero variance."""
+    valid = np.isfinite(r)
+    v = valid.astype(np.float64)
+    cnt = v.sum(axis=0)
+    colmean = np.where(cnt > 0, np.where(valid, r, 0.0).sum(axis=0) / np.maximum(cnt, 1), 0.0)
+    x = np.where(valid, r - colmean, 0.0)  # centring first keeps the one-pass sums accurate
+    n = v.T @ v
+    sx = x.T @ v
+    sy = sx.T
+    sxx = (x * x).T @ v
+    syy = sxx.T
+    sxy = x.T @ x
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sxy - sx * sy / n
+        vx = sxx - sx * sx / n
+        vy = syy - sy * sy / n
+        corr = cov / np.sqrt(vx * vy)
+    bad = (n < 2) | (vx <= 1e-14 * sxx) | (vy <= 1e-14 * syy) | ~np.isfinite(corr)
+    corr = np.where(bad, np.nan, np.clip(corr, -1.0, 1.0))
+    diag = np.diag(corr).copy()
+    np.fill_diagonal(corr, np.where(np.isnan(diag), np.nan, 1.0))
+    return corr
+
+
+def to_dt(us: int | None) -> datetime | None:
+    if us is None:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+def mean_offdiag(corr: np.ndarray | None) -> float:
+    if corr is None or corr.shape[0] < 2:
+        return math.nan
+    off = corr[~np.eye(corr.shape[0], dtype=bool)]
+    off = off[~np.isnan(off)]
+    return float(off.mean()) if len(off) else math.nan
+
+
+def labels(symbols: list[str]) -> list[str]:
+    """Axis labels: 'BTC-USD' -> 'BTC' when the short names stay distinct."""
+    short = [s.split("-")[0] or s for s in symbols]
+    return short if len(set(short)) == len(short) else list(symbols)
+
+
+STAT_LABELS = {"observations": "ticks", "mean_return": "mean return",
+               "volatility": "volatility", "mean_rsi": "mean RSI",
+               "mean_imbalance": "mean L1 imbalance", "regime_changes": "regime changes"}
+_STAT_FORMAT = {"observations": ",", "mean_return": "+.2e", "volatility": ".2e",
+                "mean_rsi": ".2f", "mean_imbalance": ".4f", "regime_changes": ","}
+
+
+def stat_cells(st: dict[str, Any], shown: list[str]) -> list[str]:
+    """The per-symbol statistics ``shown``, as text (``n/a`` where there is no value)."""
+    out = []
+    for name in shown:
+        v = st[name]
+        ok = v is not None and not (isinstance(v, float) and not math.isfinite(v))
+        out.append(format(v, _STAT_FORMAT[name]) if ok else "n/a")
+    return out
