@@ -8,20 +8,17 @@ ones when there are too many) and distributions are fixed-size histograms.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from tickflow.connectors.reporting.page import Page
 
-if TYPE_CHECKING:
-    from tickflow.connectors.arbitrage_report import EpisodeStats
-
 MAX_EPISODE_BARS = 5_000
 _BINS = 80
 
 
-def arbitrage_page(job_name: str, stats: list[EpisodeStats],
+def arbitrage_page(job_name: str, stats: list[Any],  # arbitrage_report.EpisodeStats rows
                    series: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]],
                    thresholds: list[float],
                    intervals: dict[tuple[str, str, float], tuple[np.ndarray, np.ndarray]]
