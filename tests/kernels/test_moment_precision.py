@@ -99,6 +99,18 @@ def exact(stat: str, w: list[Fraction], last: Fraction) -> float:
 
 def exact_rolling(stat: str, x: np.ndarray, ts: np.ndarray | None, window: int | None,
                   min_periods: int) -> np.ndarray:
+    key = (stat, x.tobytes(), None if ts is None else ts.tobytes(), window, min_periods)
+    if key not in _EXACT:
+        _EXACT[key] = _exact_rolling(stat, x, ts, window, min_periods)
+    return _EXACT[key]
+
+
+_EXACT: dict[tuple, np.ndarray] = {}
+"""Exact references already computed (several kernels share a statistic)."""
+
+
+def _exact_rolling(stat: str, x: np.ndarray, ts: np.ndarray | None, window: int | None,
+                   min_periods: int) -> np.ndarray:
     """The statistic of each row's window: the last ``window`` rows, or the rows with stamps
     in (t - SPAN_US, t]."""
     q = [Fraction(float(v)) for v in x]
