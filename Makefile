@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.tickflow-installed
 BENCH_STAMP := $(VENV)/.tickflow-bench-installed
 ROWS   ?= 2000000
 
-.PHONY: demo test bench docs clean
+.PHONY: demo test bench docs clean mutate
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tickflow needs Python >= 3.11")'
@@ -28,6 +28,10 @@ demo: $(STAMP) data/sim_ticks.parquet
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# planted bugs, one at a time, in a scratch copy: a survivor is a gap in the tests (not in `test`)
+mutate: $(STAMP)
+	$(BIN)/python scripts/mutate.py
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/research_vs_peers.py

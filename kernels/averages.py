@@ -16,7 +16,7 @@ from tickflow.kernels.base import (
     ring_fields,
     window_args,
 )
-from tickflow.kernels.window import RECENTRE_MIN, recentred_sums
+from tickflow.kernels.window import PEAK_RATIO, RECENTRE_MIN, recentred_sums
 
 
 @njit(nogil=True, cache=True)
@@ -76,8 +76,10 @@ def ema(key, ts, x, m, out, alpha):
     return ema_update(key, x, m, out, alpha)
 
 
-def _ring_moment_state(p: WindowParams) -> list[Field]:
-    return ring_fields(initial_capacity(p.window)) + moment_fields()
+def ring_moment_peak_state(p: WindowParams) -> list[Field]:
+    """A ring of the window's values, shifted running sums and their peak (rolling_moments)."""
+    return (ring_fields(initial_capacity(p.window)) + moment_fields()
+            + [Field("m_peak", (), np.float64, 0.0)])
 
 
 def _window_args(p: WindowParams) -> tuple[int, int, int]:
@@ -87,23 +89,32 @@ def _window_args(p: WindowParams) -> tuple[int, int, int]:
 
 @njit(nogil=True, cache=True)
 def rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
-                    out_mean, out_std, rows, span, min_periods, ddof, with_std=True):
+                    peak, out_mean, out_std, rows, span, min_periods, ddof, with_std=True,
+                    deviation=False):
     """Walk rows, keep the window, write mean and std (ddof) once warm; NaN otherwise.
 
     Returns the row index where a time-window ring is full (the caller grows it), else n.
     ``with_std=False`` leaves ``out_std`` unwritten on warm rows (sma needs only the mean).
+    ``deviation=True`` writes x - mean instead of the mean, as (x - shift) - s1 / n: exact to
+    the spread's digits where x - mean of prices near 1e5 would keep only the price's.
+    A constant window's mean is exactly its value.
 
     Speed (this loop serves sma, rolling_std, rolling_zscore and bollinger_bands): a key's
     state stays in locals while consecutive rows share the key and is written back when the
     key changes (going through the arrays on every update was five times slower: they may
     alias, so the compiler reloads them after each store); a full row window swaps its oldest
     value for the new one with one add per running sum, the only row-to-row dependency.
+
+    Precision: ``peak`` is the largest shifted sum of squares since the last two-pass
+    recompute; add/remove rounding is relative to it, so when it exceeds PEAK_RATIO times the
+    window's centred sum of squares (a large value left, or a drift left the shift behind)
+    the sums are recomputed from the ring before the row's std.
     """
     cap = vals.shape[1]
     n = key.shape[0]
     k = -1
     c = h = n_since = r = 0
-    sh = a = b = lst = 0.0
+    sh = a = b = lst = pk = 0.0
     for i in range(n):
         v = x[i]
         if np.isnan(v):
@@ -113,10 +124,10 @@ def rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, la
         if key[i] != k:
             if k >= 0:
                 count[k], head[k], shift[k], s1[k], s2[k] = c, h, sh, a, b
-                since[k], run[k], last[k] = n_since, r, lst
+                since[k], run[k], last[k], peak[k] = n_since, r, lst, pk
             k = key[i]
             c, h, sh, a, b = count[k], head[k], shift[k], s1[k], s2[k]
-            n_since, r, lst = since[k], run[k], last[k]
+            n_since, r, lst, pk = since[k], run[k], last[k], peak[k]
         if rows > 1 and c == rows and cap == rows:
             # a full row window: the new value takes the oldest one's slot (time stamps are
             # not kept, row windows never read them)
@@ -145,12 +156,13 @@ def rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, la
                     c -= 1
                 if c == cap:  # evictions are kept; the caller grows the ring and retries row i
                     count[k], head[k], shift[k], s1[k], s2[k] = c, h, sh, a, b
-                    since[k], run[k], last[k] = n_since, r, lst
+                    since[k], run[k], last[k], peak[k] = n_since, r, lst, pk
                     return i
             if c == 0:
                 sh = v
                 a = 0.0
                 b = 0.0
+                pk = 0.0
             pos = h + c
             if pos >= cap:
                 pos -= cap
@@ -160,14 +172,19 @@ def rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, la
             a += d
             b += d * d
             c += 1
+        if b > pk:
+            pk = b
         n_since += 1
         r = r + 1 if v == lst else 1
         lst = v
         if n_since >= max(c, RECENTRE_MIN):
             sh, a, b = recentred_sums(vals, k, h, c)
+            pk = b
             n_since = 0
         if c >= rows if rows > 0 else c >= min_periods:
-            out_mean[i] = sh + a / c
+            out_mean[i] = (v - sh) - a / c if deviation else sh + a / c
+            if r >= c:
+                out_mean[i] = 0.0 if deviation else lst
             if not with_std:
                 pass
             elif c - ddof <= 0:
@@ -175,14 +192,21 @@ def rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, la
             elif r >= c:
                 out_std[i] = 0.0
             else:
-                var = (b - a * a / c) / (c - ddof)
+                m2 = b - a * a / c
+                if pk > PEAK_RATIO * m2:
+                    sh, a, b = recentred_sums(vals, k, h, c)
+                    pk = b
+                    n_since = 0
+                    out_mean[i] = (v - sh) - a / c if deviation else sh + a / c
+                    m2 = b - a * a / c
+                var = m2 / (c - ddof)
                 out_std[i] = np.sqrt(var) if var > 0.0 else 0.0
         else:
             out_mean[i] = np.nan
             out_std[i] = np.nan
     if k >= 0:
         count[k], head[k], shift[k], s1[k], s2[k] = c, h, sh, a, b
-        since[k], run[k], last[k] = n_since, r, lst
+        since[k], run[k], last[k], peak[k] = n_since, r, lst, pk
     return n
 
 
@@ -285,24 +309,24 @@ class ZscoreParams(WindowParams):
 
 
 @kernel("rolling_zscore", params=ZscoreParams, inputs=("price",), outputs=("zscore",),
-        state=_ring_moment_state, args=_window_args, time_window=True,
+        state=ring_moment_peak_state, args=_window_args, time_window=True,
         formula="(x_t - mean) / std over the window including x_t; NaN if std = 0")
 @njit(nogil=True, cache=True)
-def rolling_zscore(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run, out,
-                   rows, span, min_periods):
+def rolling_zscore(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run, peak,
+                   out, rows, span, min_periods):
     """Rolling z-score of the value against its window (sample std); NaN if std is 0.
 
-    State: a ring of the window's values and shifted running sums.
+    State: a ring of the window's values, shifted running sums and their peak.
     """
     n = key.shape[0]
-    mean = np.empty(n)
+    dev = np.empty(n)
     std = np.empty(n)
     done = rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
-                           mean, std, rows, span, min_periods, 1)
+                           peak, dev, std, rows, span, min_periods, 1, True, True)
     for i in range(done):
         s = std[i]
         if np.isnan(s) or s == 0.0:
             out[i] = np.nan
         else:
-            out[i] = (x[i] - mean[i]) / s
+            out[i] = dev[i] / s
     return done

@@ -8,16 +8,13 @@ import numpy as np
 from numba import njit
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from tickflow.kernels.averages import rolling_moments
+from tickflow.kernels.averages import ring_moment_peak_state, rolling_moments
 from tickflow.kernels.base import (
     Field,
     Params,
     Window,
     WindowParams,
-    initial_capacity,
     kernel,
-    moment_fields,
-    ring_fields,
     window_args,
 )
 
@@ -205,10 +202,6 @@ class BollingerParams(WindowParams):
         return value
 
 
-def _bollinger_state(p: BollingerParams) -> list[Field]:
-    return ring_fields(initial_capacity(p.window)) + moment_fields()
-
-
 def _bollinger_args(p: BollingerParams) -> tuple[int, int, int, float]:
     rows, span = window_args(p.window)
     return rows, span, p.min_periods, float(p.k)
@@ -216,23 +209,24 @@ def _bollinger_args(p: BollingerParams) -> tuple[int, int, int, float]:
 
 @kernel("bollinger_bands", params=BollingerParams, inputs=("price",),
         outputs=("bb_mid", "bb_upper", "bb_lower"),
-        state=_bollinger_state, args=_bollinger_args, time_window=True,
+        state=ring_moment_peak_state, args=_bollinger_args, time_window=True,
         formula="mid = mean of the window; bands = mid +/- k * population std (ddof 0)")
 @njit(nogil=True, cache=True)
-def bollinger_bands(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
+def bollinger_bands(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run, peak,
                     out_mid, out_upper, out_lower, rows, span, min_periods, k):
     """Bollinger bands as TA-Lib's ``BBANDS`` with an SMA: bb_mid = mean of the window,
     bb_upper / bb_lower = bb_mid +/- k * population std (ddof 0).
 
     Warm-up: NaN until the window holds ``window`` values (row windows) or ``min_periods``
     values (time windows). NaN policy: a NaN price outputs NaN and leaves the state unchanged.
-    State: a ring of the window's values and shifted running sums (kernels.window).
+    State: a ring of the window's values, shifted running sums and their peak
+    (``averages.rolling_moments``).
 
     >>> # window 2, k 2, prices 1, 3 -> NaN, then mid 2.0, upper 4.0, lower 0.0
     """
     # out_upper first receives the std, then the band is built from it in place.
     done = rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
-                           out_mid, out_upper, rows, span, min_periods, 0)
+                           peak, out_mid, out_upper, rows, span, min_periods, 0)
     for i in range(done):
         width = k * out_upper[i]
         out_upper[i] = out_mid[i] + width

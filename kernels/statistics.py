@@ -26,6 +26,7 @@ from tickflow.kernels.base import (
     window_args,
 )
 from tickflow.kernels.window import (
+    PEAK_RATIO,
     RECENTRE_MIN,
     RECOMPUTE,
     is_warm,
@@ -265,31 +266,67 @@ def donchian_channel(key, ts, x, tss, head, count, seq, av, aseq, ahead, acount,
 # --------------------------------------------------------------------------- higher moments
 
 
-CANCEL_RATIO = 1e3
-"""Power sums are recomputed when a removed 4th-power term exceeds this multiple of what
-remains (more than 3 of the 16 digits cancelled)."""
-FORCE_RECOMPUTE = 1 << 40
-
-
 def _moment4_state(p: WindowParams) -> list[Field]:
     return (ring_fields(initial_capacity(p.window)) + moment_fields()
-            + [Field("m_s3", (), np.float64, 0.0), Field("m_s4", (), np.float64, 0.0)])
+            + [Field("m_s3", (), np.float64, 0.0), Field("m_s4", (), np.float64, 0.0),
+               Field("m_peak2", (), np.float64, 0.0), Field("m_peak4", (), np.float64, 0.0)])
+
+
+@njit(inline="always", nogil=True)
+def _recentred4(vals, k, h, c):
+    """(centre, sums of d, d^2, d^3, d^4 with d = x - centre) over the ring, two-pass."""
+    cap = vals.shape[1]
+    total = 0.0
+    j = h
+    for _ in range(c):
+        total += vals[k, j]
+        j = j + 1 if j + 1 < cap else 0
+    centre = total / c
+    a1 = a2 = a3 = a4 = 0.0
+    j = h
+    for _ in range(c):
+        d = vals[k, j] - centre
+        d2 = d * d
+        a1 += d
+        a2 += d2
+        a3 += d2 * d
+        a4 += d2 * d2
+        j = j + 1 if j + 1 < cap else 0
+    return centre, a1, a2, a3, a4
+
+
+@njit(inline="always", nogil=True)
+def _central4(a1, a2, a3, a4, fn):
+    """Population central moments (mean offset, m2, m3, m4) from shifted power sums."""
+    a = a1 / fn
+    b2 = a2 / fn
+    b3 = a3 / fn
+    m2 = b2 - a * a
+    m3 = b3 - 3.0 * a * b2 + 2.0 * a * a * a
+    m4 = a4 / fn - 4.0 * a * b3 + 6.0 * a * a * b2 - 3.0 * a * a * a * a
+    return a, m2, m3, m4
 
 
 @njit(nogil=True, cache=True)
 def moment4_walk(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run, s3, s4,
-                 out_mean, out_std, out_skew, out_kurt, rows, span, min_periods):
+                 peak2, peak4, out_mean, out_std, out_skew, out_kurt, rows, span, min_periods):
     """Keep each key's window with shifted power sums up to the 4th and write, once warm,
     the mean, sample std, pandas' adjusted skew (n >= 3) and bias-corrected excess kurtosis
     (n >= 4). Skew and kurtosis are NaN when the window is constant. Returns the row where a
-    time-window ring is full, else n."""
+    time-window ring is full, else n.
+
+    Precision: add/remove rounding is relative to the largest sums since the last two-pass
+    recompute (``peak2``, ``peak4``); when either exceeds PEAK_RATIO times the window's
+    centred sum (a large value left a window of small ones, or the shift fell behind a drift)
+    the sums are recomputed from the ring before the row's output.
+    """
     cap = vals.shape[1]
     n_rows = key.shape[0]
     # a key's state stays in locals while consecutive rows share the key (see
     # averages.rolling_moments): written back when the key changes and before a return
     k = -1
     h = c = nsince = r = 0
-    sh = a1 = a2 = a3 = a4 = lst = 0.0
+    sh = a1 = a2 = a3 = a4 = lst = p2 = p4 = 0.0
     for i in range(n_rows):
         v = x[i]
         out_mean[i] = np.nan
@@ -301,26 +338,23 @@ def moment4_walk(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last,
         if key[i] != k:
             if k >= 0:
                 head[k], count[k], shift[k], s1[k], s2[k], s3[k], s4[k] = h, c, sh, a1, a2, a3, a4
-                since[k], last[k], run[k] = nsince, lst, r
+                since[k], last[k], run[k], peak2[k], peak4[k] = nsince, lst, r, p2, p4
             k = key[i]
             h, c, sh, a1, a2, a3, a4 = head[k], count[k], shift[k], s1[k], s2[k], s3[k], s4[k]
-            nsince, lst, r = since[k], last[k], run[k]
+            nsince, lst, r, p2, p4 = since[k], last[k], run[k], peak2[k], peak4[k]
         t = ts[i]
         while c > 0 and (c >= rows if rows > 0 else tss[k, h] <= t - span):
             d = vals[k, h] - sh
+            d2 = d * d
             a1 -= d
-            a2 -= d * d
-            d4 = d * d * d * d
-            a3 -= d * d * d
-            a4 -= d4
-            # an outlier leaving takes digits with it: recompute once the row is added
-            if d4 > CANCEL_RATIO * abs(a4):
-                nsince = FORCE_RECOMPUTE  # idempotent: survives a ring-full retry
+            a2 -= d2
+            a3 -= d2 * d
+            a4 -= d2 * d2
             h = h + 1 if h + 1 < cap else 0
             c -= 1
         if c == cap:  # evictions are kept; the caller grows the ring and retries row i
             head[k], count[k], shift[k], s1[k], s2[k], s3[k], s4[k] = h, c, sh, a1, a2, a3, a4
-            since[k], last[k], run[k] = nsince, lst, r
+            since[k], last[k], run[k], peak2[k], peak4[k] = nsince, lst, r, p2, p4
             return i
         pos = h + c
         if pos >= cap:
@@ -329,67 +363,62 @@ def moment4_walk(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last,
         tss[k, pos] = t
         if c == 0:
             sh = v
-            a1 = a2 = a3 = a4 = 0.0
+            a1 = a2 = a3 = a4 = p2 = p4 = 0.0
         d = v - sh
+        d2 = d * d
         a1 += d
-        a2 += d * d
+        a2 += d2
+        a3 += d2 * d
+        a4 += d2 * d2
+        if a2 > p2:
+            p2 = a2
+        if a4 > p4:
+            p4 = a4
         nsince += 1
         if v == lst:
             r += 1
         else:
             r = 1
             lst = v
-        a3 += d * d * d
-        a4 += d * d * d * d
         c += 1
         if nsince >= max(c, RECENTRE_MIN):  # exact two-pass sums, re-centred on the mean
-            total = 0.0
-            j = h
-            for _ in range(c):
-                total += vals[k, j]
-                j = j + 1 if j + 1 < cap else 0
-            sh = total / c
-            a1 = a2 = a3 = a4 = 0.0
-            j = h
-            for _ in range(c):
-                d = vals[k, j] - sh
-                d2 = d * d
-                a1 += d
-                a2 += d2
-                a3 += d2 * d
-                a4 += d2 * d2
-                j = j + 1 if j + 1 < cap else 0
+            sh, a1, a2, a3, a4 = _recentred4(vals, k, h, c)
+            p2 = a2
+            p4 = a4
             nsince = 0
         if c < rows if rows > 0 else c < min_periods:
             continue
         n = c
         fn = float(n)
-        a = a1 / fn
-        out_mean[i] = sh + a
         if n < 2:
+            out_mean[i] = sh + a1 / fn
             continue
         if r >= n:
+            out_mean[i] = sh + a1 / fn
             out_std[i] = 0.0
             continue
-        b2 = a2 / fn
-        m2 = b2 - a * a
+        a, m2, m3, m4 = _central4(a1, a2, a3, a4, fn)
+        if p2 > PEAK_RATIO * m2 * fn or p4 > PEAK_RATIO * m4 * fn:
+            sh, a1, a2, a3, a4 = _recentred4(vals, k, h, c)
+            p2 = a2
+            p4 = a4
+            nsince = 0
+            a, m2, m3, m4 = _central4(a1, a2, a3, a4, fn)
+        out_mean[i] = sh + a
         if m2 <= 0.0:
             out_std[i] = 0.0
             continue
         out_std[i] = np.sqrt(m2 * fn / (fn - 1.0))
         if n < 3:
             continue
-        b3 = a3 / fn
-        m3 = b3 - 3.0 * a * b2 + 2.0 * a * a * a
         out_skew[i] = np.sqrt(fn * (fn - 1.0)) * m3 / ((fn - 2.0) * m2 * np.sqrt(m2))
         if n < 4:
             continue
-        m4 = a4 / fn - 4.0 * a * b3 + 6.0 * a * a * b2 - 3.0 * a * a * a * a
         out_kurt[i] = (((fn * fn - 1.0) * m4 / (m2 * m2) - 3.0 * (fn - 1.0) * (fn - 1.0))
                        / ((fn - 2.0) * (fn - 3.0)))
     if k >= 0:
         head[k], count[k], shift[k], s1[k], s2[k], s3[k], s4[k] = h, c, sh, a1, a2, a3, a4
-        since[k], last[k], run[k] = nsince, lst, r
+        since[k], last[k], run[k], peak2[k], peak4[k] = nsince, lst, r, p2, p4
     return n_rows
 
 
@@ -420,7 +449,7 @@ class RollingKurtParams(WindowParams):
         time_window=True, formula="adjusted Fisher-Pearson skewness, as pandas rolling().skew()")
 @njit(nogil=True, cache=True)
 def rolling_skew(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run, s3, s4,
-                 out, rows, span, min_periods):
+                 peak2, peak4, out, rows, span, min_periods):
     """Rolling skewness as pandas ``rolling().skew()``: with population central moments
     m2, m3 of the n values, sqrt(n (n - 1)) / (n - 2) * m3 / m2^1.5.
 
@@ -428,9 +457,9 @@ def rolling_skew(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last,
     (time), and always while it holds fewer than 3. NaN when the window is constant.
     A NaN input outputs NaN and leaves the window unchanged.
 
-    State: a ring of the window's values and shifted power sums (orders 1-4), recomputed
-    two-pass every max(count, 32) pushes and whenever an outlier leaving the window cancels
-    more than 3 digits of the 4th-power sum.
+    State: a ring of the window's values, shifted power sums (orders 1-4) and their peaks
+    since the last two-pass recompute, which comes every max(count, 32) pushes and whenever
+    a sum's peak exceeds PEAK_RATIO times its centred value (see ``moment4_walk``).
 
     >>> # x = 1, 2, 4 with window 3 -> NaN, NaN, 0.9352...
     """
@@ -439,7 +468,7 @@ def rolling_skew(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last,
     b = np.empty(n)
     c = np.empty(n)
     return moment4_walk(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
-                        s3, s4, a, b, out, c, rows, span, min_periods)
+                        s3, s4, peak2, peak4, a, b, out, c, rows, span, min_periods)
 
 
 @kernel("rolling_kurt", params=RollingKurtParams, inputs=("log_return",),
@@ -447,7 +476,7 @@ def rolling_skew(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last,
         time_window=True, formula="bias-corrected excess kurtosis, as pandas rolling().kurt()")
 @njit(nogil=True, cache=True)
 def rolling_kurt(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run, s3, s4,
-                 out, rows, span, min_periods):
+                 peak2, peak4, out, rows, span, min_periods):
     """Rolling excess kurtosis as pandas ``rolling().kurt()``: with population central moments
     m2, m4 of the n values, ((n^2 - 1) m4 / m2^2 - 3 (n - 1)^2) / ((n - 2) (n - 3)).
 
@@ -455,7 +484,7 @@ def rolling_kurt(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last,
     (time), and always while it holds fewer than 4. NaN when the window is constant.
     A NaN input outputs NaN and leaves the window unchanged.
 
-    State: a ring of the window's values and shifted power sums (orders 1-4).
+    State: as ``rolling_skew``.
 
     >>> # x = 1, 2, 3, 10 with window 4 -> NaN x3, 3.228
     """
@@ -464,7 +493,7 @@ def rolling_kurt(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last,
     b = np.empty(n)
     c = np.empty(n)
     return moment4_walk(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
-                        s3, s4, a, b, c, out, rows, span, min_periods)
+                        s3, s4, peak2, peak4, a, b, c, out, rows, span, min_periods)
 
 
 class CornishFisherParams(WindowParams):
@@ -489,7 +518,7 @@ def _cf_args(p: CornishFisherParams) -> tuple[float, int, int, int]:
         formula="-(mean + z_cf std), z_cf the Cornish-Fisher quantile from rolling skew/kurt")
 @njit(nogil=True, cache=True)
 def cornish_fisher_var(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
-                       s3, s4, out, z, rows, span, min_periods):
+                       s3, s4, peak2, peak4, out, z, rows, span, min_periods):
     """Cornish-Fisher (modified) value at risk over a row or time window.
 
     z = Phi^-1(alpha) (computed once in Python); S, K = the window's skew and excess kurtosis
@@ -510,7 +539,8 @@ def cornish_fisher_var(key, ts, x, vals, tss, head, count, shift, s1, s2, since,
     skew = np.empty(n)
     kurt = np.empty(n)
     done = moment4_walk(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
-                        s3, s4, mean, std, skew, kurt, rows, span, min_periods)
+                        s3, s4, peak2, peak4, mean, std, skew, kurt, rows, span,
+                        min_periods)
     z2 = z * z
     z3 = z2 * z
     for i in range(done):

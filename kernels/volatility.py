@@ -7,7 +7,7 @@ from numba import njit
 from pydantic import ConfigDict
 from pydantic import Field as PydanticField
 
-from tickflow.kernels.averages import rolling_moments
+from tickflow.kernels.averages import ring_moment_peak_state, rolling_moments
 from tickflow.kernels.base import (
     Field,
     Params,
@@ -19,7 +19,7 @@ from tickflow.kernels.base import (
     ring_fields,
     window_args,
 )
-from tickflow.kernels.window import RECOMPUTE, recentred_sums
+from tickflow.kernels.window import PEAK_RATIO, RECOMPUTE, recentred_sums
 
 
 def _ring_moment_state(p: WindowParams) -> list[Field]:
@@ -46,6 +46,11 @@ def rolling_sum_walk(key, ts, x, prev_abs, vals, tss, head, count, shift, s1, s2
     the output is scaled by pi / 2) or MEAN_OF_VALUES (the sum of x divided by the window's
     count). The output is NaN until warm; a constant window gives exactly n * value; the
     sum is clipped at 0 (the callers sum non-negative values: below 0 is rounding residue).
+
+    Precision: the sums are kept as ``sh c + a``; ``s2`` holds the peak of ``|sh| c + |a|``
+    since the last two-pass recompute (this walk needs no second moment), which add/remove
+    rounding is relative to. When it exceeds PEAK_RATIO times the sum (a large value left a
+    window of small ones) the sum is recomputed from the ring before the row's output.
 
     Returns the row index where a time-window ring is full (the caller grows it), else n. The
     key's state lives in locals for the row and is stored once: array-taking helpers in this
@@ -77,17 +82,13 @@ def rolling_sum_walk(key, ts, x, prev_abs, vals, tss, head, count, shift, s1, s2
         b = s2[k]
         if rows > 0:
             while c >= rows:
-                d = vals[k, h] - sh
-                a -= d
-                b -= d * d
+                a -= vals[k, h] - sh
                 h = h + 1 if h + 1 < cap else 0
                 c -= 1
         else:
             limit = t - span
             while c > 0 and tss[k, h] <= limit:
-                d = vals[k, h] - sh
-                a -= d
-                b -= d * d
+                a -= vals[k, h] - sh
                 h = h + 1 if h + 1 < cap else 0
                 c -= 1
             if c == cap:  # evictions are kept (prev_abs is not): the row is retried
@@ -105,9 +106,11 @@ def rolling_sum_walk(key, ts, x, prev_abs, vals, tss, head, count, shift, s1, s2
             pos -= cap
         vals[k, pos] = v
         tss[k, pos] = t
-        d = v - sh
-        a += d
-        b += d * d
+        a += v - sh
+        # b: the peak of |sh| c + |a|, what add/remove rounding is relative to
+        scale = abs(sh) * (c + 1) + abs(a)
+        if scale > b:
+            b = scale
         n_since = since[k] + 1
         lst = last[k]
         if v == lst:
@@ -118,7 +121,8 @@ def rolling_sum_walk(key, ts, x, prev_abs, vals, tss, head, count, shift, s1, s2
             last[k] = v
         c += 1
         if n_since >= RECOMPUTE:
-            sh, a, b = recentred_sums(vals, k, h, c)
+            sh, a, _ = recentred_sums(vals, k, h, c)
+            b = abs(sh) * c + abs(a)
             n_since = 0
         count[k] = c
         head[k] = h
@@ -135,6 +139,15 @@ def rolling_sum_walk(key, ts, x, prev_abs, vals, tss, head, count, shift, s1, s2
             s = lst * c
         else:
             s = sh * c + a
+            if b > PEAK_RATIO * s:  # the sum fell far below its peak: digits cancelled
+                sh, a, _ = recentred_sums(vals, k, h, c)
+                b = abs(sh) * c + abs(a)
+                n_since = 0
+                s1[k] = a
+                shift[k] = sh
+                s2[k] = b
+                since[k] = n_since
+                s = sh * c + a
             if not s > 0.0:
                 s = 0.0
         if mode == SUM_OF_BIPOWER:
@@ -244,24 +257,25 @@ class RollingStdParams(WindowParams):
 
 
 @kernel("rolling_std", params=RollingStdParams, inputs=("log_return",),
-        outputs=("{input}_std{window}",), state=_ring_moment_state, args=_window_args,
+        outputs=("{input}_std{window}",), state=ring_moment_peak_state, args=_window_args,
         time_window=True, formula="sample std (ddof 1) over the window")
 @njit(nogil=True, cache=True)
-def rolling_std(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run, out,
-                rows, span, min_periods):
+def rolling_std(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run, peak,
+                out, rows, span, min_periods):
     """Rolling sample standard deviation (ddof 1) over a row or time window.
 
     Warm-up: NaN until the window holds ``window`` valid values (rows) or ``min_periods``
     (time); a one-value window is NaN (ddof 1); a constant window is exactly 0. A NaN input
     outputs NaN and leaves the window unchanged.
 
-    State: a ring of the window's values and shifted running sums.
+    State: a ring of the window's values, shifted running sums and their peak
+    (``averages.rolling_moments``).
 
     >>> # x = 1, 2, 4 with window 3 -> NaN, NaN, 1.5275...
     """
     scratch = np.empty(key.shape[0])
     return rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last, run,
-                           scratch, out, rows, span, min_periods, 1)
+                           peak, scratch, out, rows, span, min_periods, 1)
 
 
 @kernel("welford_mean_var", inputs=("price",), outputs=("mean", "variance", "stddev"),

@@ -19,6 +19,11 @@ from numba import njit
 
 RECOMPUTE = 256
 RECENTRE_MIN = 32
+PEAK_RATIO = 1e3
+"""Running sums are recomputed two-pass from the ring when the largest shifted sum seen since
+the last recompute exceeds this multiple of the current centred sum. Add/remove rounding is
+relative to that peak, so this bounds the digits lost when a large value leaves a window of
+small ones (or a drifting price leaves the shift behind) to about 3 of 16."""
 
 
 @njit(inline="always", nogil=True)

@@ -157,6 +157,29 @@ def test_unfilled_limit_entry_is_cancelled_after_the_timeout() -> None:
     assert res.counters["limit_orders_cancelled"] == 1
 
 
+def test_unfilled_limit_exit_is_sent_as_a_market_order_after_the_timeout() -> None:
+    rows = [(0.0, 0, 99.2, 99.0, 99.4, ENTRY_LONG),
+            (0.1, 0, 99.2, 99.0, 99.4, 0),                # entry posted at the bid, 99.0
+            (0.2, 0, 98.9, 98.8, 99.0, 0),                # ask 99.0: entry filled at 99.0
+            (1.0, 0, 100.2, 100.0, 100.4, EXIT_LONG),
+            (1.1, 0, 100.2, 100.0, 100.4, 0),             # exit posted at the ask, 100.4
+            (1.5, 0, 100.4, 100.2, 100.6, 0),             # bid 100.2 < 100.4: resting
+            (2.1, 0, 98.7, 98.5, 98.9, 0),                # 1.0 s after posting: market, bid
+            (3.0, 0, 90.2, 90.0, 90.4, 0)]                # (a cancelled exit would end here)
+    spec = strategy(execution={"order_type": "limit", "limit_timeout": "1s",
+                               "fees": {"maker_bps": 2, "taker_bps": 10}})
+    res = run(rows, spec)
+    t = only_trade(res)
+    assert t["entry_ts"] == T0 + 200_000 and t["entry_price"] == 99.0
+    assert t["exit_signal_ts"] == T0 + 1_000_000 and t["exit_ts"] == T0 + 2_100_000
+    assert t["exit_price"] == 98.5
+    assert REASONS[t["reason"]] == "signal"
+    qty = 1000.0 / 99.0
+    assert t["fees"] == pytest.approx(qty * 99.0 * 2e-4 + qty * 98.5 * 10e-4)  # maker + taker
+    assert t["pnl"] == pytest.approx(qty * (98.5 - 99.0) - t["fees"])
+    assert res.counters["limit_orders_cancelled"] == 0
+
+
 def test_max_positions_rejects_further_entries() -> None:
     rows = [(0.0, 0, 10, 9, 10, ENTRY_LONG), (0.1, 1, 10, 9, 10, ENTRY_LONG),
             (0.2, 2, 10, 9, 10, ENTRY_LONG), (1.0, 0, 10, 9, 10, 0),

@@ -46,25 +46,25 @@ def test_division_by_zero_does_not_warn_or_fire() -> None:
 
 
 @pytest.mark.parametrize("text, why", [
-    ("zscore.__class__ < 1", "attribute access"),
-    ("__import__('os').system('x')", "not allowed"),
+    ("zscore.__class__ < 1", "attribute access not allowed"),
+    ("__import__('os').system('x')", "attribute access not allowed"),
     ("open('f') == 1", "unknown function 'open'"),
     ("eval('1') == 1", "unknown function 'eval'"),
-    ("zscore[0] < 1", "subscripts"),
-    ("(lambda: 1)() == 1", "not allowed"),
-    ("[x for x in zscore]", "comprehensions"),
-    ("__builtins__ == 1", "dunder names"),
-    ("zscore if rsi else 1", "if-expressions"),
-    ("rsi == 'a'", "non-numeric constants"),
-    ("rsi is 1", "'in' and 'is'"),
-    ("rsi & 1", "bitwise"),
-    ("abs(x=rsi) > 1", "keyword arguments"),
-    ("import os", "cannot parse"),
+    ("zscore[0] < 1", "subscripts not allowed"),
+    ("(lambda: 1)() == 1", "lambdas not allowed"),
+    ("[x for x in zscore]", "comprehensions not allowed"),
+    ("__builtins__ == 1", "dunder names not allowed"),
+    ("zscore if rsi else 1", "if-expressions not allowed"),
+    ("rsi == 'a'", "non-numeric constants not allowed"),
+    ("rsi is 1", "'in' and 'is' not allowed"),
+    ("rsi & 1", "bitwise operators not allowed"),
+    ("abs(x=rsi) > 1", "keyword arguments not allowed"),
+    ("import os", "cannot parse rule 'import os'"),
 ])
 def test_rejects_everything_outside_the_allow_list(text: str, why: str) -> None:
     with pytest.raises(RuleError) as err:
         parse_rule(text, set(COLS))
-    assert why in str(err.value) or "not allowed" in str(err.value)
+    assert why in str(err.value)
 
 
 def test_unknown_column_suggests_a_close_match() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal, localcontext
 from statistics import NormalDist
 
 import numpy as np
@@ -129,17 +130,26 @@ def ref_stoch(k, d_rows, which):
 
 
 def ref_kalman(q, r):
+    """The local-level filter in information form: the posterior precision
+    is the predicted precision 1 / (P + q) plus the measurement's 1 / r, and the estimate the
+    precision-weighted mean of the prediction and the measurement (independent of the
+    kernel's gain form K = P / (P + r)), in 40-digit decimals."""
+    fq, fr = Decimal(q), Decimal(r)
+
     def f(d, ts):
-        z = d["price"]
+        with localcontext(prec=40):
+            return walk(d["price"])
+
+    def walk(z):
         out = np.empty(len(z))
-        x, p = z[0], 1.0
-        out[0] = x
+        x, p = Decimal(z[0]), Decimal(1)
+        out[0] = float(x)
         for j in range(1, len(z)):
-            p += q
-            g = p / (p + r)
-            x += g * (z[j] - x)
-            p *= 1 - g
-            out[j] = x
+            w_prior = 1 / (p + fq)
+            w_meas = 1 / fr
+            p = 1 / (w_prior + w_meas)
+            x = (w_prior * x + w_meas * Decimal(z[j])) * p
+            out[j] = float(x)
         return out
     return f
 
@@ -215,8 +225,8 @@ CASES = [
     ("stochastic_osc", {}, ["high", "low", "close"], "stoch_d", ref_stoch(14, 3, "d"), 1e-9),
     ("stochastic_osc", {"k": 5, "d": 4}, ["high", "low", "close"], "stoch_d",
      ref_stoch(5, 4, "d"), 1e-9),
-    ("kalman_1d", {}, ["price"], "kalman", ref_kalman(1e-5, 1e-2), 0),
-    ("kalman_1d", {"q": 0.1, "r": 2.0}, ["price"], "kalman", ref_kalman(0.1, 2.0), 0),
+    ("kalman_1d", {}, ["price"], "kalman", ref_kalman(1e-5, 1e-2), 1e-9),
+    ("kalman_1d", {"q": 0.1, "r": 2.0}, ["price"], "kalman", ref_kalman(0.1, 2.0), 1e-9),
     ("cornish_fisher_var", {}, ["log_return"], "cf_var", ref_cf(0.05, 100), 1e-10),
     ("cornish_fisher_var", {"alpha": 0.01, "window": "30s"}, ["log_return"], "cf_var",
      ref_cf(0.01, "30s"), 1e-10),
@@ -430,6 +440,20 @@ def test_known_values():
     z = NormalDist().inv_cdf(0.05)
     k = pd.Series(x).kurt()
     np.testing.assert_allclose(cf[-1], -((z + (z**3 - 3 * z) * k / 24) * x.std(ddof=1)))
+
+
+def test_kalman_gain_reaches_the_closed_form_steady_state():
+    """With process noise q and measurement noise r the predicted variance converges to the
+    root of P^2 - q P - q r = 0, P = (q + sqrt(q^2 + 4 q r)) / 2, and the gain to P / (P + r);
+    the gain is read from the output as (x_t - x_{t-1}) / (z_t - x_{t-1})."""
+    q, r = 0.1, 2.0
+    z = np.where(np.arange(400) % 2 == 0, 100.0, 101.0)
+    x = run_kernel("kalman_1d", {"price": z}, params={"q": q, "r": r})["kalman"]
+    gain = (x[1:] - x[:-1]) / (z[1:] - x[:-1])
+    p = (q + math.sqrt(q * q + 4 * q * r)) / 2
+    assert gain[-1] == pytest.approx(p / (p + r), rel=1e-12)
+    # and by hand, the first step from P_0 = 1: P = 1.1, K = 1.1 / 3.1, x = 100 + K
+    assert x[1] == pytest.approx(100.0 + 1.1 / 3.1, rel=1e-15)
 
 
 def test_outlier_even_window():
