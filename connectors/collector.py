@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 import sys
@@ -321,6 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-k", "--kafka", metavar="BOOTSTRAP",
                      help="Kafka bootstrap servers, or 'embedded' for a broker on loopback")
     out.add_argument("--topic", default=None, help=f"default {DEFAULT_TOPIC} (EXCHANGE-ticker)")
+    out.add_argument("-f", "--format", choices=("json", "avro"), default="json",
+                     help="Kafka message format (avro: Confluent wire format, needs "
+                          "--schema-registry)")
+    out.add_argument("--schema-registry", metavar="URL",
+                     default=os.environ.get("SCHEMA_REGISTRY_URL"),
+                     help="Schema Registry for -f avro (default: $SCHEMA_REGISTRY_URL)")
     out.add_argument("-F", "--parquet", action="store_true", help="write Parquet to -o FILE")
     out.add_argument("-o", "--output", metavar="FILE")
     out.add_argument("--jsonl", metavar="FILE", help="write JSON Lines to FILE")
@@ -349,7 +356,7 @@ def _writer(args: argparse.Namespace) -> tuple[TickWriter, DeadLetters]:
                + (f" (found {', '.join(chosen)})" if chosen else ""))
         raise SourceError(msg)
     if args.kafka:
-        kafka = KafkaTickWriter(args.kafka, args.topic)
+        kafka = KafkaTickWriter(args.kafka, args.topic, encode=_encoder(args))
         forward = (None if args.dead_letters
                    else kafka.dead_letter_forward(f"{args.topic}-dead-letters"))
         writer: TickWriter = kafka
@@ -369,6 +376,18 @@ def _writer(args: argparse.Namespace) -> tuple[TickWriter, DeadLetters]:
     dead = Path(args.dead_letters) if args.dead_letters else \
         path.with_name(path.name + ".dead-letters.jsonl")
     return writer, DeadLetters(dead, source=args.exchange)
+
+
+def _encoder(args: argparse.Namespace) -> Any:
+    """The tick encoder for ``-f``: None (JSON) or Avro against ``--schema-registry``."""
+    if args.format != "avro":
+        return None
+    if not args.schema_registry:
+        raise SourceError("collect: -f avro needs --schema-registry URL (or "
+                          "SCHEMA_REGISTRY_URL)")
+    from tickflow.connectors.avro_codec import AvroTickEncoder
+
+    return AvroTickEncoder(args.schema_registry, args.topic).encode_dict
 
 
 def _replay(args: argparse.Namespace) -> int:
