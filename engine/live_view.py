@@ -291,7 +291,9 @@ class LiveView:
     def _rate(self, snap: dict[str, Any], now: float, window_s: float = 5.0) -> dict[str, float]:
         counts = {k: s.tick_count for k, s in snap["symbols"].items()}
         self._rates.append((now, counts))
-        while len(self._rates) > 1 and now - self._rates[0][0] > window_s:
+        # keep one sample at least window_s old, so a rate spans the window even when
+        # sampled rarely (plain output samples every 5 s)
+        while len(self._rates) > 2 and now - self._rates[1][0] >= window_s:
             self._rates.popleft()
         then, before = self._rates[0]
         span = max(now - then, 1e-9)
