@@ -63,7 +63,7 @@ Setting = str | int | float | bool
 
 
 class KafkaSourceConfig(ConnectorConfig):
-    """Read canonical ticks (JSON, key = symbol) from a Kafka topic."""
+    """Read canonical ticks (JSON, Avro or Arrow IPC; key = symbol) from a Kafka topic."""
 
     kind: Literal["kafka"] = "kafka"
     bootstrap: str = Field(DEFAULT_BOOTSTRAP,
@@ -530,7 +530,7 @@ def _stderr_status(context: RunContext) -> Callable[[str], None]:
 # ---------------------------------------------------------------------------- sink
 
 class KafkaSinkConfig(ConnectorConfig):
-    """Write result rows as JSON messages, one per row, keyed by a column."""
+    """Write result rows as keyed messages: JSON or Avro one per row, Arrow IPC many per key."""
 
     kind: Literal["kafka"] = "kafka"
     bootstrap: str = Field(DEFAULT_BOOTSTRAP, description="bootstrap servers, or `embedded` "
