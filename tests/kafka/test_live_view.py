@@ -125,8 +125,14 @@ def test_replay_on_a_terminal_runs_as_fast_as_piped(tmp_path: Path) -> None:
     write_simulated_parquet(small, rows=2_000, symbols=4, seed=5)
     _run([*args[:-3], str(small), "--speed", "max"], {**env, "OUT_DIR": str(tmp_path / "w")},
          terminal=False)
-    piped_s, piped = _run(args, {**env, "OUT_DIR": str(tmp_path / "piped")}, terminal=False)
-    tty_s, tty = _run(args, {**env, "OUT_DIR": str(tmp_path / "tty")}, terminal=True)
+    # alternated, best of two each: the machine is shared, one run can be unlucky
+    runs: dict[bool, list[tuple[float, str]]] = {False: [], True: []}
+    for i in range(2):
+        for terminal in (False, True):
+            out_dir = str(tmp_path / f"{'tty' if terminal else 'piped'}{i}")
+            runs[terminal].append(_run(args, {**env, "OUT_DIR": out_dir}, terminal=terminal))
+    piped_s, piped = min(runs[False])
+    tty_s, tty = min(runs[True])
     ratio = tty_s / piped_s
     print(f"replay of {ROWS:,} ticks: piped {piped_s:.2f} s, terminal {tty_s:.2f} s, "
           f"ratio {ratio:.2f}")
@@ -137,3 +143,8 @@ def test_replay_on_a_terminal_runs_as_fast_as_piped(tmp_path: Path) -> None:
     redraws = tty.count("tickflow live:")
     assert 1 <= redraws <= 10 * tty_s + 2
     assert "signals since the last redraw" in tty
+    # --no-view: plain lines on a terminal too
+    _, plain = _run([*args, "--no-view"], {**env, "OUT_DIR": str(tmp_path / "plain")},
+                    terminal=True)
+    assert "tickflow live:" not in plain and "\x1b[" not in plain.split("replaying")[-1]
+    assert sum(line.startswith(("BUY ", "SELL ")) for line in plain.splitlines()) > 100
