@@ -55,6 +55,18 @@ class SymbolState:
     tick_count: int = 0
     latency_ms: float = float("nan")
     signal_counts: dict[str, int] = field(default_factory=dict)
+    # (batch, row, latency µs) of the symbol's latest tick: read when drawing, not per batch
+    last_row: tuple[pa.RecordBatch, int, float] | None = None
+
+    def resolve(self) -> None:
+        """Fill the value fields from ``last_row`` (on the render thread)."""
+        if self.last_row is None:
+            return
+        batch, row, latency_us = self.last_row
+        values = {c: _at(_floats(batch, c), row) for c in _VALUE_COLUMNS}
+        self.price, self.rsi, self.zscore = values["price"], values["rsi"], values["zscore"]
+        self.spread = values["best_ask"] - values["best_bid"]
+        self.latency_ms = latency_us / 1000
 
 
 def format_signal(signal: str, symbol: str, price: float, zscore: float, rsi: float,
@@ -113,7 +125,8 @@ class LiveView:
         self.redraw_count = 0
         self.recent: deque[str] = deque(maxlen=recent_count)
         self._lock = threading.Lock()
-        self._pending: list[tuple[str, pa.RecordBatch]] = []  # signals not yet printed
+        # signals not yet printed: (kind, batch, rows), formatted by the render thread
+        self._pending: list[tuple[str, pa.RecordBatch, np.ndarray]] = []
         self._pending_rows = 0
         self._interval_kinds: dict[str, int] = {}
         self._status: list[str] = []
@@ -180,7 +193,7 @@ class LiveView:
         # the last row of each symbol: the first one in reverse order
         distinct, first_reversed = np.unique(codes[::-1], return_index=True)
         last_rows = n - 1 - first_reversed
-        values = {c: _floats(result, c) for c in _VALUE_COLUMNS}
+        latency = latency_us if latency_us is not None and latency_us.size == n else None
         fired: list[tuple[str, np.ndarray]] = []
         for name in self.signals:
             if name in result.schema.names:
@@ -191,12 +204,9 @@ class LiveView:
         with self._lock:
             for code, row in zip(distinct.tolist(), last_rows.tolist(), strict=True):
                 sym = self._sym(names[code])
-                sym.price = _at(values["price"], row)
-                sym.rsi, sym.zscore = _at(values["rsi"], row), _at(values["zscore"], row)
-                sym.spread = _at(values["best_ask"], row) - _at(values["best_bid"], row)
                 sym.tick_count += int(counts[code])
-                if latency_us is not None and latency_us.size == n:
-                    sym.latency_ms = float(latency_us[row]) / 1000
+                sym.last_row = (result, row, float("nan") if latency is None
+                                else float(latency[row]))
             for name, rows in fired:
                 per_symbol = np.bincount(codes[rows], minlength=len(names))
                 for code in np.flatnonzero(per_symbol).tolist():
@@ -213,7 +223,7 @@ class LiveView:
                 room = self.max_signal_lines - self.signal_lines - self._pending_rows
                 keep = rows[-self.recent.maxlen:] if self.is_rich else rows[:max(room, 0)]
                 if keep.size:
-                    self._pending.append((name, result.take(pa.array(keep))))
+                    self._pending.append((name, result, keep))
                     self._pending_rows += keep.size
 
     def _sym(self, name: str) -> SymbolState:
@@ -236,15 +246,18 @@ class LiveView:
             kinds, self._interval_kinds = self._interval_kinds, {}
             status, self._status = self._status, []
             snapshot = self._snapshot()
-        lines = [line for name, batch in pending for line in self._format(name, batch)]
+        for sym in snapshot["symbols"].values():
+            sym.resolve()
+        lines = [line for name, batch, rows in pending
+                 for line in self._format(name, batch, rows)]
         return status, lines, kinds, snapshot
 
-    def _format(self, name: str, batch: pa.RecordBatch) -> list[str]:
+    def _format(self, name: str, batch: pa.RecordBatch, rows: np.ndarray) -> list[str]:
         price, z = _floats(batch, "price"), _floats(batch, "zscore")
         rsi, cusum = _floats(batch, "rsi"), _floats(batch, "cusum_stat")
-        keys = batch.column(self.key).to_pylist()
-        return [format_signal(name, str(k), _at(price, r), _at(z, r), _at(rsi, r),
-                              _at(cusum, r)) for r, k in enumerate(keys)]
+        keys = batch.column(self.key)
+        return [format_signal(name, str(keys[r].as_py()), _at(price, r), _at(z, r),
+                              _at(rsi, r), _at(cusum, r)) for r in rows.tolist()]
 
     def _snapshot(self) -> dict[str, Any]:
         return {"ticks": self.ticks, "lag": self.lag, "signals": self.signal_count,
@@ -271,7 +284,8 @@ class LiveView:
             self._live.console.print("\n".join(printed), markup=False, highlight=False)
         self.redraw_count += 1
 
-    def _draw_plain(self, status: list[str], lines: list[str], snap: dict[str, Any], now: float, final: bool) -> None:
+    def _draw_plain(self, status: list[str], lines: list[str], snap: dict[str, Any],
+                    now: float, final: bool) -> None:
         text = [*status, *lines]
         self.signal_lines += len(lines)
         if text:

@@ -4,14 +4,9 @@ every signal line."""
 
 from __future__ import annotations
 
-import fcntl
 import io
 import os
-import struct
-import subprocess
 import sys
-import termios
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +16,7 @@ import pytest
 
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.live_view import LiveView
+from tests.kafka.terminal import run_job
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = 60_000
@@ -77,43 +73,6 @@ def test_terminal_view_redraws_at_most_10_hz_and_summarises_bursts() -> None:
     assert view.signal_count == batches * 400
 
 
-def _run(args: list[str], env: dict[str, str], terminal: bool) -> tuple[float, str]:
-    """Run ``run-job`` with stdout piped or on a 200x50 pseudo-terminal; wall time, output."""
-    if not terminal:
-        start = time.perf_counter()
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=240,
-                              check=False)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-        return time.perf_counter() - start, done.stdout
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
-    chunks: list[bytes] = []
-
-    def read() -> None:  # a terminal reads all it is sent
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, env={**env, "TERM": "xterm-256color"}, stdin=slave,
-                            stdout=slave, stderr=slave, close_fds=True)
-    os.close(slave)
-    code = proc.wait(240)
-    elapsed = time.perf_counter() - start
-    reader.join(10)
-    os.close(master)
-    text = b"".join(chunks).decode(errors="replace")
-    assert code == 0, text[-2000:]
-    return elapsed, text
-
-
 def test_replay_on_a_terminal_runs_as_fast_as_piped(tmp_path: Path) -> None:
     capture = tmp_path / "sim.parquet"
     write_simulated_parquet(capture, rows=ROWS, symbols=4, seed=5)
@@ -123,14 +82,15 @@ def test_replay_on_a_terminal_runs_as_fast_as_piped(tmp_path: Path) -> None:
     # a short run first compiles (and caches) the kernels, which neither timed run should pay
     small = tmp_path / "small.parquet"
     write_simulated_parquet(small, rows=2_000, symbols=4, seed=5)
-    _run([*args[:-3], str(small), "--speed", "max"], {**env, "OUT_DIR": str(tmp_path / "w")},
-         terminal=False)
+    run_job([*args[:-3], str(small), "--speed", "max"],
+            {**env, "OUT_DIR": str(tmp_path / "w")}, terminal=False)
     # alternated, best of two each: the machine is shared, one run can be unlucky
     runs: dict[bool, list[tuple[float, str]]] = {False: [], True: []}
     for i in range(2):
         for terminal in (False, True):
             out_dir = str(tmp_path / f"{'tty' if terminal else 'piped'}{i}")
-            runs[terminal].append(_run(args, {**env, "OUT_DIR": out_dir}, terminal=terminal))
+            runs[terminal].append(run_job(args, {**env, "OUT_DIR": out_dir},
+                                          terminal=terminal))
     piped_s, piped = min(runs[False])
     tty_s, tty = min(runs[True])
     ratio = tty_s / piped_s
@@ -144,7 +104,7 @@ def test_replay_on_a_terminal_runs_as_fast_as_piped(tmp_path: Path) -> None:
     assert 1 <= redraws <= 10 * tty_s + 2
     assert "signals since the last redraw" in tty
     # --no-view: plain lines on a terminal too
-    _, plain = _run([*args, "--no-view"], {**env, "OUT_DIR": str(tmp_path / "plain")},
+    _, plain = run_job([*args, "--no-view"], {**env, "OUT_DIR": str(tmp_path / "plain")},
                     terminal=True)
     assert "tickflow live:" not in plain and "\x1b[" not in plain.split("replaying")[-1]
     assert sum(line.startswith(("BUY ", "SELL ")) for line in plain.splitlines()) > 100
