@@ -123,7 +123,10 @@ class LiveView:
         self.signal_count = 0
         self.signal_lines = 0
         self.redraw_count = 0
+        self.draw_cpu_s = 0.0  # CPU time the render thread spent drawing
         self.recent: deque[str] = deque(maxlen=recent_count)
+        self._latest: deque[tuple[str, pa.RecordBatch, int]] = deque(
+            maxlen=max(recent_count, readable_per_redraw))
         self._lock = threading.Lock()
         # signals not yet printed: (kind, batch, rows), formatted by the render thread
         self._pending: list[tuple[str, pa.RecordBatch, np.ndarray]] = []
@@ -219,9 +222,13 @@ class LiveView:
                 self._interval_kinds[name] = self._interval_kinds.get(name, 0) + rows.size
                 if self.quiet:
                     continue
-                # keep the rows to print (plain) or the latest few (terminal), bounded
+                if self.is_rich:  # the latest few only: a person reads no more
+                    self._latest.extend((name, result, r)
+                                        for r in rows[-self._latest.maxlen:].tolist())
+                    continue
+                # plain output prints every signal, up to max_signal_lines
                 room = self.max_signal_lines - self.signal_lines - self._pending_rows
-                keep = rows[-self.recent.maxlen:] if self.is_rich else rows[:max(room, 0)]
+                keep = rows[:max(room, 0)]
                 if keep.size:
                     self._pending.append((name, result, keep))
                     self._pending_rows += keep.size
@@ -236,13 +243,17 @@ class LiveView:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
+            started = time.thread_time()
             self._draw()
+            self.draw_cpu_s += time.thread_time() - started
 
     def _take(self) -> tuple[list[str], list[str], dict[str, int], dict[str, Any]]:
         """Under the lock: status lines, pending signal lines, signals per kind since the
         last draw, a snapshot."""
         with self._lock:
             pending, self._pending, self._pending_rows = self._pending, [], 0
+            pending += [(name, batch, np.array([r])) for name, batch, r in self._latest]
+            self._latest.clear()
             kinds, self._interval_kinds = self._interval_kinds, {}
             status, self._status = self._status, []
             snapshot = self._snapshot()
