@@ -196,3 +196,37 @@ def test_collector_writes_avro_that_the_kafka_source_reads(kafka_broker, tmp_pat
     assert set(got["symbol"].to_pylist()) == set(products)
     assert np.all(np.isfinite(got["price"].to_numpy()))
     assert sum(b.dead_letter_count for b in batches) == 0
+
+
+def test_avro_sink_derives_a_schema_from_the_written_columns(kafka_broker) -> None:
+    """A signals topic in Avro: the record schema comes from the columns' Arrow types."""
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    ticks = simulated(400, symbols=2, seed=6)
+    buy = (np.arange(ticks.num_rows) % 7 == 0).astype(np.int8)
+    rows = ticks.append_column("buy", pa.array(buy))
+    topic = unique("signals-avro")
+    with SchemaRegistryServer() as registry:
+        sink = KafkaSink(KafkaSinkConfig(
+            kind="kafka", bootstrap=kafka_broker.bootstrap, topic=topic, format="avro",
+            schema_registry=registry.url, columns=["timestamp", "symbol", "price", "buy"],
+            only_rows_with=["buy"]), CONTEXT)
+        sink.open(rows.schema)
+        for batch in rows.to_batches(max_chunksize=100):
+            sink.write(batch)
+        sink.flush()
+        sink.close()
+        messages = read_topic(kafka_broker.bootstrap, topic, int(buy.sum()))
+        schema = json.loads(registry.schemas[1])
+        decode = AvroDeserializer(registry_client(registry.url))
+        ctx = SerializationContext(topic, MessageField.VALUE)
+        records = [decode(m.value(), ctx) for m in messages]
+    assert [f["name"] for f in schema["fields"]] == ["timestamp", "symbol", "price", "buy"]
+    assert schema["fields"][3]["type"] == ["null", "long"]
+    assert len(records) == int(buy.sum()) and all(r["buy"] == 1 for r in records)
+    want = rows.filter(pa.array(buy == 1)).select(["timestamp", "symbol", "price"]).to_pylist()
+    got = sorted(records, key=lambda r: (r["timestamp"], r["symbol"]))
+    want.sort(key=lambda r: (r["timestamp"], r["symbol"]))
+    assert [(r["timestamp"], r["symbol"], r["price"]) for r in got] == \
+        [(r["timestamp"], r["symbol"], r["price"]) for r in want]
