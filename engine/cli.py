@@ -184,12 +184,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if spec.mode in ("live", "export") or args.replay:
         from tickflow.engine.executors.live import run_live_from_cli
 
-        if args.no_view:
-            from tickflow.engine.live_view import disable_rich_view
+        from tickflow.engine.live_view import rich_view_allowed
 
-            disable_rich_view()
-
-        return run_live_from_cli(job, args, workers, console)
+        with rich_view_allowed(not args.no_view):
+            return run_live_from_cli(job, args, workers, console)
     if args.cluster or spec.executor.kind == "dask":
         from tickflow.engine.executors.dask import run_dask_from_cli
 

@@ -18,10 +18,12 @@ CUSUM.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -32,17 +34,23 @@ import pyarrow.compute as pc
 SIGNAL_LABELS = {"buy": "BUY", "sell": "SELL", "regime_change": "REGIME CHANGE"}
 MAX_REFRESH_HZ = 10.0
 _VALUE_COLUMNS = ("price", "best_bid", "best_ask", "rsi", "zscore", "cusum_stat")
-_NO_RICH_VIEW = False  # set by ``run-job --no-view`` (see ``disable_rich_view``)
+_NO_RICH_VIEW = False  # set by ``run-job --no-view`` (see ``rich_view_allowed``)
 
 
-def disable_rich_view() -> None:
-    """Make views created without an explicit ``rich_view`` print plain lines (``--no-view``).
+@contextlib.contextmanager
+def rich_view_allowed(allowed: bool) -> Iterator[None]:
+    """Within the block, views created without an explicit ``rich_view`` draw no table when
+    ``allowed`` is False (``run-job --no-view``).
 
     Command-line glue: the live executor builds its view itself; an executor that passes
     ``rich_view`` explicitly is not affected.
     """
     global _NO_RICH_VIEW
-    _NO_RICH_VIEW = True
+    before, _NO_RICH_VIEW = _NO_RICH_VIEW, not allowed
+    try:
+        yield
+    finally:
+        _NO_RICH_VIEW = before
 
 
 @dataclass
