@@ -1,6 +1,8 @@
 """The exchange collector: a venue's WebSocket -> canonical ticks -> Kafka, Parquet or JSONL.
 
-    tickflow-collect [coinbase] [--products BTC-USD ...] (-k BOOTSTRAP | -F -o FILE | --jsonl FILE)
+    tickflow-collect [coinbase] [--products BTC-USD ...] (-k BOOTSTRAP | -F -o FILE | --jsonl FILE
+                                                          | -S FILE.db)
+    tickflow-collect -SK FILE.db -k BOOTSTRAP [--speed max]   (replay a SQLite file into Kafka)
     run-job collect coinbase|binance|kraken ...     (the same; the venue is a registered
                                                      connectors.exchange_protocol)
     run-job collect coinbase --replay FILE --speed 10x|max -k BOOTSTRAP
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 import sys
@@ -347,9 +350,17 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-k", "--kafka", metavar="BOOTSTRAP",
                      help="Kafka bootstrap servers, or 'embedded' for a broker on loopback")
     out.add_argument("--topic", default=None, help=f"default {DEFAULT_TOPIC} (EXCHANGE-ticker)")
+    out.add_argument("-f", "--format", choices=("json", "avro"), default="json",
+                     help="Kafka message format (avro: Confluent wire format, needs "
+                          "--schema-registry)")
+    out.add_argument("--schema-registry", metavar="URL",
+                     default=os.environ.get("SCHEMA_REGISTRY_URL"),
+                     help="Schema Registry for -f avro (default: $SCHEMA_REGISTRY_URL)")
     out.add_argument("-F", "--parquet", action="store_true", help="write Parquet to -o FILE")
     out.add_argument("-o", "--output", metavar="FILE")
     out.add_argument("--jsonl", metavar="FILE", help="write JSON Lines to FILE")
+    out.add_argument("-S", "--sqlite", metavar="FILE",
+                     help="write ticks to a SQLite file (table ticks; appended to)")
     out.add_argument("--flush-rows", type=int, default=10_000, help="Parquet row group rows")
     out.add_argument("--flush-seconds", type=float, default=5.0, help="Parquet flush interval")
     out.add_argument("--dead-letters", metavar="FILE",
@@ -362,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-ticks", type=int, default=None)
     run.add_argument("--duration", type=float, default=None, metavar="S")
     run.add_argument("--replay", metavar="FILE", help="replay a Parquet/JSONL capture into -k")
+    run.add_argument("-SK", "--sqlite-to-kafka", metavar="FILE",
+                     help="replay a -S SQLite file into -k (the seed's -SK); --speed applies")
     run.add_argument("--speed", default="1x", help="replay speed: 1x, 10x, ... or max")
     run.add_argument("--log-level", default="INFO")
     return p
@@ -369,18 +382,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _writer(args: argparse.Namespace) -> tuple[TickWriter, DeadLetters]:
     chosen = [name for name, on in (("-k", args.kafka), ("-F/-o", args.parquet or args.output),
-                                    ("--jsonl", args.jsonl)) if on]
+                                    ("--jsonl", args.jsonl), ("-S", args.sqlite)) if on]
     if len(chosen) != 1:
-        msg = ("collect: choose exactly one output: -k BOOTSTRAP, -F -o FILE or --jsonl FILE"
+        msg = ("collect: choose exactly one output: -k BOOTSTRAP, -F -o FILE, --jsonl FILE or "
+               "-S FILE"
                + (f" (found {', '.join(chosen)})" if chosen else ""))
         raise SourceError(msg)
     if args.kafka:
-        kafka = KafkaTickWriter(args.kafka, args.topic)
+        kafka = KafkaTickWriter(args.kafka, args.topic, encode=_encoder(args))
         forward = (None if args.dead_letters
                    else kafka.dead_letter_forward(f"{args.topic}-dead-letters"))
         writer: TickWriter = kafka
         return writer, DeadLetters(args.dead_letters, forward=forward, source=args.exchange)
-    if args.jsonl:
+    if args.sqlite:
+        from tickflow.connectors.sqlite_ticks import SqliteTickWriter
+
+        path = Path(args.sqlite)
+        writer = SqliteTickWriter(path, flush_s=min(args.flush_seconds, 1.0))
+    elif args.jsonl:
         path = Path(args.jsonl)
         writer = JsonlTickWriter(path)
     else:
@@ -397,6 +416,18 @@ def _writer(args: argparse.Namespace) -> tuple[TickWriter, DeadLetters]:
     return writer, DeadLetters(dead, source=args.exchange)
 
 
+def _encoder(args: argparse.Namespace) -> Any:
+    """The tick encoder for ``-f``: None (JSON) or Avro against ``--schema-registry``."""
+    if args.format != "avro":
+        return None
+    if not args.schema_registry:
+        raise SourceError("collect: -f avro needs --schema-registry URL (or "
+                          "SCHEMA_REGISTRY_URL)")
+    from tickflow.connectors.avro_codec import AvroTickEncoder
+
+    return AvroTickEncoder(args.schema_registry, args.topic).encode_dict
+
+
 def _replay(args: argparse.Namespace) -> int:
     from tickflow.connectors.embedded_broker import EMBEDDED
     from tickflow.connectors.replay import replay_to_kafka
@@ -408,6 +439,11 @@ def _replay(args: argparse.Namespace) -> int:
                "stops (the embedded broker keeps them in memory); run `run-job jobs/live.yaml "
                "--replay FILE` for an offline demo, or give a running broker's bootstrap")
         raise SourceError(msg)
+    from tickflow.connectors.kafka_client import wait_for_broker
+
+    if not Path(args.replay).is_file():
+        raise SourceError(f"collect: no capture at {args.replay}")
+    wait_for_broker(args.kafka, timeout_s=10, what="collect replay")
     count = replay_to_kafka(args.replay, args.kafka, args.topic, args.speed)
     print(f"replayed {count:,} ticks from {args.replay} into {args.kafka} topic {args.topic}")
     return 0
@@ -427,6 +463,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
     try:
+        if args.sqlite_to_kafka:
+            if args.replay:
+                raise SourceError("collect: give either --replay FILE or -SK FILE")
+            args.replay = args.sqlite_to_kafka
         if args.replay:
             return _replay(args)
         protocol = get_protocol(args.exchange)

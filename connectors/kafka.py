@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tickflow.connectors.base import (
     CANONICAL_TICK_SCHEMA,
@@ -51,7 +51,7 @@ from tickflow.connectors.kafka_client import (
     topic_id,
     wait_for_broker,
 )
-from tickflow.connectors.tick_codec import decode_tick_values, encode_json_values, kept_indices
+from tickflow.connectors.formats import Format, check_format, row_encoder, tick_decoder
 from tickflow.connectors.tick_quality import TickQuality, TickQualityConfig
 from tickflow.engine.durations import Seconds, SecondsOrZero
 from tickflow.engine.errors import SinkError, SourceError
@@ -64,7 +64,7 @@ Setting = str | int | float | bool
 
 
 class KafkaSourceConfig(ConnectorConfig):
-    """Read canonical ticks (JSON, key = symbol) from a Kafka topic."""
+    """Read canonical ticks (JSON, Avro or Arrow IPC; key = symbol) from a Kafka topic."""
 
     kind: Literal["kafka"] = "kafka"
     bootstrap: str = Field(DEFAULT_BOOTSTRAP,
@@ -101,6 +101,11 @@ class KafkaSourceConfig(ConnectorConfig):
                     "password_env)")
     consumer: dict[str, Setting] = Field(default_factory=dict,
                                          description="extra librdkafka consumer settings")
+    format: Format = Field("json", description="message format: json | avro (Confluent "
+                                               "wire format) | arrow (IPC, many ticks each)")
+    schema_registry: str | None = Field(None, description="Schema Registry URL (format: avro)")
+
+    _format_needs_registry = model_validator(mode="after")(check_format)
 
 
 @dataclass
@@ -178,6 +183,7 @@ class KafkaSource(Source):
         self._topic_id = topic_id(self.settings, cfg.topic)
         self.dead_letters = DeadLetters(cfg.dead_letter_path, forward=self._forward_dead,
                                         source=self.label)
+        self._decoder = tick_decoder(cfg.format, cfg.topic, cfg.schema_registry)
         self.consumer = Consumer(self.settings)
         if self._seeked:
             self._check_seek()
@@ -347,12 +353,12 @@ class KafkaSource(Source):
                                           partition=m.partition(), offset=m.offset())
             values = [values[i] for i in keep]
         self.message_count += len(messages)
-        ticks, rejected = decode_tick_values(values)
+        ticks, rejected, origin = self._decoder(values)
         for index, reason in rejected:
             m = messages[keep[index]]
             self.dead_letters.add(reason, values[index], topic=m.topic(),
                                   partition=m.partition(), offset=m.offset())
-        rows = np.asarray(keep, dtype=np.int64)[kept_indices(len(values), rejected)]
+        rows = np.asarray(keep, dtype=np.int64)[origin]
         flagged = self.quality.check(ticks)
         if flagged and self.config.quality.policy == "dead_letter":
             for row, reason in flagged:
@@ -525,7 +531,7 @@ def _stderr_status(context: RunContext) -> Callable[[str], None]:
 # ---------------------------------------------------------------------------- sink
 
 class KafkaSinkConfig(ConnectorConfig):
-    """Write result rows as JSON messages, one per row, keyed by a column."""
+    """Write result rows as keyed messages: JSON or Avro one per row, Arrow IPC many per key."""
 
     kind: Literal["kafka"] = "kafka"
     bootstrap: str = Field(DEFAULT_BOOTSTRAP, description="bootstrap servers, or `embedded` "
@@ -546,6 +552,11 @@ class KafkaSinkConfig(ConnectorConfig):
         description="as the source's: protocol, mechanism, credential variable names")
     producer: dict[str, Setting] = Field(default_factory=dict,
                                          description="extra librdkafka producer settings")
+    format: Format = Field("json", description="message format: json | avro (Confluent "
+                                               "wire format) | arrow (IPC, many rows each)")
+    schema_registry: str | None = Field(None, description="Schema Registry URL (format: avro)")
+
+    _format_needs_registry = model_validator(mode="after")(check_format)
 
 
 @sink("kafka", config=KafkaSinkConfig,
@@ -568,6 +579,7 @@ class KafkaSink(Sink):
         self._ends: dict[int, int] = {}  # per partition: offset after our last delivery
         self._dupes: Counter[tuple[bytes, bytes]] = Counter()
         self.skipped = 0
+        self._encode: Callable[[pa.RecordBatch], list[tuple[bytes, bytes]]] | None = None
 
     def required_columns(self) -> list[str]:
         return [self.config.key, *(self.config.columns or []),
@@ -654,10 +666,10 @@ class KafkaSink(Sink):
             if not mask.any():
                 return
             batch = batch.filter(pa.array(mask))
-        values = encode_json_values(batch, cfg.columns).to_pylist()
-        keys = batch.column(cfg.key).to_pylist()
-        self._produce(list(zip([str(k).encode() for k in keys],
-                               [v.encode() for v in values], strict=True)))
+        if self._encode is None:
+            self._encode = row_encoder(cfg.format, cfg.topic, batch.schema, cfg.key,
+                                       cfg.columns, cfg.schema_registry)
+        self._produce(self._encode(batch))
 
     def _produce(self, rows: list[tuple[bytes, bytes]]) -> None:
         produce, topic = self.producer.produce, self.config.topic

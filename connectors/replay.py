@@ -98,9 +98,14 @@ def capture_chunks(path: str | Path) -> Iterator[tuple[list[tuple[bytes, bytes]]
         raise SourceError(msg)
     if p.suffix == ".parquet":
         return _parquet_chunks(p)
+    if p.suffix in (".db", ".sqlite", ".sqlite3"):  # the collector's -S output
+        from tickflow.connectors.sqlite_ticks import sqlite_chunks
+
+        return sqlite_chunks(p)
     if p.name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")):
         return _jsonl_chunks(p)
-    msg = f"replay: {p} is neither Parquet (.parquet) nor JSON Lines (.jsonl, .jsonl.gz)"
+    msg = (f"replay: {p} is neither Parquet (.parquet), JSON Lines (.jsonl, .jsonl.gz) nor "
+           f"SQLite (.db, .sqlite)")
     raise SourceError(msg)
 
 

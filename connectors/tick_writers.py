@@ -171,7 +171,7 @@ class KafkaTickWriter(TickWriter):
     """
 
     def __init__(self, bootstrap: str, topic: str, *, partitions: int = 1,
-                 wait_s: float = 30.0):
+                 wait_s: float = 30.0, encode: Callable[[dict[str, Any]], bytes] | None = None):
         from confluent_kafka import Producer
 
         from tickflow.connectors.embedded_broker import resolve_bootstrap
@@ -180,6 +180,8 @@ class KafkaTickWriter(TickWriter):
         self.topic = topic
         self.rows = 0
         self.failed = 0
+        # the value of one tick: canonical JSON, or e.g. AvroTickEncoder.encode_dict
+        self._encode = encode or (lambda tick: tick_to_json(tick).encode())
         self.bootstrap, self.broker = resolve_bootstrap(bootstrap)
         if self.broker is not None:
             LOG.info("started an embedded Kafka broker on %s (memory only: it stops when the "
@@ -213,7 +215,7 @@ class KafkaTickWriter(TickWriter):
 
     def write(self, ticks: list[dict[str, Any]]) -> None:
         for tick in ticks:
-            self.produce_raw(tick["symbol"].encode(), tick_to_json(tick).encode())
+            self.produce_raw(tick["symbol"].encode(), self._encode(tick))
 
     def produce_raw(self, key: bytes, value: bytes) -> None:
         """Produce one already encoded tick."""

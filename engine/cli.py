@@ -1,6 +1,7 @@
 """``run-job``: run, validate, draw and inspect jobs.
 
     run-job JOB [--set key.path=value ...] [--workers N] [--cluster ADDR|local] [--quiet]
+                  [--no-view]
     run-job BACKTEST_JOB [--parquet FILE] [--sweep]   mode: backtest (engine/backtest/run.py)
     run-job validate JOB          exit 0 when valid, 2 with every problem located when not
     run-job graph JOB [--format text|mermaid|dot] [-o FILE]
@@ -189,7 +190,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if spec.mode in ("live", "export") or args.replay:
         from tickflow.engine.executors.live import run_live_from_cli
 
-        return run_live_from_cli(job, args, workers, console)
+        from tickflow.engine.live_view import rich_view_allowed
+
+        with rich_view_allowed(not args.no_view):
+            return run_live_from_cli(job, args, workers, console)
     if args.cluster or spec.executor.kind == "dask":
         from tickflow.engine.executors.dask import run_dask_from_cli
 
@@ -270,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run on a Dask cluster (local: start a LocalCluster of --workers "
                           "processes); overrides executor.address")
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    run.add_argument("--no-view", action="store_true",
+                     help="live/export: no live table on a terminal; plain signal lines and "
+                          "totals, as when the output is piped")
     run.add_argument("--parquet", metavar="FILE", default=None,
                      help="backtest: ticks or a research output to run on (features are "
                           "reused when the job that wrote it computes them the same way)")
