@@ -92,8 +92,8 @@ class BoundedLoader(yaml.SafeLoader):
                                  f"alias bomb?)", mark)
 
 
-BoundedLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                                    list("tTfF"))
+BoundedLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def load_value(text: str) -> Any:
