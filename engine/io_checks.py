@@ -95,20 +95,6 @@ def check_source_types(streams: dict[str, Any], schemas: dict[int, pa.Schema], k
                               f"({why})")
 
 
-def describe_schema_difference(first: pa.Schema, other: pa.Schema) -> str:
-    """'column 'price': double in the first file, string in this one' (or missing/extra)."""
-    for f in first:
-        if f.name not in other.names:
-            return f"column {f.name!r} is missing (it is {f.type} in the first file)"
-        theirs = other.field(f.name).type
-        if theirs != f.type:
-            return f"column {f.name!r} has type {theirs}; expected {f.type} as in the first file"
-    extra = [n for n in other.names if n not in first.names]
-    if extra:
-        return f"column {extra[0]!r} is not in the first file"
-    return "the columns are in a different order"
-
-
 # --------------------------------------------------------------------------- paths
 
 
