@@ -155,7 +155,7 @@ class _Walker:
             for key_node, value_node in node.value:
                 # a key is the text written (`on:` is the key 'on'; `1:` the key '1')
                 if not isinstance(key_node, yaml.ScalarNode) or \
-                        key_node.tag == "tag:yaml.org,2002:null" or key_node.value == "":
+                        key_node.tag == "tag:yaml.org,2002:null":
                     self.problems.append(Problem(self.file, *self._lc(key_node),
                                                  format_path(path), "a key must be a name"))
                     continue
