@@ -125,7 +125,10 @@ def _inputs(sources: Iterable[Any]) -> list[tuple[Any, str, str, Path | str]]:
 
 def _outputs(sources: Iterable[Any], sinks: Iterable[Any], declared_sinks: int,
              ) -> list[tuple[tuple[Any, ...], str, Path]]:
-    """(job path of the setting, written path, real path) of every file the job writes."""
+    """(job path of the setting, written path, real path) of every file the job writes.
+
+    A sink's ``path`` comes first; dead-letter files (``dead_letter_path``) last.
+    """
     out: list[tuple[tuple[Any, ...], str, Path]] = []
     for section, uses in (("sinks", sinks), ("sources", sources)):
         for use in uses:
@@ -148,6 +151,9 @@ def check_output_paths(sources: list[Any], sinks: list[Any], declared_sinks: int
     job_real = _real(job_file) if job_file else None
     seen: dict[Path, tuple[Any, ...]] = {}
     for where, written, target in _outputs(sources, sinks, declared_sinks):
+        # several sources may append their dead letters to one file, and a JSON Lines file in
+        # a Parquet dataset directory is not read back: only replacing an input is refused
+        is_data = where[-1] == "path"
         for use, kind, source_path, real in inputs:
             shown = f"source '{use.label}' ({source_path})"
             if kind == "file" and target == real:
@@ -155,6 +161,8 @@ def check_output_paths(sources: list[Any], sinks: list[Any], declared_sinks: int
                     f" (through a symlink: both are {real})"
                 report(where, f"{written!r} is the file that {shown} reads{via}; writing it "
                               f"would replace the input: choose another path")
+            elif not is_data:
+                continue
             elif kind == "directory" and isinstance(real, Path) and target.is_relative_to(real):
                 report(where, f"{written!r} is inside the directory that {shown} reads "
                               f"({real}); the output would become part of the input: write "
@@ -165,8 +173,7 @@ def check_output_paths(sources: list[Any], sinks: list[Any], declared_sinks: int
                               f"would become part of the input: write it elsewhere")
         if job_real is not None and target == job_real:
             report(where, f"{written!r} is the job file itself; choose another path")
-        if target in seen:
+        if target in seen and "path" in (where[-1], seen[target][-1]):
             report(where, f"{written!r} is also written by {format_path(seen[target])}; two "
                           f"outputs cannot share a file")
-        else:
-            seen[target] = where
+        seen.setdefault(target, where)

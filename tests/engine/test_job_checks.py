@@ -264,3 +264,22 @@ def test_cli_names_the_step_of_a_memory_error(tmp_path: Path) -> None:
     assert step.step_id == "zs"
     assert message.startswith("job.yaml: out of memory in step 'zs' during `run-job run` "
                               "(Unable to allocate")
+
+
+def test_dead_letters_may_share_a_file_but_not_replace_an_input(tmp_path: Path,
+                                                                ticks: pa.Table) -> None:
+    data = tmp_path / "ticks.parquet"
+    pq.write_table(ticks, data)
+    job = tmp_path / "job.yaml"
+    kafka = "  - {kind: kafka, topic: t, id: k%d, dead_letter_path: %s}\n"
+    job.write_text("name: t\nmode: live\nsources:\n" + kafka % (1, tmp_path / "dl.jsonl")
+                   + kafka % (2, tmp_path / "dl.jsonl") + "steps:\n  - kernel: ewma\n"
+                   "    params: {alpha: 0.1}\n")
+    compile_job(load_job(job))  # two sources appending to one dead-letter file is fine
+    job.write_text(job.read_text().replace("sources:\n", f"sources:\n  - {{kind: parquet, "
+                                           f"id: p, path: {data}}}\n")
+                   .replace(str(tmp_path / "dl.jsonl"), str(data), 1))
+    with pytest.raises(CompileError, match=r"sources\[1\]\.dead_letter_path: .* is the file "
+                                           r"that source 'p' .* reads; writing it would "
+                                           r"replace the input"):
+        compile_job(load_job(job))
