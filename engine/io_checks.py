@@ -62,6 +62,9 @@ def check_source_types(streams: dict[str, Any], schemas: dict[int, pa.Schema], k
                 if col not in produced:
                     readers[stream.name].setdefault(col, f"step '{step.step_id}'")
             produced.update(step.output_columns)
+        for name, rule in stream.signals.items():  # rules compare numbers only
+            for col in sorted(rule.columns - produced):
+                readers[stream.name].setdefault(col, f"signal '{name}'")
         op = stream.operator
         if op is not None:
             for port, source_stream in op.streams.items():

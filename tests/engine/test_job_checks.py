@@ -283,3 +283,13 @@ def test_dead_letters_may_share_a_file_but_not_replace_an_input(tmp_path: Path,
                                            r"that source 'p' .* reads; writing it would "
                                            r"replace the input"):
         compile_job(load_job(job))
+
+
+def test_a_signal_reading_a_text_column_is_refused(tmp_path: Path, ticks: pa.Table) -> None:
+    data = tmp_path / "ticks.parquet"
+    pq.write_table(with_column(ticks, "best_bid", pc.cast(ticks["best_bid"], pa.string())), data)
+    job = tmp_path / "job.yaml"
+    job.write_text(job_text(str(data), extra="signals:\n  wide: best_bid < ewma\n"))
+    with pytest.raises(CompileError, match=r"column 'best_bid' .* has type string; expected a "
+                                           r"number .* \(read by signal 'wide'\)"):
+        compile_job(load_job(job))
