@@ -88,8 +88,9 @@ class BoundedLoader(yaml.SafeLoader):
     def _count(self, nodes: int, mark: yaml.Mark) -> None:
         self._node_count += nodes
         if self._node_count > MAX_NODES:
-            raise YamlLimitError(f"more than {MAX_NODES:,} values with aliases expanded (an "
-                                 f"alias bomb?)", mark)
+            why = (" with aliases expanded (an alias bomb?)" if self._alias_count
+                   else "; a job file holds far fewer")
+            raise YamlLimitError(f"more than {MAX_NODES:,} values{why}", mark)
 
 
 BoundedLoader.add_implicit_resolver(

@@ -51,6 +51,19 @@ def test_merge_key_bomb_is_refused(tmp_path: Path) -> None:
     assert "YAML limit" in only_problem(write(tmp_path, "".join(lines)))
 
 
+def test_alias_count_is_bounded(tmp_path: Path) -> None:
+    text = HEAD + "a: &a 1\n" + "".join(f"k{i}: *a\n" for i in range(1001))
+    assert only_problem(write(tmp_path, text)).endswith(
+        "job.yaml:1005:8: YAML limit: more than 1,000 aliases (*name); a job file needs far "
+        "fewer")
+
+
+def test_too_many_values_without_aliases(tmp_path: Path) -> None:
+    text = HEAD + "x: [" + ", ".join(["1"] * 100_001) + "]\n"
+    assert "YAML limit: more than 100,000 values; a job file holds far fewer" in only_problem(
+        write(tmp_path, text))
+
+
 def test_shared_anchors_within_the_limits_still_work(tmp_path: Path) -> None:
     text = (HEAD + "defaults: &d {alpha: 0.1}\nsteps:\n"
             + "".join(f"  - {{kernel: ewma, id: e{i}, params: *d}}\n" for i in range(50)))
