@@ -110,3 +110,23 @@ def test_yaml_syntax_soup(tmp_path: Path, text: str) -> None:
     path = tmp_path / "job.yaml"
     path.write_text(text)
     check(path)
+
+
+@FUZZ
+@given(overrides=st.lists(st.one_of(st.text(max_size=30), st.builds(
+    "{}={}".format,
+    st.sampled_from(["name", "steps[0].params.alpha", "steps[0]", "steps", "executor.workers",
+                     "sources[0].rows", "sources[0]", "steps[3].x", "state", "a.b[2].c",
+                     "steps[0].params", "signals.s", "executor"]),
+    st.one_of(st.text(max_size=12), st.sampled_from(
+        ["[1, 2]", "{a: 1}", "null", "0", "1e12", "!!python/name:os.system", "&a [*a]",
+         "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]"
+         "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"])))), max_size=3))
+def test_any_set_override(tmp_path: Path, overrides: list[str]) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text("name: t\nmode: research\nsources: [{kind: simulator, rows: 10}]\n"
+                    "steps: [{kernel: ewma, params: {alpha: 0.1}}]\n")
+    try:
+        compile_job(load_job(path, overrides=overrides, env={}))
+    except JobSpecError as exc:
+        assert exc.problems and all(p.file and p.message for p in exc.problems)
