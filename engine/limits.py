@@ -178,9 +178,11 @@ def workers_option_problems(job: Any, workers: int) -> list[Any]:
     def report(path: tuple[Any, ...], message: str) -> None:
         problems.append(Problem("--workers", None, None, "", message))
 
-    if not 1 <= workers <= MAX_WORKERS:
-        report((), f"expected an integer from 1 to {MAX_WORKERS:,}, found {workers:,}")
+    if not 0 <= workers <= MAX_WORKERS:
+        report((), f"expected an integer from 0 (one per CPU core) to {MAX_WORKERS:,}, found "
+                   f"{workers:,}")
         return problems
     kernels = [((), s) for s in job.steps if getattr(s.definition, "kind", "") == "kernel"]
-    check_state_memory(kernels, workers, expected_keys(job.sources), report)
+    check_state_memory(kernels, worker_lanes(job.spec, workers), expected_keys(job.sources),
+                       report)
     return problems

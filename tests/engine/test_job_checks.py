@@ -231,8 +231,8 @@ def test_state_estimate_sums_the_steps(tmp_path: Path) -> None:
 def test_workers_option_is_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     job = simulator_job(tmp_path, "  - kernel: ewma\n    params: {alpha: 0.1}\n")
     assert main(["run", str(job), "--workers", "100000"]) == 2
-    assert capsys.readouterr().err == ("--workers: expected an integer from 1 to 1,024, "
-                                       "found 100,000\n")
+    assert capsys.readouterr().err == ("--workers: expected an integer from 0 (one per CPU "
+                                       "core) to 1,024, found 100,000\n")
 
 
 def test_memory_error_at_run_time_names_the_step(tmp_path: Path,
