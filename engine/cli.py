@@ -344,7 +344,7 @@ def _state_command(args: argparse.Namespace) -> int:
 
 def _out_of_memory(exc: MemoryError, args: argparse.Namespace) -> str:
     """Name the command, job and, when the traceback shows one, the step that ran out."""
-    step = None
+    step: Any = None
     tb = exc.__traceback__
     while tb is not None:  # the innermost frame that knows its step wins
         for name in ("step", "self", "bound"):

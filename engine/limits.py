@@ -47,7 +47,7 @@ def check_param_bounds(params: Any, where: tuple[Any, ...], label: str,
 
 
 def _oversized(params: Any) -> list[tuple[str, int]]:
-    out = []
+    out: list[tuple[str, int]] = []
     for name, info in type(params).model_fields.items():
         value = getattr(params, name, None)
         if isinstance(value, bool) or not isinstance(value, int):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -39,7 +39,7 @@ class BoundedLoader(yaml.SafeLoader):
     """SafeLoader semantics (no Python tags) with bounded aliases, depth and size."""
 
     # YAML 1.1 reads yes/no/on/off as booleans; keep only the YAML 1.2 spellings
-    yaml_implicit_resolvers = {
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern[str]]]]] = {
         first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL_TAG]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
