@@ -114,6 +114,20 @@ def _read_schema(file: Path) -> pa.Schema:
         raise SourceError(f"parquet source: cannot read {str(file)!r}: {exc}") from None
 
 
+def _schema_difference(first: pa.Schema, other: pa.Schema) -> str:
+    """The first column that differs: its type in the first file and in this one."""
+    for f in first:
+        if f.name not in other.names:
+            return f"column {f.name!r} is missing (it is {f.type} in the first file)"
+        theirs = other.field(f.name).type
+        if theirs != f.type:
+            return f"column {f.name!r} has type {theirs}; expected {f.type} as in the first file"
+    extra = [n for n in other.names if n not in first.names]
+    if extra:
+        return f"column {extra[0]!r} is not in the first file"
+    return "the columns are in a different order"
+
+
 @source("parquet", config=ParquetSourceConfig,
         summary="read ticks from a Parquet file, directory or glob, streamed batch by batch")
 class ParquetSource(Source):
@@ -159,7 +173,7 @@ class ParquetSource(Source):
                 if not theirs.equals(full, check_metadata=False):
                     raise SourceError(
                         f"parquet source {self.config.path!r}: {str(other)!r} has a different "
-                        f"schema from {str(files[0])!r}:\n{theirs}\nversus\n{full}")
+                        f"schema from {str(files[0])!r}: {_schema_difference(full, theirs)}")
             if self.config.columns is not None:
                 full = pa.schema([full.field(c) for c in
                                   self._check_columns(self.config.columns, full)])

@@ -170,6 +170,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             return run_sweep_cli(args, _console())
         return run_backtest_command(args, _console())
     job = _load(args)
+    if args.workers is not None:
+        from tickflow.engine.errors import CompileError
+        from tickflow.engine.limits import workers_option_problems
+
+        if problems := workers_option_problems(job, args.workers):
+            raise CompileError(problems)
     spec = job.spec
     workers = args.workers or spec.executor.workers or (os.cpu_count() or 1)
     quiet = args.quiet
@@ -349,6 +355,24 @@ def _state_command(args: argparse.Namespace) -> int:
     return cmd_state(_load(args), args)
 
 
+def _out_of_memory(exc: MemoryError, args: argparse.Namespace) -> str:
+    """Name the command, job and, when the traceback shows one, the step that ran out."""
+    step: Any = None
+    tb = exc.__traceback__
+    while tb is not None:  # the innermost frame that knows its step wins
+        for name in ("step", "self", "bound"):
+            candidate = tb.tb_frame.f_locals.get(name)
+            if isinstance(getattr(candidate, "step_id", None), str):
+                step = candidate
+        tb = tb.tb_next
+    job = getattr(args, "job", None) or getattr(args, "spec", None)
+    where = f"{job}: " if job else ""
+    what = f" in step '{step.step_id}'" if step is not None else ""
+    detail = f" ({exc})" if str(exc) else ""
+    return (f"{where}out of memory{what} during `run-job {args.command}`{detail}; use smaller "
+            f"windows, fewer workers or smaller morsels (--debug shows the traceback)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
@@ -365,6 +389,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problems and len(problems) > 1:
             print(f"{len(problems)} problems", file=sys.stderr)
         return exc.exit_code
+    except MemoryError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(_out_of_memory(exc, args), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -22,6 +22,8 @@ from tickflow.connectors.base import ConnectorConfig, ConnectorDef, RunContext, 
 from tickflow.engine import __version__
 from tickflow.engine.diagnostics import validation_problems
 from tickflow.engine.errors import CompileError, JobSpecError, Problem, TickflowError
+from tickflow.engine.io_checks import check_output_paths, check_source_types
+from tickflow.engine.limits import check_job_limits, check_param_bounds
 from tickflow.engine.loader import LoadedJob, Marks, format_path
 from tickflow.engine.ml.batch import BatchBindError, BindContext
 from tickflow.engine.operators import OPERATORS, BoundOperator, OperatorSpecError
@@ -199,7 +201,9 @@ class _Compiler:
                label: str) -> Any | None:
         """A step's params validated by its kernel's or operator's model; None on problems."""
         try:
-            return model(**step.params)
+            params = model(**step.params)
+            check_param_bounds(params, where, label, self.problem)
+            return params
         except ValidationError as exc:
             self.problems.extend(validation_problems(exc, self.marks, (*where, "params"),
                                                      model, context=label))
@@ -398,6 +402,10 @@ class _Compiler:
                     hint = did_you_mean(close_matches(col, sorted(final_columns)))
                     self.problem(section, f"the {use.definition.name} sink reads column "
                                           f"{col!r}, which no source or step provides{hint}")
+        check_source_types(streams, schemas, spec.key, self.problem)
+        check_output_paths(sources, sinks, len(spec.sinks), self.loaded.path, self.problem)
+        check_job_limits(spec, sources, [(("steps", self.orig(i)), b) for i, _, b in bound],
+                         self.problem)
         if self.problems:
             raise CompileError(sorted(self.problems,
                                       key=lambda p: (p.file, p.line or 0, p.col or 0)))

@@ -2,7 +2,8 @@
 
 YAML is composed with ``yaml.SafeLoader`` into nodes and walked by hand, so each value keeps its
 ``file:line:col``; ``${VAR}`` and ``${VAR:-default}`` are read from the environment; ``include:``
-files contribute their steps first; ``--set a.b[2].c=value`` overrides any field.
+files contribute their steps first; ``--set a.b[2].c=value`` overrides any field. Size, depth and
+aliases are bounded (engine/yaml_safe.py), so a hostile file gives a located error, not a hang.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from typing import Any
 import yaml
 
 from tickflow.engine.errors import JobSpecError, Problem
+from tickflow.engine.yaml_safe import (
+    MAX_DEPTH,
+    BoundedLoader,
+    YamlLimitError,
+    line_col,
+    load_value,
+    read_job_text,
+)
 
 PathKey = tuple[str | int, ...]
 
@@ -92,12 +101,20 @@ class _Walker:
         self.problems = problems
         self.env = env
         self.marks = Marks(default_file=file)
-        self.loader = yaml.SafeLoader(text)
+        self.too_deep = False
 
     def mark(self, node: yaml.Node) -> Mark:
         return Mark(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def load(self) -> Any:
+        try:
+            self.loader = BoundedLoader(self.text)  # checks for control characters first
+        except yaml.reader.ReaderError as exc:
+            line, col = line_col(self.text, exc.position)
+            self.problems.append(Problem(self.file, line, col, "",
+                                         f"the file holds a control character #x"
+                                         f"{exc.character:04x}; expected printable text"))
+            return None
         try:
             node = self.loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
@@ -105,8 +122,8 @@ class _Walker:
             line, col = (m.line + 1, m.column + 1) if m else (None, None)
             what = exc.problem or "invalid YAML"
             ctx = f" ({exc.context})" if exc.context else ""
-            self.problems.append(Problem(self.file, line, col, "",
-                                         f"YAML syntax error: {what}{ctx}"))
+            kind = "YAML limit" if isinstance(exc, YamlLimitError) else "YAML syntax error"
+            self.problems.append(Problem(self.file, line, col, "", f"{kind}: {what}{ctx}"))
             return None
         except yaml.YAMLError as exc:
             self.problems.append(Problem(self.file, None, None, "", f"YAML error: {exc}"))
@@ -119,6 +136,13 @@ class _Walker:
 
     def walk(self, node: yaml.Node, path: PathKey) -> Any:
         self.marks.values[path] = self.mark(node)
+        if len(path) > MAX_DEPTH:  # aliases can nest deeper than the text does
+            if not self.too_deep:
+                self.too_deep = True
+                self.problems.append(Problem(self.file, *self._lc(node), "", f"YAML limit: "
+                                             f"nested deeper than {MAX_DEPTH} levels (through "
+                                             f"aliases)"))
+            return None
         if node.tag not in _SAFE_TAGS:
             self.problems.append(Problem(
                 self.file, *self._lc(node), format_path(path),
@@ -129,12 +153,13 @@ class _Walker:
             self.loader.flatten_mapping(node)
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self.loader.construct_object(key_node, deep=True)
-                if not isinstance(key, str | int | float | bool) or key is None:
+                # a key is the text written (`on:` is the key 'on'; `1:` the key '1')
+                if not isinstance(key_node, yaml.ScalarNode) or \
+                        key_node.tag == "tag:yaml.org,2002:null":
                     self.problems.append(Problem(self.file, *self._lc(key_node),
                                                  format_path(path), "a key must be a name"))
                     continue
-                key = str(key)
+                key = str(key_node.value)
                 if key in out:
                     self.problems.append(Problem(
                         self.file, *self._lc(key_node), format_path((*path, key)),
@@ -176,7 +201,12 @@ class _Walker:
         if plain and _ENV.fullmatch(value):
             # an unquoted ${VAR} takes the type its value would have had in YAML (2 -> int)
             try:
-                return yaml.safe_load(result) if result.strip() else result
+                return load_value(result) if result.strip() else result
+            except YamlLimitError as exc:
+                self.problems.append(Problem(
+                    self.file, *self._lc(node), format_path(path),
+                    f"the value of {value.strip()} is {exc.problem}"))
+                return None
             except yaml.YAMLError:
                 return result
         return result
@@ -185,9 +215,12 @@ class _Walker:
 def _load_file(path: Path, problems: list[Problem], env: dict[str, str],
                shown: str) -> tuple[Any, Marks, str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text, (line, col, why) = read_job_text(path)
     except OSError as exc:
         problems.append(Problem(shown, None, None, "", f"cannot read the file: {exc.strerror}"))
+        return None, Marks(default_file=shown), ""
+    if text is None:
+        problems.append(Problem(shown, line, col, "", why))
         return None, Marks(default_file=shown), ""
     walker = _Walker(shown, text, problems, env)
     return walker.load(), walker.marks, text
@@ -207,7 +240,9 @@ def parse_override(text: str) -> tuple[PathKey, Any]:
     if not parts:
         raise ValueError(f"--set expects key.path=value, found {text!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_value(raw) if raw.strip() else ""
+    except YamlLimitError as exc:
+        raise ValueError(f"the value of {key.strip()} is {exc.problem}") from None
     except yaml.YAMLError:
         value = raw
     return tuple(parts), value

@@ -122,15 +122,18 @@ def test_two_exchange_captures_are_merged_by_time_and_joined_as_pandas_does(
     write_simulated_parquet(kr, rows=5_000, symbols=4, seed=2, exchange="kraken",
                             ticks_per_second=20)
     job = tmp_path / "two.yaml"
-    job.write_text(TWO_VENUES.format(coinbase=cb, kraken=kr, out=tmp_path))
+    job.write_text(TWO_VENUES.format(coinbase=cb, kraken=kr, out=tmp_path / "out"))
     assert main(["validate", str(job)]) == 0
     assert main(["graph", str(job)]) == 0
     graph = capsys.readouterr().out
     assert "[operator] aligned (asof_join)  <- coinbase, kraken" in graph
     assert "[kernel] kraken_returns (log_returns)  <- kraken" in graph
     assert main([str(job), "--quiet"]) == 0
-    got = pq.read_table(tmp_path / "aligned.parquet").to_pandas()
-    left, right = pq.read_table(cb).to_pandas(), pq.read_table(kr).to_pandas()
+    got = pq.read_table(tmp_path / "out" / "aligned.parquet").to_pandas()
+    # the right side as the join saw it: the kraken ticks with kraken_returns' column
+    kraken = pq.read_table(tmp_path / "out" / "kraken.parquet")
+    assert kraken.drop_columns(["log_return"]).equals(pq.read_table(kr))
+    left, right = pq.read_table(cb).to_pandas(), kraken.to_pandas()
     expected = pd.merge_asof(left, right, on="timestamp", by="symbol", direction="nearest",
                              tolerance=pd.Timedelta("2s"), suffixes=("", "_kraken"))
     assert list(got.columns) == [*expected.columns, "kraken_price_sma"]
@@ -142,7 +145,6 @@ def test_two_exchange_captures_are_merged_by_time_and_joined_as_pandas_does(
             assert a.astype(object).where(a.notna(), None).tolist() == \
                 b.astype(object).where(b.notna(), None).tolist(), col
     assert got["price_kraken"].notna().mean() > 0.5
-    kraken = pq.read_table(tmp_path / "kraken.parquet")
     assert kraken.num_rows == 5_000 and "log_return" in kraken.schema.names
 
 
@@ -153,7 +155,7 @@ def test_an_out_of_order_capture_stops_the_run_with_the_step_and_row(
     table = pq.read_table(cb)
     pq.write_table(pa.concat_tables([table.slice(0, 1500), table.slice(0, 10)]), kr)
     job = tmp_path / "two.yaml"
-    job.write_text(TWO_VENUES.format(coinbase=cb, kraken=kr, out=tmp_path))
+    job.write_text(TWO_VENUES.format(coinbase=cb, kraken=kr, out=tmp_path / "out"))
     assert main([str(job), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "step 'aligned' (asof_join): stream 'kraken' (right) is not in 'timestamp' " \
