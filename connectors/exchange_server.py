@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -477,7 +478,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             await server.stop()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except OSError as exc:  # the port is taken, or the host cannot be bound: one line
+        print(f"serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
+              f"(choose another --port)", file=sys.stderr, flush=True)
+        return 1
     print(f"served {server.connection_count} connection(s), {server.sent_frames:,} frames, "
           f"{len(server.sent_log):,} ticker entries", flush=True)
     return 0

@@ -81,11 +81,11 @@ def is_live(job: CompiledJob) -> bool:
 
 
 def run_finite(job: CompiledJob, *, workers: int | None, reset_state: bool,
-               progress: Callable[[int], None] | None = None) -> Any:
+               progress: Callable[[int], None] | None = None, quiet: bool = True) -> Any:
     """Run to the end of the sources on the local executor; returns its RunSummary."""
     from tickflow.engine.executors.local import run_local
 
-    job.context.quiet = True
+    job.context.quiet = quiet
     return run_local(job, workers=workers, progress=progress, reset_state=reset_state)
 
 

@@ -16,7 +16,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +161,8 @@ class _Stopped(TickflowError):
 
 def run(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *, set: Sets = None,  # noqa: A002
         workers: int | None = None, sinks: bool = True, reset_state: bool = False,
-        max_seconds: float | None = None) -> Result:
+        max_seconds: float | None = None, keep_table: bool = True,
+        progress: Callable[[int], None] | None = None, quiet: bool = True) -> Result:
     """Run a job to the end of its ticks and return its main stream as a table.
 
     Args:
@@ -169,6 +170,10 @@ def run(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *, set: 
             pyarrow Table, a pandas or polars DataFrame, or an iterator of RecordBatches.
         sinks: also write the job's own sinks (files, reports); their summaries are returned.
         max_seconds: live and export jobs run until this many seconds have passed.
+        keep_table: collect the output in ``Result.table`` (``run-job`` does not: the sinks
+            hold it).
+        progress: called with the number of rows of each batch read.
+        quiet: console sinks print nothing.
     """
     job = _job(job_or_path, set)
     capture = _Capture()
@@ -186,8 +191,10 @@ def run(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *, set: 
             counts = dict(getattr(summary, "signal_counts", {}) or {})
             summaries: list[str] = []
         else:
-            summary = bridge.run_finite(bridge.with_capture(compiled, capture, sinks),
-                                        workers=workers, reset_state=reset_state)
+            if keep_table or not sinks:
+                compiled = bridge.with_capture(compiled, capture, sinks)
+            summary = bridge.run_finite(compiled, workers=workers, reset_state=reset_state,
+                                        progress=progress, quiet=quiet)
             rows_in, counts = summary.rows, dict(summary.signal_counts)
             summaries = list(summary.sink_summaries)
     return Result(job.name, capture.table(), rows_in, time.perf_counter() - start, counts,
@@ -251,17 +258,18 @@ def stream(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *,
 
 def backtest(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *,
              set: Sets = None, workers: int | None = None,  # noqa: A002
-             write: bool = False) -> BacktestResult:
+             write: bool = False, say: Callable[[str], None] | None = None) -> BacktestResult:
     """Backtest a job's ``strategy:``; returns metrics, trades, equity, and ``.report(path)``.
 
     Args:
         ticks: raw ticks or a research output to backtest on (as ``run-job --parquet``).
         write: also write the trade log, equity curve and report where the job says.
+        say: told about slow preparations (simulating the default ticks).
     """
     job = _job(job_or_path, set)
     start = time.perf_counter()
     with ticks_file(ticks) as path:
-        compiled = bridge.load_backtest(job.path, job.sets, path)
+        compiled = bridge.load_backtest(job.path, job.sets, path, say)
         bt = bridge.run_backtest(compiled, path, workers, write)
     trades, equity = bridge.trades_and_equity(bt)
     return BacktestResult(job.name, dict(bt.metrics), dict(bt.benchmark_metrics),
