@@ -21,6 +21,9 @@ def _type_name(annotation: Any) -> str:
     text = repr(annotation) if not isinstance(annotation, type) else annotation.__name__
     text = text.replace("typing.", "").replace("NoneType", "None")
     text = re.sub(r"\b(?:[a-z_]+\.)+([A-Za-z_]+)", r"\1", text)
+    # validators inside Optional[...] would print function addresses (unstable docs)
+    text = re.sub(r"Annotated\[(.+?), BeforeValidator\(.*?\)\]", r"\1", text)
+    text = re.sub(r" at 0x[0-9a-f]+", "", text)
     for name in ("Annotated[", ):
         if text.startswith(name):
             text = text[len(name):].split(",")[0]
