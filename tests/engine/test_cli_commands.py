@@ -220,3 +220,31 @@ def test_cookbook_plots_write_to_the_output_folder_not_docs(tmp_path: Path) -> N
     cookbook_plots.main(["--out-dir", str(tmp_path), "--only", "funding-carry"])
     assert (tmp_path / "figures" / "funding-carry.png").stat().st_size > 10_000
     assert committed.stat().st_mtime_ns == before
+
+
+def test_train_without_the_features_run_says_which_job_to_run_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OUT_DIR", str(tmp_path / "empty"))
+    assert main(["train", str(ROOT / "examples" / "ml" / "train.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "run-job examples/ml/features.yaml" in err and "Traceback" not in err
+    readme = (ROOT / "README.md").read_text()
+    assert readme.index("run-job examples/ml/features.yaml") < readme.index(
+        "run-job train examples/ml/train.yaml")
+    assert "run that job first" in readme
+
+
+def test_a_job_in_any_folder_includes_the_shipped_feature_steps(
+        tmp_path: Path, ticks: Path) -> None:
+    import tickflow as tf
+
+    (tmp_path / "job.yaml").write_text(
+        f"name: anywhere\nmode: research\nsources: [{{kind: parquet, path: {ticks}}}]\n"
+        "include: [features/core.yaml]\n")
+    job = tf.load_job(tmp_path / "job.yaml")
+    assert any(s.get("id") == "sma_slow" for s in job.data["steps"])
+    assert "zscore" in job.output_columns
+    (tmp_path / "features").mkdir()  # a file beside the job still wins
+    (tmp_path / "features" / "core.yaml").write_text("steps:\n  - kernel: ewma\n")
+    assert [s["kernel"] for s in tf.load_job(tmp_path / "job.yaml").data["steps"]] == ["ewma"]
