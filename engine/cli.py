@@ -183,6 +183,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+_FLAGS = "--parquet and --sweep"
+
+
 def _backtest(args: argparse.Namespace) -> int:
     """``run-job JOB`` for a backtest job (``--parquet``, ``--sweep``), via ``tf.backtest``."""
     import os
@@ -197,13 +200,13 @@ def _backtest(args: argparse.Namespace) -> int:
     say = None if args.quiet else console.print
     sets = list(args.set or [])
     if args.sweep:
-        job = bridge.load_backtest(args.job, sets, args.parquet, say)
+        job = bridge.load_backtest(args.job, sets, args.parquet, say, _FLAGS)
         workers = args.workers or job.spec.executor.workers or (os.cpu_count() or 1)
         return bridge.run_sweep_cli(job, args.job, sets, args.parquet, workers, console,
                                     args.quiet)
     start = time.perf_counter()
     result = tf.backtest(args.job, ticks=args.parquet, set=sets, workers=args.workers,
-                         write=True, say=say)
+                         write=True, say=say, _asked_by=_FLAGS)
     if not args.quiet:
         bridge.print_backtest(result._engine, console, time.perf_counter() - start)
     return 0

@@ -135,15 +135,17 @@ def is_backtest_job(path: str, sets: Sequence[str]) -> bool:
 
 
 def load_backtest(path: str, sets: Sequence[str], ticks_path: str | None,
-                  say: Callable[[str], None] | None = None) -> CompiledJob:
+                  say: Callable[[str], None] | None = None,
+                  asked_by: str = "tf.backtest") -> CompiledJob:
+    """A compiled backtest job; a job without ``strategy:`` is refused, naming ``asked_by``."""
     from tickflow.engine.backtest.run import load_backtest_job
 
     job = load_backtest_job(path, list(sets), ticks_path, say)
     if job.spec.strategy is None:
         m = job.loaded.marks.find(("mode",))
         raise JobSpecError([Problem(m.file, m.line, m.col, "mode",
-                                    f"a backtest needs a `strategy:` block; this is a "
-                                    f"{job.spec.mode} job without one")])
+                                    f"{asked_by} run backtests; this is a {job.spec.mode} "
+                                    f"job without a `strategy:` block")])
     return job
 
 

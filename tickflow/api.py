@@ -258,7 +258,8 @@ def stream(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *,
 
 def backtest(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *,
              set: Sets = None, workers: int | None = None,  # noqa: A002
-             write: bool = False, say: Callable[[str], None] | None = None) -> BacktestResult:
+             write: bool = False, say: Callable[[str], None] | None = None,
+             _asked_by: str = "tf.backtest") -> BacktestResult:
     """Backtest a job's ``strategy:``; returns metrics, trades, equity, and ``.report(path)``.
 
     Args:
@@ -269,7 +270,7 @@ def backtest(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *,
     job = _job(job_or_path, set)
     start = time.perf_counter()
     with ticks_file(ticks) as path:
-        compiled = bridge.load_backtest(job.path, job.sets, path, say)
+        compiled = bridge.load_backtest(job.path, job.sets, path, say, _asked_by)
         bt = bridge.run_backtest(compiled, path, workers, write)
     trades, equity = bridge.trades_and_equity(bt)
     return BacktestResult(job.name, dict(bt.metrics), dict(bt.benchmark_metrics),
