@@ -222,12 +222,11 @@ _MISSING = object()
 def _walk(data: Any, path: list[str | int]) -> Any:
     node = data
     for part in path:
-        if isinstance(part, int) and isinstance(node, list) and part < len(node):
-            node = node[part]
-        elif isinstance(part, str) and isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
+        found = (isinstance(part, int) and isinstance(node, list) and part < len(node)) or \
+            (isinstance(part, str) and isinstance(node, dict) and part in node)
+        if not found:
             return _MISSING
+        node = node[part]
     return node
 
 

@@ -4,8 +4,8 @@ imbalance (OFI)."""
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field as PydanticField
 from numba import njit
+from pydantic import Field as PydanticField
 
 from tickflow.kernels.base import (
     Field,

@@ -107,7 +107,7 @@ class Job:
                 f"{html.escape(', '.join(map(str, names)))}")
 
 
-def load_job(path: str | os.PathLike[str], set: Sets = None) -> Job:  # noqa: A002
+def load_job(path: str | os.PathLike[str], set: Sets = None) -> Job:
     """Load a job file; ``set`` overrides fields as ``run-job --set`` does."""
     return Job(path, set)
 
@@ -159,7 +159,7 @@ class _Stopped(TickflowError):
     """The reader of :func:`stream` stopped early."""
 
 
-def run(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *, set: Sets = None,  # noqa: A002
+def run(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *, set: Sets = None,
         workers: int | None = None, sinks: bool = True, reset_state: bool = False,
         max_seconds: float | None = None, keep_table: bool = True,
         progress: Callable[[int], None] | None = None, quiet: bool = True) -> Result:
@@ -202,7 +202,7 @@ def run(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *, set: 
 
 
 def stream(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *,
-           set: Sets = None, workers: int | None = None, sinks: bool = False,  # noqa: A002
+           set: Sets = None, workers: int | None = None, sinks: bool = False,
            max_seconds: float | None = None, reset_state: bool = False,
            ) -> Iterator[pa.RecordBatch]:
     """Yield the main stream's output batches as they are computed.
@@ -257,7 +257,7 @@ def stream(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *,
 
 
 def backtest(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *,
-             set: Sets = None, workers: int | None = None,  # noqa: A002
+             set: Sets = None, workers: int | None = None,
              write: bool = False, say: Callable[[str], None] | None = None,
              _asked_by: str = "tf.backtest") -> BacktestResult:
     """Backtest a job's ``strategy:``; returns metrics, trades, equity, and ``.report(path)``.

@@ -30,8 +30,8 @@ def test_readme_python_section_opens_with_a_five_line_example_that_runs(
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {}
     *body, last = code.strip().splitlines()
-    exec(compile("\n".join(body), "README.md", "exec"), namespace)  # noqa: S102
-    shown = eval(compile(last, "README.md", "eval"), namespace)  # noqa: S307
+    exec(compile("\n".join(body), "README.md", "exec"), namespace)
+    shown = eval(compile(last, "README.md", "eval"), namespace)
     assert list(shown.index) == ["BTC-USD", "ETH-USD", "SOL-USD"]
     assert shown[("zscore", "count")].sum() > 5_000
     assert not (tmp_path / "out").exists(), "sinks=False writes nothing"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tickflow.engine.cli import build_parser, main
+from tickflow.engine.cli import main
 from tests.conftest import ROOT
 
 RUN_JOB = [sys.executable, "-m", "tickflow.engine.cli"]
