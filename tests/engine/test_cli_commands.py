@@ -138,8 +138,10 @@ def test_busy_port_is_one_clear_line() -> None:
     assert f"port {port} on 127.0.0.1 is already in use" in broker.stderr
 
 
-def test_broker_runs_on_its_own_until_stopped() -> None:
+def test_broker_runs_on_its_own_until_stopped(tmp_path: Path) -> None:
     from confluent_kafka import Consumer, Producer
+
+    from tests.kafka.util import produce_ticks, simulated
 
     from tickflow.engine.cli_tools import broker_sets
     from tickflow.engine.loader import load_job
@@ -167,6 +169,16 @@ def test_broker_runs_on_its_own_until_stopped() -> None:
         data = load_job(ROOT / "jobs" / "live.yaml").data
         sets = broker_sets(data, bootstrap)
         assert sets == [f"sources[0].bootstrap={bootstrap}", f"sinks[0].bootstrap={bootstrap}"]
+        produce_ticks(bootstrap, "cli-broker-ticks", simulated(2_000, symbols=2, seed=6))
+        out_dir = tmp_path / "out"
+        job = subprocess.run(
+            [*RUN_JOB, str(ROOT / "jobs" / "live.yaml"), "-q", "--brokers", bootstrap,
+             "--set", "sources[0].topic=cli-broker-ticks", "--set",
+             "sources[0].end_when_idle_s=3", "--set", f"state.path={tmp_path / 'state'}"],
+            capture_output=True, text=True, timeout=300, check=False,
+            env={**ENV, "OUT_DIR": str(out_dir)})
+        assert job.returncode == 0, job.stderr
+        assert pq.read_table(out_dir / "live_features.parquet").num_rows == 2_000
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
