@@ -258,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_text)
         sp.add_argument("job", help="job YAML file")
         sp.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
-                        help="override a field, e.g. steps[2].params.window=50")
+                        help="override a field, e.g. steps.zscore_fast.params.window=50 "
+                             "(a step by id, or by index: steps[2])")
         sp.add_argument("--debug", action="store_true", help="show tracebacks")
         return sp
 
