@@ -121,6 +121,17 @@ def test_output_to_a_pipe_is_not_wrapped_at_80_columns() -> None:
     assert "window=100" in row and "zscore" in row.split("rolling_zscore", 1)[1]
 
 
+def test_console_sink_to_a_pipe_keeps_each_row_on_one_line(ticks: Path, tmp_path: Path) -> None:
+    job = tmp_path / "console.yaml"
+    job.write_text(f"name: console-pipe\nmode: research\n"
+                   f"sources: [{{kind: parquet, path: {ticks}}}]\nsteps: [{{kernel: ewma}}]\n"
+                   "sinks: [{kind: console, rows: 3}]\nexecutor: {workers: 1}\n")
+    out = subprocess.run([*RUN_JOB, str(job)], capture_output=True, text=True, env=ENV,
+                         timeout=120, check=True).stdout
+    header = next(line for line in out.splitlines() if "best_bid_size" in line)
+    assert "timestamp" in header and "ewma" in header and len(header) > 120
+
+
 def test_busy_port_is_one_clear_line() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
