@@ -129,3 +129,12 @@ def test_backtest_returns_metrics_tables_and_writes_the_report(sim_ticks: Path,
     assert "buy and hold" in page and "sharpe" in page
     written = bt.report(str(tmp_path / "bt.html"))
     assert Path(written).read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_run_a_multi_stream_job_returns_its_main_stream(sim_ticks: Path) -> None:
+    job = tf.load_job(ROOT / "jobs" / "examples" / "multi_timeframe.yaml",
+                      set={"sources[0].path": str(sim_ticks)})
+    result = tf.run(job, sinks=False, workers=1)
+    assert result.table.num_rows == 6_000  # bars joined back onto every tick
+    assert result.table.column_names == job.output_columns
+    assert set(result.signal_counts) == set(job.data["signals"])
