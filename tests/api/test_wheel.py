@@ -86,3 +86,23 @@ def test_wheel_installs_one_top_level_name_and_runs_a_job_from_anywhere(
 
     table = pq.read_table(work / "out" / "f.parquet")
     assert table.num_rows == 3000 and "zscore" in table.column_names
+
+
+def test_wheel_carries_license_metadata_types_and_feature_steps(wheel: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        meta_name = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        meta = z.read(meta_name).decode()
+        entry_points = z.read(meta_name.replace("METADATA", "entry_points.txt")).decode()
+        license_text = z.read(next(n for n in names if n.endswith("/LICENSE"))).decode()
+    assert {n.split("/")[0] for n in names} == {"tickflow", meta_name.split("/")[0]}
+    assert "tickflow/py.typed" in names and "tickflow/jobs/features/core.yaml" in names
+    assert "Apache License" in license_text and "Version 2.0" in license_text
+    assert "License: Apache-2.0" in meta
+    for field in ("Project-URL: Homepage", "Project-URL: Source", "Keywords: ",
+                  "Classifier: License :: OSI Approved :: Apache Software License",
+                  "Classifier: Typing :: Typed", "Requires-Python: >=3.11"):
+        assert field in meta, field
+    assert "run-job = tickflow.engine.cli:main" in entry_points
