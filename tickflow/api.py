@@ -31,12 +31,14 @@ Sets = Mapping[str, Any] | Sequence[str] | None
 
 
 def _set_strings(sets: Sets) -> tuple[str, ...]:
-    """``{"steps.rsi.params.period": 10}`` or ``["steps.rsi.params.period=10"]`` as --set text."""
+    """``{"steps.rsi.params.period": 10}`` or ``["steps.rsi.params.period=10"]`` as --set text.
+
+    Mapping values keep their Python type (JSON is YAML): the string "1" stays a string.
+    """
     if sets is None:
         return ()
     if isinstance(sets, Mapping):
-        return tuple(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
-                     for k, v in sets.items())
+        return tuple(f"{k}={json.dumps(v, default=str)}" for k, v in sets.items())
     if isinstance(sets, str):
         return (sets,)
     return tuple(sets)

@@ -32,6 +32,8 @@ def test_load_job_applies_overrides_by_step_id(research_job: Path) -> None:
     assert slow["params"]["window"] == 30
     assert job.data["executor"]["workers"] == 1
     assert "crypto-research" in repr(job) and "sma_slow" in job._repr_html_()
+    typed = tf.load_job(research_job, set={"report.grid": "1", "executor.workers": 2})
+    assert typed.data["report"]["grid"] == "1" and typed.data["executor"]["workers"] == 2
 
 
 def test_unknown_step_id_is_a_located_error(research_job: Path) -> None:
