@@ -177,8 +177,8 @@ def train(spec: TrainSpec) -> TrainReport:
     except ImportError as exc:
         raise TickflowError("training needs the `ml` extra: pip install 'tickflow[ml]'") from exc
     if not any(c in spec.data for c in "*?[") and not os.path.exists(spec.data):
-        raise SourceError(f"train: no such file {spec.data!r}: training reads a features job's "
-                          f"output, so run that job first (for the example: "
+        raise SourceError(f"train: cannot read data {spec.data!r}: no such file; training "
+                          f"reads a features job's output, so run that job first (for the example: "
                           f"`run-job examples/ml/features.yaml`, then `run-job train "
                           f"examples/ml/train.yaml`)")
     try:
