@@ -163,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         import tickflow.api as tf
         from tickflow.engine.cli_tools import progress_bar, source_rows
 
-        enabled = spec.executor.progress and not quiet
+        enabled = spec.executor.progress and not quiet and console.is_terminal
         progress_cb, stop = progress_bar(console, enabled,
                                          source_rows(job) if enabled else None)
         try:
