@@ -271,3 +271,34 @@ def test_a_job_in_any_folder_includes_the_shipped_feature_steps(
     (tmp_path / "features").mkdir()  # a file beside the job still wins
     (tmp_path / "features" / "core.yaml").write_text("steps:\n  - kernel: ewma\n")
     assert [s["kernel"] for s in tf.load_job(tmp_path / "job.yaml").data["steps"]] == ["ewma"]
+
+
+def test_run_validate_and_backtest_go_through_the_python_api(
+        ticks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import tickflow.api as api
+
+    calls: list[str] = []
+    for name in ("run", "backtest"):
+        real = getattr(api, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):  # records, then runs the real one
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(api, name, spy)
+    real_validate = api.Job.validate
+
+    def validate_spy(self, **kwargs):
+        calls.append("validate")
+        return real_validate(self, **kwargs)
+
+    monkeypatch.setattr(api.Job, "validate", validate_spy)
+    monkeypatch.setenv("TICKS", str(ticks))
+    monkeypatch.setenv("OUT_DIR", str(tmp_path))
+    assert main(["validate", str(ROOT / "jobs" / "research.yaml")]) == 0
+    assert main(["run", str(ROOT / "jobs" / "research.yaml"), "-q"]) == 0
+    assert main([str(ROOT / "jobs" / "backtest.yaml"), "-q", "--workers", "1"]) == 0
+    assert calls == ["validate", "run", "backtest"]
+    assert (tmp_path / "research_features.parquet").is_file()
+    assert (tmp_path / "backtest-meanrev_report.html").is_file()
