@@ -299,11 +299,15 @@ class Collector:
                                       connection=connection, sequence_num=seq)
             if frame.ticks:
                 self._drop_bad_ticks(frame, connection)
-            if frame.ticks:
-                self.writer.write(frame.ticks)
-                self.stats.ticks += len(frame.ticks)
-                if s.max_ticks is not None and self.stats.ticks >= s.max_ticks:
-                    self.stop()
+            ticks = frame.ticks
+            if ticks and s.max_ticks is not None:  # exactly max_ticks, even mid-frame
+                ticks = ticks[:max(0, s.max_ticks - self.stats.ticks)]
+            if ticks:
+                self.writer.write(ticks)
+                self.stats.ticks += len(ticks)
+            if s.max_ticks is not None and self.stats.ticks >= s.max_ticks \
+                    and not self._stop.is_set():
+                self.stop()
 
     def _drop_bad_ticks(self, frame: Frame, connection: int) -> None:
         """Keep ticks failing the tick-quality checks as dead letters, out of the output."""

@@ -39,9 +39,13 @@ class ConsoleSink(Sink):
 
     def _out(self) -> Any:
         if self._console is None:
+            import sys
+
             from rich.console import Console
 
-            self._console = Console()
+            # to a pipe or file: one line per row, never folded at 80 columns
+            self._console = Console(soft_wrap=True,
+                                    width=None if sys.stdout.isatty() else 100_000)
         return self._console
 
     def write(self, batch: pa.RecordBatch) -> None:

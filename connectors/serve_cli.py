@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import importlib
 import signal
+import sys
 from collections.abc import Sequence
 
 from tickflow.connectors.coinbase import DEFAULT_PRODUCTS
@@ -104,7 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             await server.stop()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except OSError as exc:  # the port is taken, or the host cannot be bound: one line
+        print(f"serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
+              f"(choose another --port)", file=sys.stderr, flush=True)
+        return 1
     print(f"served {server.connection_count} connection(s), {server.sent_frames:,} frames, "
           f"{len(server.sent_log):,} ticker entries", flush=True)
     return 0

@@ -9,9 +9,16 @@
     run-job train SPEC            fit the next-return model on a research output (engine/train.py)
     run-job simulate -o FILE [--rows N --symbols N --seed S --ticks-per-second R]
     run-job state JOB [--key K] [--checkpoint N]   checkpoints, keys, sizes; one key's state
-    run-job docs [--out DIR]
+    run-job kernels NAME          one kernel: formula, parameters with defaults, an example
+    run-job docs [--out DIR]      job reference, and the kernel reference split by family
     run-job collect coinbase [--products ...] (-k BOOTSTRAP | -F -o FILE | --jsonl FILE)
     run-job serve coinbase [--frames FILE] [--port 8765] [--speed 1x|10x|max]   offline feed
+    run-job broker [--port N]     the embedded Kafka broker on its own, until Ctrl+C
+    run-job completion bash|zsh   a shell completion script
+    run-job --version
+
+Jobs, validation and backtests go through the Python API (``tickflow/api.py``), as a notebook
+would.
 
 User mistakes print located messages and no traceback (``--debug`` shows one).
 """
@@ -28,27 +35,36 @@ from typing import Any
 from tickflow.engine.errors import TickflowError
 
 COMMANDS = ("validate", "graph", "kernels", "simulate", "docs", "run", "train", "state",
-            "collect", "serve")
+            "collect", "serve", "broker", "completion")
 
 
 def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
+    from tickflow.engine.cli_tools import console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return console(stderr)
 
 
-def _load(args: argparse.Namespace, without_data: bool = False) -> Any:
-    from tickflow.engine.compile import compile_job
-    from tickflow.engine.loader import load_job
+def _api_job(args: argparse.Namespace) -> Any:
+    """The job through the Python API, with --set, --state-backend and --brokers applied."""
+    import tickflow.api as tf
 
     overrides = list(args.set or [])
     if getattr(args, "state_backend", None):
         overrides.append(f"state.backend={args.state_backend}")
-    return compile_job(load_job(args.job, overrides=overrides), without_data=without_data)
+    job = tf.load_job(args.job, set=overrides)
+    if getattr(args, "brokers", None):
+        from tickflow.engine.cli_tools import broker_sets
+
+        job = job.with_set(broker_sets(job.data, args.brokers))
+    return job
+
+
+def _load(args: argparse.Namespace) -> Any:
+    return _api_job(args).compiled()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    job = _load(args, without_data=True)  # configs in git are checked before any data exists
+    job = _api_job(args).compiled(without_data=True)  # configs in git are checked before data
     for note in job.notes:
         print(note)
     print(f"{args.job}: valid ({job.spec.mode} job '{job.spec.name}', {len(job.steps)} steps, "
@@ -71,48 +87,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_kernels(args: argparse.Namespace) -> int:
-    from tickflow.engine.reference import kernel_table, kernels_json
+    from tickflow.engine.cli_tools import list_kernels
 
-    _load_plugins_for_listing(args)
-    if args.json:
-        print(kernels_json())
-        return 0
-    from rich.table import Table
-
-    table = Table(title="registered kernels", show_lines=False)
-    for col in ("kernel", "params (default)", "inputs", "outputs", "formula"):
-        table.add_column(col, overflow="fold")
-    for k in kernel_table():
-        params = ", ".join(f"{p['name']}={p['default']!r}" for p in k["params"])
-        name = k["name"] + (" (T)" if k["time_window"] else "")
-        table.add_row(name, params, ", ".join(k["inputs"]), ", ".join(k["outputs"]),
-                      k["formula"])
-    _console().print(table)
-    return 0
-
-
-def _load_plugins_for_listing(args: argparse.Namespace) -> None:
-    """`kernels --plugins a.b` or `kernels JOB`: import those plugins so their kernels show."""
-    from tickflow.engine.plugins import load_plugins
-
-    if args.job is not None:
-        from tickflow.engine.errors import JobSpecError, Problem
-        from tickflow.engine.loader import format_path, load_job
-        from tickflow.engine.plugins import load_job_plugins
-
-        loaded = load_job(args.job)
-        problems: list[Problem] = []
-
-        def report(path: tuple[Any, ...], message: str) -> None:
-            m = loaded.marks.find(path)
-            problems.append(Problem(m.file, m.line, m.col, format_path(path), message))
-
-        data = loaded.data
-        load_job_plugins(list(data.get("plugins") or []), list(data.get("plugin_paths") or []),
-                         loaded.path, report)
-        if problems:
-            raise JobSpecError(problems)
-    load_plugins(args.plugins or [])
+    return list_kernels(args, _console())
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -144,32 +121,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from tickflow.engine.reference import job_reference_markdown, kernels_markdown
+    from tickflow.engine.reference import reference_files
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "job-reference.md").write_text(job_reference_markdown())
-    (out / "kernel-reference.md").write_text(kernels_markdown())
-    print(f"wrote {out / 'job-reference.md'} and {out / 'kernel-reference.md'}")
+    files = reference_files()
+    for name, text in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    print(f"wrote {len(files)} reference files under {out}: {', '.join(sorted(files))}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     import os
 
-    from tickflow.engine.backtest.run import is_backtest, run_backtest_command
-    from tickflow.engine.executors.local import run_local
+    from tickflow import _engine_bridge as bridge
 
-    if is_backtest(args):
-        if args.cluster:  # a sweep's points go to Dask (engine/backtest/sweep_dask.py)
-            args.set = [*(args.set or []), "executor.kind=dask",
-                        f"executor.address={args.cluster}"]
-        if getattr(args, "sweep", False):
-            from tickflow.engine.backtest.sweep_run import run_sweep_cli
-
-            return run_sweep_cli(args, _console())
-        return run_backtest_command(args, _console())
-    job = _load(args)
+    if args.parquet or args.sweep or bridge.is_backtest_job(args.job, args.set or []):
+        return _backtest(args)
+    api_job = _api_job(args)
+    job = api_job.compiled()
     if args.workers is not None:
         from tickflow.engine.errors import CompileError
         from tickflow.engine.limits import workers_option_problems
@@ -186,91 +157,119 @@ def cmd_run(args: argparse.Namespace) -> int:
                       f"{len(job.steps)} steps, {len(job.output_columns)} columns, "
                       f"{workers} workers")
     live = spec.mode in ("live", "export") or args.replay
-    if (args.cluster or live) and getattr(job, "is_multi_stream", False):
-        from tickflow.engine.errors import CompileError, Problem
-
-        where = "--cluster" if args.cluster else "mode"
-        raise CompileError([Problem(args.job, None, None, where, "jobs with several streams "
-                                    "(operator steps or several sources) run on the local "
-                                    "executor over finite sources only, for now")])
-    if spec.mode in ("live", "export") or args.replay:
-        from tickflow.engine.executors.live import run_live_from_cli
-
+    if args.cluster or live:
+        bridge.check_single_stream_for(job, "--cluster" if args.cluster else "mode")
+    if live:
         from tickflow.engine.live_view import rich_view_allowed
 
         with rich_view_allowed(not args.no_view):
-            return run_live_from_cli(job, args, workers, console)
+            return bridge.run_live_cli(job, args, workers, console)
     if args.cluster or spec.executor.kind == "dask":
-        from tickflow.engine.executors.dask import run_dask_from_cli
-
-        summary = run_dask_from_cli(job, args.cluster, args.workers, console,
-                                    show_progress=spec.executor.progress and not quiet)
+        summary = bridge.run_dask(job, args.cluster, args.workers, console,
+                                  show_progress=spec.executor.progress and not quiet)
+        rows, seconds = summary.rows, summary.seconds
+        counts, sink_lines = summary.signal_counts, summary.sink_summaries
     else:
-        progress_cb, stop = _progress(console, enabled=spec.executor.progress and not quiet)
+        import tickflow.api as tf
+        from tickflow.engine.cli_tools import progress_bar, source_rows
+
+        enabled = spec.executor.progress and not quiet and console.is_terminal
+        progress_cb, stop = progress_bar(console, enabled,
+                                         source_rows(job) if enabled else None)
         try:
-            summary = run_local(job, workers=workers, progress=progress_cb,
-                                reset_state=args.reset_state)
+            result = tf.run(api_job, workers=workers, keep_table=False, progress=progress_cb,
+                            reset_state=args.reset_state, quiet=quiet)
         finally:
             stop()
+        rows, seconds = result.rows_in, result.seconds
+        counts, sink_lines = result.signal_counts, result.sink_summaries
     if not quiet:
-        console.print(f"processed {summary.rows:,} rows in {summary.seconds:.2f} s "
-                      f"({summary.rows_per_second:,.0f} rows/s)")
-        if summary.signal_counts:
-            counts = ", ".join(f"{k}={v:,}" for k, v in summary.signal_counts.items())
-            console.print(f"signals: {counts}")
-        for line in summary.sink_summaries:
+        rate = rows / seconds if seconds > 0 else 0.0
+        console.print(f"processed {rows:,} rows in {seconds:.2f} s ({rate:,.0f} rows/s)")
+        if counts:
+            console.print(f"signals: {', '.join(f'{k}={v:,}' for k, v in counts.items())}")
+        for line in sink_lines:
             console.print(line)
     return 0
 
 
-def _progress(console: Any, enabled: bool) -> tuple[Callable[[int], None] | None,
-                                                    Callable[[], None]]:
-    """A rows/s progress bar on a terminal; nothing when output is not a TTY."""
-    if not enabled or not console.is_terminal:
-        return None, lambda: None
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+_FLAGS = "--parquet and --sweep"
 
-    progress = Progress(SpinnerColumn(), TextColumn("{task.completed:,} rows"),
-                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                        console=console, transient=True)
-    task = progress.add_task("run", total=None, rate="")
-    progress.start()
+
+def _backtest(args: argparse.Namespace) -> int:
+    """``run-job JOB`` for a backtest job (``--parquet``, ``--sweep``), via ``tf.backtest``."""
+    import os
     import time
 
+    import tickflow.api as tf
+    from tickflow import _engine_bridge as bridge
+
+    if args.cluster:  # a sweep's points go to Dask (engine/backtest/sweep_dask.py)
+        args.set = [*(args.set or []), "executor.kind=dask", f"executor.address={args.cluster}"]
+    console = _console()
+    say = None if args.quiet else console.print
+    sets = list(args.set or [])
+    if args.sweep:
+        job = bridge.load_backtest(args.job, sets, args.parquet, say, _FLAGS)
+        workers = args.workers or job.spec.executor.workers or (os.cpu_count() or 1)
+        return bridge.run_sweep_cli(job, args.job, sets, args.parquet, workers, console,
+                                    args.quiet)
     start = time.perf_counter()
-
-    def advance(n: int) -> None:
-        progress.advance(task, n)
-        done = progress.tasks[0].completed
-        elapsed = time.perf_counter() - start
-        progress.update(task, rate=f"{done / elapsed:,.0f} rows/s" if elapsed > 0 else "")
-
-    return advance, progress.stop
+    result = tf.backtest(args.job, ticks=args.parquet, set=sets, workers=args.workers,
+                         write=True, say=say, _asked_by=_FLAGS)
+    if not args.quiet:
+        bridge.print_backtest(result._engine, console, time.perf_counter() - start)
+    return 0
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from tickflow.connectors.collector import main as collect_main
 
-    return collect_main([args.exchange, *args.rest])
+    return _delegate(collect_main, args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from tickflow.connectors.serve_cli import main as serve_main
 
-    return serve_main([args.exchange, *args.rest])
+    return _delegate(serve_main, args)
+
+
+def _delegate(command: Callable[[list[str]], int], args: argparse.Namespace) -> int:
+    """The connector's own parser reads the rest, ``--help`` included (exit 0)."""
+    try:
+        return command([*args.rest] if args.exchange is None else [args.exchange, *args.rest])
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from tickflow.engine.cli_tools import run_broker
+
+    return run_broker(args.port, lambda text: print(text, flush=True), args.max_seconds)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from tickflow.engine.cli_tools import completion_script
+
+    sys.stdout.write(completion_script(build_parser(), args.shell))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run-job", description="Run and inspect tickflow jobs.",
                                 epilog="run-job JOB is short for run-job run JOB.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    from tickflow import __version__
+
+    p.add_argument("--version", action="version", version=f"run-job (tickflow) {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def job_cmd(name: str, help_text: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_text)
         sp.add_argument("job", help="job YAML file")
         sp.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
-                        help="override a field, e.g. steps[2].params.window=50")
+                        help="override a field, e.g. steps.zscore_fast.params.window=50 "
+                             "(a step by id, or by index: steps[2])")
         sp.add_argument("--debug", action="store_true", help="show tracebacks")
         return sp
 
@@ -301,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where kernel state is checkpointed; overrides state.backend")
     run.add_argument("--reset-state", action="store_true",
                      help="forget the job's checkpoints and start from empty state")
+    run.add_argument("--brokers", metavar="HOST:PORT", default=None,
+                     help="point every Kafka source and sink at these bootstrap servers "
+                          "(e.g. the one `run-job broker` prints)")
     state = job_cmd("state", "list a job's checkpoints, keys and sizes; print one key's state")
     state.add_argument("--state-backend", metavar="memory|rocksdb|tiledb", default=None,
                        help="the backend the state was written with (default: the job's)")
@@ -313,11 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     graph = job_cmd("graph", "print the job's operator DAG")
     graph.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
     graph.add_argument("-o", "--output", help="write to a file instead of stdout")
-    k = sub.add_parser("kernels", help="list registered kernels")
+    k = sub.add_parser("kernels", help="list registered kernels; `kernels NAME` shows one")
     k.add_argument("--json", action="store_true")
     k.add_argument("--plugins", action="append", metavar="MODULE",
                    help="import a plugin module first (repeatable)")
-    k.add_argument("job", nargs="?", help="a job file whose plugins to load")
+    k.add_argument("job", nargs="?", metavar="NAME|JOB",
+                   help="a kernel or operator to show, or a job file whose plugins to load")
     tr = sub.add_parser("train", help="fit the next-return RandomForest (engine/train.py)")
     tr.add_argument("spec", help="training spec YAML")
     tr.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
@@ -338,15 +341,24 @@ def build_parser() -> argparse.ArgumentParser:
                             ("serve", "serve an exchange's WebSocket protocol on loopback, "
                              "replaying recorded frames (offline demos and tests)")):
         sp = sub.add_parser(name, help=help_text, add_help=False)
-        sp.add_argument("exchange", choices=("coinbase", "binance", "kraken"))
+        sp.add_argument("exchange", nargs="?", choices=("coinbase", "binance", "kraken"))
         sp.add_argument("rest", nargs=argparse.REMAINDER)
+    broker = sub.add_parser("broker", help="run the embedded Kafka broker on its own until "
+                                           "stopped, for jobs and collectors in other terminals")
+    broker.add_argument("--port", type=int, default=None, help="default: a free port")
+    broker.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                        help="stop after S seconds (tests, demos)")
+    comp = sub.add_parser("completion", help="print a shell completion script, e.g. "
+                                             "`eval \"$(run-job completion bash)\"`")
+    comp.add_argument("shell", choices=("bash", "zsh"))
     return p
 
 
 HANDLERS = {"validate": cmd_validate, "graph": cmd_graph, "kernels": cmd_kernels,
             "simulate": cmd_simulate, "docs": cmd_docs, "run": cmd_run, "train": cmd_train,
             "state": lambda args: _state_command(args),
-            "collect": cmd_collect, "serve": cmd_serve}
+            "collect": cmd_collect, "serve": cmd_serve, "broker": cmd_broker,
+            "completion": cmd_completion}
 
 
 def _state_command(args: argparse.Namespace) -> int:
@@ -375,10 +387,16 @@ def _out_of_memory(exc: MemoryError, args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    first = next((a for a in argv if not a.startswith("-")), None)
-    if first is not None and first not in COMMANDS:
-        argv.insert(argv.index(first), "run")
-    args = build_parser().parse_args(argv)
+    if argv and argv[0] in ("collect", "serve"):  # their own parsers read the rest (--help)
+        rest = argv[1:]
+        exchange = rest[0] if rest and not rest[0].startswith("-") else None
+        args = argparse.Namespace(command=argv[0], exchange=exchange, debug=False,
+                                  rest=rest[1:] if exchange else rest)
+    else:
+        first = next((a for a in argv if not a.startswith("-")), None)
+        if first is not None and first not in COMMANDS:
+            argv.insert(argv.index(first), "run")
+        args = build_parser().parse_args(argv)
     try:
         return HANDLERS[args.command](args)
     except TickflowError as exc:

@@ -2,8 +2,11 @@
 
 YAML is composed with ``yaml.SafeLoader`` into nodes and walked by hand, so each value keeps its
 ``file:line:col``; ``${VAR}`` and ``${VAR:-default}`` are read from the environment; ``include:``
-files contribute their steps first; ``--set a.b[2].c=value`` overrides any field. Size, depth and
-aliases are bounded (engine/yaml_safe.py), so a hostile file gives a located error, not a hang.
+files contribute their steps first (a path missing beside the job falls back to the copy shipped
+in the package, so ``include: [features/core.yaml]`` works from any folder); ``--set
+a.b[2].c=value`` overrides any field, and a step can be named by id (``steps.rsi.params.period``)
+as in sweeps, or by index (``steps[2]`` or ``steps.2``). Size, depth and aliases
+are bounded (engine/yaml_safe.py), so a hostile file gives a located error, not a hang.
 """
 
 from __future__ import annotations
@@ -248,6 +251,68 @@ def parse_override(text: str) -> tuple[PathKey, Any]:
     return tuple(parts), value
 
 
+_MISSING = object()
+
+
+def _walk(data: Any, path: list[str | int]) -> Any:
+    node = data
+    for part in path:
+        found = (isinstance(part, int) and isinstance(node, list) and part < len(node)) or \
+            (isinstance(part, str) and isinstance(node, dict) and part in node)
+        if not found:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _packaged_jobs_dir() -> Path:
+    """The shipped ``jobs/`` folder: ``tickflow/jobs`` in a wheel, ``jobs/`` in a checkout."""
+    import tickflow
+
+    here = Path(tickflow.__file__).resolve().parent
+    shipped = here / "jobs"
+    return shipped if shipped.is_dir() else here.parent / "jobs"
+
+
+def _include_path(job_path: Path, inc: str) -> Path:
+    beside = job_path.parent / inc
+    if beside.exists() or Path(inc).is_absolute():
+        return beside
+    packaged = _packaged_jobs_dir() / inc
+    return packaged if packaged.is_file() else beside
+
+
+def _resolve_item(node: list[Any], part: str | int, where: PathKey) -> int | str:
+    """A list index from an int, a digit string, or the ``id`` of an item (steps)."""
+    if isinstance(part, int):
+        return part
+    if part.isdigit():
+        return int(part)
+    ids = [item.get("id") for item in node if isinstance(item, dict)]
+    if part in ids:
+        return ids.index(part)
+    known = ", ".join(str(i) for i in ids if i) or "none"
+    return f"no item with id {part!r} at {format_path(where) or 'top level'} (ids: {known})"
+
+
+def resolve_override_path(data: dict[str, Any], path: PathKey) -> PathKey | str:
+    """The path with list items named by id or digit string turned into indices, or an error.
+
+    ``steps.rsi.params.period`` and ``steps[2].params.period`` are the same field when step 2
+    has ``id: rsi``; the sweeps address steps the same way.
+    """
+    resolved: list[str | int] = []
+    for part in path:
+        node = _walk(data, resolved)
+        if isinstance(part, str) and isinstance(node, list):
+            index = _resolve_item(node, part, tuple(resolved))
+            if isinstance(index, str):
+                return index
+            part = index
+        resolved.append(part)
+    return tuple(resolved)
+
+
 def _apply_override(data: dict[str, Any], path: PathKey, value: Any) -> str | None:
     node: Any = data
     for i, part in enumerate(path[:-1]):
@@ -297,7 +362,7 @@ def load_job(path: str | os.PathLike[str], overrides: Sequence[str] = (),
         for i, inc in enumerate(includes):
             if not isinstance(inc, str):
                 continue
-            inc_path = (job_path.parent / inc)
+            inc_path = _include_path(job_path, inc)
             inc_data, inc_marks, _ = _load_file(inc_path, problems, env, str(inc_path))
             if inc_data is None:
                 if not any(p.file == str(inc_path) for p in problems):
@@ -330,7 +395,10 @@ def load_job(path: str | os.PathLike[str], overrides: Sequence[str] = (),
         except ValueError as exc:
             problems.append(Problem("--set", None, None, "", str(exc)))
             continue
-        err = _apply_override(data, opath, value)
+        resolved = resolve_override_path(data, opath)
+        err = resolved if isinstance(resolved, str) else _apply_override(data, resolved, value)
+        if isinstance(resolved, tuple):
+            opath = resolved
         if err:
             problems.append(Problem("--set", None, None, format_path(opath), err))
         else:

@@ -41,9 +41,13 @@ def cmd_state(job: Any, args: argparse.Namespace) -> int:
     root = state_root(job.spec.name, state.path)
     store = CheckpointStore(root)
     entries = store.list()
-    if not backend.is_persistent:
-        raise StateError(f"job '{job.spec.name}' uses the memory state backend: nothing is "
-                         f"saved (use --state-backend rocksdb|tiledb or state.backend)")
+    if not backend.is_persistent:  # the job says memory; a run may have used --state-backend
+        recorded = _recorded_backend(store, entries)
+        if recorded is None:
+            raise StateError(f"job '{job.spec.name}' uses the memory state backend and has no "
+                             f"checkpoints under {store.dir}: nothing is saved (run it with "
+                             f"--state-backend rocksdb|tiledb, or set state.backend)")
+        backend = get_backend(recorded)
     if not entries:
         raise StateError(f"job '{job.spec.name}' has no checkpoints under {store.dir}")
     print(f"checkpoints of job '{job.spec.name}' in {store.dir} ({backend.name} backend):")
@@ -86,6 +90,16 @@ def cmd_state(job: Any, args: argparse.Namespace) -> int:
     if args.key is not None:
         _print_key(store, backend, path, manifest, keys, args.key)
     return 0
+
+
+def _recorded_backend(store: CheckpointStore, entries: list[Any]) -> str | None:
+    """The backend the newest readable checkpoint was written with, if any."""
+    for _seq, path in reversed(entries):
+        try:
+            return store.verify(path).backend
+        except StateError:
+            continue
+    return None
 
 
 def _print_key(store: CheckpointStore, backend: Any, path: Any, manifest: Manifest,

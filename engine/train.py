@@ -25,6 +25,7 @@ accuracy, AUC, base rate, feature importances).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -175,6 +176,11 @@ def train(spec: TrainSpec) -> TrainReport:
         from sklearn.metrics import accuracy_score, roc_auc_score
     except ImportError as exc:
         raise TickflowError("training needs the `ml` extra: pip install 'tickflow[ml]'") from exc
+    if not any(c in spec.data for c in "*?[") and not os.path.exists(spec.data):
+        raise SourceError(f"train: cannot read data {spec.data!r}: no such file; training "
+                          f"reads a features job's output, so run that job first (for the example: "
+                          f"`run-job examples/ml/features.yaml`, then `run-job train "
+                          f"examples/ml/train.yaml`)")
     try:
         table = pq.read_table(spec.data)
     except (OSError, pa.ArrowInvalid) as exc:

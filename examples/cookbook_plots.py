@@ -5,7 +5,10 @@
     OUT_DIR=out run-job jobs/examples/cross_asset_hy.yaml          # on data/sim_ticks.parquet
     run-job simulate -o out/days.parquet --rows 2000000 --ticks-per-second 5   # ~4.6 days
     TICKS=out/days.parquet OUT_DIR=out run-job jobs/examples/multi_timeframe.yaml
-    python examples/cookbook_plots.py --out-dir out --docs docs/cookbook [--only NAME ...]
+    python examples/cookbook_plots.py --out-dir out [--only NAME ...]   # -> out/figures/
+
+The figures go to ``OUT_DIR/figures`` unless ``--docs DIR`` is given: the committed ones in
+``docs/cookbook`` are replaced only when asked (``--docs docs/cookbook``).
 """
 
 from __future__ import annotations
@@ -152,15 +155,18 @@ FIGURES = {"funding-carry": funding_carry, "portfolio-risk": portfolio_risk,
            "cross-asset-correlation": cross_asset_correlation}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out-dir", default="out", type=Path)
-    parser.add_argument("--docs", default="docs/cookbook", type=Path)
+    parser.add_argument("--docs", default=None, type=Path, metavar="DIR",
+                        help="where the figures go (default: OUT_DIR/figures; "
+                             "docs/cookbook replaces the committed ones)")
     parser.add_argument("--only", nargs="+", choices=sorted(FIGURES),
                         help="draw only these figures (default: all)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    target = args.docs if args.docs is not None else args.out_dir / "figures"
     for name in args.only or FIGURES:
-        print(f"wrote {FIGURES[name](args.out_dir, args.docs)}")
+        print(f"wrote {FIGURES[name](args.out_dir, target)}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from pydantic import Field as PydanticField
 
 from tickflow.kernels.base import (
     AlphaParams,
@@ -211,7 +212,9 @@ def rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, la
 
 
 class SmaParams(WindowParams):
-    window: Window = 20
+    window: Window = PydanticField(20,
+                                   description="rows (or a duration such as 30s) in the moving "
+                                               "average")
 
 
 def _sma_state(p: SmaParams) -> list[Field]:
@@ -305,7 +308,9 @@ def sma(key, ts, x, vals, tss, head, count, shift, s1, since, out, rows, span, m
 
 
 class ZscoreParams(WindowParams):
-    window: Window = 100
+    window: Window = PydanticField(100,
+                                   description="rows (or a duration) of the rolling mean and "
+                                               "standard deviation")
 
 
 @kernel("rolling_zscore", params=ZscoreParams, inputs=("price",), outputs=("zscore",),

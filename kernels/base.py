@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field as PydanticField
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from tickflow.engine.durations import Duration, parse_duration_us  # noqa: F401  (re-exported)
@@ -75,9 +76,14 @@ class NoParams(Params):
 class AlphaParams(Params):
     """The EMA family: exactly one of alpha, span, half_life."""
 
-    alpha: float | None = None
-    span: float | None = None
-    half_life: float | None = None
+    alpha: float | None = PydanticField(None,
+                                        description="smoothing weight of the newest value, in (0, "
+                                                    "1]; give one of alpha, span, half_life (none: "
+                                                    "alpha 0.06)")
+    span: float | None = PydanticField(None, description="span N >= 1, alpha = 2 / (N + 1)")
+    half_life: float | None = PydanticField(None,
+                                            description="half-life in rows, alpha = 1 - 2^(-1 / "
+                                                        "half_life)")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> AlphaParams:
@@ -110,8 +116,12 @@ class AlphaParams(Params):
 class WindowParams(Params):
     """A rolling window (rows or duration) with the time-window warm-up threshold."""
 
-    window: Window = 20
-    min_periods: int = 2
+    window: Window = PydanticField(20,
+                                   description="rows in the window, or a duration such as 30s for "
+                                               "a time window")
+    min_periods: int = PydanticField(2,
+                                     description="valid values needed before an output is emitted "
+                                                 "(NaN before)")
 
     @model_validator(mode="after")
     def _min_periods(self) -> WindowParams:

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 from numba import njit
+from pydantic import Field as PydanticField
 from pydantic import model_validator
 
 from tickflow.kernels.base import Duration, Field, Params, kernel, parse_duration_us
@@ -26,9 +27,11 @@ RECOMPUTE = 256
 class HayashiYoshidaParams(Params):
     """The pair (``a``, ``b``: two key values, e.g. symbols) and the time window."""
 
-    a: str
-    b: str
-    window: Duration = "60s"
+    a: str = PydanticField(description="first key (symbol) of the pair, e.g. BTC-USD")
+    b: str = PydanticField(description="second key (symbol) of the pair, e.g. ETH-USD")
+    window: Duration = PydanticField("60s",
+                                     description="time window of overlapping return intervals, "
+                                                 "e.g. 60s")
 
     @model_validator(mode="after")
     def _two_keys(self) -> HayashiYoshidaParams:

@@ -22,7 +22,9 @@ from tickflow.kernels.base import Field, Params, kernel
 class FundingAprParams(Params):
     """funding_apr: hours between funding events (> 0)."""
 
-    funding_freq_hours: float = PydanticField(8.0, gt=0.0)
+    funding_freq_hours: float = PydanticField(8.0, gt=0.0,
+                                              description="hours between funding payments (8 on "
+                                                          "most venues)")
 
 
 @kernel("funding_apr", params=FundingAprParams, inputs=("funding_rate",),
@@ -45,7 +47,7 @@ def funding_apr(key, ts, rate, out, freq_hours):
 class BasisParams(Params):
     """basis_annualized: days to expiry T_days (> 0) used to annualise the basis."""
 
-    T_days: float = PydanticField(90.0, gt=0.0)
+    T_days: float = PydanticField(90.0, gt=0.0, description="days to the future's expiry")
 
 
 @kernel("basis_annualized", params=BasisParams, inputs=("perp_price", "spot_price"),
@@ -72,7 +74,8 @@ def basis_annualized(key, ts, perp, spot, out, t_days):
 class CarryEdgeParams(Params):
     """cash_and_carry_edge: fee per leg in basis points (>= 0)."""
 
-    fee_bps: float = PydanticField(10.0, ge=0.0)
+    fee_bps: float = PydanticField(10.0, ge=0.0,
+                                   description="round-trip trading cost in basis points")
 
 
 @kernel("cash_and_carry_edge", params=CarryEdgeParams, inputs=("basis_apr", "funding_apr"),
@@ -169,7 +172,7 @@ def perp_fair_price(key, ts, spot, rate, hours, out, freq_hours):
 class TenorParams(Params):
     """forward_points / cip_basis: tenor in years (> 0)."""
 
-    T_years: float = PydanticField(1.0, gt=0.0)
+    T_years: float = PydanticField(1.0, gt=0.0, description="tenor of the forward, in years")
 
 
 @kernel("forward_points", params=TenorParams, inputs=("spot", "r_dom", "r_for"),
@@ -215,7 +218,9 @@ def cip_basis(key, ts, spot, fwd, r_dom, r_for, out, t_years):
 class CarrySignalParams(Params):
     """carry_signal: weight of the volatility penalty (>= 0)."""
 
-    risk_adj: float = PydanticField(1.0, ge=0.0)
+    risk_adj: float = PydanticField(1.0, ge=0.0,
+                                    description="how much the edge is divided by its volatility "
+                                                "(0: raw edge)")
 
 
 @kernel("carry_signal", params=CarrySignalParams, inputs=("r_dom", "r_for", "volatility"),
@@ -242,7 +247,8 @@ def carry_signal(key, ts, r_dom, r_for, vol, out, risk_adj):
 class PairsSpreadParams(Params):
     """pairs_spread: the hedge ratio beta (required, a finite number)."""
 
-    beta: float = PydanticField(allow_inf_nan=False)
+    beta: float = PydanticField(allow_inf_nan=False,
+                                description="hedge ratio: spread = a - beta * b")
 
 
 @kernel("pairs_spread", params=PairsSpreadParams, inputs=("price_a", "price_b"),
@@ -264,8 +270,10 @@ def pairs_spread(key, ts, price_a, price_b, out, beta):
 class KalmanHedgeParams(Params):
     """kalman_hedge_ratio: beta drift 0 < delta < 1 and observation noise variance r > 0."""
 
-    delta: float = PydanticField(1e-4, gt=0.0, lt=1.0)
-    r: float = PydanticField(1e-3, gt=0.0)
+    delta: float = PydanticField(1e-4, gt=0.0, lt=1.0,
+                                 description="how fast the hedge ratio may drift (state noise "
+                                             "share)")
+    r: float = PydanticField(1e-3, gt=0.0, description="observation noise variance of the spread")
 
 
 @kernel("kalman_hedge_ratio", params=KalmanHedgeParams, inputs=("price_a", "price_b"),

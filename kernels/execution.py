@@ -57,7 +57,7 @@ def arrival_price_impact(key, ts, exec_price, arrival_mid, side, out):
 class TriangularParams(Params):
     """triangular_arbitrage: fee per leg in basis points (>= 0)."""
 
-    fee_bps: float = PydanticField(10.0, ge=0.0)
+    fee_bps: float = PydanticField(10.0, ge=0.0, description="fee per leg in basis points")
 
 
 @kernel("triangular_arbitrage", params=TriangularParams,

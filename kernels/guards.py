@@ -26,7 +26,8 @@ from tickflow.kernels.window import is_warm, ring_advance, ring_expired, ring_sl
 class PriceBandParams(Params):
     """price_band_guard: half-width of the band as a fraction of the reference, 0 <= pct < 1."""
 
-    pct: float = PydanticField(0.05, ge=0.0, lt=1.0)
+    pct: float = PydanticField(0.05, ge=0.0, lt=1.0,
+                               description="allowed distance from the reference price (0.05 = 5%)")
 
 
 @njit(inline="always", nogil=True)
@@ -55,8 +56,10 @@ def price_band_guard(key, ts, order_price, reference, out, pct):
 class FatFingerParams(Params):
     """fat_finger_guard: band half-width 0 <= pct < 1 and the largest notional (> 0)."""
 
-    pct: float = PydanticField(0.10, ge=0.0, lt=1.0)
-    notional_max: float = PydanticField(1e6, gt=0.0)
+    pct: float = PydanticField(0.10, ge=0.0, lt=1.0,
+                               description="largest allowed price deviation from the last trade "
+                                           "(0.10 = 10%)")
+    notional_max: float = PydanticField(1e6, gt=0.0, description="largest allowed order notional")
 
 
 @kernel("fat_finger_guard", params=FatFingerParams,
@@ -84,8 +87,8 @@ class ThrottleParams(Params):
     """throttle_check: bucket capacity ``rate`` (>= 1 token: a smaller bucket never holds a
     whole token), refilled at ``rate`` tokens per ``per``."""
 
-    rate: float = PydanticField(100.0, ge=1.0)
-    per: Duration = "1s"
+    rate: float = PydanticField(100.0, ge=1.0, description="orders allowed per `per` interval")
+    per: Duration = PydanticField("1s", description="the throttle's interval, e.g. 1s")
 
 
 @kernel("throttle_check", params=ThrottleParams, inputs=(), outputs=("throttle_ok",),
@@ -134,8 +137,12 @@ def throttle_check(key, ts, tokens, last_ts, out, rate, per_us):
 class CircuitBreakerParams(WindowParams):
     """circuit_breaker: move threshold pct > 0 over a (T) window (default 60s)."""
 
-    pct: float = PydanticField(0.05, gt=0.0)
-    window: Window = "60s"
+    pct: float = PydanticField(0.05, gt=0.0,
+                               description="move within the window that trips the breaker (0.05 = "
+                                           "5%)")
+    window: Window = PydanticField("60s",
+                                   description="lookback of the reference price (rows or a "
+                                               "duration)")
 
 
 def _breaker_state(p: CircuitBreakerParams) -> list[Field]:
@@ -193,7 +200,7 @@ def circuit_breaker(key, ts, price, vals, tss, head, count, out, pct, rows, span
 class StaleQuoteParams(Params):
     """stale_quote_detector: the largest allowed gap between a key's rows (a duration)."""
 
-    max_age: Duration = "5s"
+    max_age: Duration = PydanticField("5s", description="a quote older than this is stale, e.g. 5s")
 
 
 @kernel("stale_quote_detector", params=StaleQuoteParams, inputs=(), outputs=("stale",),

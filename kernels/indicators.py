@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 from numba import njit
+from pydantic import Field as PydanticField
 from pydantic import ValidationInfo, field_validator, model_validator
 
 from tickflow.kernels.averages import ring_moment_peak_state, rolling_moments
@@ -31,9 +32,9 @@ def _positive_int(name: str, value: int) -> int:
 class MacdParams(Params):
     """macd: EMA spans fast (12) < slow (26), and the signal span (9)."""
 
-    fast: int = 12
-    slow: int = 26
-    signal: int = 9
+    fast: int = PydanticField(12, description="span of the fast EMA")
+    slow: int = PydanticField(26, description="span of the slow EMA")
+    signal: int = PydanticField(9, description="span of the signal line's EMA of the MACD")
 
     @field_validator("fast", "slow", "signal", mode="before")
     @classmethod
@@ -107,7 +108,7 @@ def macd(key, ts, x, m_fast, m_slow, m_signal, out_macd, out_signal, out_hist,
 class RsiParams(Params):
     """rsi: Wilder's period (14), >= 2 as in TA-Lib."""
 
-    period: int = 14
+    period: int = PydanticField(14, description="Wilder smoothing period in rows")
 
     @field_validator("period", mode="before")
     @classmethod
@@ -191,8 +192,10 @@ def rsi(key, ts, x, prev, changes, avg_gain, avg_loss, out, period, inv_period):
 class BollingerParams(WindowParams):
     """bollinger_bands: window 20 (rows or a duration) and band width k (2.0) std devs."""
 
-    window: Window = 20
-    k: float = 2.0
+    window: Window = PydanticField(20,
+                                   description="rows (or a duration) of the middle band's moving "
+                                               "average")
+    k: float = PydanticField(2.0, description="band width in standard deviations")
 
     @field_validator("k")
     @classmethod

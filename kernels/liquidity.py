@@ -37,7 +37,9 @@ def _window_args(p: WindowParams) -> tuple[int, int, int]:
 class VwapParams(WindowParams):
     """vwap: no window (since the key's first trade), a row count or a duration."""
 
-    window: Window | None = None
+    window: Window | None = PydanticField(None,
+                                          description="rows or a duration; none: cumulative since "
+                                                      "the first tick")
 
 
 def _vwap_state(p: VwapParams) -> list[Field]:
@@ -168,8 +170,8 @@ def signed_volume(key, ts, price, size, prev, sign, out):
 class VpinParams(Params):
     """vpin: bucket_volume > 0 (required) and the number of buckets averaged (50)."""
 
-    bucket_volume: float = PydanticField(gt=0.0)
-    buckets: PosInt = 50
+    bucket_volume: float = PydanticField(gt=0.0, description="traded volume per bucket (required)")
+    buckets: PosInt = PydanticField(50, description="buckets in the rolling VPIN average")
 
 
 def _vpin_state(p: VpinParams) -> list[Field]:
@@ -252,7 +254,9 @@ def vpin(key, ts, price, size, prev, sign, filled, net, imb, head, count, vpin_v
 class KyleLambdaParams(WindowParams):
     """kyle_lambda: a (T) window; row windows need >= 2 rows."""
 
-    window: Window = 100
+    window: Window = PydanticField(100,
+                                   description="rows (or a duration) of the price-impact "
+                                               "regression")
 
     @model_validator(mode="after")
     def _enough_rows(self) -> KyleLambdaParams:
@@ -284,7 +288,9 @@ def kyle_lambda(key, ts, r, sv, xs, ys, tss, head, count, x_shift, x_s1, x_s2, x
 
 
 class AmihudParams(WindowParams):
-    window: Window = 100
+    window: Window = PydanticField(100,
+                                   description="rows (or a duration) of the |return| / volume "
+                                               "average")
 
 
 def _amihud_state(p: AmihudParams) -> list[Field]:
@@ -326,7 +332,8 @@ def amihud_illiquidity(key, ts, r, price, size, vals, tss, head, count, shift, s
 class RollSpreadParams(WindowParams):
     """roll_spread: a (T) window of (d_t, d_{t-1}) pairs; row windows need >= 2 pairs."""
 
-    window: Window = 100
+    window: Window = PydanticField(100,
+                                   description="rows (or a duration) of the return autocovariance")
 
     @model_validator(mode="after")
     def _enough_rows(self) -> RollSpreadParams:
@@ -479,8 +486,8 @@ def corwin_schultz_spread(key, ts, high, low, prev_h, prev_l, prev_a, out):
 class XcorrParams(Params):
     """xcorr_leadlag: lags -max_lag..max_lag (max_lag >= 0) over a row window of >= 2 pairs."""
 
-    max_lag: int = PydanticField(10, ge=0)
-    window: int = PydanticField(100, ge=2)
+    max_lag: int = PydanticField(10, ge=0, description="largest lead/lag tested, in rows")
+    window: int = PydanticField(100, ge=2, description="rows in the correlation window")
 
     @model_validator(mode="before")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from pydantic import Field as PydanticField
 
 from tickflow.kernels.base import (
     Field,
@@ -103,7 +104,8 @@ def l1_imbalance(key, ts, bid_size, ask_size, out):
 class OfiParams(WindowParams):
     """ofi: window 1 (each event's own e_t) unless a row count or a duration is given."""
 
-    window: Window = 1
+    window: Window = PydanticField(1,
+                                   description="rows summed (1: the per-tick order flow imbalance)")
 
 
 def _ofi_state(p: OfiParams) -> list[Field]:

@@ -72,7 +72,7 @@ def simple_returns(key, ts, price, prev, out):
 class LagParams(Params):
     """lag / diff: how many valid rows back (k >= 1)."""
 
-    k: int = PydanticField(1, ge=1)
+    k: int = PydanticField(1, ge=1, description="rows back")
 
 
 def _lag_state(p: LagParams) -> list[Field]:

@@ -23,9 +23,11 @@ from tickflow.kernels.base import (
 class CusumParams(Params):
     """cusum: drift allowance k >= 0, alarm threshold h > 0, target mean."""
 
-    k: float = PydanticField(0.0005, ge=0.0)
-    h: float = PydanticField(0.01, gt=0.0)
-    target: float = 0.0
+    k: float = PydanticField(0.0005, ge=0.0,
+                             description="allowance (drift) subtracted per step before "
+                                         "accumulating")
+    h: float = PydanticField(0.01, gt=0.0, description="alarm threshold of the cumulative sum")
+    target: float = PydanticField(0.0, description="expected mean of the input")
 
 
 @kernel("cusum", params=CusumParams, inputs=("log_return",),
@@ -73,8 +75,10 @@ def cusum(key, ts, x, s_pos, s_neg, out_stat, out_alarm, k_drift, h, target):
 class HistoricalVarParams(WindowParams):
     """historical_var / historical_cvar: tail probability 0 < alpha < 1 and a (T) window."""
 
-    alpha: float = PydanticField(0.05, gt=0.0, lt=1.0)
-    window: Window = 100
+    alpha: float = PydanticField(0.05, gt=0.0, lt=1.0,
+                                 description="tail probability (0.05: the worst 5%)")
+    window: Window = PydanticField(100,
+                                   description="rows (or a duration) of the empirical distribution")
 
 
 def _sorted_window_state(p: HistoricalVarParams) -> list[Field]:

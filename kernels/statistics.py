@@ -187,7 +187,7 @@ def deque_extremes(key, ts, x, tss, head, count, seq, av, aseq, ahead, acount, b
 
 
 class RollingMinMaxParams(WindowParams):
-    window: Window = 20
+    window: Window = PydanticField(20, description="rows (or a duration) of the rolling extreme")
 
 
 @kernel("rolling_min", params=RollingMinMaxParams, inputs=("price",),
@@ -237,7 +237,8 @@ def rolling_max(key, ts, x, tss, head, count, seq, qv, qseq, qhead, qcount, out,
 
 
 class DonchianParams(WindowParams):
-    window: Window = 20
+    window: Window = PydanticField(20,
+                                   description="rows (or a duration) of the channel's high and low")
 
 
 @kernel("donchian_channel", params=DonchianParams, inputs=("price",),
@@ -425,7 +426,7 @@ def moment4_walk(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last,
 class RollingSkewParams(WindowParams):
     """rolling_skew: a (T) window; row windows need >= 3 values."""
 
-    window: Window = 100
+    window: Window = PydanticField(100, description="rows (or a duration) of the rolling skewness")
 
     @model_validator(mode="after")
     def _enough_rows(self) -> RollingSkewParams:
@@ -436,7 +437,9 @@ class RollingSkewParams(WindowParams):
 class RollingKurtParams(WindowParams):
     """rolling_kurt: a (T) window; row windows need >= 4 values."""
 
-    window: Window = 100
+    window: Window = PydanticField(100,
+                                   description="rows (or a duration) of the rolling excess "
+                                               "kurtosis")
 
     @model_validator(mode="after")
     def _enough_rows(self) -> RollingKurtParams:
@@ -499,8 +502,9 @@ def rolling_kurt(key, ts, x, vals, tss, head, count, shift, s1, s2, since, last,
 class CornishFisherParams(WindowParams):
     """cornish_fisher_var: tail probability 0 < alpha < 1; row windows need >= 4 values."""
 
-    alpha: float = PydanticField(0.05, gt=0.0, lt=1.0)
-    window: Window = 100
+    alpha: float = PydanticField(0.05, gt=0.0, lt=1.0,
+                                 description="tail probability (0.05: the worst 5%)")
+    window: Window = PydanticField(100, description="rows (or a duration) of the moments")
 
     @model_validator(mode="after")
     def _enough_rows(self) -> CornishFisherParams:
@@ -708,7 +712,8 @@ def pair_walk(key, ts, x, y, xs, ys, tss, head, count, x_shift, x_s1, x_s2, x_si
 class RollingCorrParams(WindowParams):
     """rolling_corr / rolling_beta: a (T) window; row windows need >= 2 pairs."""
 
-    window: Window = 100
+    window: Window = PydanticField(100,
+                                   description="rows (or a duration) of the rolling regression")
 
     @model_validator(mode="after")
     def _enough_rows(self) -> RollingCorrParams:
@@ -816,7 +821,9 @@ MEDRV_C = np.pi / (6.0 - 4.0 * np.sqrt(3.0) + np.pi)
 class MedrvParams(WindowParams):
     """medrv: a (T) window; row windows need >= 3 returns (one median triple)."""
 
-    window: Window = 20
+    window: Window = PydanticField(20,
+                                   description="rows (or a duration) of the median realized "
+                                               "variance")
 
     @model_validator(mode="after")
     def _enough_rows(self) -> MedrvParams:
@@ -902,8 +909,8 @@ def medrv(key, ts, r, absr, med2, tss, head, count, msum, msince, out, rows, spa
 class StochasticParams(Params):
     """stochastic_osc: %K lookback k (14) rows and %D smoothing d (3) rows."""
 
-    k: PosInt = 14
-    d: PosInt = 3
+    k: PosInt = PydanticField(14, description="rows of the %K high-low range")
+    d: PosInt = PydanticField(3, description="rows of the %D moving average of %K")
 
 
 def _stoch_state(p: StochasticParams) -> list[Field]:
@@ -1000,8 +1007,9 @@ def stochastic_osc(key, ts, high, low, close, seq, hv, hseq, hhead, hcount, lv, 
 class Kalman1dParams(Params):
     """kalman_1d: process noise q >= 0 and measurement noise r > 0."""
 
-    q: float = PydanticField(1e-5, ge=0.0)
-    r: float = PydanticField(1e-2, gt=0.0)
+    q: float = PydanticField(1e-5, ge=0.0,
+                             description="process noise variance (how fast the level moves)")
+    r: float = PydanticField(1e-2, gt=0.0, description="measurement noise variance")
 
 
 @kernel("kalman_1d", params=Kalman1dParams, inputs=("price",), outputs=("kalman",),
@@ -1044,8 +1052,9 @@ def kalman_1d(key, ts, z, xhat, pvar, out, q, r):
 class OutlierMadParams(WindowParams):
     """outlier_flag_mad: a (T) window and the threshold k > 0 (in robust standard deviations)."""
 
-    window: Window = 100
-    k: float = PydanticField(5.0, gt=0.0)
+    window: Window = PydanticField(100,
+                                   description="rows (or a duration) of the rolling median and MAD")
+    k: float = PydanticField(5.0, gt=0.0, description="flag when |x - median| > k * MAD")
 
 
 def _outlier_args(p: OutlierMadParams) -> tuple[float, int, int, int]:

@@ -159,7 +159,7 @@ def rolling_sum_walk(key, ts, x, prev_abs, vals, tss, head, count, shift, s1, s2
 
 
 class RealizedVarParams(WindowParams):
-    window: Window = 20
+    window: Window = PydanticField(20, description="rows (or a duration) of summed squared returns")
 
 
 @kernel("realized_var", params=RealizedVarParams, inputs=("log_return",),
@@ -182,7 +182,9 @@ def realized_var(key, ts, r, vals, tss, head, count, shift, s1, s2, since, last,
 
 
 class BipowerVarParams(WindowParams):
-    window: Window = 20
+    window: Window = PydanticField(20,
+                                   description="rows (or a duration) of summed adjacent |return| "
+                                               "products")
 
 
 def _bipower_state(p: BipowerVarParams) -> list[Field]:
@@ -219,7 +221,9 @@ class RiskMetricsParams(Params):
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True,
                               serialize_by_alias=True)
 
-    lambda_: float = PydanticField(0.94, alias="lambda", ge=0.0, lt=1.0)
+    lambda_: float = PydanticField(0.94, alias="lambda", ge=0.0, lt=1.0,
+                                   description="decay factor of the variance EWMA (RiskMetrics: "
+                                               "0.94)")
 
 
 @kernel("riskmetrics_vol", params=RiskMetricsParams, inputs=("log_return",),
@@ -253,7 +257,9 @@ def riskmetrics_vol(key, ts, r, s2, out, lam):
 
 
 class RollingStdParams(WindowParams):
-    window: Window = 20
+    window: Window = PydanticField(20,
+                                   description="rows (or a duration) of the rolling standard "
+                                               "deviation")
 
 
 @kernel("rolling_std", params=RollingStdParams, inputs=("log_return",),
@@ -322,8 +328,8 @@ def welford_mean_var(key, ts, x, n, mean, m2, out_mean, out_var, out_std):
 class AutocorrParams(Params):
     """autocorr: lag >= 1 and a row window of window >= 2 pairs."""
 
-    lag: int = PydanticField(5, ge=1)
-    window: int = PydanticField(100, ge=2)
+    lag: int = PydanticField(5, ge=1, description="lag of the autocorrelation, in rows")
+    window: int = PydanticField(100, ge=2, description="rows in the correlation window")
 
 
 def _autocorr_state(p: AutocorrParams) -> list[Field]:

@@ -82,13 +82,19 @@ def overrides_to_sets(job_path: str, overrides: dict[str, Any]) -> tuple[list[st
     strategy_sets, step_sets = [], []
     for name, value in overrides.items():
         text = repr(value) if isinstance(value, float) else str(value)
-        if name.startswith("steps."):
-            _, step_id, rest = name.split(".", 2)
+        if name.startswith(("steps.", "steps[")):  # by id, as in --set; an index works too
+            from tickflow.engine.loader import format_path, parse_override
+
+            path, _ = parse_override(f"{name}=0")
+            step_ref, rest = path[1], format_path(path[2:])
+            if isinstance(step_ref, int) or step_ref.isdigit():
+                step_sets.append(f"steps[{int(step_ref)}].{rest}={text}")
+                continue
             index = _step_index(os.path.abspath(job_path), os.path.getmtime(job_path))
-            if step_id not in index:
+            if step_ref not in index:
                 raise JobSpecError([Problem(job_path, None, None, f"sweep.parameters.{name}",
-                                            f"no step with id {step_id!r}")])
-            step_sets.append(f"steps[{index[step_id]}].{rest}={text}")
+                                            f"no step with id {step_ref!r}")])
+            step_sets.append(f"steps[{index[step_ref]}].{rest}={text}")
         elif name.startswith("strategy."):
             strategy_sets.append(f"{name}={text}")
         else:

@@ -48,7 +48,9 @@ class AsofParams(Params):
     on: str = Field("timestamp", description="time column, in both streams")
     by: str | None = Field(None, description="key column, in both streams (default: the "
                                              "job's key)")
-    direction: Literal["backward", "forward", "nearest"] = "backward"
+    direction: Literal["backward", "forward", "nearest"] = Field(
+        "backward", description="backward: the last right row at or before; forward: the first "
+                                "at or after; nearest: the closest")
     tolerance: Duration | None = Field(None, description="largest time distance of a match, "
                                                          "e.g. 2s (default: any)")
     allow_exact_matches: bool = Field(True, description="whether equal times match")

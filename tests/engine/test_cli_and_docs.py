@@ -11,7 +11,12 @@ import pytest
 from tickflow.engine.cli import main
 from tickflow.engine.compile import compile_job
 from tickflow.engine.loader import load_job
-from tickflow.engine.reference import job_reference_markdown, kernels_markdown
+from tickflow.engine.reference import (
+    job_reference_markdown,
+    kernel_table,
+    kernels_markdown,
+    reference_files,
+)
 from tickflow.engine.registry import KERNELS
 from tests.conftest import ROOT, shared_path
 
@@ -68,6 +73,25 @@ def test_committed_docs_are_generated_from_the_code() -> None:
         "docs are stale: run `make docs`"
     assert (ROOT / "docs" / "kernel-reference.md").read_text() == kernels_markdown(), \
         "docs are stale: run `make docs`"
+    files = reference_files()
+    for name, text in files.items():
+        assert (ROOT / "docs" / name).read_text() == text, f"docs/{name} is stale: `make docs`"
+    committed = {f"kernels/{p.name}" for p in (ROOT / "docs" / "kernels").glob("*.md")}
+    assert committed == {n for n in files if n.startswith("kernels/")}
+
+
+def test_kernel_reference_is_split_by_family_with_every_parameter_described() -> None:
+    files = reference_files()
+    families = {k["family"] for k in kernel_table()}
+    assert {f"kernels/{f}.md" for f in families} <= set(files)
+    assert len(families) >= 10
+    params = [(k["name"], p) for k in kernel_table() for p in k["params"]]
+    assert len(params) >= 139
+    undescribed = [f"{name}.{p['name']}" for name, p in params if not p["description"]]
+    assert not undescribed, undescribed
+    page = files["kernels/averages.md"]
+    assert "## `ewma`" in page and "| `alpha` |" in page and "span N >= 1" in page
+    assert "[averages](kernels/averages.md)" in files["kernel-reference.md"]
 
 
 def test_every_core_kernel_of_the_spec_is_registered() -> None:
