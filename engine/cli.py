@@ -64,7 +64,9 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    job = _api_job(args).compiled(without_data=True)  # configs in git are checked before data
+    api_job = _api_job(args)
+    api_job.validate(without_data=True)  # configs kept in git are checked before data exists
+    job = api_job.compiled(without_data=True)
     for note in job.notes:
         print(note)
     print(f"{args.job}: valid ({job.spec.mode} job '{job.spec.name}', {len(job.steps)} steps, "

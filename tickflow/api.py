@@ -56,6 +56,7 @@ class Job:
         self.sets = _set_strings(sets)
         self._loaded = bridge.load(self.path, self.sets)
         self._compiled: Any = None
+        self._checked: Any = None
 
     @property
     def name(self) -> str:
@@ -74,15 +75,23 @@ class Job:
         """The engine's compiled job (cached). ``without_data``: a Parquet source whose files
         do not exist yet is checked against its declared schema instead (what `validate` does)."""
         if without_data:
-            return bridge.compile_loaded(bridge.load(self.path, self.sets), without_data=True)
+            if self._checked is None:
+                self._checked = bridge.compile_loaded(bridge.load(self.path, self.sets),
+                                                      without_data=True)
+            return self._checked
         if self._compiled is None:
             self._compiled = bridge.compile_loaded(bridge.load(self.path, self.sets))
         return self._compiled
 
-    def validate(self, *, raise_errors: bool = True) -> list[Problem]:
-        """Compile the job: [] when valid; else raise, or return the located problems."""
+    def validate(self, *, raise_errors: bool = True,
+                 without_data: bool = False) -> list[Problem]:
+        """Compile the job: [] when valid; else raise, or return the located problems.
+
+        ``without_data``: sources whose files do not exist yet are checked against their
+        declared schema, so a job kept in git validates before any data exists.
+        """
         try:
-            self.compiled()
+            self.compiled(without_data=without_data)
         except TickflowError as exc:
             if raise_errors:
                 raise
