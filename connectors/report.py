@@ -261,10 +261,11 @@ class ResearchReportSink(Sink):
         take, keys = self._features.draw(batch.num_rows)
         if len(take):  # only the rows entering the sample are converted
             skip = {cfg.symbol, cfg.timestamp}
-            index = pa.array(take)
-            feats = {name: _floats(col.take(index))
-                     for name, col in zip(batch.schema.names, batch.columns, strict=True)
-                     if name not in skip and _is_numeric(col.type)}
+            numeric = [i for i, f in enumerate(batch.schema)
+                       if f.name not in skip and _is_numeric(f.type)]
+            rows = batch.select(numeric).take(pa.array(take))  # one take for every column
+            feats = {name: _floats(col)
+                     for name, col in zip(rows.schema.names, rows.columns, strict=True)}
             self._features.add(keys, feats, codes[take])
 
     def _add_prices(self, codes: np.ndarray, ts_col: pa.Array, price: np.ndarray) -> None:

@@ -46,9 +46,27 @@ class Moments:
         self.n = n
 
 
+_DENSE_SLOTS_PER_ROW = 8  # a dense (bucket, code) table up to this many slots per row
+
+
 def last_per_key(c: np.ndarray, b: np.ndarray,
                   p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The last (in input order) price of each (code, bucket) pair."""
+    """The last (in input order) price of each (code, bucket) pair (in no particular order).
+
+    Rows arrive in time order, so a batch's (bucket, code) pairs fill a small dense table:
+    the largest row index per slot is found with one ``np.maximum.at`` pass, a tenth of the
+    cost of sorting. Sparse keys (a very fine grid) fall back to a stable sort.
+    """
+    n = len(c)
+    if n:
+        b0, span = int(b.min()), int(b.max()) - int(b.min()) + 1
+        codes = int(c.max()) + 1
+        if span * codes <= _DENSE_SLOTS_PER_ROW * n + 4_096:
+            key = (b - b0) * codes + c
+            last = np.full(span * codes, -1, dtype=np.int64)
+            np.maximum.at(last, key, np.arange(n, dtype=np.int64))
+            rows = last[last >= 0]
+            return c[rows], b[rows], p[rows]
     order = np.lexsort((b, c))  # stable: equal keys keep input order
     c, b, p = c[order], b[order], p[order]
     last = np.ones(len(c), dtype=bool)
