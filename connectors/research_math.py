@@ -84,16 +84,25 @@ def ffill(x: np.ndarray) -> np.ndarray:
 
 def pairwise_corr(r: np.ndarray) -> np.ndarray:
     """Pearson correlation of the columns of ``r`` over pairwise-complete rows (as pandas'
-    ``DataFrame.corr()``): NaN where fewer than 2 rows or a zero variance."""
+    ``DataFrame.corr()``): NaN where fewer than 2 rows or a zero variance.
+
+    The sums over the rows where both columns are valid are the sums over all rows less those
+    over the rows with a gap; only the (usually few) rows with a gap go through the masked
+    products, so the cost is one ``X'X`` however many columns have gaps.
+    """
     valid = np.isfinite(r)
-    v = valid.astype(np.float64)
-    cnt = v.sum(axis=0)
+    cnt = valid.sum(axis=0).astype(np.float64)
     colmean = np.where(cnt > 0, np.where(valid, r, 0.0).sum(axis=0) / np.maximum(cnt, 1), 0.0)
     x = np.where(valid, r - colmean, 0.0)  # centring first keeps the one-pass sums accurate
-    n = v.T @ v
-    sx = x.T @ v
+    gaps = ~valid.all(axis=1)
+    xg = x[gaps]
+    u = (~valid[gaps]).astype(np.float64)  # 1 where a row with a gap lacks the column
+    xx = x * x
+    rows = float(len(r))
+    n = rows - (rows - cnt)[None, :] - (rows - cnt)[:, None] + u.T @ u
+    sx = x.sum(axis=0)[:, None] - xg.T @ u  # sum of x_i over the rows where j is valid
     sy = sx.T
-    sxx = (x * x).T @ v
+    sxx = xx.sum(axis=0)[:, None] - xx[gaps].T @ u
     syy = sxx.T
     sxy = x.T @ x
     with np.errstate(invalid="ignore", divide="ignore"):
