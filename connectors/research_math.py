@@ -86,23 +86,33 @@ def pairwise_corr(r: np.ndarray) -> np.ndarray:
     """Pearson correlation of the columns of ``r`` over pairwise-complete rows (as pandas'
     ``DataFrame.corr()``): NaN where fewer than 2 rows or a zero variance.
 
-    The sums over the rows where both columns are valid are the sums over all rows less those
-    over the rows with a gap; only the (usually few) rows with a gap go through the masked
-    products, so the cost is one ``X'X`` however many columns have gaps.
+    Why not four masked matrix products: only the columns with gaps need their own sums, and
+    only over their gap rows (the sum over all rows less the gaps) or over their valid rows,
+    whichever is fewer; with one ``X'X`` for the cross products this is several times faster
+    and gives the same sums.
     """
+    rows, k = r.shape
     valid = np.isfinite(r)
-    cnt = valid.sum(axis=0).astype(np.float64)
+    cnt = valid.sum(axis=0)
     colmean = np.where(cnt > 0, np.where(valid, r, 0.0).sum(axis=0) / np.maximum(cnt, 1), 0.0)
     x = np.where(valid, r - colmean, 0.0)  # centring first keeps the one-pass sums accurate
-    gaps = ~valid.all(axis=1)
-    xg = x[gaps]
-    u = (~valid[gaps]).astype(np.float64)  # 1 where a row with a gap lacks the column
     xx = x * x
-    rows = float(len(r))
-    n = rows - (rows - cnt)[None, :] - (rows - cnt)[:, None] + u.T @ u
-    sx = x.sum(axis=0)[:, None] - xg.T @ u  # sum of x_i over the rows where j is valid
+    # [i, j]: over the rows where column j is valid (x_i is 0 where i is not)
+    sx = np.repeat(x.sum(axis=0)[:, None], k, axis=1)
+    sxx = np.repeat(xx.sum(axis=0)[:, None], k, axis=1)
+    n = np.repeat(cnt[:, None].astype(np.float64), k, axis=1)
+    for j in np.flatnonzero(cnt < rows):
+        if 2 * (rows - cnt[j]) <= rows:  # few gaps: take them away
+            gap = np.flatnonzero(~valid[:, j])
+            sx[:, j] -= x[gap].sum(axis=0)
+            sxx[:, j] -= xx[gap].sum(axis=0)
+            n[:, j] -= valid[gap].sum(axis=0)
+        else:
+            ok = np.flatnonzero(valid[:, j])
+            sx[:, j] = x[ok].sum(axis=0)
+            sxx[:, j] = xx[ok].sum(axis=0)
+            n[:, j] = valid[ok].sum(axis=0)
     sy = sx.T
-    sxx = xx.sum(axis=0)[:, None] - xx[gaps].T @ u
     syy = sxx.T
     sxy = x.T @ x
     with np.errstate(invalid="ignore", divide="ignore"):
