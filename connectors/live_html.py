@@ -8,12 +8,15 @@ small whatever the run's length.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tickflow.connectors.live_report import LiveReportData
 from tickflow.connectors.reporting.page import Page
+from tickflow.engine.errors import SinkError
 
 
 def _duration(seconds: float) -> str:
@@ -116,4 +119,20 @@ def live_page(data: LiveReportData) -> Page:
     return page
 
 
-__all__ = ["live_page"]
+def write_live_report(path: str | os.PathLike[str], data: LiveReportData) -> Path:
+    """Render ``data`` as one self-contained HTML page at ``path``; returns the path.
+
+    Raises:
+        SinkError: the file cannot be written (the message names it).
+    """
+    target = Path(os.path.expanduser(os.fspath(path)))
+    text = live_page(data).render()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise SinkError(f"live report: cannot write {str(target)!r}: {exc}") from None
+    return target
+
+
+__all__ = ["live_page", "write_live_report"]

@@ -4,24 +4,21 @@ Why a recorder beside the executor: the live loop already hands every processed 
 view; the recorder takes the same three things (result, latency, lag) and keeps only bounded
 counts (per symbol, per signal kind and time bucket, lag samples), so a run of days costs a few
 kilobytes here. At the end of the run :meth:`LiveReportRecorder.data` adds the run's totals
-(any object shaped like the live executor's ``LiveSummary``) and :func:`write_live_report`
-renders the page (:mod:`live_html`). Nothing here imports the executor, so it can change freely.
+(any object shaped like the live executor's ``LiveSummary``) and
+:func:`tickflow.connectors.live_html.write_live_report` renders the page. Nothing here imports
+the executor, so it can change freely.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
-from tickflow.engine.errors import SinkError
 
 MAX_LAG_SAMPLES = 4_000
 MAX_BUCKETS = 5_000
@@ -202,22 +199,4 @@ class LiveReportRecorder:
         return out
 
 
-def write_live_report(path: str | os.PathLike[str], data: LiveReportData) -> Path:
-    """Render ``data`` as one self-contained HTML page at ``path``; returns the path.
-
-    Raises:
-        SinkError: the file cannot be written (the message names it).
-    """
-    from tickflow.connectors.live_html import live_page
-
-    target = Path(os.path.expanduser(os.fspath(path)))
-    text = live_page(data).render()
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise SinkError(f"live report: cannot write {str(target)!r}: {exc}") from None
-    return target
-
-
-__all__ = ["LiveReportData", "LiveReportRecorder", "write_live_report"]
+__all__ = ["LiveReportData", "LiveReportRecorder"]

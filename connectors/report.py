@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from tickflow.connectors.live_html import write_live_report
 from tickflow.connectors.live_report import (
     MAX_BUCKETS,
     MAX_LAG_SAMPLES,
     LiveReportData,
     LiveReportRecorder,
-    write_live_report,
 )
 from tickflow.engine.errors import SinkError
 from tests.report_html import external_references, plots, sections, source_named
@@ -36,12 +37,12 @@ def batch(start_s: float, n: int, step_ms: int = 100) -> pa.RecordBatch:
 class Summary:
     """Shaped like the live executor's LiveSummary (what the recorder reads of it)."""
 
-    ticks = 1_500
-    messages = 1_506
-    seconds = 12.5
-    signal_counts = {"buy": 215, "sell": 137}
-    dead_letters = {"malformed_json": 4, "not_an_object": 2}
-    flagged = {"crossed_book": 3}
+    signal_counts = MappingProxyType({"buy": 215, "sell": 137})
+
+    def __init__(self) -> None:
+        self.ticks, self.messages, self.seconds = 1_500, 1_506, 12.5
+        self.dead_letters = {"malformed_json": 4, "not_an_object": 2}
+        self.flagged = {"crossed_book": 3}
 
     def latency_percentiles_ms(self) -> dict[str, float]:
         return {"p50": 1.25, "p99": 8.5, "p99.9": 20.0}
@@ -115,10 +116,11 @@ def test_page_sections_data_and_offline(tmp_path: Path) -> None:
 
 def test_a_page_from_the_totals_alone(tmp_path: Path) -> None:
     class Quiet:  # a run that measured nothing and saw no signal
-        ticks, messages, seconds = 0, 0, 0.0
-        signal_counts: dict[str, int] = {}
-        dead_letters: dict[str, int] = {}
-        flagged: dict[str, int] = {}
+        def __init__(self) -> None:
+            self.ticks, self.messages, self.seconds = 0, 0, 0.0
+            self.signal_counts: dict[str, int] = {}
+            self.dead_letters: dict[str, int] = {}
+            self.flagged: dict[str, int] = {}
 
         def latency_percentiles_ms(self) -> dict[str, float]:
             return {}

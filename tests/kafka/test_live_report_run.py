@@ -9,7 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tickflow.connectors.live_report import LiveReportRecorder, write_live_report
+from tickflow.connectors.live_html import write_live_report
+from tickflow.connectors.live_report import LiveReportRecorder
 from tickflow.connectors.tick_codec import encode_tick_rows
 from tickflow.engine.compile import compile_job
 from tickflow.engine.executors.live import LiveRunner
@@ -43,7 +44,7 @@ def test_live_run_page_matches_its_outputs(kafka_broker, tmp_path: Path, monkeyp
     monkeypatch.setenv("SIGNALS_TOPIC", unique("live-report-signals"))
     monkeypatch.setenv("OUT_DIR", str(tmp_path))
     good = encode_tick_rows(simulated(ROWS, symbols=3, seed=11))
-    pairs = good[:100] + [(b"A", b"null"), (b"A", b"   ")] + good[100:]
+    pairs = [*good[:100], (b"A", b"null"), (b"A", b"   "), *good[100:]]
     produce(kafka_broker.bootstrap, topic, pairs)
 
     job = compile_job(load_job(ROOT / "jobs/live.yaml"))
