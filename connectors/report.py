@@ -37,6 +37,8 @@ from tickflow.connectors.feature_stats import FeatureStats
 from tickflow.connectors.research_math import (
     Moments,
     ffill,
+    floats,
+    is_numeric,
     last_per_key,
     mean_offdiag,
     pairwise_corr,
@@ -89,22 +91,6 @@ class ResearchReportConfig(ConnectorConfig):
         return value
 
 
-def _is_numeric(kind: pa.DataType) -> bool:
-    return bool(pa.types.is_floating(kind) or pa.types.is_integer(kind)
-                or pa.types.is_boolean(kind))
-
-
-def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A numeric column as float64 with null -> NaN."""
-    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)
-            or pa.types.is_boolean(col.type)):
-        raise SinkError(f"expected a numeric column, found {col.type}")
-    arr = col.cast(pa.float64())
-    if arr.null_count:
-        arr = pc.fill_null(arr, math.nan)
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
-
-
 @sink("report", config=ResearchReportConfig,
       summary="research summary: per-symbol stats, correlation matrix, HTML/Markdown + heatmap")
 class ResearchReportSink(Sink):
@@ -135,6 +121,7 @@ class ResearchReportSink(Sink):
         self._features = FeatureStats()
         self._present: set[str] = set()
         self._warm: threading.Thread | None = None
+        self._known: pa.Array | None = None  # self._names, for lookups by pc.index_in
 
     def merge(self, other: ResearchReportSink) -> None:
         """Add what ``other`` accumulated, as if its batches had been written after ours.
@@ -202,6 +189,11 @@ class ResearchReportSink(Sink):
     # ------------------------------------------------------------------ streaming
 
     def _codes(self, col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        if self._known is not None and not col.null_count and pa.types.is_string(col.type):
+            # the usual case, every symbol seen before: a lookup is cheaper than an encoding
+            found = pc.index_in(col, value_set=self._known)
+            if not found.null_count:
+                return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
         if col.null_count:
             col = pc.fill_null(col.cast(pa.string()) if pa.types.is_dictionary(col.type)
                                else col, "<null>")
@@ -226,6 +218,7 @@ class ResearchReportSink(Sink):
             self._imb_n = np.concatenate([self._imb_n, np.zeros(extra, dtype=np.int64)])
             self._alarms = np.concatenate([self._alarms, np.zeros(extra)])
             self._ret.grow(size)
+        self._known = pa.array(self._names, pa.string())
         return lut[enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
 
     def _column(self, batch: pa.RecordBatch, name: str) -> pa.Array:
@@ -240,10 +233,10 @@ class ResearchReportSink(Sink):
         if idx < 0:
             return None
         col = batch.column(idx)
-        if not _is_numeric(col.type):
+        if not is_numeric(col.type):
             return None
         self._present.add(name)
-        return _floats(col)
+        return floats(col)
 
     def write(self, batch: pa.RecordBatch) -> None:
         if not batch.num_rows:
@@ -253,22 +246,26 @@ class ResearchReportSink(Sink):
         codes = self._codes(self._column(batch, cfg.symbol))
         size = len(self._names)
         self._total += batch.num_rows
-        self._rows += np.bincount(codes, minlength=size)
+        rows = np.bincount(codes, minlength=size)
+        self._rows += rows
         ret = self._optional(batch, cfg.returns)
         if ret is not None:
             self._ret.add(codes, ret, size)
         for name, sums, counts in ((cfg.rsi, self._rsi_sum, self._rsi_n),
-                                   (cfg.imbalance, self._imb_sum, self._imb_n)):
+                                   (cfg.imbalance, self._imb_sum, self._imb_n),
+                                   (cfg.alarm, self._alarms, None)):
             x = self._optional(batch, name)
             if x is None:
                 continue
             ok = ~np.isnan(x)
+            if ok.all():  # past the warm-up: no masking, and the counts are the rows
+                sums += np.bincount(codes, weights=x, minlength=size)
+                if counts is not None:
+                    counts += rows
+                continue
             sums += np.bincount(codes[ok], weights=x[ok], minlength=size)
-            counts += np.bincount(codes[ok], minlength=size)
-        alarm = self._optional(batch, cfg.alarm)
-        if alarm is not None:
-            ok = ~np.isnan(alarm)
-            self._alarms += np.bincount(codes[ok], weights=alarm[ok], minlength=size)
+            if counts is not None:
+                counts += np.bincount(codes[ok], minlength=size)
         price = self._optional(batch, cfg.price)
         ts_col = self._column(batch, cfg.timestamp)
         self._add_prices(codes, ts_col, price if price is not None
@@ -277,9 +274,9 @@ class ResearchReportSink(Sink):
         if len(take):  # only the rows entering the sample are converted
             skip = {cfg.symbol, cfg.timestamp}
             numeric = [i for i, f in enumerate(batch.schema)
-                       if f.name not in skip and _is_numeric(f.type)]
+                       if f.name not in skip and is_numeric(f.type)]
             rows = batch.select(numeric).take(pa.array(take))  # one take for every column
-            feats = {name: _floats(col)
+            feats = {name: floats(col)
                      for name, col in zip(rows.schema.names, rows.columns, strict=True)}
             self._features.add(keys, feats, codes[take])
 

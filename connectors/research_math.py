@@ -10,6 +10,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def is_numeric(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_floating(kind) or pa.types.is_integer(kind)
+                or pa.types.is_boolean(kind))
+
+
+def floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A numeric column as float64 with null -> NaN."""
+    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)
+            or pa.types.is_boolean(col.type)):
+        msg = f"expected a numeric column, found {col.type}"
+        raise TypeError(msg)
+    arr = col.cast(pa.float64())
+    if arr.null_count:
+        arr = pc.fill_null(arr, math.nan)
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 class Moments:
@@ -29,7 +48,7 @@ class Moments:
 
     def add(self, codes: np.ndarray, x: np.ndarray, size: int) -> None:
         ok = ~np.isnan(x)
-        c, v = codes[ok], x[ok]
+        c, v = (codes, x) if ok.all() else (codes[ok], x[ok])
         if not len(v):
             return
         nb = np.bincount(c, minlength=size).astype(np.float64)
