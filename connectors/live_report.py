@@ -102,6 +102,17 @@ class LiveReportRecorder:
         self._start = time.monotonic()
         self.used_wall_clock = False
 
+    @classmethod
+    def for_job(cls, job: Any) -> LiveReportRecorder | None:
+        """The recorder a compiled job asks for with ``live_report:``, or None without one."""
+        from tickflow.engine.durations import duration_seconds
+
+        spec = getattr(job.spec, "live_report", None)
+        if spec is None:
+            return None
+        return cls(job.spec.name, list(job.signals), job.key,
+                   bucket_s=duration_seconds(spec.bucket))
+
     def update(self, result: pa.RecordBatch, latency_us: Any = None, lag: int | None = None
                ) -> None:
         """One processed batch (the same arguments the live view takes)."""

@@ -47,13 +47,17 @@ def test_live_run_page_matches_its_outputs(kafka_broker, tmp_path: Path, monkeyp
     pairs = [*good[:100], (b"A", b"null"), (b"A", b"   "), *good[100:]]
     produce(kafka_broker.bootstrap, topic, pairs)
 
-    job = compile_job(load_job(ROOT / "jobs/live.yaml"))
-    recorder = LiveReportRecorder(job.spec.name, list(job.signals), job.key, bucket_s=60)
+    job = compile_job(load_job(ROOT / "jobs/live.yaml",
+                               overrides=[f"live_report.path={tmp_path / 'live.html'}",
+                                          "live_report.bucket=30s"]))
+    assert LiveReportRecorder.for_job(compile_job(load_job(ROOT / "jobs/live.yaml"))) is None
+    recorder = LiveReportRecorder.for_job(job)
+    assert recorder is not None and recorder.bucket_us == 30_000_000
     runner = LiveRunner(job, view=RecordingView(recorder, list(job.signals), job.key,
                                                 quiet=True), max_seconds=120)
     runner.expected_messages = len(pairs)
     summary = runner.run()
-    path = write_live_report(tmp_path / "live.html", recorder.data(summary))
+    path = write_live_report(job.spec.live_report.path, recorder.data(summary))
 
     out = pq.read_table(tmp_path / "live_features.parquet")
     data = recorder.data(summary)
