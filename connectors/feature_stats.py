@@ -30,6 +30,8 @@ class FeatureStats:
         self._rows: dict[str, np.ndarray] = {}
         self._codes = np.zeros(0, dtype=np.int64)
         self._threshold = 1.0
+        self._pending: list[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]] = []
+        self._pending_len = 0
         self.seen = 0
 
     def draw(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,22 +43,32 @@ class FeatureStats:
         return take, keys[take]
 
     def add(self, keys: np.ndarray, columns: dict[str, np.ndarray], codes: np.ndarray) -> None:
-        """The drawn rows: their keys, float64 columns (NaN = missing) and symbol codes."""
+        """The drawn rows: their keys, float64 columns (NaN = missing) and symbol codes.
+
+        Parts are held as they come and joined only when they outgrow the sample: joining
+        50 columns per batch cost more than everything else the sink does per row.
+        """
         for name in columns:
             if name not in self._rows:
                 self.names.append(name)
                 self._rows[name] = np.full(len(self._keys), np.nan)
-        n = len(keys)
-        for name in self.names:
-            part = columns.get(name)
-            self._rows[name] = np.concatenate([self._rows[name], part if part is not None
-                                               else np.full(n, np.nan)])
-        self._keys = np.concatenate([self._keys, keys])
-        self._codes = np.concatenate([self._codes, codes])
-        if len(self._keys) > 2 * self.k:
+        self._pending.append((keys, columns, codes))
+        self._pending_len += len(keys)
+        if len(self._keys) + self._pending_len > 2 * self.k:
             self._trim()
 
+    def _join(self) -> None:
+        if not self._pending:
+            return
+        parts, self._pending, self._pending_len = self._pending, [], 0
+        self._rows = {name: np.concatenate([self._rows[name], *(
+            cols[name] if name in cols else np.full(len(k), np.nan) for k, cols, _ in parts)])
+            for name in self.names}
+        self._keys = np.concatenate([self._keys, *(k for k, _, _ in parts)])
+        self._codes = np.concatenate([self._codes, *(c for _, _, c in parts)])
+
     def _trim(self) -> None:
+        self._join()
         if len(self._keys) <= self.k:
             return
         keep = np.argpartition(self._keys, self.k)[:self.k]
@@ -68,6 +80,7 @@ class FeatureStats:
 
     def merge(self, other: FeatureStats, code_map: np.ndarray) -> None:
         """Add ``other``'s sample (its symbol codes mapped through ``code_map``)."""
+        other._join()
         codes = code_map[other._codes] if len(other._codes) else other._codes
         self.add(other._keys, other._rows, codes)
         self.seen += other.seen

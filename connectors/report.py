@@ -23,8 +23,7 @@ Markdown with a PNG heatmap ``<stem>_correlation.png`` beside it.
 from __future__ import annotations
 
 import math
-import os
-from datetime import UTC, datetime, timedelta
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +37,8 @@ from tickflow.connectors.feature_stats import FeatureStats
 from tickflow.connectors.research_math import (
     Moments,
     ffill,
+    floats,
+    is_numeric,
     last_per_key,
     mean_offdiag,
     pairwise_corr,
@@ -90,22 +91,6 @@ class ResearchReportConfig(ConnectorConfig):
         return value
 
 
-def _is_numeric(kind: pa.DataType) -> bool:
-    return bool(pa.types.is_floating(kind) or pa.types.is_integer(kind)
-                or pa.types.is_boolean(kind))
-
-
-def _floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A numeric column as float64 with null -> NaN."""
-    if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)
-            or pa.types.is_boolean(col.type)):
-        raise SinkError(f"expected a numeric column, found {col.type}")
-    arr = col.cast(pa.float64())
-    if arr.null_count:
-        arr = pc.fill_null(arr, math.nan)
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
-
-
 @sink("report", config=ResearchReportConfig,
       summary="research summary: per-symbol stats, correlation matrix, HTML/Markdown + heatmap")
 class ResearchReportSink(Sink):
@@ -135,6 +120,8 @@ class ResearchReportSink(Sink):
         self._results: dict[str, Any] | None = None
         self._features = FeatureStats()
         self._present: set[str] = set()
+        self._warm: threading.Thread | None = None
+        self._known: pa.Array | None = None  # self._names, for lookups by pc.index_in
 
     def merge(self, other: ResearchReportSink) -> None:
         """Add what ``other`` accumulated, as if its batches had been written after ours.
@@ -180,6 +167,21 @@ class ResearchReportSink(Sink):
             self._parts.append((lut[c], bucket, p))
             self._parts_len += len(c)
 
+    def open(self, schema: pa.Schema) -> None:
+        """Start importing Bokeh on a thread when an HTML page will be written.
+
+        Why: the import is a third of the report's fixed cost and needs nothing from the run;
+        done while the run computes it costs the run little, done in ``close`` it is added to
+        the end of the run in full.
+        """
+        path = self.config.path
+        if path is not None and Path(path).suffix.lower() != ".md" and self._warm is None:
+            from tickflow.connectors.research_html import import_page_modules
+
+            self._warm = threading.Thread(target=import_page_modules, daemon=True,
+                                          name="tickflow-report-import")
+            self._warm.start()
+
     def required_columns(self) -> list[str]:
         """Only the symbol and timestamp: every other column is optional (used if present)."""
         return list(dict.fromkeys([self.config.symbol, self.config.timestamp]))
@@ -187,6 +189,11 @@ class ResearchReportSink(Sink):
     # ------------------------------------------------------------------ streaming
 
     def _codes(self, col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        if self._known is not None and not col.null_count and pa.types.is_string(col.type):
+            # the usual case, every symbol seen before: a lookup is cheaper than an encoding
+            found = pc.index_in(col, value_set=self._known)
+            if not found.null_count:
+                return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
         if col.null_count:
             col = pc.fill_null(col.cast(pa.string()) if pa.types.is_dictionary(col.type)
                                else col, "<null>")
@@ -211,6 +218,7 @@ class ResearchReportSink(Sink):
             self._imb_n = np.concatenate([self._imb_n, np.zeros(extra, dtype=np.int64)])
             self._alarms = np.concatenate([self._alarms, np.zeros(extra)])
             self._ret.grow(size)
+        self._known = pa.array(self._names, pa.string())
         return lut[enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
 
     def _column(self, batch: pa.RecordBatch, name: str) -> pa.Array:
@@ -225,10 +233,10 @@ class ResearchReportSink(Sink):
         if idx < 0:
             return None
         col = batch.column(idx)
-        if not _is_numeric(col.type):
+        if not is_numeric(col.type):
             return None
         self._present.add(name)
-        return _floats(col)
+        return floats(col)
 
     def write(self, batch: pa.RecordBatch) -> None:
         if not batch.num_rows:
@@ -238,22 +246,26 @@ class ResearchReportSink(Sink):
         codes = self._codes(self._column(batch, cfg.symbol))
         size = len(self._names)
         self._total += batch.num_rows
-        self._rows += np.bincount(codes, minlength=size)
+        rows = np.bincount(codes, minlength=size)
+        self._rows += rows
         ret = self._optional(batch, cfg.returns)
         if ret is not None:
             self._ret.add(codes, ret, size)
         for name, sums, counts in ((cfg.rsi, self._rsi_sum, self._rsi_n),
-                                   (cfg.imbalance, self._imb_sum, self._imb_n)):
+                                   (cfg.imbalance, self._imb_sum, self._imb_n),
+                                   (cfg.alarm, self._alarms, None)):
             x = self._optional(batch, name)
             if x is None:
                 continue
             ok = ~np.isnan(x)
+            if ok.all():  # past the warm-up: no masking, and the counts are the rows
+                sums += np.bincount(codes, weights=x, minlength=size)
+                if counts is not None:
+                    counts += rows
+                continue
             sums += np.bincount(codes[ok], weights=x[ok], minlength=size)
-            counts += np.bincount(codes[ok], minlength=size)
-        alarm = self._optional(batch, cfg.alarm)
-        if alarm is not None:
-            ok = ~np.isnan(alarm)
-            self._alarms += np.bincount(codes[ok], weights=alarm[ok], minlength=size)
+            if counts is not None:
+                counts += np.bincount(codes[ok], minlength=size)
         price = self._optional(batch, cfg.price)
         ts_col = self._column(batch, cfg.timestamp)
         self._add_prices(codes, ts_col, price if price is not None
@@ -261,10 +273,11 @@ class ResearchReportSink(Sink):
         take, keys = self._features.draw(batch.num_rows)
         if len(take):  # only the rows entering the sample are converted
             skip = {cfg.symbol, cfg.timestamp}
-            index = pa.array(take)
-            feats = {name: _floats(col.take(index))
-                     for name, col in zip(batch.schema.names, batch.columns, strict=True)
-                     if name not in skip and _is_numeric(col.type)}
+            numeric = [i for i, f in enumerate(batch.schema)
+                       if f.name not in skip and is_numeric(f.type)]
+            rows = batch.select(numeric).take(pa.array(take))  # one take for every column
+            feats = {name: floats(col)
+                     for name, col in zip(rows.schema.names, rows.columns, strict=True)}
             self._features.add(keys, feats, codes[take])
 
     def _add_prices(self, codes: np.ndarray, ts_col: pa.Array, price: np.ndarray) -> None:
@@ -357,22 +370,14 @@ class ResearchReportSink(Sink):
     # ------------------------------------------------------------------ output
 
     def close(self) -> str | None:
+        if self._warm is not None:
+            self._warm.join()
         res = self.results()
         report_path = None
         if self.config.path is not None:
-            from tickflow.connectors import research_html
+            from tickflow.connectors.research_html import write_report
 
-            report_path = Path(os.path.expanduser(self.config.path))
-            try:
-                report_path.parent.mkdir(parents=True, exist_ok=True)
-                if report_path.suffix.lower() == ".md":
-                    text = research_html.markdown(res, self.context, self.config, report_path)
-                else:
-                    text = research_html.page(res, self.context, self.config).render()
-                report_path.write_text(text, encoding="utf-8")
-            except OSError as exc:
-                raise SinkError(f"report sink: cannot write {str(report_path)!r}: "
-                                f"{exc}") from None
+            report_path = write_report(res, self.context, self.config)
         if not self.context.quiet:
             from tickflow.connectors.research_html import print_tables
 

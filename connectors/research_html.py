@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,41 @@ from tickflow.connectors.research_math import (
     pairwise_corr,
     stat_cells,
 )
+from tickflow.engine.errors import SinkError
 
 _MAX_FEATURES_CORR = 60
 _MAX_TABLE_SYMBOLS = 24  # larger correlation matrices are not printed to the terminal
 _BINS = 60
+
+
+def import_page_modules() -> None:
+    """Import what :func:`page` needs (Bokeh); the report sink runs it on a thread while the
+    run computes. Any failure is left for the real import in :func:`page` to raise."""
+    try:
+        import bokeh.embed  # noqa: F401
+
+        import tickflow.connectors.reporting.plots  # noqa: F401
+    except Exception:
+        return
+
+
+def write_report(res: dict[str, Any], context: RunContext, config: Any) -> Path:
+    """Write the report at ``config.path`` (HTML page, or Markdown with a PNG heatmap).
+
+    Raises:
+        SinkError: the file cannot be written (the message names it).
+    """
+    path = Path(os.path.expanduser(config.path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".md":
+            text = markdown(res, context, config, path)
+        else:
+            text = page(res, context, config).render()
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise SinkError(f"report sink: cannot write {str(path)!r}: {exc}") from None
+    return path
 
 
 def header_facts(res: dict[str, Any], context: RunContext) -> list[tuple[str, str]]:

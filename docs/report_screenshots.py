@@ -65,7 +65,35 @@ def build(folder: Path) -> dict[str, Path]:
                    env={**__import__("os").environ, "TICKS": str(ticks),
                         "OUT_DIR": str(folder / "out")})
     out["research"] = research
+    out["live"] = live_page(folder, ticks)
     return out
+
+
+def live_page(folder: Path, ticks: Path) -> Path:
+    """jobs/live.yaml replayed through its embedded broker, its view also feeding the live
+    page's recorder (what the live executor does when the job has ``live_report:``)."""
+    import os
+
+    from tickflow.connectors.live_html import write_live_report
+    from tickflow.connectors.live_report import LiveReportRecorder
+    from tickflow.engine.compile import compile_job
+    from tickflow.engine.executors.live import LiveRunner, replay_then_end
+    from tickflow.engine.live_view import LiveView
+    from tickflow.engine.loader import load_job
+
+    os.environ["OUT_DIR"] = str(folder / "live")
+    job = compile_job(load_job(DOCS.parent / "jobs" / "live.yaml"))
+    recorder = LiveReportRecorder(job.spec.name, list(job.signals), job.key, bucket_s=60)
+
+    class RecordingView(LiveView):
+        def update(self, result, latency_us, lag):  # type: ignore[no-untyped-def]
+            super().update(result, latency_us, lag)
+            recorder.update(result, latency_us, lag)
+
+    runner = LiveRunner(job, view=RecordingView(list(job.signals), job.key, quiet=True))
+    runner.on_open = replay_then_end(runner, str(ticks), "max", False)
+    summary = runner.run()
+    return write_live_report(folder / "live.html", recorder.data(summary))
 
 
 def screenshot(page: Path, png: Path) -> None:
@@ -79,12 +107,13 @@ def screenshot(page: Path, png: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", action="store_true", help="copy the PNGs to docs/img/")
+    parser.add_argument("--only", help="copy only this mode's PNG (e.g. live)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="tickflow-shots-"))
     for mode, page in build(folder).items():
         png = folder / f"report_{mode}.png"
         screenshot(page, png)
-        if args.write:
+        if args.write and args.only in (None, mode):
             (DOCS / "img").mkdir(exist_ok=True)
             shutil.copyfile(png, DOCS / "img" / png.name)
         print(png)

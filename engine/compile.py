@@ -296,6 +296,9 @@ class _Compiler:
             report_def = get_connector("sink", "report")
             report_cfg = report_def.config(kind="report", **spec.report.model_dump())
             sinks.append(ConnectorUse(len(sinks), report_def, report_cfg))
+        if spec.live_report is not None and spec.mode not in ("live", "export"):
+            self.problem(("live_report",), "written only by live and export runs; "
+                                           f"this job's mode is {spec.mode!r}", at_key=True)
 
         if spec.state.backend not in STATE_BACKENDS:
             backends = STATE_BACKENDS.names()

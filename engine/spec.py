@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tickflow.engine.backtest.spec import StrategySpec, SweepSpec
-from tickflow.engine.durations import parse_duration_us
+from tickflow.engine.durations import Duration, parse_duration_us
 
 Mode = Literal["live", "research", "backtest", "arbitrage", "export"]
 
@@ -131,6 +131,21 @@ class ReportSpec(Strict):
     alarm: str = Field("cusum_alarm", description="regime-change alarm column")
 
 
+class LiveReportSpec(Strict):
+    """The live summary page, written when a live or export run ends."""
+
+    path: str = Field(description="HTML file: per-symbol ticks and signals, signals over time, "
+                                  "latency, consumer lag, dead letters, tick-quality counts")
+    bucket: Duration = Field("1m", description="time bucket of the signals-over-time plot")
+
+    @field_validator("path")
+    @classmethod
+    def _html(cls, value: str) -> str:
+        if not value.lower().endswith((".html", ".htm")):
+            raise ValueError(f"the live report path must end in .html, found {value!r}")
+        return value
+
+
 class JobSpec(Strict):
     """A whole job: where data comes from, what is computed and decided, where it goes."""
 
@@ -149,6 +164,8 @@ class JobSpec(Strict):
     sinks: list[ConnectorBlock] = Field(default_factory=list, description="where results go")
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     report: ReportSpec | None = Field(None, description="research summary (research mode)")
+    live_report: LiveReportSpec | None = Field(
+        None, description="live summary page (live and export modes), written at the run's end")
     strategy: StrategySpec | None = Field(
         None, description="backtest strategy: entry/exit rules, sizing, execution, outputs "
                           "(mode: backtest; see engine/backtest/spec.py)")

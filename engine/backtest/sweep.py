@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from tickflow.engine.backtest.spec import RangeSpec, StrategySpec, SweepSpec
+from tickflow.engine.backtest.summary import is_annualisable, span_text
 from tickflow.engine.errors import JobSpecError, Problem
 
 LOWER_IS_BETTER = {"volatility", "max_drawdown_duration_s", "fees_paid", "turnover"}
@@ -171,34 +172,49 @@ def rank(rows: list[dict[str, Any]], metric: str, split: str) -> list[dict[str, 
     return sorted(rows, key=order)
 
 
+def expected_max_zscore(trials: int) -> float:
+    """Expected largest of ``trials`` independent standard normal draws (Bailey and Lopez de
+    Prado (2014), "The Deflated Sharpe Ratio"); 0 for fewer than 2 trials."""
+    if trials < 2:
+        return 0.0
+    nd = NormalDist()
+    return ((1 - _EULER_GAMMA) * nd.inv_cdf(1 - 1 / trials)
+            + _EULER_GAMMA * nd.inv_cdf(1 - 1 / (trials * math.e)))
+
+
 def expected_max_sharpe(trials: int, years: float) -> float:
     """Expected best annualised Sharpe of ``trials`` skill-less strategies over ``years``.
 
     The annualised Sharpe estimate of a zero-mean strategy has a standard error of about
-    1/sqrt(years); the expected maximum of N such estimates follows Bailey and Lopez de Prado
-    (2014), "The Deflated Sharpe Ratio".
+    1/sqrt(years), so the bar is :func:`expected_max_zscore` / sqrt(years).
     """
-    if trials < 2 or years <= 0:
+    if years <= 0:
         return 0.0
-    nd = NormalDist()
-    z = ((1 - _EULER_GAMMA) * nd.inv_cdf(1 - 1 / trials)
-         + _EULER_GAMMA * nd.inv_cdf(1 - 1 / (trials * math.e)))
-    return z / math.sqrt(years)
+    return expected_max_zscore(trials) / math.sqrt(years)
 
 
 def multiple_testing_warning(rows: list[dict[str, Any]], split: str) -> str:
-    """The caveat every sweep result carries, with the selection bias put in numbers."""
+    """The caveat every sweep result carries, with the selection bias put in numbers.
+
+    On a sample too short to annualise (summary.py's rule) the bar is given for the Sharpe
+    over the period (mean / std x sqrt(n) of the grid returns), which is what the tables show
+    then: for a skill-less strategy it is about standard normal whatever the sample's length.
+    """
     n = len(rows)
     elapsed = next((r.get(f"{split}.elapsed_s") for r in rows
                     if r.get(f"{split}.elapsed_s")), 0.0) or 0.0
-    years = elapsed / (365.0 * 86_400.0)
-    bar = expected_max_sharpe(n, years)
     text = (f"{n} parameter points were tried: the best of them is selected, so its in-sample "
             f"figures are biased upward (multiple testing).")
-    if bar > 0:
-        text += (f" Pure noise over the same {elapsed / 3600:.1f} h would give a best "
-                 f"annualised Sharpe of about {bar:.2f} (expected maximum of {n} trials, "
-                 f"Bailey & Lopez de Prado 2014); read in-sample Sharpe ratios against that.")
+    source = f"expected maximum of {n} trials, Bailey & Lopez de Prado 2014"
+    if n >= 2 and elapsed > 0 and is_annualisable(elapsed):
+        bar = expected_max_sharpe(n, elapsed / (365.0 * 86_400.0))
+        text += (f" Pure noise over the same {span_text(elapsed)} would give a best "
+                 f"annualised Sharpe of about {bar:.2f} ({source}); read in-sample Sharpe "
+                 f"ratios against that.")
+    elif n >= 2 and elapsed > 0:
+        text += (f" Pure noise over the same {span_text(elapsed)} would give a best Sharpe "
+                 f"(period) of about {expected_max_zscore(n):.2f} ({source}); the sample is "
+                 f"too short to annualise, so read the period Sharpe ratios against that.")
     if split == "train":
         text += " Judge the choice by its out-of-sample (test) columns."
     else:

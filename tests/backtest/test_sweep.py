@@ -15,6 +15,7 @@ from tickflow.engine.backtest.spec import SweepSpec
 from tickflow.engine.backtest.sweep import (
     expand_points,
     expected_max_sharpe,
+    expected_max_zscore,
     multiple_testing_warning,
     overrides_to_sets,
     rank,
@@ -68,6 +69,21 @@ def test_ranking_and_the_multiple_testing_warning() -> None:
     assert expected_max_sharpe(100, 0.25) == pytest.approx(2 * 2.5306, abs=2e-3)
     text = multiple_testing_warning([{"train.elapsed_s": 365 * 86_400.0}] * 100, "train")
     assert "100 parameter points" in text and "about 2.53" in text and "out-of-sample" in text
+    assert "annualised Sharpe of about 2.53" in text and "365.0 d" in text
+
+
+def test_the_multiple_testing_warning_on_a_short_sample_names_the_period_sharpe() -> None:
+    # 2.8 hours: summary.py shows no annualised figure, so neither does the warning; the
+    # period Sharpe of a skill-less strategy is about standard normal whatever the length
+    text = multiple_testing_warning([{"all.elapsed_s": 2.8 * 3600}] * 100, "all")
+    assert "annualised" not in text
+    assert "same 2.8 h would give a best Sharpe (period) of about 2.53" in text
+    assert "too short to annualise" in text and "walk_forward" in text
+    assert expected_max_zscore(100) == pytest.approx(2.5306, abs=1e-3)
+    # one point, or no span: no bar at all, never a 0.00 or inf
+    for rows in ([{"all.elapsed_s": 3600.0}], [{}] * 5):
+        text = multiple_testing_warning(rows, "all")
+        assert "Pure noise" not in text and "inf" not in text
 
 
 def test_run_point_is_the_single_backtest_with_the_overrides(ticks: Path,

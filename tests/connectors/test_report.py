@@ -161,6 +161,22 @@ def test_pairwise_corr_matches_pandas_with_gaps() -> None:
     assert pairwise_corr(x)[0, 3] == pytest.approx(exact, rel=1e-12)
 
 
+@pytest.mark.parametrize("missing", [0.0, 0.02, 0.7, 0.995])
+def test_pairwise_corr_equals_pandas_for_few_and_many_gaps(missing: float) -> None:
+    """Columns with few gaps (sums less the gap rows) and with mostly gaps (sums over the
+    valid rows) both give pandas' answer; so do a full, a constant and an empty column."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3_000, 6)) + rng.normal(size=(3_000, 1))
+    x[rng.random(3_000) < missing, 1] = np.nan
+    x[rng.random(3_000) < missing / 2, 2] = np.nan
+    x[:, 3] = 2.5
+    x[:, 5] = np.nan
+    expected = pd.DataFrame(x).corr().to_numpy()
+    got = pairwise_corr(x)
+    assert np.array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-13)
+
+
 def test_writes_interactive_html(data: pd.DataFrame, tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "out" / "report.html"
