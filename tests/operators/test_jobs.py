@@ -156,8 +156,10 @@ def test_an_out_of_order_capture_stops_the_run_with_the_step_and_row(
     job.write_text(TWO_VENUES.format(coinbase=cb, kraken=kr, out=tmp_path))
     assert main([str(job), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "step 'aligned' (asof_join): stream 'kraken' (right) is not in 'timestamp' " \
-           "order: row 1500" in err
+    # the driver's quality stage stops it before the join, naming the source, key and row
+    first_key = table.column("symbol")[0].as_py()
+    assert f"source 'kraken', key {first_key!r}, row 1500: timestamp" in err
+    assert "earlier than the previous row of this key" in err
     assert "Traceback" not in err
 
 
