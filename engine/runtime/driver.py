@@ -100,6 +100,7 @@ class Driver:
         sinks: ``(sink, stream)`` pairs; the job's sinks when None.
         progress, checkpointer, stop, final_is_end: the hooks (module docstring).
         dead_letters: where rows the quality stage drops go (a ``DeadLetters``), or None.
+        columns: source name -> the columns to read (all when absent).
     """
 
     def __init__(self, job: Any, *, workers: int = 1, morsel_rows: int = 65_536,
@@ -107,7 +108,7 @@ class Driver:
                  sinks: list[tuple[Any, str]] | None = None,
                  progress: Callable[[int], None] | None = None, checkpointer: Any = None,
                  stop: threading.Event | None = None, final_is_end: bool = True,
-                 dead_letters: Any = None):
+                 dead_letters: Any = None, columns: dict[str, list[str]] | None = None):
         self.job = job
         self.workers = max(1, workers)
         self.morsel_rows = morsel_rows
@@ -120,6 +121,7 @@ class Driver:
         self.checkpointer = checkpointer
         self.stop = stop
         self.final_is_end = final_is_end
+        self.columns = columns or {}
         self.dead_letters = dead_letters
         if dead_letters is None and job.spec.quality.dead_letter_path:
             from tickflow.connectors.dead_letter import DeadLetters
@@ -136,7 +138,7 @@ class Driver:
         cp = self.checkpointer
         inputs: dict[str, Iterator[Any]] = {}
         for name, source in self.sources.items():
-            batches = source.batches(None, self.morsel_rows)
+            batches = source.batches(self.columns.get(name), self.morsel_rows)
             stage = self.stages[name]
             if cp is None:  # the quality stage runs on the read-ahead thread
                 inputs[name] = prefetch(stage.wrap(batches))
