@@ -142,11 +142,10 @@ class Driver:
             stage = self.stages[name]
             if cp is None:  # the quality stage runs on the read-ahead thread
                 inputs[name] = prefetch(stage.wrap(batches))
-            else:  # its state must match the position the checkpoint records
+            else:  # run by the loop: its state must match the position a checkpoint records
                 from tickflow.engine.state.recovery import with_positions
 
-                inputs[name] = stage.wrap(prefetch(with_positions(source, batches)),
-                                          with_position=True)
+                inputs[name] = prefetch(with_positions(source, batches))
         return inputs
 
     def run(self) -> RunSummary:
@@ -173,9 +172,14 @@ class Driver:
             positions = list(cp.positions) if cp is not None else []
             for name, item in merged(self._inputs(), paired=cp is not None):
                 if item is None:
+                    tail = self.stages[name].flush() if cp is not None else None
+                    if tail is not None:
+                        graph.emit(name, tail)
                     graph.end(name)
                     continue
                 batch, position = item if cp is not None else (item, None)
+                if cp is not None:
+                    batch = self.stages[name].check(batch)
                 graph.emit(name, batch)
                 graph.advance()
                 summary.rows += batch.num_rows
