@@ -173,13 +173,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                       f"{len(job.steps)} steps, {len(job.output_columns)} columns, "
                       f"{workers} workers")
     live = spec.mode in ("live", "export") or args.replay
-    if (args.cluster or live) and getattr(job, "is_multi_stream", False):
+    if live and job.is_multi_stream:
         from tickflow.engine.errors import CompileError, Problem
 
-        where = "--cluster" if args.cluster else "mode"
-        raise CompileError([Problem(args.job, None, None, where, "jobs with several streams "
-                                    "(operator steps or several sources) run on the local "
-                                    "executor over finite sources only, for now")])
+        raise CompileError([Problem(args.job, None, None, "mode", "jobs with several streams "
+                                    "(operator steps or several sources) run over finite "
+                                    "sources only, for now")])
     if spec.mode in ("live", "export") or args.replay:
         from tickflow.engine.executors.live import run_live_from_cli
 

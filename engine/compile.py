@@ -322,10 +322,6 @@ class _Compiler:
             bound.append((i, step, b))
 
         streams, main = self.plan_streams(spec, sources, schemas, bound)
-        if len(streams) > 1 and spec.executor.kind != "local":
-            self.problem(("executor", "kind"), f"jobs with several streams (operator steps or "
-                                               f"several sources) run on the local executor "
-                                               f"only, not {spec.executor.kind!r}")
         if len(streams) > 1 and spec.state.page_keys is not None:
             self.problem(("state", "page_keys"), "state paging keeps one stream's kernel state; "
                                                  "this job has several streams (operator steps "

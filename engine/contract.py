@@ -140,6 +140,14 @@ class ResumableSource(Protocol):
 
 
 @runtime_checkable
+class FileSource(Protocol):
+    """A source backed by files another process can read (Dask tasks read their keys' rows
+    from them themselves)."""
+
+    def files(self) -> list[str]: ...
+
+
+@runtime_checkable
 class StreamingSource(Protocol):
     """An endless source (Kafka): polled batch by batch, offsets committed after the sinks."""
 

@@ -163,15 +163,12 @@ def test_an_out_of_order_capture_stops_the_run_with_the_step_and_row(
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize(("change", "where"), [(("--cluster", "local"), "--cluster"),
-                                               ((), "mode")])
 def test_executors_without_streams_refuse_a_stream_job_instead_of_misrunning_it(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], change: tuple[str, ...],
-        where: str) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # (Dask runs stream jobs now: tests/runtime/test_dask_graphs.py)
     job = tmp_path / "job.yaml"
-    mode = "research" if change else "live"
-    job.write_text(f"name: j\nmode: {mode}\nsources:\n  - kind: simulator\n    rows: 100\n"
-                   f"steps:\n  - operator: filter\n    params: {{rule: price > 0}}\n")
-    assert main([str(job), "--quiet", *change]) == 2
+    job.write_text("name: j\nmode: live\nsources:\n  - kind: simulator\n    rows: 100\n"
+                   "steps:\n  - operator: filter\n    params: {rule: price > 0}\n")
+    assert main([str(job), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert f"{job}: {where}: jobs with several streams" in err
+    assert f"{job}: mode: jobs with several streams" in err
