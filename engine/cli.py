@@ -201,6 +201,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if summary.signal_counts:
             counts = ", ".join(f"{k}={v:,}" for k, v in summary.signal_counts.items())
             console.print(f"signals: {counts}")
+        if summary.quality_counts:
+            counts = ", ".join(f"{k}={v:,}" for k, v in sorted(summary.quality_counts.items()))
+            console.print(f"tick quality: {counts} (policy: quality.bad_price="
+                          f"{spec.quality.bad_price}, quality.out_of_order="
+                          f"{spec.quality.out_of_order})", markup=False)
         for line in summary.sink_summaries:
             console.print(line)
     return 0
