@@ -173,12 +173,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                       f"{len(job.steps)} steps, {len(job.output_columns)} columns, "
                       f"{workers} workers")
     live = spec.mode in ("live", "export") or args.replay
+    from tickflow.engine.contract import StreamingSource
+
+    streaming = bool(job.sources) and all(
+        isinstance(u.definition.cls(u.config, job.context), StreamingSource) for u in job.sources)
+    if streaming and not args.replay and not args.cluster and \
+            (spec.mode == "arbitrage" or (live and job.is_multi_stream)):
+        from tickflow.engine.executors.live_graph import run_live_graph_from_cli
+
+        return run_live_graph_from_cli(job, args, workers, console)
     if live and job.is_multi_stream:
         from tickflow.engine.errors import CompileError, Problem
 
         raise CompileError([Problem(args.job, None, None, "mode", "jobs with several streams "
-                                    "(operator steps or several sources) run over finite "
-                                    "sources only, for now")])
+                                    "(operator steps or several sources) run live on streaming "
+                                    "sources (kind: kafka) without --replay")])
     if spec.mode in ("live", "export") or args.replay:
         from tickflow.engine.executors.live import run_live_from_cli
 

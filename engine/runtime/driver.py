@@ -101,6 +101,11 @@ class Driver:
         progress, checkpointer, stop, final_is_end: the hooks (module docstring).
         dead_letters: where rows the quality stage drops go (a ``DeadLetters``), or None.
         columns: source name -> the columns to read (all when absent).
+        feed: where batches come from instead of reading the sources to their end: an
+            iterable of ``(source, (batch, position) | None)`` in arrival order (the live
+            placement's pollers).
+        on_durable: called once the output is durable (after each checkpoint, and after the
+            sinks closed): the live placement commits its consumer offsets there.
     """
 
     def __init__(self, job: Any, *, workers: int = 1, morsel_rows: int = 65_536,
@@ -108,7 +113,8 @@ class Driver:
                  sinks: list[tuple[Any, str]] | None = None,
                  progress: Callable[[int], None] | None = None, checkpointer: Any = None,
                  stop: threading.Event | None = None, final_is_end: bool = True,
-                 dead_letters: Any = None, columns: dict[str, list[str]] | None = None):
+                 dead_letters: Any = None, columns: dict[str, list[str]] | None = None,
+                 feed: Any = None, on_durable: Callable[[], None] | None = None):
         self.job = job
         self.workers = max(1, workers)
         self.morsel_rows = morsel_rows
@@ -122,6 +128,8 @@ class Driver:
         self.stop = stop
         self.final_is_end = final_is_end
         self.columns = columns or {}
+        self.feed = feed
+        self.on_durable = on_durable
         self.dead_letters = dead_letters
         if dead_letters is None and job.spec.quality.dead_letter_path:
             from tickflow.connectors.dead_letter import DeadLetters
@@ -169,16 +177,19 @@ class Driver:
             for stream, group in groups.items():
                 outputs[stream] = StreamOutput(group, schemas[stream])
                 graph.attach(stream, outputs[stream])
-            positions = list(cp.positions) if cp is not None else []
-            for name, item in merged(self._inputs(), paired=cp is not None):
+            positions = list(cp.positions) if cp is not None else [None] * len(index)
+            inline = cp is not None or self.feed is not None  # quality checked in this loop
+            items = self.feed if self.feed is not None else merged(self._inputs(),
+                                                                   paired=cp is not None)
+            for name, item in items:
                 if item is None:
-                    tail = self.stages[name].flush() if cp is not None else None
+                    tail = self.stages[name].flush() if inline else None
                     if tail is not None:
                         graph.emit(name, tail)
                     graph.end(name)
                     continue
-                batch, position = item if cp is not None else (item, None)
-                if cp is not None:
+                batch, position = item if inline else (item, None)
+                if inline:
                     batch = self.stages[name].check(batch)
                 graph.emit(name, batch)
                 graph.advance()
@@ -192,9 +203,11 @@ class Driver:
                         for out in outputs.values():
                             out.drain()
                         cp.commit(self.state, sinks)
+                        if self.on_durable is not None:
+                            self.on_durable()
                 if self.stop is not None and self.stop.is_set():
-                    stopped = True
                     break
+            stopped = self.stop is not None and self.stop.is_set()
             for out in outputs.values():
                 out.finish()
             if cp is not None:
@@ -205,6 +218,8 @@ class Driver:
                 if text:
                     summary.sink_summaries.append(text)
             finished = True
+            if self.on_durable is not None:
+                self.on_durable()
             if cp is not None and self.final_is_end and not stopped:
                 cp.release(sinks)
         finally:

@@ -99,6 +99,9 @@ class Checkpointer:
         self.page_keys = state.page_keys
         self.pager: Any = None
         self.restored_extra: dict[str, Any] = {}
+        # called when a run starts from empty state (live: read from the start, not from the
+        # consumer group's offsets)
+        self.on_fresh_start: Callable[[], Any] | None = None
         if reset:
             self.store.reset()
 
@@ -132,6 +135,8 @@ class Checkpointer:
                     s.seek(None)
             if self.pager is not None:
                 self.pager.reset()
+            if self.on_fresh_start is not None:
+                self.on_fresh_start()
             return None
         manifest, snapshot = found
         self._check_layout(manifest)
