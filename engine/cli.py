@@ -214,7 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             counts = ", ".join(f"{k}={v:,}" for k, v in sorted(summary.quality_counts.items()))
             console.print(f"tick quality: {counts} (policy: quality.bad_price="
                           f"{spec.quality.bad_price}, quality.out_of_order="
-                          f"{spec.quality.out_of_order})", markup=False)
+                          f"{spec.quality.out_of_order or 'fail'})", markup=False)
         for line in summary.sink_summaries:
             console.print(line)
     return 0

@@ -33,6 +33,7 @@ from tickflow.engine.compile import CompiledJob
 from tickflow.engine.errors import SourceError, TickflowError
 from tickflow.engine.executors.local import Pipeline
 from tickflow.engine.live_view import LiveView
+from tickflow.engine.runtime.quality import QualityStage
 
 
 @dataclass
@@ -45,6 +46,7 @@ class LiveSummary:
     signal_counts: dict[str, int] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)
     flagged: dict[str, int] = field(default_factory=dict)
+    quality_counts: dict[str, int] = field(default_factory=dict)  # the driver's quality stage
     latency_us: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     sink_summaries: list[str] = field(default_factory=list)
     replayed: int | None = None
@@ -69,6 +71,9 @@ class LiveSummary:
                                                for k, v in self.signal_counts.items()))
         detail = ", ".join(f"{k}={v:,}" for k, v in sorted(self.dead_letters.items()))
         out.append(f"dead letters: {dead:,}" + (f" [{detail}]" if detail else ""))
+        if self.quality_counts:
+            out.append("tick quality: " + ", ".join(f"{k}={v:,}" for k, v in
+                                                    sorted(self.quality_counts.items())))
         pct = self.latency_percentiles_ms()
         if pct:
             out.append("tick-to-signal latency: " + ", ".join(f"{k} {v:.2f} ms"
@@ -132,6 +137,9 @@ class LiveRunner:
                              "checkpoints of this job are dropped, starting from empty state")
             checkpointer.store.reset()
         pipeline = Pipeline(self.job, max(1, self.workers))
+        # the same tick-quality policy as every other mode (engine/runtime/quality.py)
+        quality = QualityStage(self.job.spec.quality, self.job.sources[0].label, self.job.key,
+                               streaming=True)
         sinks = [u.definition.cls(u.config, self.job.context) for u in self.job.sinks]
         per_batch_commit = checkpointer is None and \
             all(getattr(s, "is_durable_on_flush", False) for s in sinks)
@@ -170,7 +178,7 @@ class LiveRunner:
                         uncommitted = {}
                         last_commit = time.monotonic()
                     continue
-                result = pipeline.process(consumed.ticks)
+                result = pipeline.process(quality.check(consumed.ticks))
                 for s in sinks:
                     s.write(result)
                 done_us = time.time_ns() // 1000
@@ -214,6 +222,7 @@ class LiveRunner:
                 summary.dead_letters = dict(source.dead_letters.counts)
             source.close()
         summary.signal_counts = dict(pipeline.signal_counts)
+        summary.quality_counts = quality.summary()
         summary.latency_us = np.concatenate(latencies) if latencies else summary.latency_us
         return summary
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from tickflow.engine.contract import AbortableSink
+from tickflow.engine.contract import AbortableSink, StreamingSource
 from tickflow.engine.runtime.graph import StreamGraph, merged
 from tickflow.engine.runtime.pipeline import RunSummary, Writer, prefetch
 from tickflow.engine.runtime.quality import QualitySpec, QualityStage
@@ -138,8 +138,9 @@ class Driver:
                                             source=job.spec.name)
         self.graph = StreamGraph(job, self.workers)
         spec: QualitySpec = job.spec.quality
-        self.stages = {name: QualityStage(spec, name, job.key, self.dead_letters)
-                       for name in self.sources}
+        self.stages = {name: QualityStage(spec, name, job.key, self.dead_letters,
+                                          streaming=isinstance(src, StreamingSource))
+                       for name, src in self.sources.items()}
         self.state = GraphState(self.graph, self.stages)
 
     def _inputs(self) -> dict[str, Iterator[Any]]:

@@ -10,8 +10,8 @@ same input gives the same counts in research, backtest, live and on Dask. Checke
 
 The job's ``quality:`` block decides what happens: bad prices and crossed quotes are dropped
 (default), kept or fail the run; out-of-order rows fail the run with a located message
-(default), are dropped, or are sorted back into place within a bounded ``lateness`` (rows later
-than that are dropped and counted as ``too_late``). Dropped rows go to the dead-letter file
+(default for files), are dropped (default for streams), or are sorted back into place within a
+bounded ``lateness`` (rows later than that are dropped and counted as ``too_late``). Dropped rows go to the dead-letter file
 when ``quality.dead_letter_path`` is set.
 """
 
@@ -41,9 +41,10 @@ class QualitySpec(BaseModel):
     bad_price: Literal["drop", "keep", "fail"] = Field(
         "drop", description="NaN/inf/zero/negative prices and crossed quotes: drop | keep | "
                             "fail")
-    out_of_order: Literal["fail", "sort", "drop"] = Field(
-        "fail", description="a timestamp earlier than the previous one of its key: fail (with "
-                            "source, key and row) | sort (within `lateness`) | drop")
+    out_of_order: Literal["fail", "sort", "drop"] | None = Field(
+        None, description="a timestamp earlier than the previous one of its key: fail (with "
+                          "source, key and row; the default for files) | sort (within "
+                          "`lateness`) | drop (the default for streams)")
     lateness: str = Field("5s", description="how far back `sort` reorders rows (e.g. 500ms, "
                                             "5s, 1m)")
     check_crossed: bool = Field(True, description="treat best_bid > best_ask as a bad price")
@@ -119,10 +120,14 @@ class QualityStage:
         source: the source's label (for messages and dead letters).
         key: the job's key column.
         dead_letters: a :class:`~connectors.dead_letter.DeadLetters`-like object or None.
+        streaming: the source is endless (live): out-of-order rows are dropped by default,
+            where a file fails.
     """
 
-    def __init__(self, spec: QualitySpec, source: str, key: str, dead_letters: Any = None):
+    def __init__(self, spec: QualitySpec, source: str, key: str, dead_letters: Any = None,
+                 streaming: bool = False):
         self.spec = spec
+        self.out_of_order = spec.out_of_order or ("drop" if streaming else "fail")
         self.source = source
         self.key = key
         self.dead_letters = dead_letters
@@ -212,12 +217,12 @@ class QualityStage:
         if len(self.keys) > self.last.shape[0]:
             self.last, self.seen = _grow(self.last, len(self.keys)), _grow(self.seen,
                                                                            len(self.keys))
-        if self.spec.out_of_order == "sort":
+        if self.out_of_order == "sort":
             return self._sorted(batch, ts, gid, drop), drop
         late = np.zeros(batch.num_rows, dtype=bool)
         count = _order_check(gid, ts, ~drop, self.last, late)
         if count:
-            if self.spec.out_of_order == "fail":
+            if self.out_of_order == "fail":
                 i = int(np.flatnonzero(late)[0])
                 raise SourceError(
                     f"{self._where(batch, i, first_row)}: timestamp "

@@ -1,6 +1,6 @@
 """One tick-quality policy, applied by the driver: the same bad input gives the same counts in
-research, backtest and on Dask (live: tests/runtime/test_live_graphs.py), dropped rows go to the
-dead letters, and the defaults fail out-of-order files with a located message."""
+research, backtest, live (through the embedded Kafka broker) and on Dask, dropped rows go to
+the dead letters, and the defaults fail out-of-order files with a located message."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from tickflow.engine.loader import load_job
 ROWS = 6_000
 # (row, column, value): each a distinct broken row
 BAD_PRICES = [(100, "price", float("nan")), (200, "price", float("inf")),
-              (300, "price", 0.0), (400, "price", -5.0), (500, "best_ask", float("-inf"))]
+              (300, "price", 0.0), (400, "price", -5.0), (500, "best_ask", 0.0)]
 CROSSED_ROW = 600
 LATE_ROW = 3_000  # moved 10 minutes back: earlier than its key's previous row
 EXPECTED = {"bad_price": 5, "crossed_quote": 1, "out_of_order": 1}
@@ -108,6 +108,39 @@ def test_research_backtest_and_dask_count_the_same(tmp_path: Path, bad_ticks: Pa
                     partitions=2)
     assert dask.quality_counts == EXPECTED
     assert dask.rows == research.rows
+
+
+LIVE = """\
+name: quality-live
+mode: live
+sources:
+  - id: ticks
+    kind: kafka
+    bootstrap: {bootstrap}
+    topic: {topic}
+    group_id: {topic}-g
+    end_when_idle_s: 2
+    quality: {{policy: keep}}   # the source only flags; the job's policy decides
+    dead_letter_path: {dead}
+steps:
+  - {{kernel: ema, params: {{span: 20}}}}
+quality: {{out_of_order: drop}}
+"""
+
+
+def test_live_counts_the_same(tmp_path: Path, bad_ticks: Path, kafka_broker: Any) -> None:
+    from tests.kafka.util import unique
+    from tickflow.connectors.replay import replay_to_kafka
+    from tickflow.engine.executors.live import run_live
+
+    topic = unique("quality")
+    assert replay_to_kafka(bad_ticks, kafka_broker.bootstrap, topic, "max") == ROWS
+    path = tmp_path / "live.yaml"
+    path.write_text(LIVE.format(bootstrap=kafka_broker.bootstrap, topic=topic,
+                                dead=tmp_path / "dead.jsonl"))
+    summary = run_live(_compiled(path))
+    assert summary.quality_counts == EXPECTED
+    assert summary.ticks == ROWS
 
 
 def test_dropped_rows_go_to_the_dead_letters_and_keep_keeps_them(
