@@ -161,6 +161,8 @@ class StreamingSource(Protocol):
 
     def is_idle_end(self) -> bool: ...
 
+    def mark_active(self) -> None: ...
+
 
 @runtime_checkable
 class CheckpointedSink(Protocol):

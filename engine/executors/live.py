@@ -32,6 +32,7 @@ from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
 from tickflow.engine.compile import CompiledJob
 from tickflow.engine.errors import SourceError, TickflowError
 from tickflow.engine.executors.local import Pipeline
+from tickflow.engine.contract import AbortableSink, AcknowledgedSink, StreamingSource
 from tickflow.engine.live_view import LiveView
 from tickflow.engine.runtime.quality import QualityStage
 
@@ -115,7 +116,7 @@ class LiveRunner:
         source = use.definition.cls(use.config, self.job.context, status=self.view.say) \
             if use.definition.name == "kafka" else use.definition.cls(use.config,
                                                                       self.job.context)
-        if not (hasattr(source, "poll") and hasattr(source, "commit")):
+        if not isinstance(source, StreamingSource):
             msg = (f"{self.job.spec.mode} mode needs a streaming source (kind: kafka); "
                    f"source {use.label!r} is kind {use.definition.name!r}")
             raise SourceError(msg)
@@ -142,7 +143,7 @@ class LiveRunner:
                                streaming=True)
         sinks = [u.definition.cls(u.config, self.job.context) for u in self.job.sinks]
         per_batch_commit = checkpointer is None and \
-            all(getattr(s, "is_durable_on_flush", False) for s in sinks)
+            all(isinstance(s, AcknowledgedSink) and s.is_durable_on_flush for s in sinks)
         uncommitted: dict[int, int] = {}
         latencies: list[np.ndarray] = []
         start = time.perf_counter()
@@ -166,9 +167,7 @@ class LiveRunner:
             # passes; without this each consumed batch's 20K message objects trigger full
             # traversals of them (a third of the decode time)
             gc.freeze()
-            mark_active = getattr(source, "mark_active", None)
-            if mark_active is not None:
-                mark_active()
+            source.mark_active()
             while not self._should_end(start):
                 consumed = source.poll()
                 if consumed is None:
@@ -213,9 +212,8 @@ class LiveRunner:
         finally:
             if not closed:
                 for s in sinks:
-                    abort = getattr(s, "abort", None)
-                    if abort is not None:
-                        abort()
+                    if isinstance(s, AbortableSink):
+                        s.abort()
             self.view.close()
             pipeline.close()
             if source.dead_letters is not None:
@@ -233,14 +231,13 @@ class LiveRunner:
         shared cores much longer): offsets go out when the sinks' queues are empty, and at
         least every ``commit_interval_s``, by a blocking flush then.
         """
-        if all(s.in_flight() == 0 for s in sinks if hasattr(s, "in_flight")):
+        if all(s.in_flight() == 0 for s in sinks if isinstance(s, AcknowledgedSink)):
             return True
         if time.monotonic() - last_commit < self.commit_interval_s:
             return False
         for s in sinks:
-            flush = getattr(s, "flush", None)
-            if flush is not None:
-                flush()
+            if isinstance(s, AcknowledgedSink):
+                s.flush()
         return True
 
     def _should_end(self, start: float) -> bool:
