@@ -169,13 +169,17 @@ class CheckpointedSink(Protocol):
     """A sink that writes each row exactly once across a resume.
 
     ``seek(position | None)`` before ``open`` drops output past a checkpoint (all of it for
-    None); ``checkpoint()`` makes what was written durable and returns its position;
-    ``release()`` removes recovery leftovers after the final checkpoint.
+    None); ``checkpoint()`` makes what was written durable and returns its position.
     """
 
     def seek(self, position: dict[str, Any] | None) -> None: ...
 
     def checkpoint(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class ReleasableSink(Protocol):
+    """A checkpointed sink with recovery files to remove after the final checkpoint."""
 
     def release(self) -> None: ...
 

@@ -138,6 +138,8 @@ class QualityStage:
         self.counts: Counter[str] = Counter()
         self.rows_seen = 0
         self.pending: pa.Table | None = None  # rows held back by `sort`
+        empty = np.zeros(0, dtype=np.int64)  # compile (or load) the check now, not mid-stream
+        _order_check(empty, empty, np.zeros(0, dtype=bool), empty, np.zeros(0, dtype=bool))
 
     def snapshot(self) -> dict[str, Any]:
         return {"keys": list(self.keys.values), "last": self.last.copy(), "seen": self.seen.copy(),

@@ -24,7 +24,7 @@ from tickflow.engine.checkpoint import (
     spec_sha256,
     state_root,
 )
-from tickflow.engine.contract import CheckpointedSink, ResumableSource
+from tickflow.engine.contract import CheckpointedSink, ReleasableSink, ResumableSource
 from tickflow.engine.errors import StateError
 from tickflow.engine.state.backend import StateBackend, StateSnapshot, get_backend
 from tickflow.engine.state.lanes import gather, scatter
@@ -209,7 +209,7 @@ class Checkpointer:
     def release(self, sinks: list[Any]) -> None:
         """After the final checkpoint: sinks drop their recovery files."""
         for s in sinks:
-            if isinstance(s, CheckpointedSink):
+            if isinstance(s, ReleasableSink):
                 s.release()
 
     def commit(self, state: Any, sinks: list[Any], is_final: bool = False,
