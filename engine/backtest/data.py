@@ -3,9 +3,9 @@
 Features come from the engine itself: the job's graph (for a one-stream job, pruned to the
 steps the strategy needs) run by the same driver as every other mode, with the simulator's input
 as the sink of its main stream (so a backtest sees exactly the features a live job computes,
-whether the strategy reads ticks, bars or joined timeframes). A research output (Parquet written by the engine)
-is reused instead when its provenance shows that the job which wrote it computes every needed
-column the same way (same kernels, params and inputs, all the way up).
+whether the strategy reads ticks, bars or joined timeframes). A research output (Parquet
+written by the engine) is reused instead when its provenance shows that the job which wrote it
+computes every needed column the same way (same kernels, params and inputs, all the way up).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ same input gives the same counts in research, backtest, live and on Dask. Checke
 The job's ``quality:`` block decides what happens: bad prices and crossed quotes are dropped
 (default), kept or fail the run; out-of-order rows fail the run with a located message
 (default for files), are dropped (default for streams), or are sorted back into place within a
-bounded ``lateness`` (rows later than that are dropped and counted as ``too_late``). Dropped rows go to the dead-letter file
-when ``quality.dead_letter_path`` is set.
+bounded ``lateness`` (rows later than that are dropped and counted as ``too_late``). Dropped
+rows go to the dead-letter file when ``quality.dead_letter_path`` is set.
 """
 
 from __future__ import annotations
@@ -142,8 +142,9 @@ class QualityStage:
         _order_check(empty, empty, np.zeros(0, dtype=bool), empty, np.zeros(0, dtype=bool))
 
     def snapshot(self) -> dict[str, Any]:
-        return {"keys": list(self.keys.values), "last": self.last.copy(), "seen": self.seen.copy(),
-                "counts": dict(self.counts), "rows_seen": self.rows_seen,
+        return {"keys": list(self.keys.values), "last": self.last.copy(),
+                "seen": self.seen.copy(), "counts": dict(self.counts),
+                "rows_seen": self.rows_seen,
                 "pending": self.pending}
 
     def restore(self, state: dict[str, Any]) -> None:
