@@ -35,6 +35,7 @@ from tickflow.engine.executors.local import Pipeline
 from tickflow.engine.contract import AbortableSink, AcknowledgedSink, StreamingSource
 from tickflow.engine.live_view import LiveView
 from tickflow.engine.runtime.quality import QualityStage
+from tickflow.engine.state.recovery import PipelineState
 
 
 @dataclass
@@ -141,6 +142,7 @@ class LiveRunner:
         # the same tick-quality policy as every other mode (engine/runtime/quality.py)
         quality = QualityStage(self.job.spec.quality, self.job.sources[0].label, self.job.key,
                                streaming=True)
+        state = PipelineState(pipeline, {self.job.sources[0].label: quality})
         sinks = [u.definition.cls(u.config, self.job.context) for u in self.job.sinks]
         per_batch_commit = checkpointer is None and \
             all(isinstance(s, AcknowledgedSink) and s.is_durable_on_flush for s in sinks)
@@ -150,7 +152,7 @@ class LiveRunner:
         last_commit = time.monotonic()
         closed = False
         try:
-            if checkpointer is not None and checkpointer.resume(pipeline, [source], sinks) \
+            if checkpointer is not None and checkpointer.resume(state, [source], sinks) \
                     is None:
                 source.seek(None)  # empty state: read from the start, not the group's offsets
             empty = pa.RecordBatch.from_pylist([], schema=CANONICAL_TICK_SCHEMA)
@@ -160,7 +162,7 @@ class LiveRunner:
             if checkpointer is not None and checkpointer.resumed_from is None:
                 # where this run's state begins: a kill before the next checkpoint resumes here
                 checkpointer.positions = [source.position()]
-                checkpointer.commit(pipeline, sinks)
+                checkpointer.commit(state, sinks)
             if self.on_open is not None:
                 self.on_open(source)
             # the long-lived objects made so far (modules, kernels, state) need no more GC
@@ -190,7 +192,7 @@ class LiveRunner:
                 uncommitted.update(consumed.offsets)
                 if checkpointer is not None:
                     if checkpointer.advance(consumed.ticks.num_rows, source.position()):
-                        checkpointer.commit(pipeline, sinks)
+                        checkpointer.commit(state, sinks)
                         if source.commit(uncommitted):  # the group's offsets: for monitoring
                             uncommitted = {}
                 elif per_batch_commit and self._outputs_acknowledged(sinks, last_commit) and \
@@ -201,7 +203,7 @@ class LiveRunner:
             summary.seconds = time.perf_counter() - start
             if checkpointer is not None:
                 # a stream does not end: the last checkpoint is resumed by the next run
-                checkpointer.commit(pipeline, sinks)
+                checkpointer.commit(state, sinks)
             for s in sinks:
                 text = s.close()
                 if text:

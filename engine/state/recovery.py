@@ -45,17 +45,33 @@ def parse_every(every: str | int | None) -> tuple[int, float]:
 
 
 class PipelineState:
-    """One pipeline seen as a graph of one stream (the live executor's kernel segment)."""
+    """One pipeline seen as a graph of one stream (the live runner's kernel segment), with
+    the quality stages that feed it (their state is pickled beside the kernel state)."""
 
-    def __init__(self, pipeline: Any):
+    def __init__(self, pipeline: Any, stages: dict[str, Any] | None = None):
         self.pipeline = pipeline
+        self.stages = stages or {}
 
     def gather(self, extra: dict[str, Any] | None = None) -> tuple[StateSnapshot, bytes | None]:
-        return gather(self.pipeline), None
+        if not self.stages:
+            return gather(self.pipeline), None
+        import pickle
+
+        quality = {name: st.snapshot() for name, st in self.stages.items()}
+        return gather(self.pipeline), pickle.dumps({"extra": {"quality": quality}})
 
     def scatter(self, snapshot: StateSnapshot, blob: bytes | None) -> dict[str, Any]:
         scatter(self.pipeline, snapshot)
-        return {}
+        if blob is None:
+            return {}
+        import pickle
+
+        # written by this job's own checkpoint and verified against its manifest's sha256
+        extra = dict(pickle.loads(blob).get("extra", {}))  # noqa: S301
+        for name, state in extra.get("quality", {}).items():
+            if name in self.stages:
+                self.stages[name].restore(state)
+        return extra
 
 
 def _as_state(state: Any) -> Any:
