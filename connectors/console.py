@@ -49,6 +49,9 @@ class ConsoleSink(Sink):
         return self._console
 
     def write(self, batch: pa.RecordBatch) -> None:
+        if self.context.extra.get("streaming"):  # a live run: rows as they come
+            self._print_rows(batch)
+            return
         self.count += batch.num_rows
         if self._head_rows < self.config.rows:
             if self.config.columns:
@@ -60,6 +63,16 @@ class ConsoleSink(Sink):
             self._show()
         elif self._shown and self._out().is_terminal:
             self._out().print(f"[dim]{self.count:,} rows[/dim]", end="\r")
+
+    def _print_rows(self, batch: pa.RecordBatch) -> None:
+        if self.config.columns:
+            batch = batch.select(self.config.columns)
+        for row in batch.slice(0, max(0, self.config.rows - self.count)).to_pylist():
+            self._out().print("  ".join(f"{k}={'null' if v is None else _cell(v)}"
+                                        for k, v in row.items()),
+                              markup=False, highlight=False, soft_wrap=True)
+        self.count += batch.num_rows
+        self._shown = True
 
     def _show(self) -> None:
         from rich.table import Table

@@ -109,6 +109,11 @@ def layout_description(job: Any) -> dict[str, Any]:
         memory = list(getattr(rule, "memory", []))
         if memory:
             out["signals"].append({"name": name, "fields": _fields(memory)})
+    streams = getattr(job, "streams", {})
+    if len(streams) > 1:  # a graph: its shape and operators are part of the layout too
+        out["streams"] = {name: [s.step_id for s in st.steps] for name, st in streams.items()}
+        out["operators"] = [{"id": op.step_id, "operator": op.definition.name,
+                             "params": op.params.model_dump_json()} for op in job.operators]
     return out
 
 

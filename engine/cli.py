@@ -159,8 +159,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                       f"{len(job.steps)} steps, {len(job.output_columns)} columns, "
                       f"{workers} workers")
     live = spec.mode in ("live", "export") or args.replay
-    if args.cluster or live:
-        bridge.check_single_stream_for(job, "--cluster" if args.cluster else "mode")
+    from tickflow.engine.contract import StreamingSource
+
+    streaming = bool(job.sources) and all(
+        isinstance(u.definition.cls(u.config, job.context), StreamingSource) for u in job.sources)
+    if streaming and not args.replay and not args.cluster and \
+            (spec.mode == "arbitrage" or (live and job.is_multi_stream)):
+        return bridge.run_live_graph_cli(job, args, workers, console)
+    if live and job.is_multi_stream:
+        from tickflow.engine.errors import CompileError, Problem
+
+        raise CompileError([Problem(args.job, None, None, "mode", "jobs with several streams "
+                                    "(operator steps or several sources) run live on streaming "
+                                    "sources (kind: kafka) without --replay")])
     if live:
         from tickflow.engine.live_view import rich_view_allowed
 
@@ -171,6 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                   show_progress=spec.executor.progress and not quiet)
         rows, seconds = summary.rows, summary.seconds
         counts, sink_lines = summary.signal_counts, summary.sink_summaries
+        quality = dict(getattr(summary, "quality_counts", {}) or {})
     else:
         import tickflow.api as tf
         from tickflow.engine.cli_tools import progress_bar, source_rows
@@ -185,11 +197,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             stop()
         rows, seconds = result.rows_in, result.seconds
         counts, sink_lines = result.signal_counts, result.sink_summaries
+        quality = result.quality_counts
     if not quiet:
         rate = rows / seconds if seconds > 0 else 0.0
         console.print(f"processed {rows:,} rows in {seconds:.2f} s ({rate:,.0f} rows/s)")
         if counts:
             console.print(f"signals: {', '.join(f'{k}={v:,}' for k, v in counts.items())}")
+        if quality:
+            shown = ", ".join(f"{k}={v:,}" for k, v in sorted(quality.items()))
+            console.print(f"tick quality: {shown} (policy: quality.bad_price="
+                          f"{spec.quality.bad_price}, quality.out_of_order="
+                          f"{spec.quality.out_of_order or 'fail'})", markup=False)
         for line in sink_lines:
             console.print(line)
     return 0

@@ -353,14 +353,10 @@ class _Compiler:
             bound.append((i, step, b))
 
         streams, main = self.plan_streams(spec, sources, schemas, bound)
-        if len(streams) > 1 and spec.executor.kind != "local":
-            self.problem(("executor", "kind"), f"jobs with several streams (operator steps or "
-                                               f"several sources) run on the local executor "
-                                               f"only, not {spec.executor.kind!r}")
-        if len(streams) > 1 and spec.state.backend != "memory":
-            self.problem(("state", "backend"), "jobs with several streams keep their state in "
-                                               "memory for now: checkpoints of operator state "
-                                               "are not wired into the stream graph yet")
+        if len(streams) > 1 and spec.state.page_keys is not None:
+            self.problem(("state", "page_keys"), "state paging keeps one stream's kernel state; "
+                                                 "this job has several streams (operator steps "
+                                                 "or several sources): drop page_keys")
         main_stream = streams.get(main)
         all_columns = set(main_stream.columns) if main_stream else set()
         known = bool(main_stream and main_stream.known and main_stream.columns)

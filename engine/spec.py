@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tickflow.engine.backtest.spec import StrategySpec, SweepSpec
 from tickflow.engine.durations import Duration, parse_duration_us
+from tickflow.engine.runtime.quality import QualitySpec
 
 Mode = Literal["live", "research", "backtest", "arbitrage", "export"]
 
@@ -161,6 +162,10 @@ class JobSpec(Strict):
         default_factory=dict,
         description="name: rule expression; adds an int8 column per signal (1 when it holds)")
     state: StateSpec = Field(default_factory=StateSpec)
+    quality: QualitySpec = Field(
+        default_factory=QualitySpec,
+        description="broken ticks (bad prices, crossed quotes, time going backwards within a "
+                    "key): what the driver does with them, in every mode")
     sinks: list[ConnectorBlock] = Field(default_factory=list, description="where results go")
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     report: ReportSpec | None = Field(None, description="research summary (research mode)")

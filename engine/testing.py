@@ -129,7 +129,7 @@ def run_pipeline(job: Any, workers: int = 1, morsel_rows: int = 65_536) -> Any:
     what a test compares across worker counts and morsel sizes."""
     import pyarrow as pa
 
-    from tickflow.engine.executors.local import Pipeline
+    from tickflow.engine.runtime.pipeline import Pipeline
 
     use = job.sources[0]
     source = use.definition.cls(use.config, job.context)

@@ -117,14 +117,11 @@ def run_live_cli(job: CompiledJob, args: Any, workers: int, console: Any) -> int
     return run_live_from_cli(job, args, workers, console)
 
 
-def check_single_stream_for(job: CompiledJob, where: str) -> None:
-    """Several streams run on the local executor over finite sources only, for now."""
-    if getattr(job, "is_multi_stream", False):
-        from tickflow.engine.errors import CompileError
+def run_live_graph_cli(job: CompiledJob, args: Any, workers: int, console: Any) -> int:
+    """A graph of several streaming sources (arbitrage, multi-timeframe) run live."""
+    from tickflow.engine.executors.live_graph import run_live_graph_from_cli
 
-        raise CompileError([Problem(job.loaded.path, None, None, where, "jobs with several "
-                                    "streams (operator steps or several sources) run on the "
-                                    "local executor over finite sources only, for now")])
+    return run_live_graph_from_cli(job, args, workers, console)
 
 
 # ---------------------------------------------------------------- backtests

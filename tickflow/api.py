@@ -204,6 +204,7 @@ def run(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *, set: 
             rows_in = int(getattr(summary, "rows", 0))
             counts = dict(getattr(summary, "signal_counts", {}) or {})
             summaries: list[str] = []
+            quality = dict(getattr(summary, "quality_counts", {}) or {})
         else:
             if keep_table or not sinks:
                 compiled = bridge.with_capture(compiled, capture, sinks)
@@ -211,8 +212,9 @@ def run(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *, set: 
                                         progress=progress, quiet=quiet)
             rows_in, counts = summary.rows, dict(summary.signal_counts)
             summaries = list(summary.sink_summaries)
+            quality = dict(summary.quality_counts)
     return Result(job.name, capture.table(), rows_in, time.perf_counter() - start, counts,
-                  summaries)
+                  summaries, quality)
 
 
 def stream(job_or_path: Job | str | os.PathLike[str], ticks: Ticks = None, *,

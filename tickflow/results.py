@@ -49,6 +49,7 @@ class Result:
     seconds: float = 0.0
     signal_counts: dict[str, int] = field(default_factory=dict)
     sink_summaries: list[str] = field(default_factory=list)
+    quality_counts: dict[str, int] = field(default_factory=dict)  # rows the quality stage took
 
     def to_pandas(self) -> pandas.DataFrame:
         return self.table.to_pandas()

@@ -1,10 +1,11 @@
 """The columns a backtest reads, as whole arrays in time order: computed or reused.
 
-Features come from the engine itself: the job's steps, pruned to those the strategy needs, run
-through the local executor's :class:`~engine.executors.local.Pipeline` (so a backtest sees
-exactly the features a live job computes). A research output (Parquet written by the engine)
-is reused instead when its provenance shows that the job which wrote it computes every needed
-column the same way (same kernels, params and inputs, all the way up).
+Features come from the engine itself: the job's graph (for a one-stream job, pruned to the
+steps the strategy needs) run by the same driver as every other mode, with the simulator's input
+as the sink of its main stream (so a backtest sees exactly the features a live job computes,
+whether the strategy reads ticks, bars or joined timeframes). A research output (Parquet
+written by the engine) is reused instead when its provenance shows that the job which wrote it
+computes every needed column the same way (same kernels, params and inputs, all the way up).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
 from tickflow.engine.columns import float_column
 from tickflow.engine.compile import CompiledJob
 from tickflow.engine.errors import SourceError, TickflowError
-from tickflow.engine.executors.local import Pipeline, timestamp_us
+from tickflow.engine.runtime.pipeline import timestamp_us
 from tickflow.engine.keys import KeyIndex
 from tickflow.engine.step import BoundKernel
 
@@ -41,6 +42,7 @@ class MarketData:
     columns: dict[str, np.ndarray]       # price, best_bid, best_ask and features (float64)
     origin: str = ""
     notes: list[str] = field(default_factory=list)
+    quality_counts: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -79,41 +81,52 @@ def _finish(ts: np.ndarray, sym: np.ndarray, symbols: list[str],
     return MarketData(ts, sym, symbols, columns, origin)
 
 
+def backtest_graph(job: CompiledJob, columns: set[str]) -> CompiledJob:
+    """The job's graph as a backtest runs it: no signals, and for a one-stream job only the
+    steps that make ``columns`` (a sweep point then computes no unused feature)."""
+    streams = dict(job.streams)
+    main = job.main_stream
+    if len(streams) == 1:
+        steps = needed_steps(job, columns)
+        streams[main] = dataclasses.replace(streams[main], steps=steps, signals={})
+    else:
+        streams[main] = dataclasses.replace(streams[main], signals={})
+    return dataclasses.replace(job, streams=streams, signals={},
+                               steps=[s for st in streams.values() for s in st.steps])
+
+
 def compute_features(job: CompiledJob, columns: set[str], workers: int = 1) -> MarketData:
-    """Run the steps that make ``columns`` over the job's source; keep only what is needed."""
-    steps = needed_steps(job, columns)
-    pruned = dataclasses.replace(job, steps=steps, signals={})
-    produced = {c for s in steps for c in s.output_columns}
-    schema = job.source_schema
-    want = {c for c in columns if c not in produced} | {c for c in QUOTES if c in schema.names}
-    read = [c for c in schema.names
-            if c in want or c in (job.key, "timestamp")
-            or any(c in s.input_columns for s in steps)]
-    keep = sorted((columns & produced) | (want & set(schema.names)))
-    src_use = job.sources[0]
-    source = src_use.definition.cls(src_use.config, job.context)
-    pipeline = Pipeline(pruned, workers)
-    keys = KeyIndex()
-    parts: dict[str, list[np.ndarray]] = {c: [] for c in keep}
-    ts_parts: list[np.ndarray] = []
-    sym_parts: list[np.ndarray] = []
-    try:
-        for batch in source.batches(read, job.spec.executor.morsel_rows):
-            out = pipeline.process(batch)
-            ts_parts.append(timestamp_us(batch))
-            sym_parts.append(keys.encode(batch.column(job.key)))
-            for c in keep:
-                parts[c].append(float_column(out.column(c)))
-    finally:
-        pipeline.close()
-        source.close()
-    if not ts_parts:
+    """Run the job's graph through the driver with the simulator's input as the sink of its
+    main stream; keep only what the strategy reads."""
+    from tickflow.engine.backtest.sink import MarketDataSink
+    from tickflow.engine.runtime.driver import Driver
+
+    graph_job = backtest_graph(job, columns)
+    sink = MarketDataSink(job.key, set(columns) | set(QUOTES))
+    projection = None
+    if len(job.streams) == 1:  # read only the columns the steps, rules and fills need
+        steps = graph_job.steps
+        schema = job.source_schema
+        produced = {c for s in steps for c in s.output_columns}
+        want = {c for c in columns if c not in produced} | set(QUOTES)
+        read = [c for c in schema.names if c in want or c in (job.key, "timestamp")
+                or any(c in s.input_columns for s in steps)]
+        projection = {job.sources[0].label: read}
+    driver = Driver(graph_job, workers=workers, morsel_rows=job.spec.executor.morsel_rows,
+                    sinks=[(sink, job.main_stream)], columns=projection)
+    driver.run()
+    if not sink.rows:
         raise SourceError(f"the source of job '{job.spec.name}' has no ticks to backtest")
-    cols = {c: np.concatenate(v) for c, v in parts.items()}
-    steps_text = ", ".join(s.step_id for s in steps) or "none"
-    return _finish(np.concatenate(ts_parts), np.concatenate(sym_parts),
-                   [str(v) for v in keys.values], cols,
+    ts, sym, symbols, cols = sink.arrays()
+    steps_text = ", ".join(s.step_id for s in graph_job.steps) or "none"
+    data = _finish(ts, sym, symbols, cols,
                    f"features computed from the ticks (steps: {steps_text})")
+    counts = driver.quality_counts()
+    if counts:
+        data.notes.append("tick quality: " + ", ".join(f"{k}={v:,}"
+                                                       for k, v in sorted(counts.items())))
+    data.quality_counts = counts
+    return data
 
 
 # ----------------------------------------------------------------- reusing a research output

@@ -79,13 +79,7 @@ def load_backtest_job(job_path: str, sets: Sequence[str] = (), parquet: str | No
                       **({"id": sources[0]["id"]} if sources[0].get("id") else {})}
     elif sources and isinstance(sources[0], dict):
         _ensure_default_ticks(loaded, say)
-    job = compile_job(loaded)
-    if getattr(job, "is_multi_stream", False):
-        m = loaded.marks.find(("steps",))
-        raise JobSpecError([Problem(m.file, m.line, m.col, "steps",
-                                    "a backtest runs on one stream of ticks; operator steps "
-                                    "and extra sources are not supported in backtests yet")])
-    return job
+    return compile_job(loaded)
 
 
 def _ensure_default_ticks(loaded: LoadedJob, say: Any) -> None:

@@ -28,6 +28,7 @@ import contextlib
 import copy
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -63,6 +64,7 @@ class DaskRunSummary(RunSummary):
     files: list[str] = field(default_factory=list)
     report: dict[str, Any] | None = None
     dashboard: str = ""
+    single_task_reason: str | None = None  # why the graph was not split by key
 
 
 def connect(address: str, *, workers: int | None = None,
@@ -129,26 +131,36 @@ def task_progress(console: Any, label: str, total: int, extra: tuple[str, ...] =
 
 
 def check_supported(job: CompiledJob) -> None:
-    """The Dask executor partitions Parquet input; say so clearly for anything else."""
-    src = job.sources[0].definition.name
-    if src != "parquet":
-        raise ClusterError(f"the dask executor reads parquet sources (each worker reads its "
-                           f"keys' rows itself); sources[0] is kind {src!r}")
-    if len(job.spec.sources) > 1:
-        raise ClusterError("the dask executor runs jobs with one source")
-    for i, step in enumerate(job.spec.steps):
-        if getattr(step, "operator", None) is not None:
-            raise ClusterError(f"steps[{i}]: operator steps ({step.operator}) do not run on the "
-                               f"dask executor yet; run this job with executor.kind: local")
-    for i, block in enumerate(job.spec.sinks):
-        if getattr(block, "from_", None) is not None:
-            raise ClusterError(f"sinks[{i}].from: the dask executor writes the main stream "
-                               f"only; run this job with executor.kind: local")
+    """The Dask executor partitions file sources by key; say so clearly for anything else."""
+    from tickflow.engine.contract import FileSource
+
+    for use in job.sources:
+        source = use.definition.cls(use.config, job.context)
+        if not isinstance(source, FileSource):
+            raise ClusterError(f"the dask executor reads file sources (each worker reads its "
+                               f"keys' rows itself); source {use.label!r} is kind "
+                               f"{use.definition.name!r}")
     for use in job.sinks:
         if use.definition.name not in ("parquet", "report"):
             raise ClusterError(f"the dask executor writes parquet sinks (a directory of parts) "
                                f"and the report; sinks[{use.index}] is kind "
                                f"{use.definition.name!r}")
+
+
+def single_task_reason(job: CompiledJob) -> str | None:
+    """Why the job's graph cannot be split by key (then it runs in one task), or None.
+
+    A graph splits when every stream is keyed by the job's key: each key's rows, in every
+    stream, then meet the same steps in the same order in one task.
+    """
+    for step in job.steps:
+        if step.is_cross_key:
+            return f"step '{step.step_id}' ({step.definition.name}) reads several keys' rows"
+    for op in job.operators:
+        if op.key != job.key:
+            return (f"step '{op.step_id}' ({op.definition.name}) groups by {op.key!r}, not "
+                    f"the job's key {job.key!r}")
+    return None
 
 
 def _absolute(path: str) -> str:
@@ -163,8 +175,10 @@ def make_plan(job: CompiledJob, partitions: int) -> DaskPlan:
         for block in loaded.data.get(section) or []:
             if block.get("kind") == "parquet" and isinstance(block.get("path"), str):
                 block["path"] = _absolute(block["path"])
-    outputs = []
-    for use, block in zip([u for u in job.sinks if u.definition.name == "parquet"],
+    outputs, streams = [], []
+    parquet_sinks = [(u, st) for u, st in zip(job.sinks, job.sink_streams, strict=True)
+                     if u.definition.name == "parquet"]
+    for (use, stream), block in zip(parquet_sinks,
                           [b for b in loaded.data.get("sinks") or []
                            if b.get("kind") == "parquet"], strict=True):
         target = Path(os.path.expanduser(block["path"]))
@@ -173,8 +187,10 @@ def make_plan(job: CompiledJob, partitions: int) -> DaskPlan:
             directory=str(target), staging=str(target.with_name(f".{target.name}.{run_id}")),
             compression=cfg.compression, row_group_rows=cfg.row_group_rows,
             statistics=cfg.statistics))
+        streams.append(stream)
     return DaskPlan(run_id=run_id, loaded=loaded, context=job.context, partitions=partitions,
-                    morsel_rows=job.spec.executor.morsel_rows, outputs=tuple(outputs))
+                    morsel_rows=job.spec.executor.morsel_rows, outputs=tuple(outputs),
+                    streams=tuple(streams))
 
 
 def run_dask(job: CompiledJob, *, address: str | None = None, client: Any = None,
@@ -220,13 +236,17 @@ def _submit(job: CompiledJob, client: Any, partitions: int | None,
 
     threads = require_workers(client)
     count = partitions or job.spec.executor.partitions or max(1, threads)
-    if any(getattr(s, "is_cross_key", False) for s in job.steps):
-        count = 1  # a cross-key step reads several keys' rows: they must stay together
+    reason = single_task_reason(job)
+    if reason is not None:
+        count = 1  # those rows must stay together
+        if not job.context.quiet:
+            print(f"tickflow: the job runs in one dask task: {reason}", file=sys.stderr)
     plan = make_plan(job, count)
     if on_connect is not None:
         on_connect(client, count)
     summary = DaskRunSummary(signal_counts=dict.fromkeys(job.signals, 0), partitions=count,
-                             dashboard=str(client.dashboard_link or ""))
+                             dashboard=str(client.dashboard_link or ""),
+                             single_task_reason=reason)
     start = time.perf_counter()
     futures = [client.submit(run_partition, plan, k, key=f"tickflow-{plan.run_id}-part-{k}",
                              pure=False) for k in range(count)]
@@ -237,6 +257,8 @@ def _submit(job: CompiledJob, client: Any, partitions: int | None,
             summary.rows += res.rows
             for name, n in res.signal_counts.items():
                 summary.signal_counts[name] = summary.signal_counts.get(name, 0) + n
+            for name, n in res.quality_counts.items():
+                summary.quality_counts[name] = summary.quality_counts.get(name, 0) + n
             if progress is not None:
                 progress(res)
         files = client.submit(commit_outputs, plan, futures,

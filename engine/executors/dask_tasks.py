@@ -24,7 +24,6 @@ import pyarrow as pa
 from tickflow.connectors.base import RunContext
 from tickflow.engine.compile import CompiledJob, compile_job
 from tickflow.engine.errors import SinkError, TickflowError
-from tickflow.engine.executors.local import Pipeline
 from tickflow.engine.executors.partition import ScanCounts, partition_batches
 from tickflow.engine.loader import LoadedJob
 
@@ -57,6 +56,7 @@ class DaskPlan:
     partitions: int
     morsel_rows: int
     outputs: tuple[PartOutput, ...]
+    streams: tuple[str, ...] = ()  # the stream each output writes (the main one when empty)
 
 
 @dataclass
@@ -73,6 +73,7 @@ class PartResult:
     report: Any = None  # the partition's report sink (its keys' statistics), merged later
     row_groups_read: int = 0
     row_groups_skipped: int = 0  # input row groups without a key of this partition
+    quality_counts: dict[str, int] = field(default_factory=dict)
 
 
 _COMPILED: dict[str, CompiledJob] = {}
@@ -126,7 +127,8 @@ def _coalesce(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Recor
         yield pending[0] if len(pending) == 1 else pa.concat_batches(pending)
 
 
-def _writers(plan: DaskPlan, partition: int, schema: pa.Schema) -> list[Any]:
+def _writers(plan: DaskPlan, partition: int, schema: pa.Schema,
+             outputs: Any = None) -> list[Any]:
     from tickflow.connectors.parquet import AtomicParquetWriter
 
     meta = {**plan.context.provenance(), "tickflow.run_id": plan.run_id,
@@ -135,7 +137,7 @@ def _writers(plan: DaskPlan, partition: int, schema: pa.Schema) -> list[Any]:
     return [AtomicParquetWriter(Path(o.staging) / PART_NAME.format(partition), schema,
                                 compression=o.compression, row_group_rows=o.row_group_rows,
                                 statistics=o.statistics, metadata=meta)
-            for o in plan.outputs]
+            for o in (plan.outputs if outputs is None else outputs)]
 
 
 def run_partition(plan: DaskPlan, partition: int) -> PartResult:
@@ -151,47 +153,97 @@ def run_partition(plan: DaskPlan, partition: int) -> PartResult:
     return result
 
 
-def _run_partition(plan: DaskPlan, partition: int, start: float) -> PartResult:
-    job = _compiled(plan)
-    use = job.sources[0]
-    source = use.definition.cls(use.config, plan.context)
-    pipeline = Pipeline(job, workers=1)
-    report = _report_sink(job, plan.context)
-    writers: list[Any] = []
-    rows = 0
-    scanned = ScanCounts()
-    try:
+class _PartitionView:
+    """One source seen by one task: the rows of its partition's keys, in the source's order."""
+
+    def __init__(self, source: Any, key: str, plan: DaskPlan, partition: int,
+                 scanned: ScanCounts):
+        self.source = source
+        self.key = key
+        self.plan = plan
+        self.partition = partition
+        self.scanned = scanned
+
+    def schema(self) -> pa.Schema:
+        return self.source.schema()
+
+    def batches(self, columns: list[str] | None = None,
+                batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
         # read about `partitions` morsels at a time, so that a filtered batch is about one
         # morsel and is rarely glued to the next (each glue is a copy)
+        plan = self.plan
         read_rows = min(plan.morsel_rows * plan.partitions, 1 << 20)
-        mine = partition_batches(source, job.key, plan.partitions, partition, read_rows,
-                                 scanned)
-        for batch in _coalesce(mine, max(1, plan.morsel_rows // 2)):
-            result = pipeline.process(batch)
-            if not writers:
-                writers = _writers(plan, partition, result.schema)
-            for w in writers:
-                w.write(result)
-            if report is not None:
-                report.write(result)
-            rows += batch.num_rows
-        if not writers:  # no key of this partition: still an (empty) part with the schema
-            empty = pipeline.process(pa.RecordBatch.from_pylist([], schema=source.schema()))
-            writers = _writers(plan, partition, empty.schema)
-        for w in writers:
-            w.close()
-    except BaseException:
-        for w in writers:
-            w.abort()
-        raise
-    finally:
-        pipeline.close()
-        source.close()
-    return PartResult(partition=partition, rows=rows, seconds=time.perf_counter() - start,
-                      keys=sorted(str(k) for k in pipeline.keys.values),
-                      signal_counts=dict(pipeline.signal_counts), worker=_worker_address(),
+        mine = partition_batches(self.source, self.key, plan.partitions, self.partition,
+                                 read_rows, self.scanned)
+        return _coalesce(mine, max(1, plan.morsel_rows // 2))
+
+    def close(self) -> None:
+        self.source.close()
+
+
+class _PartSink:
+    """A parquet sink's part of this partition, created with the stream's schema."""
+
+    def __init__(self, plan: DaskPlan, partition: int, output: PartOutput):
+        self.plan, self.partition, self.output = plan, partition, output
+        self.writer: Any = None
+
+    def open(self, schema: pa.Schema) -> None:
+        if self.writer is None:
+            self.writer = _writers(self.plan, self.partition, schema, [self.output])[0]
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.writer.write(batch)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
+class _KeptReport:
+    """The partition's report sink: fed here, merged and closed on the client."""
+
+    def __init__(self, report: Any):
+        self.report = report
+
+    def open(self, schema: pa.Schema) -> None:
+        self.report.open(schema)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.report.write(batch)
+
+    def close(self) -> None:
+        return None
+
+
+def _run_partition(plan: DaskPlan, partition: int, start: float) -> PartResult:
+    """The driver over this partition's rows of every source; its outputs are the parts."""
+    from tickflow.engine.runtime.driver import Driver
+
+    job = _compiled(plan)
+    scanned = ScanCounts()
+    sources = {u.label: _PartitionView(u.definition.cls(u.config, plan.context), job.key,
+                                       plan, partition, scanned) for u in job.sources}
+    streams = plan.streams or (job.main_stream,) * len(plan.outputs)
+    sinks: list[tuple[Any, str]] = [(_PartSink(plan, partition, out), stream)
+                                    for out, stream in zip(plan.outputs, streams, strict=True)]
+    report = _report_sink(job, plan.context)
+    if report is not None:
+        sinks.append((_KeptReport(report), job.main_stream))
+    driver = Driver(job, workers=1, morsel_rows=plan.morsel_rows, sources=sources,
+                    sinks=sinks)
+    summary = driver.run()
+    main = driver.graph.main_pipeline
+    keys = sorted(str(k) for k in main.keys.values) if main is not None else []
+    return PartResult(partition=partition, rows=summary.rows,
+                      seconds=time.perf_counter() - start, keys=keys,
+                      signal_counts=dict(summary.signal_counts), worker=_worker_address(),
                       report=report, row_groups_read=scanned.row_groups_read,
-                      row_groups_skipped=scanned.row_groups_skipped)
+                      row_groups_skipped=scanned.row_groups_skipped,
+                      quality_counts=dict(summary.quality_counts))
 
 
 def _report_sink(job: CompiledJob, context: RunContext) -> Any:

@@ -32,7 +32,10 @@ from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
 from tickflow.engine.compile import CompiledJob
 from tickflow.engine.errors import SourceError, TickflowError
 from tickflow.engine.executors.local import Pipeline
+from tickflow.engine.contract import AbortableSink, AcknowledgedSink, StreamingSource
 from tickflow.engine.live_view import LiveView
+from tickflow.engine.runtime.quality import QualityStage
+from tickflow.engine.state.recovery import PipelineState
 
 
 @dataclass
@@ -45,6 +48,7 @@ class LiveSummary:
     signal_counts: dict[str, int] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)
     flagged: dict[str, int] = field(default_factory=dict)
+    quality_counts: dict[str, int] = field(default_factory=dict)  # the driver's quality stage
     latency_us: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     sink_summaries: list[str] = field(default_factory=list)
     replayed: int | None = None
@@ -69,6 +73,9 @@ class LiveSummary:
                                                for k, v in self.signal_counts.items()))
         detail = ", ".join(f"{k}={v:,}" for k, v in sorted(self.dead_letters.items()))
         out.append(f"dead letters: {dead:,}" + (f" [{detail}]" if detail else ""))
+        if self.quality_counts:
+            out.append("tick quality: " + ", ".join(f"{k}={v:,}" for k, v in
+                                                    sorted(self.quality_counts.items())))
         pct = self.latency_percentiles_ms()
         if pct:
             out.append("tick-to-signal latency: " + ", ".join(f"{k} {v:.2f} ms"
@@ -110,7 +117,7 @@ class LiveRunner:
         source = use.definition.cls(use.config, self.job.context, status=self.view.say) \
             if use.definition.name == "kafka" else use.definition.cls(use.config,
                                                                       self.job.context)
-        if not (hasattr(source, "poll") and hasattr(source, "commit")):
+        if not isinstance(source, StreamingSource):
             msg = (f"{self.job.spec.mode} mode needs a streaming source (kind: kafka); "
                    f"source {use.label!r} is kind {use.definition.name!r}")
             raise SourceError(msg)
@@ -132,16 +139,20 @@ class LiveRunner:
                              "checkpoints of this job are dropped, starting from empty state")
             checkpointer.store.reset()
         pipeline = Pipeline(self.job, max(1, self.workers))
+        # the same tick-quality policy as every other mode (engine/runtime/quality.py)
+        quality = QualityStage(self.job.spec.quality, self.job.sources[0].label, self.job.key,
+                               streaming=True)
+        state = PipelineState(pipeline, {self.job.sources[0].label: quality})
         sinks = [u.definition.cls(u.config, self.job.context) for u in self.job.sinks]
         per_batch_commit = checkpointer is None and \
-            all(getattr(s, "is_durable_on_flush", False) for s in sinks)
+            all(isinstance(s, AcknowledgedSink) and s.is_durable_on_flush for s in sinks)
         uncommitted: dict[int, int] = {}
         latencies: list[np.ndarray] = []
         start = time.perf_counter()
         last_commit = time.monotonic()
         closed = False
         try:
-            if checkpointer is not None and checkpointer.resume(pipeline, [source], sinks) \
+            if checkpointer is not None and checkpointer.resume(state, [source], sinks) \
                     is None:
                 source.seek(None)  # empty state: read from the start, not the group's offsets
             empty = pa.RecordBatch.from_pylist([], schema=CANONICAL_TICK_SCHEMA)
@@ -151,16 +162,14 @@ class LiveRunner:
             if checkpointer is not None and checkpointer.resumed_from is None:
                 # where this run's state begins: a kill before the next checkpoint resumes here
                 checkpointer.positions = [source.position()]
-                checkpointer.commit(pipeline, sinks)
+                checkpointer.commit(state, sinks)
             if self.on_open is not None:
                 self.on_open(source)
             # the long-lived objects made so far (modules, kernels, state) need no more GC
             # passes; without this each consumed batch's 20K message objects trigger full
             # traversals of them (a third of the decode time)
             gc.freeze()
-            mark_active = getattr(source, "mark_active", None)
-            if mark_active is not None:
-                mark_active()
+            source.mark_active()
             while not self._should_end(start):
                 consumed = source.poll()
                 if consumed is None:
@@ -170,7 +179,7 @@ class LiveRunner:
                         uncommitted = {}
                         last_commit = time.monotonic()
                     continue
-                result = pipeline.process(consumed.ticks)
+                result = pipeline.process(quality.check(consumed.ticks))
                 for s in sinks:
                     s.write(result)
                 done_us = time.time_ns() // 1000
@@ -183,7 +192,7 @@ class LiveRunner:
                 uncommitted.update(consumed.offsets)
                 if checkpointer is not None:
                     if checkpointer.advance(consumed.ticks.num_rows, source.position()):
-                        checkpointer.commit(pipeline, sinks)
+                        checkpointer.commit(state, sinks)
                         if source.commit(uncommitted):  # the group's offsets: for monitoring
                             uncommitted = {}
                 elif per_batch_commit and self._outputs_acknowledged(sinks, last_commit) and \
@@ -194,7 +203,7 @@ class LiveRunner:
             summary.seconds = time.perf_counter() - start
             if checkpointer is not None:
                 # a stream does not end: the last checkpoint is resumed by the next run
-                checkpointer.commit(pipeline, sinks)
+                checkpointer.commit(state, sinks)
             for s in sinks:
                 text = s.close()
                 if text:
@@ -205,15 +214,15 @@ class LiveRunner:
         finally:
             if not closed:
                 for s in sinks:
-                    abort = getattr(s, "abort", None)
-                    if abort is not None:
-                        abort()
+                    if isinstance(s, AbortableSink):
+                        s.abort()
             self.view.close()
             pipeline.close()
             if source.dead_letters is not None:
                 summary.dead_letters = dict(source.dead_letters.counts)
             source.close()
         summary.signal_counts = dict(pipeline.signal_counts)
+        summary.quality_counts = quality.summary()
         summary.latency_us = np.concatenate(latencies) if latencies else summary.latency_us
         return summary
 
@@ -224,14 +233,13 @@ class LiveRunner:
         shared cores much longer): offsets go out when the sinks' queues are empty, and at
         least every ``commit_interval_s``, by a blocking flush then.
         """
-        if all(s.in_flight() == 0 for s in sinks if hasattr(s, "in_flight")):
+        if all(s.in_flight() == 0 for s in sinks if isinstance(s, AcknowledgedSink)):
             return True
         if time.monotonic() - last_commit < self.commit_interval_s:
             return False
         for s in sinks:
-            flush = getattr(s, "flush", None)
-            if flush is not None:
-                flush()
+            if isinstance(s, AcknowledgedSink):
+                s.flush()
         return True
 
     def _should_end(self, start: float) -> bool:

@@ -1,355 +1,42 @@
-"""The local executor: morsel-parallel kernels on a thread pool, in input order.
+"""The local executor: the driver on threads of this process, over finite sources.
 
-Each morsel (a record batch of ``morsel_rows`` rows) is partitioned by key id into one shard per
-worker (``key id % workers``), so that every key's rows stay in order on one worker and each
-worker owns the state of its keys; numba kernels release the GIL, so shards run in parallel.
-Outputs are scattered back to the input order. Reading, computing and writing overlap through
-small bounded queues. The result is identical for any worker count and morsel size because
-each key's rows meet the same kernels in the same order with the same state.
+Kernels run morsel-parallel on a thread pool (see ``engine/runtime/pipeline.py``); reading,
+computing and writing overlap through small bounded queues. Nothing here differs from any other
+mode but where the driver runs.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+import os
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from tickflow.engine.columns import float_column
-from tickflow.engine.compile import CompiledJob
-from tickflow.engine.errors import KernelRuntimeError, TickflowError
-from tickflow.engine.keys import KeyIndex
-from tickflow.engine.ml.batch import batch_steps, kernel_steps
-from tickflow.engine.state.arrays import KernelState
-from tickflow.engine.step import BoundKernel
-
-
-@dataclass
-class RunSummary:
-    rows: int = 0
-    seconds: float = 0.0
-    signal_counts: dict[str, int] = field(default_factory=dict)
-    sink_summaries: list[str] = field(default_factory=list)
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else 0.0
+from tickflow.engine.runtime.driver import Driver
+from tickflow.engine.runtime.pipeline import (  # noqa: F401  (re-exported: older import path)
+    Lane,
+    Pipeline,
+    RunSummary,
+    Writer,
+    _prefetch,
+    _stages,
+    _Writer,
+    prefetch,
+    timestamp_us,
+)
 
 
-def timestamp_us(batch: pa.RecordBatch) -> np.ndarray:
-    """Row timestamps as int64 microseconds since the epoch (zeros when there is none)."""
-    if "timestamp" not in batch.schema.names:
-        return np.zeros(batch.num_rows, dtype=np.int64)
-    col = batch.column("timestamp")
-    if pa.types.is_timestamp(col.type):
-        if col.type.unit != "us":
-            col = pc.cast(col, pa.timestamp("us", tz=col.type.tz))
-        col = col.cast(pa.int64())
-    return np.ascontiguousarray(pc.fill_null(col, 0).to_numpy(zero_copy_only=False),
-                                dtype=np.int64)
-
-
-class Lane:
-    """One worker's share of the keys: the state of every step for those keys."""
-
-    def __init__(self, steps: list[BoundKernel]):
-        self.steps = steps
-        self.states: list[KernelState] = [s.new_state() for s in steps]
-
-    def run(self, key: np.ndarray, ts: np.ndarray, columns: dict[str, np.ndarray],
-            first: int = 0, stop: int | None = None,
-            resolve: Callable[[BoundKernel], tuple[int, ...]] | None = None,
-            ) -> dict[str, np.ndarray]:
-        """Run steps[first:stop]; ``resolve`` gives a cross-key step its keys' global ids."""
-        produced: dict[str, np.ndarray] = {}
-        for step, state in zip(self.steps[first:stop], self.states[first:stop], strict=True):
-            inputs = [produced[c] if c in produced else columns[c] for c in step.input_columns]
-            try:
-                key_ids = resolve(step) if resolve is not None else ()
-                outs = step.run(key, ts, inputs, state, key_ids)
-            except TickflowError:
-                raise
-            except Exception as exc:  # a kernel bug must still name its step
-                raise KernelRuntimeError(f"step '{step.step_id}' ({step.definition.name}) "
-                                         f"failed: {type(exc).__name__}: {exc}") from exc
-            produced.update(zip(step.output_columns, outs, strict=True))
-        return produced
-
-
-class Pipeline:
-    """Compiled steps and signals applied batch by batch, with keyed state carried forward.
-
-    The same object serves research (a finite stream) and live (an endless one).
-    """
-
-    def __init__(self, job: CompiledJob, workers: int = 1):
-        self.job = job
-        self.workers = max(1, workers)
-        self.keys = KeyIndex()
-        self.lanes = [Lane(kernel_steps(job.steps)) for _ in range(self.workers)]
-        self.batch_steps = batch_steps(job.steps)  # run after the lanes, on the whole batch
-        # a cross-key step reads the rows of several keys: it runs on the whole batch in lane 0
-        # with global key ids, between the key-sharded runs of the steps around it
-        self.stages = _stages(self.lanes[0].steps)
-        self.rule_states = {name: rule.new_state() for name, rule in job.signals.items()}
-        self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
-        step_outputs = {c for s in job.steps for c in s.output_columns}
-        self.source_inputs = sorted({c for s in job.steps for c in s.input_columns}
-                                    - step_outputs)
-        self.signal_inputs = sorted({c for r in job.signals.values() for c in r.columns}
-                                    - step_outputs)
-        self.signal_counts = dict.fromkeys(job.signals, 0)
-        # int8 code outputs that a kernel declares as categories are written as dictionary
-        # strings (e.g. triangular_arbitrage's tri_route)
-        self.categories: dict[str, pa.Array] = {}
-        for s in job.steps:
-            declared = s.definition.extra.get("categories", {})
-            defaults = s.definition.output_names(s.params, s.input_columns)
-            for default, actual in zip(defaults, s.output_columns, strict=True):
-                if default in declared:
-                    self.categories[actual] = pa.array(declared[default], pa.string())
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
-
-    def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        n = batch.num_rows
-        gid = self.keys.encode(batch.column(self.job.key))
-        ts = timestamp_us(batch)
-        columns = {c: float_column(batch.column(c)) for c in self.source_inputs}
-        produced: dict[str, np.ndarray] = {}
-        for first, stop, cross_key in self.stages:
-            cols = {**columns, **produced}
-            if cross_key or self.workers == 1 or n == 0:  # (an empty batch: empty outputs)
-                produced.update(self.lanes[0].run(gid, ts, cols, first, stop, self._key_ids))
-            else:
-                produced.update(self._run_sharded(gid, ts, cols, n, first, stop))
-        for batch_step in self.batch_steps:
-            produced.update(batch_step.run_batch(produced, columns))
-        arrays: list[Any] = list(batch.columns)
-        names = list(batch.schema.names)
-        for step in self.job.steps:
-            for col in step.output_columns:
-                names.append(col)
-                if col in self.categories:
-                    arrays.append(pa.DictionaryArray.from_arrays(
-                        pa.array(produced[col]), self.categories[col]))
-                else:
-                    arrays.append(pa.array(produced[col]))
-        if self.job.signals:
-            env = dict(produced)
-            for c in self.signal_inputs:
-                env[c] = float_column(batch.column(c))
-            for name, rule in self.job.signals.items():
-                flags = rule.mask(env, keys=gid, state=self.rule_states[name]).astype(np.int8)
-                self.signal_counts[name] += int(flags.sum())
-                names.append(name)
-                arrays.append(pa.array(flags))
-        return pa.RecordBatch.from_arrays(arrays, names=names)
-
-    def _key_ids(self, step: BoundKernel) -> tuple[int, ...]:
-        return tuple(self.keys.ids.get(v, -1) for v in step.key_values)
-
-    def _run_sharded(self, gid: np.ndarray, ts: np.ndarray, columns: dict[str, np.ndarray],
-                     n: int, first: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
-        w = self.workers
-        shard = gid % w
-        order = np.argsort(shard, kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(shard, minlength=w))])
-        futures = []
-        for s in range(w):
-            idx = order[bounds[s]:bounds[s + 1]]
-            if idx.size == 0:
-                continue
-            local = gid[idx] // w
-            cols = {c: v[idx] for c, v in columns.items()}
-            assert self.pool is not None
-            futures.append((idx, self.pool.submit(self.lanes[s].run, local, ts[idx], cols,
-                                                  first, stop)))
-        out: dict[str, np.ndarray] = {}
-        for idx, fut in futures:
-            part = fut.result()
-            for col, values in part.items():
-                if col not in out:
-                    out[col] = np.empty(n, dtype=values.dtype)
-                out[col][idx] = values
-        return out
-
-
-def _stages(steps: list[BoundKernel]) -> list[tuple[int, int, bool]]:
-    """(first, stop, cross_key) runs of consecutive steps that are all cross-key or all not."""
-    stages: list[tuple[int, int, bool]] = []
-    for i, step in enumerate(steps):
-        if stages and stages[-1][2] == step.is_cross_key:
-            stages[-1] = (stages[-1][0], i + 1, step.is_cross_key)
-        else:
-            stages.append((i, i + 1, step.is_cross_key))
-    return stages
-
-
-_END = object()
-
-
-def _prefetch(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """Run an iterator in a thread, ``depth`` items ahead (Arrow I/O releases the GIL)."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in it:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(_END)
-        except BaseException as exc:  # handed to the consumer, raised there
-            q.put(exc)
-
-    t = threading.Thread(target=produce, name="tickflow-read", daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
-class _Writer:
-    """Writes batches to the sinks on a thread, in order, so compute is not blocked."""
-
-    def __init__(self, sinks: list[Any]):
-        self.sinks = sinks
-        self.q: queue.Queue[Any] = queue.Queue(maxsize=2)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._loop, name="tickflow-write", daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            batch = self.q.get()
-            if batch is _END:
-                return
-            if self.error is not None:
-                self.q.task_done()
-                continue
-            try:
-                for s in self.sinks:
-                    s.write(batch)
-            except BaseException as exc:
-                self.error = exc
-            finally:
-                self.q.task_done()
-
-    def drain(self) -> None:
-        """Wait until every batch put so far is written (before a checkpoint)."""
-        self.q.join()
-        if self.error is not None:
-            raise self.error
-
-    def put(self, batch: pa.RecordBatch) -> None:
-        if self.error is not None:
-            raise self.error
-        self.q.put(batch)
-
-    def finish(self) -> None:
-        self.q.put(_END)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-
-def run_local(job: CompiledJob, *, workers: int | None = None, morsel_rows: int | None = None,
+def run_local(job: Any, *, workers: int | None = None, morsel_rows: int | None = None,
               progress: Any = None, reset_state: bool = False) -> RunSummary:
-    """Run a compiled job to the end of its source; returns totals and sink summaries.
+    """Run a compiled job to the end of its sources; returns totals and sink summaries.
 
     With an on-disk state backend the run checkpoints (engine/state/recovery.py) and resumes
     from the job's last good checkpoint; ``reset_state`` forgets the checkpoints first.
     """
-    import os
-
-    from tickflow.engine.state.recovery import open_checkpointer, with_positions
+    from tickflow.engine.state.recovery import open_checkpointer
 
     spec = job.spec.executor
     workers = workers or spec.workers or (os.cpu_count() or 1)
     morsel_rows = morsel_rows or spec.morsel_rows
-    if getattr(job, "is_multi_stream", False):  # several sources or operator steps
-        from tickflow.engine.executors.streams import run_streams
-
-        return run_streams(job, workers=workers, morsel_rows=morsel_rows, progress=progress)
-    src_use = job.sources[0]
-    source = src_use.definition.cls(src_use.config, job.context)
-    sinks = [u.definition.cls(u.config, job.context) for u in job.sinks]
-    pipeline = Pipeline(job, workers)
-    summary = RunSummary()
-    start = time.perf_counter()
-    writer: _Writer | None = None
     checkpointer = open_checkpointer(job, reset=reset_state)
-    try:
-        out_schema: pa.Schema | None = None
-        process = pipeline.process
-        if checkpointer is not None:
-            process = checkpointer.processor(pipeline)
-            checkpointer.resume(pipeline, [source], sinks)
-            batches = with_positions(source, source.batches(None, morsel_rows))
-        else:
-            batches = source.batches(None, morsel_rows)
-        for item in _prefetch(batches):
-            batch, position = item if checkpointer is not None else (item, None)
-            result = process(batch)
-            if out_schema is None:
-                out_schema = result.schema
-                for s in sinks:
-                    s.open(out_schema)
-                writer = _Writer(sinks)
-            assert writer is not None
-            writer.put(result)
-            summary.rows += batch.num_rows
-            if progress is not None:
-                progress(batch.num_rows)
-            if checkpointer is not None and checkpointer.advance(batch.num_rows, position):
-                writer.drain()
-                checkpointer.commit(pipeline, sinks)
-        if out_schema is None:  # an empty source still leaves well-formed (empty) outputs
-            empty = pa.RecordBatch.from_pylist([], schema=source.schema())
-            result = process(empty)
-            for s in sinks:
-                s.open(result.schema)
-            writer = _Writer(sinks)
-            writer.put(result)
-        if writer is not None:
-            writer.finish()
-            writer = None
-        if checkpointer is not None:
-            checkpointer.commit(pipeline, sinks, is_final=True)
-        summary.seconds = time.perf_counter() - start
-        for s in sinks:
-            text = s.close()
-            if text:
-                summary.sink_summaries.append(text)
-        if checkpointer is not None:
-            checkpointer.release(sinks)
-    finally:
-        if writer is not None:
-            writer.finish()
-        pipeline.close()
-        source.close()
-    summary.signal_counts = dict(pipeline.signal_counts)
-    return summary
+    driver = Driver(job, workers=workers, morsel_rows=morsel_rows, progress=progress,
+                    checkpointer=checkpointer)
+    return driver.run()

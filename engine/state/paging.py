@@ -103,7 +103,7 @@ class PagedState:
         return self.keys.values[lo:lo + self.page_keys]
 
     def _fresh(self) -> None:
-        from tickflow.engine.executors.local import Lane
+        from tickflow.engine.runtime.pipeline import Lane
 
         pipe = self.pipeline
         pipe.lanes = [Lane(lane.steps) for lane in pipe.lanes]

@@ -1,10 +1,12 @@
 """Run-time checkpointing for an executor: when to checkpoint, what to record, how to resume.
 
-The executor calls :meth:`Checkpointer.resume` once before reading (it restores the lanes' state
-and the key index, seeks the source and sinks), :meth:`Checkpointer.due` after each batch, and
-:meth:`Checkpointer.commit` when due and at the end (``is_final``). Sources and sinks take part
-through small optional hooks documented in ``connectors/base.py``: ``position()``/``seek()`` on
-sources, ``seek()``/``checkpoint()``/``release()`` on sinks.
+The driver calls :meth:`Checkpointer.resume` once before reading (it restores the state of
+every node of the graph, seeks the sources and sinks), :meth:`Checkpointer.advance` after each
+batch, and :meth:`Checkpointer.commit` when due and at the end (``is_final``). Sources and sinks
+take part by declaring the capabilities of ``engine/contract.py``: ``ResumableSource``
+(``position()``/``seek()``) and ``CheckpointedSink`` (``seek()``/``checkpoint()``/
+``release()``). The state comes from anything with ``gather(extra)`` and ``scatter(snapshot,
+blob)`` (the stream graph; a lone pipeline is wrapped).
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from tickflow.engine.checkpoint import (
     spec_sha256,
     state_root,
 )
+from tickflow.engine.contract import CheckpointedSink, ReleasableSink, ResumableSource
 from tickflow.engine.errors import StateError
 from tickflow.engine.state.backend import StateBackend, StateSnapshot, get_backend
 from tickflow.engine.state.lanes import gather, scatter
 from tickflow.engine.state.lock import acquire_state_lock
+
+NODES_FILE = "graph_nodes.pickle"  # the graph's operators and extras (engine/runtime/graph.py)
 
 DEFAULT_EVERY = "10s"
 
@@ -38,6 +43,42 @@ def parse_every(every: str | int | None) -> tuple[int, float]:
     if isinstance(value, int):
         return value, 0.0
     return 0, parse_duration_us(value) / 1e6
+
+
+class PipelineState:
+    """One pipeline seen as a graph of one stream (the live runner's kernel segment), with
+    the quality stages that feed it (their state is pickled beside the kernel state)."""
+
+    def __init__(self, pipeline: Any, stages: dict[str, Any] | None = None):
+        self.pipeline = pipeline
+        self.stages = stages or {}
+
+    def gather(self, extra: dict[str, Any] | None = None) -> tuple[StateSnapshot, bytes | None]:
+        if not self.stages:
+            return gather(self.pipeline), None
+        import pickle
+
+        quality = {name: st.snapshot() for name, st in self.stages.items()}
+        return gather(self.pipeline), pickle.dumps({"extra": {"quality": quality}})
+
+    def scatter(self, snapshot: StateSnapshot, blob: bytes | None) -> dict[str, Any]:
+        scatter(self.pipeline, snapshot)
+        if blob is None:
+            return {}
+        import pickle
+
+        # written by this job's own checkpoint and verified against its manifest's sha256
+        extra = dict(pickle.loads(blob).get("extra", {}))  # noqa: S301
+        for name, state in extra.get("quality", {}).items():
+            if name in self.stages:
+                self.stages[name].restore(state)
+        return extra
+
+
+def _as_state(state: Any) -> Any:
+    from tickflow.engine.runtime.pipeline import Pipeline
+
+    return PipelineState(state) if isinstance(state, Pipeline) else state
 
 
 def _stderr(message: str) -> None:
@@ -75,6 +116,10 @@ class Checkpointer:
         self.resumed_from: Manifest | None = None
         self.page_keys = state.page_keys
         self.pager: Any = None
+        self.restored_extra: dict[str, Any] = {}
+        # called when a run starts from empty state (live: read from the start, not from the
+        # consumer group's offsets)
+        self.on_fresh_start: Callable[[], Any] | None = None
         if reset:
             self.store.reset()
 
@@ -90,8 +135,13 @@ class Checkpointer:
                                 self.page_keys)
         return self.pager.process
 
-    def resume(self, pipeline: Any, sources: list[Any], sinks: list[Any]) -> Manifest | None:
-        """Restore the newest good unfinished checkpoint, or start fresh; seeks sources/sinks."""
+    def resume(self, state: Any, sources: list[Any], sinks: list[Any]) -> Manifest | None:
+        """Restore the newest good unfinished checkpoint, or start fresh; seeks sources/sinks.
+
+        What the graph's ``extra`` held (e.g. the quality stages) is in ``restored_extra``.
+        """
+        state = _as_state(state)
+        self.positions = [None] * len(sources)
         problems: list[str] = []
         found = self.store.latest_good(self.backend, problems)
         for p in problems:
@@ -99,9 +149,12 @@ class Checkpointer:
         self.seq = self.store.next_seq()
         if found is None or found[0].is_final:
             for s in sinks:
-                _call(s, "seek", None)
+                if isinstance(s, CheckpointedSink):
+                    s.seek(None)
             if self.pager is not None:
                 self.pager.reset()
+            if self.on_fresh_start is not None:
+                self.on_fresh_start()
             return None
         manifest, snapshot = found
         self._check_layout(manifest)
@@ -114,12 +167,12 @@ class Checkpointer:
                              f"source(s), the job has {len(sources)}; run with --reset-state "
                              f"to start over")
         for src, position in zip(sources, manifest.sources, strict=True):
-            if not hasattr(src, "seek"):
+            if not isinstance(src, ResumableSource):
                 raise StateError(f"source kind {type(src).__name__} cannot resume from a "
                                  f"position; run with --reset-state to start over")
             src.seek(position)
         for sink, position in zip(sinks, _pad(manifest.sinks, len(sinks)), strict=True):
-            if hasattr(sink, "seek"):
+            if isinstance(sink, CheckpointedSink):
                 sink.seek(position)
             else:
                 self.log(f"tickflow: sink {type(sink).__name__} keeps no position: it sees "
@@ -127,7 +180,9 @@ class Checkpointer:
         if self.pager is not None:
             self.pager.restore_from(self.store.dir / f"{manifest.seq:08d}", snapshot.keys)
         else:
-            scatter(pipeline, snapshot)
+            blob_path = self.store.dir / f"{manifest.seq:08d}" / NODES_FILE
+            blob = blob_path.read_bytes() if blob_path.is_file() else None
+            self.restored_extra = state.scatter(snapshot, blob)
         self.rows, self.batches = manifest.rows, manifest.batches
         self.positions = list(manifest.sources)
         self.resumed_from = manifest
@@ -154,6 +209,17 @@ class Checkpointer:
         self.batches += 1
         self._since += 1
         self.positions = [position]
+        return self._due()
+
+    def advance_all(self, rows: int, positions: list[Any]) -> bool:
+        """:meth:`advance` for a graph of several sources: every source's position."""
+        self.rows += rows
+        self.batches += 1
+        self._since += 1
+        self.positions = list(positions)
+        return self._due()
+
+    def _due(self) -> bool:
         if self.every_batches:
             return self._since >= self.every_batches
         return time.monotonic() - self._last >= self.every_s
@@ -161,25 +227,36 @@ class Checkpointer:
     def release(self, sinks: list[Any]) -> None:
         """After the final checkpoint: sinks drop their recovery files."""
         for s in sinks:
-            _call(s, "release")
+            if isinstance(s, ReleasableSink):
+                s.release()
 
-    def commit(self, pipeline: Any, sinks: list[Any], is_final: bool = False) -> Manifest:
+    def commit(self, state: Any, sinks: list[Any], is_final: bool = False,
+               extra: dict[str, Any] | None = None) -> Manifest:
         """Checkpoint now: sinks commit first, then state and the manifest (the commit point).
 
         Sink output committed here but not covered by a manifest (a crash in between) is
         discarded by the sinks' ``seek`` on resume.
         """
-        sink_positions = [_call(s, "checkpoint") for s in sinks]
-        snapshot = gather(pipeline) if self.pager is None else \
-            StateSnapshot(keys=list(self.pager.keys.values))
+        sink_positions = [s.checkpoint() if isinstance(s, CheckpointedSink) else None
+                          for s in sinks]
+        blob = None
+        if self.pager is None:
+            snapshot, blob = _as_state(state).gather(extra)
+        else:
+            snapshot = StateSnapshot(keys=list(self.pager.keys.values))
         manifest = Manifest(seq=self.seq, job_name=self.job.spec.name,
                             spec_sha256=self.spec_hash, layout_sha256=self.layout_hash,
                             backend=self.backend.name, n_keys=snapshot.n_keys, rows=self.rows,
                             batches=self.batches, sources=list(self.positions),
                             sinks=sink_positions, is_final=is_final,
                             page_keys=self.page_keys)
-        self.store.commit(self.backend, snapshot, manifest,
-                          extra=self.pager.link_into if self.pager is not None else None)
+        def add_files(directory: Any) -> None:
+            if self.pager is not None:
+                self.pager.link_into(directory)
+            if blob is not None:
+                (directory / NODES_FILE).write_bytes(blob)
+
+        self.store.commit(self.backend, snapshot, manifest, extra=add_files)
         self.seq += 1
         self._since = 0
         self._last = time.monotonic()
@@ -192,7 +269,7 @@ def open_checkpointer(job: Any, *, reset: bool = False,
     backend = get_backend(job.spec.state.backend)
     if not backend.is_persistent:
         return None
-    if log is None and getattr(job.context, "quiet", False):
+    if log is None and job.context.quiet:
         log = _quiet
     return Checkpointer(job, reset=reset, log=log)
 
@@ -203,14 +280,12 @@ def _quiet(message: str) -> None:
 
 def with_positions(source: Any, batches: Iterator[Any]) -> Iterator[tuple[Any, Any]]:
     """Pair each batch with the source position just after it (asked right after the yield)."""
-    position = getattr(source, "position", None)
+    if not isinstance(source, ResumableSource):
+        for batch in batches:
+            yield batch, None
+        return
     for batch in batches:
-        yield batch, (position() if position is not None else None)
-
-
-def _call(obj: Any, method: str, *args: Any) -> Any:
-    fn = getattr(obj, method, None)
-    return fn(*args) if fn is not None else None
+        yield batch, source.position()
 
 
 def _pad(values: list[Any], n: int) -> list[Any]:

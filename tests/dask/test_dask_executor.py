@@ -229,6 +229,6 @@ def test_a_job_the_cluster_cannot_partition_is_refused_before_submitting(
     job_file.write_text("name: sim\nmode: research\n"
                         "sources: [{kind: simulator, rows: 1000, symbols: 2}]\n"
                         "executor: {kind: dask, address: 'tcp://127.0.0.1:1'}\n")
-    with pytest.raises(ClusterError, match=r"reads parquet sources .* sources\[0\] is kind "
-                                           r"'simulator'"):
+    with pytest.raises(ClusterError, match=r"reads file sources .* source 'simulator0' is "
+                                           r"kind 'simulator'"):
         run_dask(compile_job(load_job(job_file)))

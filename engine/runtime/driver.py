@@ -1,0 +1,248 @@
+"""The one driver: sources -> quality stage -> graph -> writers -> sinks, in every mode.
+
+Executors only decide where a :class:`Driver` runs (threads here, a Kafka-consuming process
+live, a Dask task on a key partition, a backtest whose fill simulator is a sink). What differs
+between them is given as hooks, not written again:
+
+- ``checkpointer``: when set (an on-disk state backend), the driver resumes the graph, the
+  quality stages, the sources' positions and the sinks from the last good checkpoint, and
+  commits whenever the checkpointer says one is due (after draining the writers);
+- ``progress(rows)``: called after each batch;
+- ``stop``: an event; when set, the batch in hand is finished, the sinks are closed cleanly and
+  the run ends (Ctrl+C in a live job keeps what was written);
+- ``final_is_end``: whether the last checkpoint marks the end of the input (finite sources) or
+  a point the next run goes on from (streams).
+
+Finite sources are read ahead on threads and merged by time at batch granularity (the next
+batch comes from the source whose waiting batch starts earliest). Each stream's sinks get one
+writer thread, opened on the stream's first batch; a stream with no rows still leaves
+well-formed (empty) outputs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from tickflow.engine.contract import AbortableSink, StreamingSource
+from tickflow.engine.runtime.graph import StreamGraph, merged
+from tickflow.engine.runtime.pipeline import RunSummary, Writer, prefetch
+from tickflow.engine.runtime.quality import QualitySpec, QualityStage
+
+
+class StreamOutput:
+    """A stream's sinks behind one writer thread, opened with the first batch's schema."""
+
+    def __init__(self, sinks: list[Any], schema: pa.Schema):
+        self.sinks = sinks
+        self.schema = schema
+        self.writer: Writer | None = None
+
+    def put(self, batch: pa.RecordBatch) -> None:
+        if self.writer is None:
+            for s in self.sinks:
+                s.open(batch.schema)
+            self.writer = Writer(self.sinks)
+        self.writer.put(batch)
+
+    def drain(self) -> None:
+        if self.writer is not None:
+            self.writer.drain()
+
+    def finish(self) -> None:
+        """Flush the writer; a stream that never had a row writes one empty batch."""
+        if self.writer is None:
+            self.put(pa.RecordBatch.from_pylist([], schema=self.schema))
+        assert self.writer is not None
+        writer, self.writer = self.writer, None
+        writer.finish()
+
+    def stop(self) -> None:
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            try:
+                writer.finish()
+            except Exception:  # the run is failing already: the first error is the one raised
+                pass
+
+
+class GraphState:
+    """The graph plus the quality stages: what a checkpoint stores and a resume restores."""
+
+    def __init__(self, graph: StreamGraph, stages: dict[str, QualityStage]):
+        self.graph = graph
+        self.stages = stages
+
+    def gather(self, extra: dict[str, Any] | None = None) -> tuple[Any, bytes | None]:
+        quality = {name: st.snapshot() for name, st in self.stages.items()}
+        return self.graph.gather({**(extra or {}), "quality": quality})
+
+    def scatter(self, snapshot: Any, blob: bytes | None) -> dict[str, Any]:
+        extra = self.graph.scatter(snapshot, blob)
+        for name, state in extra.get("quality", {}).items():
+            if name in self.stages:
+                self.stages[name].restore(state)
+        return extra
+
+
+class Driver:
+    """Runs one compiled job's graph over its sources to the end (or until ``stop``).
+
+    Args:
+        job: the compiled job (its ``streams`` plan).
+        workers: kernel worker threads per pipeline.
+        morsel_rows: rows per source batch.
+        sources: stream name -> opened Source; the job's sources when None.
+        sinks: ``(sink, stream)`` pairs; the job's sinks when None.
+        progress, checkpointer, stop, final_is_end: the hooks (module docstring).
+        dead_letters: where rows the quality stage drops go (a ``DeadLetters``), or None.
+        columns: source name -> the columns to read (all when absent).
+        feed: where batches come from instead of reading the sources to their end: an
+            iterable of ``(source, (batch, position) | None)`` in arrival order (the live
+            placement's pollers).
+        on_durable: called once the output is durable (after each checkpoint, and after the
+            sinks closed): the live placement commits its consumer offsets there.
+    """
+
+    def __init__(self, job: Any, *, workers: int = 1, morsel_rows: int = 65_536,
+                 sources: dict[str, Any] | None = None,
+                 sinks: list[tuple[Any, str]] | None = None,
+                 progress: Callable[[int], None] | None = None, checkpointer: Any = None,
+                 stop: threading.Event | None = None, final_is_end: bool = True,
+                 dead_letters: Any = None, columns: dict[str, list[str]] | None = None,
+                 feed: Any = None, on_durable: Callable[[], None] | None = None):
+        self.job = job
+        self.workers = max(1, workers)
+        self.morsel_rows = morsel_rows
+        self.sources = sources if sources is not None else {
+            u.label: u.definition.cls(u.config, job.context) for u in job.sources}
+        self.sinks = sinks if sinks is not None else [
+            (u.definition.cls(u.config, job.context), stream)
+            for u, stream in zip(job.sinks, job.sink_streams, strict=True)]
+        self.progress = progress
+        self.checkpointer = checkpointer
+        self.stop = stop
+        self.final_is_end = final_is_end
+        self.columns = columns or {}
+        self.feed = feed
+        self.on_durable = on_durable
+        self.dead_letters = dead_letters
+        if dead_letters is None and job.spec.quality.dead_letter_path:
+            from tickflow.connectors.dead_letter import DeadLetters
+
+            self.dead_letters = DeadLetters(job.spec.quality.dead_letter_path,
+                                            source=job.spec.name)
+        self.graph = StreamGraph(job, self.workers)
+        spec: QualitySpec = job.spec.quality
+        self.stages = {name: QualityStage(spec, name, job.key, self.dead_letters,
+                                          streaming=isinstance(src, StreamingSource))
+                       for name, src in self.sources.items()}
+        self.state = GraphState(self.graph, self.stages)
+
+    def _inputs(self) -> dict[str, Iterator[Any]]:
+        cp = self.checkpointer
+        inputs: dict[str, Iterator[Any]] = {}
+        for name, source in self.sources.items():
+            batches = source.batches(self.columns.get(name), self.morsel_rows)
+            stage = self.stages[name]
+            if cp is None:  # the quality stage runs on the read-ahead thread
+                inputs[name] = prefetch(stage.wrap(batches))
+            else:  # run by the loop: its state must match the position a checkpoint records
+                from tickflow.engine.state.recovery import with_positions
+
+                inputs[name] = prefetch(with_positions(source, batches))
+        return inputs
+
+    def run(self) -> RunSummary:
+        job, graph, cp = self.job, self.graph, self.checkpointer
+        summary = RunSummary()
+        start = time.perf_counter()
+        outputs: dict[str, StreamOutput] = {}
+        sinks = [s for s, _ in self.sinks]
+        index = {name: i for i, name in enumerate(self.sources)}
+        finished = stopped = False
+        try:
+            schemas = graph.bind({n: s.schema() for n, s in self.sources.items()})
+            if cp is not None:
+                main = graph.main_pipeline
+                if graph.is_single and main is not None:  # state.page_keys pages it
+                    graph.processors[job.main_stream] = cp.processor(main)
+                cp.resume(self.state, list(self.sources.values()), sinks)
+            groups: dict[str, list[Any]] = {}
+            for sink, stream in self.sinks:
+                groups.setdefault(stream, []).append(sink)
+            for stream, group in groups.items():
+                outputs[stream] = StreamOutput(group, schemas[stream])
+                graph.attach(stream, outputs[stream])
+            positions = list(cp.positions) if cp is not None else [None] * len(index)
+            inline = cp is not None or self.feed is not None  # quality checked in this loop
+            items = self.feed if self.feed is not None else merged(self._inputs(),
+                                                                   paired=cp is not None)
+            for name, item in items:
+                if item is None:
+                    tail = self.stages[name].flush() if inline else None
+                    if tail is not None:
+                        graph.emit(name, tail)
+                    graph.end(name)
+                    continue
+                batch, position = item if inline else (item, None)
+                if inline:
+                    batch = self.stages[name].check(batch)
+                graph.emit(name, batch)
+                graph.advance()
+                summary.rows += batch.num_rows
+                if self.progress is not None:
+                    self.progress(batch.num_rows)
+                if cp is not None:
+                    if position is not None:
+                        positions[index[name]] = position
+                    if cp.advance_all(batch.num_rows, positions):
+                        for out in outputs.values():
+                            out.drain()
+                        cp.commit(self.state, sinks)
+                        if self.on_durable is not None:
+                            self.on_durable()
+                if self.stop is not None and self.stop.is_set():
+                    break
+            stopped = self.stop is not None and self.stop.is_set()
+            for out in outputs.values():
+                out.finish()
+            if cp is not None:
+                cp.commit(self.state, sinks, is_final=self.final_is_end and not stopped)
+            summary.seconds = time.perf_counter() - start
+            for sink in sinks:
+                text = sink.close()
+                if text:
+                    summary.sink_summaries.append(text)
+            finished = True
+            if self.on_durable is not None:
+                self.on_durable()
+            if cp is not None and self.final_is_end and not stopped:
+                cp.release(sinks)
+        finally:
+            if not finished:
+                for out in outputs.values():
+                    out.stop()
+                for sink in sinks:
+                    if isinstance(sink, AbortableSink):
+                        sink.abort()
+            graph.close()
+            for s in self.sources.values():
+                s.close()
+            if self.dead_letters is not None:
+                self.dead_letters.close()
+        summary.signal_counts = graph.signal_counts
+        summary.quality_counts = self.quality_counts()
+        return summary
+
+    def quality_counts(self) -> dict[str, int]:
+        """Every source's quality counts added up, by reason."""
+        total: dict[str, int] = {}
+        for stage in self.stages.values():
+            for reason, n in stage.summary().items():
+                total[reason] = total.get(reason, 0) + n
+        return total
