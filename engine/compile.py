@@ -18,7 +18,8 @@ import tickflow.engine.builtin_connectors  # noqa: F401  (names the built-in con
 import tickflow.engine.ml  # registers the model_score batch step
 import tickflow.engine.state  # noqa: F401  (names the state backends)
 import tickflow.kernels  # noqa: F401  (registers built-in kernels)
-from tickflow.connectors.base import ConnectorConfig, ConnectorDef, RunContext, get_connector
+from tickflow.engine.connector_registry import ConnectorDef, get_connector
+from tickflow.engine.contract import ConnectorConfig, RunContext
 from tickflow.engine import __version__
 from tickflow.engine.diagnostics import validation_problems
 from tickflow.engine.errors import CompileError, JobSpecError, Problem, TickflowError

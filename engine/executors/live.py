@@ -111,6 +111,7 @@ class LiveRunner:
         self.summary = LiveSummary()
         self.source: Any = None
         self.errors: list[BaseException] = []
+        self.recorder: Any = None  # the live_report: page's counts, set by run()
 
     def _open_source(self) -> Any:
         use = self.job.sources[0]
@@ -128,7 +129,11 @@ class LiveRunner:
     def run(self) -> LiveSummary:
         from tickflow.engine.state.recovery import open_checkpointer
 
+        from tickflow.connectors.live_report import LiveReportRecorder
+
         summary = self.summary
+        # the live summary page's counts: None unless the job has a live_report: block
+        recorder = self.recorder = LiveReportRecorder.for_job(self.job)
         checkpointer = open_checkpointer(self.job, reset=self.reset_state)
         source = self.source = self._open_source()
         if checkpointer is not None and getattr(source, "broker", None) is not None \
@@ -199,7 +204,10 @@ class LiveRunner:
                         source.commit(uncommitted):
                     uncommitted = {}
                     last_commit = time.monotonic()
-                self.view.update(result, latency, source.lag())
+                lag = source.lag()
+                self.view.update(result, latency, lag)
+                if recorder is not None:
+                    recorder.update(result, latency, lag)
             summary.seconds = time.perf_counter() - start
             if checkpointer is not None:
                 # a stream does not end: the last checkpoint is resumed by the next run
@@ -224,6 +232,10 @@ class LiveRunner:
         summary.signal_counts = dict(pipeline.signal_counts)
         summary.quality_counts = quality.summary()
         summary.latency_us = np.concatenate(latencies) if latencies else summary.latency_us
+        if recorder is not None and self.job.spec.live_report is not None:
+            from tickflow.connectors.live_html import write_live_report
+
+            write_live_report(self.job.spec.live_report.path, recorder.data(summary))
         return summary
 
     def _outputs_acknowledged(self, sinks: list[Any], last_commit: float) -> bool:
