@@ -106,3 +106,18 @@ def test_wheel_carries_license_metadata_types_and_feature_steps(wheel: Path) -> 
                   "Classifier: Typing :: Typed", "Requires-Python: >=3.11"):
         assert field in meta, field
     assert "run-job = tickflow.engine.cli:main" in entry_points
+
+
+def test_every_package_folder_is_listed_for_the_wheel() -> None:
+    """A new package folder missing from pyproject's list would be left out of the wheel."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    for name, folder in config["package-dir"].items():
+        for init in (root / folder).rglob("__init__.py"):
+            if "__pycache__" in init.parts:
+                continue
+            sub = init.parent.relative_to(root / folder).parts
+            assert ".".join((name, *sub)) in listed, f"add {'.'.join((name, *sub))!r}"
