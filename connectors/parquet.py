@@ -7,8 +7,8 @@ the size of the data. Timestamps in other units or without a time zone are cast 
 
 The sink streams batches to a ``pq.ParquetWriter`` with the settings measured fastest here
 (dictionary encoding only on string columns, no statistics, lz4), into a hidden temporary file
-beside the target that is renamed over it on ``close``: a file at the target path is always
-complete. Its key-value metadata records the run's provenance (job YAML, its sha256, tickflow
+beside the target that takes its place on ``close`` (:func:`tickflow.connectors.atomic.publish`):
+a file at the target path is always complete. Its key-value metadata records the run's provenance (job YAML, its sha256, tickflow
 version, git commit); :func:`read_provenance` reads it back.
 """
 
@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
+from tickflow.connectors.atomic import publish
 from tickflow.connectors.base import (
     CANONICAL_TICK_SCHEMA,
     ConnectorConfig,
@@ -337,7 +338,7 @@ class AtomicParquetWriter:
         self._closed = True
         try:
             self._writer.close()
-            os.replace(self.tmp_path, self.path)
+            publish(self.tmp_path, self.path)
         except (OSError, pa.ArrowException) as exc:
             self._remove_tmp()
             raise SinkError(f"parquet sink: cannot finish {str(self.path)!r}: {exc}") from None
