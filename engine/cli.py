@@ -153,13 +153,26 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_backtest(args: argparse.Namespace) -> bool:
+    """Whether ``run-job`` was asked for a backtest (the job's mode, or a backtest flag).
+
+    Decided before the backtest package is imported: a research run does not need it.
+    """
+    if getattr(args, "parquet", None) or getattr(args, "sweep", False):
+        return True
+    from tickflow.engine.loader import load_job
+
+    return load_job(args.job, overrides=args.set or []).data.get("mode") == "backtest"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import os
 
-    from tickflow.engine.backtest.run import is_backtest, run_backtest_command
     from tickflow.engine.executors.local import run_local
 
-    if is_backtest(args):
+    if _is_backtest(args):
+        from tickflow.engine.backtest.run import run_backtest_command
+
         if args.cluster:  # a sweep's points go to Dask (engine/backtest/sweep_dask.py)
             args.set = [*(args.set or []), "executor.kind=dask",
                         f"executor.address={args.cluster}"]
