@@ -77,7 +77,9 @@ def ema(key, ts, x, m, out, alpha):
 
 
 def _ring_moment_state(p: WindowParams) -> list[Field]:
-    return ring_fields(initial_capacity(p.window)) + moment_fields()
+    # one push per row (rolling_moments): a row window's ring is sized by the key's rows
+    return (ring_fields(initial_capacity(p.window), per_row=isinstance(p.window, int))
+            + moment_fields())
 
 
 def _window_args(p: WindowParams) -> tuple[int, int, int]:
@@ -191,7 +193,8 @@ class SmaParams(WindowParams):
 
 
 def _sma_state(p: SmaParams) -> list[Field]:
-    return [*ring_fields(initial_capacity(p.window)), Field("m_shift", (), np.float64, 0.0),
+    return [*ring_fields(initial_capacity(p.window), per_row=isinstance(p.window, int)),
+            Field("m_shift", (), np.float64, 0.0),
             Field("m_s1", (), np.float64, 0.0), Field("m_since", (), np.int64, 0)]
 
 

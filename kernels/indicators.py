@@ -206,7 +206,8 @@ class BollingerParams(WindowParams):
 
 
 def _bollinger_state(p: BollingerParams) -> list[Field]:
-    return ring_fields(initial_capacity(p.window)) + moment_fields()
+    return (ring_fields(initial_capacity(p.window), per_row=isinstance(p.window, int))
+            + moment_fields())
 
 
 def _bollinger_args(p: BollingerParams) -> tuple[int, int, int, float]:
