@@ -7,9 +7,10 @@ the size of the data. Timestamps in other units or without a time zone are cast 
 
 The sink streams batches to a ``pq.ParquetWriter`` with the settings measured fastest here
 (dictionary encoding only on string columns, no statistics, lz4), into a hidden temporary file
-beside the target that takes its place on ``close`` (:func:`tickflow.connectors.atomic.publish`):
-a file at the target path is always complete. Its key-value metadata records the run's provenance (job YAML, its sha256, tickflow
-version, git commit); :func:`read_provenance` reads it back.
+beside the target that takes its place on ``close`` (``tickflow.connectors.atomic.publish``):
+a file at the target path is always complete. Its key-value metadata records the run's
+provenance (job YAML, its sha256, tickflow version, git commit); :func:`read_provenance`
+reads it back.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -294,7 +295,8 @@ class AtomicParquetWriter:
             self._writer = pq.ParquetWriter(
                 self.tmp_path, self.schema,
                 compression=None if compression == "none" else compression,
-                compression_level=compression_level, use_dictionary=strings or False, write_statistics=statistics)
+                compression_level=compression_level, use_dictionary=strings or False,
+                write_statistics=statistics)
         except (OSError, pa.ArrowException) as exc:
             raise SinkError(f"parquet sink: cannot write {str(self.path)!r}: {exc}") from None
 
@@ -482,8 +484,9 @@ class PartFiles:
                  statistics: bool, compression_level: int | None = None):
         self.path = Path(os.path.expanduser(path))
         self.dir = self.path.with_name(f".{self.path.name}.parts")
-        self.options = {"compression": compression, "compression_level": compression_level,
-                        "row_group_rows": row_group_rows, "statistics": statistics}
+        self.options: dict[str, Any] = {
+            "compression": compression, "compression_level": compression_level,
+            "row_group_rows": row_group_rows, "statistics": statistics}
         self.schema: pa.Schema | None = None
         self.count = 0
         self.rows = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from tickflow.kernels.base import Field
@@ -90,13 +92,13 @@ class KernelState:
                       if self.arrays[f.name].shape[-1] < self._shape(f)[-1]],
                      lambda f: self._shape(f)[-1])
 
-    def _resize(self, fields: list[Field], width: object) -> None:
+    def _resize(self, fields: list[Field], width: Callable[[Field], int]) -> None:
         """Give ``fields`` their new last-axis width; rings are re-laid so their head is 0."""
         groups = {f.group for f in fields if f.grow == "ring"}
         for f in fields:
             old = self.arrays[f.name]
             cap = old.shape[-1]
-            new = width(f)  # type: ignore[operator]
+            new = width(f)
             arr = np.full((*old.shape[:-1], new), f.fill, dtype=f.dtype)
             if f.grow == "ring":
                 head = self.arrays[f"{f.group}_head"]
