@@ -30,7 +30,9 @@ def _write_version(path: Path, version: int) -> None:
 
 
 def _version(path: Path) -> int:
-    values = pq.read_table(path).column("v")
+    # one open: a reader that reopens the path (footer, then pages) may mix two outputs
+    with path.open("rb") as fh:
+        values = pq.read_table(fh).column("v")
     assert len(values) == ROWS, f"partial file: {len(values)} rows"
     low, high = values.combine_chunks().to_numpy()[[0, -1]]
     assert low == high
