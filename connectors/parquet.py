@@ -6,11 +6,11 @@ the size of the data. Timestamps in other units or without a time zone are cast 
 ``timestamp[us, UTC]`` (naive timestamps are taken to be UTC; nanoseconds are truncated).
 
 The sink streams batches to a ``pq.ParquetWriter`` with the settings measured fastest here
-(dictionary encoding only on string columns, no statistics, lz4), into a hidden temporary file
-beside the target that takes its place on ``close`` (``tickflow.connectors.atomic.publish``):
-a file at the target path is always complete. Its key-value metadata records the run's
-provenance (job YAML, its sha256, tickflow version, git commit); :func:`read_provenance`
-reads it back.
+(dictionary encoding only on string columns, no statistics, no compression by default), into a
+hidden temporary file beside the target that takes its place on ``close``
+(``tickflow.connectors.atomic.publish``): a file at the target path is always complete. Its
+key-value metadata records the run's provenance (job YAML, its sha256, tickflow version, git
+commit); :func:`read_provenance` reads it back.
 """
 
 from __future__ import annotations
@@ -367,8 +367,9 @@ class ParquetSinkConfig(ConnectorConfig):
     kind: Literal["parquet"] = "parquet"
     path: str = Field(min_length=1, description="output file; parent directories are created, "
                                                 "an existing file is replaced when the job ends")
-    compression: Compression = Field("lz4", description="column compression codec (speed "
-                                                        "against size: docs/performance.md)")
+    compression: Compression = Field("none", description="column compression codec (none: "
+                                                         "fastest to write; speed against "
+                                                         "size: docs/performance.md)")
     compression_level: int | None = Field(
         None, description="codec level (zstd 1-22, lz4 1-12, gzip 1-9, brotli 0-11); "
                           "default: the codec's own")
