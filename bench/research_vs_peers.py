@@ -51,11 +51,11 @@ TARGET_VS_POLARS = 4.0
 TARGET_RSS_BYTES = 2 * 1024**3
 
 # Writer settings the peers use by default ("matched"): dictionary only on the string columns,
-# no statistics, lz4, 256K-row row groups -- tickflow's ParquetSink defaults, so that the
-# comparison is about computing features rather than about Parquet writer defaults.
+# no statistics, no compression, 256K-row row groups -- tickflow's ParquetSink defaults, so that
+# the comparison is about computing features rather than about Parquet writer defaults.
 # `--peer-writer default` uses each library's own defaults instead (pandas -> pyarrow snappy;
 # polars -> zstd).
-MATCHED_WRITER = {"compression": "lz4", "use_dictionary": ["symbol", "exchange"],
+MATCHED_WRITER = {"compression": "none", "use_dictionary": ["symbol", "exchange"],
                   "write_statistics": False, "row_group_size": 262_144}
 
 RSI_PERIOD = 14
@@ -301,8 +301,9 @@ def run_polars(src: Path, out: Path, writer: str) -> dict[str, Any]:
     df = df.with_columns(pl.Series("cusum_stat", stat), pl.Series("cusum_alarm", alarm))
     t_cusum = time.perf_counter()
     if writer == "matched":
-        df.write_parquet(out, compression=MATCHED_WRITER["compression"], statistics=False,
-                         row_group_size=MATCHED_WRITER["row_group_size"])
+        codec = MATCHED_WRITER["compression"]
+        df.write_parquet(out, compression="uncompressed" if codec == "none" else codec,
+                         statistics=False, row_group_size=MATCHED_WRITER["row_group_size"])
     else:
         df.write_parquet(out)
     t1 = time.perf_counter()

@@ -1,13 +1,6 @@
-"""Built-in sources and sinks; importing this package registers every one of them."""
+"""Built-in sources and sinks.
 
-from importlib import import_module
-
-_MODULES = ("simulator", "parquet", "report", "console", "kafka", "funding_simulator",
-            "coinbase_source", "venue_simulator", "venue_sources", "arbitrage_report")
-
-for _module in _MODULES:
-    try:
-        import_module(f"{__name__}.{_module}")
-    except ModuleNotFoundError as exc:  # a connector not written yet
-        if exc.name != f"{__name__}.{_module}":
-            raise
+Importing this package registers nothing and imports no connector: the engine's table of
+built-ins (``tickflow.engine.builtin_connectors``) imports a connector's module the first
+time a job names it, so a research run does not load Kafka, WebSocket or report code.
+"""

@@ -6,10 +6,11 @@ the size of the data. Timestamps in other units or without a time zone are cast 
 ``timestamp[us, UTC]`` (naive timestamps are taken to be UTC; nanoseconds are truncated).
 
 The sink streams batches to a ``pq.ParquetWriter`` with the settings measured fastest here
-(dictionary encoding only on string columns, no statistics, lz4), into a hidden temporary file
-beside the target that is renamed over it on ``close``: a file at the target path is always
-complete. Its key-value metadata records the run's provenance (job YAML, its sha256, tickflow
-version, git commit); :func:`read_provenance` reads it back.
+(dictionary encoding only on string columns, no statistics, no compression by default), into a
+hidden temporary file beside the target that takes its place on ``close``
+(``tickflow.connectors.atomic.publish``): a file at the target path is always complete. Its
+key-value metadata records the run's provenance (job YAML, its sha256, tickflow version, git
+commit); :func:`read_provenance` reads it back.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import glob
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
+from tickflow.connectors.atomic import publish
 from tickflow.connectors.base import (
     CANONICAL_TICK_SCHEMA,
     ConnectorConfig,
@@ -39,6 +41,8 @@ from tickflow.connectors.stale_temp import remove_dead_temp_files, temp_path
 from tickflow.engine.errors import SinkError, SourceError
 
 Compression = Literal["lz4", "zstd", "snappy", "gzip", "brotli", "none"]
+_LEVELS = {"zstd": (1, 22), "lz4": (1, 12), "gzip": (1, 9), "brotli": (0, 11)}
+"""Compression levels each codec accepts (snappy and none take none)."""
 
 _TS_UTC = pa.timestamp("us", tz="UTC")
 _PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -278,8 +282,8 @@ class AtomicParquetWriter:
     """
 
     def __init__(self, path: str | Path, schema: pa.Schema, *, compression: str = "lz4",
-                 row_group_rows: int = 262_144, statistics: bool = False,
-                 metadata: dict[str, str] | None = None):
+                 compression_level: int | None = None, row_group_rows: int = 262_144,
+                 statistics: bool = False, metadata: dict[str, str] | None = None):
         self.path = Path(os.path.expanduser(str(path)))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -306,7 +310,8 @@ class AtomicParquetWriter:
             self._writer = pq.ParquetWriter(
                 self.tmp_path, self.schema,
                 compression=None if compression == "none" else compression,
-                use_dictionary=strings or False, write_statistics=statistics)
+                compression_level=compression_level, use_dictionary=strings or False,
+                write_statistics=statistics)
         except (OSError, pa.ArrowException) as exc:
             raise SinkError(f"parquet sink: cannot write {str(self.path)!r}: {exc}") from None
 
@@ -352,7 +357,7 @@ class AtomicParquetWriter:
         self._closed = True
         try:
             self._writer.close()
-            os.replace(self.tmp_path, self.path)
+            publish(self.tmp_path, self.path)
         except (OSError, pa.ArrowException) as exc:
             self._remove_tmp()
             raise SinkError(f"parquet sink: cannot finish {str(self.path)!r}: {exc}") from None
@@ -377,7 +382,12 @@ class ParquetSinkConfig(ConnectorConfig):
     kind: Literal["parquet"] = "parquet"
     path: str = Field(min_length=1, description="output file; parent directories are created, "
                                                 "an existing file is replaced when the job ends")
-    compression: Compression = Field("lz4", description="column compression codec")
+    compression: Compression = Field("none", description="column compression codec (none: "
+                                                         "fastest to write; speed against "
+                                                         "size: docs/performance.md)")
+    compression_level: int | None = Field(
+        None, description="codec level (zstd 1-22, lz4 1-12, gzip 1-9, brotli 0-11); "
+                          "default: the codec's own")
     row_group_rows: int = Field(262_144, ge=1_024, le=16_777_216,
                                 description="rows per row group (larger: better compression "
                                             "and scans, more memory while writing)")
@@ -390,6 +400,19 @@ class ParquetSinkConfig(ConnectorConfig):
         if value.endswith(("/", os.sep)):
             raise ValueError("give a file name, not a directory")
         return value
+
+    @field_validator("compression_level")
+    @classmethod
+    def _level_fits_codec(cls, level: int | None, info: ValidationInfo) -> int | None:
+        codec = info.data.get("compression")
+        if level is None or codec is None:
+            return level
+        bounds = _LEVELS.get(codec)
+        if bounds is None:
+            raise ValueError(f"compression {codec!r} takes no level, found {level}")
+        if not bounds[0] <= level <= bounds[1]:
+            raise ValueError(f"expected {bounds[0]}-{bounds[1]} for {codec}, found {level}")
+        return level
 
 
 @sink("parquet", config=ParquetSinkConfig,
@@ -410,6 +433,7 @@ class ParquetSink(Sink):
         """Switch to part files; keep those a checkpoint committed, drop any later ones."""
         cfg = self.config
         self._parts = PartFiles(cfg.path, compression=cfg.compression,
+                                compression_level=cfg.compression_level,
                                 row_group_rows=cfg.row_group_rows, statistics=cfg.statistics)
         self._parts.seek(position)
 
@@ -429,6 +453,7 @@ class ParquetSink(Sink):
             return
         cfg = self.config
         self._writer = AtomicParquetWriter(cfg.path, schema, compression=cfg.compression,
+                                           compression_level=cfg.compression_level,
                                            row_group_rows=cfg.row_group_rows,
                                            statistics=cfg.statistics,
                                            metadata=self.context.provenance())
@@ -472,11 +497,12 @@ class PartFiles:
     """
 
     def __init__(self, path: str, *, compression: str, row_group_rows: int,
-                 statistics: bool):
+                 statistics: bool, compression_level: int | None = None):
         self.path = Path(os.path.expanduser(path))
         self.dir = self.path.with_name(f".{self.path.name}.parts")
-        self.options = {"compression": compression, "row_group_rows": row_group_rows,
-                        "statistics": statistics}
+        self.options: dict[str, Any] = {
+            "compression": compression, "compression_level": compression_level,
+            "row_group_rows": row_group_rows, "statistics": statistics}
         self.schema: pa.Schema | None = None
         self.count = 0
         self.rows = 0

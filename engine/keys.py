@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+from itertools import repeat
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+_CACHED_DICTIONARIES = 8
+"""Dictionaries whose id lookup is remembered: one per Parquet row group in flight is enough."""
 
 
 class KeyIndex:
     """Maps each distinct key value to 0, 1, 2, ... in order of first appearance.
 
-    Kernels index their state arrays by these ids; a batch's keys are dictionary-encoded by
-    Arrow and only the (few) distinct values go through Python.
+    Kernels index their state arrays by these ids. A batch's keys are dictionary-encoded by
+    Arrow and only the distinct values go through Python. The mapping of a dictionary is
+    cached, so morsels that carry the same dictionary (a Parquet row group read with
+    ``read_dictionary``, or few keys in a stable order) are mapped once.
+
+    ``ids`` and ``values`` may be replaced wholesale (a restore does); the cache notices.
     """
 
     def __init__(self) -> None:
         self.ids: dict[object, int] = {}
         self.values: list[object] = []
+        self._lookups: list[tuple[pa.Array, np.ndarray]] = []
+        self._owner: tuple[int, int] = (id(self.ids), id(self.values))
 
     def __len__(self) -> int:
         return len(self.values)
@@ -26,23 +37,51 @@ class KeyIndex:
             column = column.combine_chunks()
         if not pa.types.is_dictionary(column.type):
             column = pc.dictionary_encode(column)
-        dictionary = column.dictionary.to_pylist()
-        lookup = np.empty(len(dictionary) + 1, dtype=np.int64)
-        for j, value in enumerate(dictionary):
-            gid = self.ids.get(value)
-            if gid is None:
-                gid = self.ids[value] = len(self.values)
-                self.values.append(value)
-            lookup[j] = gid
+        lookup = self._lookup(column.dictionary)
         # nulls form their own key (written as None), so no row is dropped
-        null_gid = self.ids.get(None)
         indices = column.indices
         if indices.null_count:
+            null_gid = self.ids.get(None)
             if null_gid is None:
-                null_gid = self.ids[None] = len(self.values)
-                self.values.append(None)
-            lookup[-1] = null_gid
-            idx = indices.fill_null(len(dictionary)).to_numpy()
+                null_gid = len(self.values)
+                self._add([None])
+            lookup = np.append(lookup, null_gid)
+            idx = indices.fill_null(len(lookup) - 1).to_numpy()
         else:
             idx = indices.to_numpy(zero_copy_only=False)
         return lookup[idx.astype(np.int64, copy=False)]
+
+    def _lookup(self, dictionary: pa.Array) -> np.ndarray:
+        """Key ids of a dictionary's values (cached by the dictionary's buffers)."""
+        if self._owner != (id(self.ids), id(self.values)):
+            self._lookups.clear()
+            self._owner = (id(self.ids), id(self.values))
+        # a Parquet reader hands each morsel its own copy of a row group's dictionary, so
+        # entries are matched by content (a memcmp in Arrow), most recent first
+        for cached, lookup in reversed(self._lookups):
+            if len(cached) == len(dictionary) and cached.equals(dictionary):
+                return lookup
+        lookup = self._map(dictionary)
+        self._lookups.append((dictionary, lookup))
+        if len(self._lookups) > _CACHED_DICTIONARIES:
+            del self._lookups[0]
+        return lookup
+
+    def _map(self, dictionary: pa.Array) -> np.ndarray:
+        # one dict probe per distinct value: cheaper than an Arrow set lookup, which would
+        # rebuild a hash table of every known key on each call
+        values = dictionary.to_pylist()
+        lookup = np.array(list(map(self.ids.get, values, repeat(-1))), dtype=np.int64)
+        new = np.flatnonzero(lookup < 0)
+        if new.size:  # (a hand-built dictionary may repeat a value: ids stay unique)
+            pending: dict[object, int] = {}
+            for j in new:
+                lookup[j] = pending.setdefault(values[j], len(self.values) + len(pending))
+            self._add(list(pending))
+        return lookup
+
+    def _add(self, values: list[object]) -> None:
+        """Give new (distinct) values the next ids."""
+        self.ids.update(zip(values, range(len(self.values), len(self.values) + len(values)),
+                            strict=True))
+        self.values.extend(values)

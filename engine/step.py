@@ -50,6 +50,7 @@ class BoundKernel:
         if n == 0:
             return outs
         state.ensure_keys(1 if self.is_cross_key else int(key.max()) + 1)
+        state.reserve(key)
         # one array type for every call: numba compiles read-only (Arrow zero-copy) and
         # writable arrays separately, and the two builds may round differently in the last bit
         key, ts = _writable(key), _writable(ts)

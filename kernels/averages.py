@@ -78,9 +78,12 @@ def ema(key, ts, x, m, out, alpha):
 
 
 def ring_moment_peak_state(p: WindowParams) -> list[Field]:
-    """A ring of the window's values, shifted running sums and their peak (rolling_moments)."""
-    return (ring_fields(initial_capacity(p.window)) + moment_fields()
-            + [Field("m_peak", (), np.float64, 0.0)])
+    """A ring of the window's values, shifted running sums and their peak (rolling_moments).
+
+    One push per row: a row window's ring is sized by the key's rows, up to the window.
+    """
+    return (ring_fields(initial_capacity(p.window), per_row=isinstance(p.window, int))
+            + moment_fields() + [Field("m_peak", (), np.float64, 0.0)])
 
 
 def _window_args(p: WindowParams) -> tuple[int, int, int]:
@@ -218,7 +221,8 @@ class SmaParams(WindowParams):
 
 
 def _sma_state(p: SmaParams) -> list[Field]:
-    return [*ring_fields(initial_capacity(p.window)), Field("m_shift", (), np.float64, 0.0),
+    return [*ring_fields(initial_capacity(p.window), per_row=isinstance(p.window, int)),
+            Field("m_shift", (), np.float64, 0.0),
             Field("m_s1", (), np.float64, 0.0), Field("m_since", (), np.int64, 0)]
 
 

@@ -143,6 +143,11 @@ class Field:
     windows: ``"ring"`` buffers are re-laid from their group's head, ``"linear"`` ones (sorted
     windows) are copied as they are. ``group`` names the ring whose ``{group}_head`` and
     ``{group}_count`` fields index it.
+
+    ``per_row`` declares that at most one value per input row enters the buffer, so that it
+    never holds more than ``{group}_count`` values, which the rows of a key bound: the engine
+    then starts the buffer small and widens it (up to ``shape[-1]``) before a chunk could
+    fill it, instead of giving every key the whole window (row windows only).
     """
 
     name: str
@@ -151,14 +156,19 @@ class Field:
     fill: float | int = np.nan
     grow: GrowKind | None = None
     group: str = "ring"
+    per_row: bool = False
 
 
 def ring_fields(capacity: int, values: Sequence[str] = ("vals",), group: str = "ring",
-                with_ts: bool = True) -> list[Field]:
-    """Fields of a ring buffer: one float64 buffer per name, timestamps, head and count."""
-    out = [Field(v, (capacity,), np.float64, np.nan, "ring", group) for v in values]
+                with_ts: bool = True, per_row: bool = False) -> list[Field]:
+    """Fields of a ring buffer: one float64 buffer per name, timestamps, head and count.
+
+    ``per_row``: see :class:`Field`; only for a row window whose kernel pushes at most one
+    value per row.
+    """
+    out = [Field(v, (capacity,), np.float64, np.nan, "ring", group, per_row) for v in values]
     if with_ts:
-        out.append(Field(f"{group}_ts", (capacity,), np.int64, 0, "ring", group))
+        out.append(Field(f"{group}_ts", (capacity,), np.int64, 0, "ring", group, per_row))
     out += [Field(f"{group}_head", (), np.int64, 0), Field(f"{group}_count", (), np.int64, 0)]
     return out
 

@@ -110,7 +110,8 @@ class OfiParams(WindowParams):
 
 def _ofi_state(p: OfiParams) -> list[Field]:
     return [Field("prev_bid"), Field("prev_ask"), Field("prev_bid_size"),
-            Field("prev_ask_size"), *ring_fields(initial_capacity(p.window), ("e",)),
+            Field("prev_ask_size"),
+            *ring_fields(initial_capacity(p.window), ("e",), per_row=isinstance(p.window, int)),
             Field("e_sum", (), np.float64, 0.0), Field("e_since", (), np.int64, 0)]
 
 

@@ -83,7 +83,9 @@ class HistoricalVarParams(WindowParams):
 
 def _sorted_window_state(p: HistoricalVarParams) -> list[Field]:
     cap = initial_capacity(p.window)
-    return [*ring_fields(cap), Field("sorted", (cap,), np.float64, np.nan, "linear")]
+    per_row = isinstance(p.window, int)  # one push per row; the sorted copy holds the same
+    return [*ring_fields(cap, per_row=per_row),
+            Field("sorted", (cap,), np.float64, np.nan, "linear", per_row=per_row)]
 
 
 def _var_args(p: HistoricalVarParams) -> tuple[float, int, int, int]:

@@ -23,7 +23,9 @@ from tickflow.kernels.window import PEAK_RATIO, RECOMPUTE, recentred_sums
 
 
 def _ring_moment_state(p: WindowParams) -> list[Field]:
-    return ring_fields(initial_capacity(p.window)) + moment_fields()
+    # one push per row (rolling_sum_walk): a row window's ring is sized by the key's rows
+    return (ring_fields(initial_capacity(p.window), per_row=isinstance(p.window, int))
+            + moment_fields())
 
 
 def _window_args(p: WindowParams) -> tuple[int, int, int]:
@@ -333,8 +335,8 @@ class AutocorrParams(Params):
 
 
 def _autocorr_state(p: AutocorrParams) -> list[Field]:
-    return (ring_fields(p.lag, values=("lag_vals",), group="lag", with_ts=False)
-            + ring_fields(p.window, values=("xs", "ys"), with_ts=False)
+    return (ring_fields(p.lag, values=("lag_vals",), group="lag", with_ts=False, per_row=True)
+            + ring_fields(p.window, values=("xs", "ys"), with_ts=False, per_row=True)
             + moment_fields("x") + moment_fields("y") + [Field("sxy", fill=0.0)])
 
 

@@ -280,10 +280,3 @@ def run_backtest_command(args: Any, console: Any) -> int:
         print_backtest(bt, console, time.perf_counter() - start)
     return 0
 
-
-def is_backtest(args: Any) -> bool:
-    """Whether ``run-job`` was asked for a backtest (the job's mode, or a backtest flag)."""
-    if getattr(args, "parquet", None) or getattr(args, "sweep", False):
-        return True
-    loaded = load_job(args.job, overrides=args.set or [])
-    return loaded.data.get("mode") == "backtest"

@@ -16,15 +16,13 @@ from tickflow.engine.state.backend import StateSnapshot
 
 
 def _equalise(states: list[KernelState]) -> None:
-    """Grow every lane's buffers to the largest capacity so lanes stack into one array."""
-    growable = [f.name for f in states[0].fields if f.grow is not None]
-    if not growable:
+    """Grow every lane's buffers to the widest lane's so lanes stack into one array."""
+    widths = [s.widths() for s in states]
+    if not widths[0]:
         return
-    name = growable[0]
-    target = max(s.arrays[name].shape[-1] for s in states)
+    target = {name: max(w[name] for w in widths) for name in widths[0]}
     for s in states:
-        while s.arrays[name].shape[-1] < target:
-            s.grow_buffers()
+        s.grow_to(target)
 
 
 def gather(pipeline: Any) -> StateSnapshot:

@@ -69,15 +69,33 @@ def test_file_roundtrip(tmp_path: Path) -> None:
     assert rg.column(0).statistics is None or not rg.column(0).statistics.has_min_max
 
 
-@pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])
+@pytest.mark.parametrize("compression", ["lz4", "zstd", "snappy", "none"])
 def test_compression_options(tmp_path: Path, compression: str) -> None:
     table = ticks(5_000)
     out = tmp_path / "c.parquet"
     write(out, table, compression=compression, statistics=True)
     codec = pq.read_metadata(out).row_group(0).column(3).compression
-    assert codec == {"lz4": "LZ4", "zstd": "ZSTD", "none": "UNCOMPRESSED"}[compression]
+    assert codec == {"lz4": "LZ4", "zstd": "ZSTD", "snappy": "SNAPPY",
+                     "none": "UNCOMPRESSED"}[compression]
     assert pq.read_metadata(out).row_group(0).column(3).statistics.has_min_max
     assert read(str(out)).equals(table)
+
+
+def test_compression_level_reaches_the_codec(tmp_path: Path) -> None:
+    table = ticks(50_000)
+    sizes = {}
+    for level in (1, 19):
+        out = tmp_path / f"z{level}.parquet"
+        write(out, table, compression="zstd", compression_level=level)
+        assert read(str(out)).equals(table)
+        sizes[level] = out.stat().st_size
+    assert sizes[19] < sizes[1]
+    with pytest.raises(ValidationError, match="expected 1-12 for lz4, found 13"):
+        ParquetSinkConfig(kind="parquet", path="o.parquet", compression="lz4",
+                          compression_level=13)
+    with pytest.raises(ValidationError, match="compression 'none' takes no level"):
+        ParquetSinkConfig(kind="parquet", path="o.parquet", compression="none",
+                          compression_level=1)
 
 
 def test_directory_and_glob(tmp_path: Path) -> None:
