@@ -237,7 +237,10 @@ def test_workers_option_is_bounded(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_memory_error_at_run_time_names_the_step(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    """More keys than the estimate could know of: numpy refuses the state; no traceback."""
+    """More keys than the estimate could know of: numpy refuses the state; no traceback.
+
+    rolling_max keeps its whole row window per key (its ring does not start narrow).
+    """
     data = tmp_path / "many_keys.parquet"
     n = 200_000
     pq.write_table(pa.table({"timestamp": pa.array(range(n), pa.timestamp("us", tz="UTC")),
@@ -245,12 +248,12 @@ def test_memory_error_at_run_time_names_the_step(tmp_path: Path,
                              "price": pa.array([1.0] * n)}), data)
     job = tmp_path / "job.yaml"
     job.write_text(f"name: t\nmode: research\nsources: [{{kind: parquet, path: {data}}}]\n"
-                   f"steps:\n  - {{id: big, kernel: rolling_zscore, "
+                   f"steps:\n  - {{id: big, kernel: rolling_max, "
                    f"params: {{window: 1000000}}}}\n")
     assert main(["run", "-q", str(job), "--workers", "1"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert err.startswith("step 'big' (rolling_zscore) failed: ")
+    assert err.startswith("step 'big' (rolling_max) failed: ")
     assert "Unable to allocate" in err
 
 
