@@ -26,14 +26,15 @@ def part_digest(path: Path) -> list[object]:
     return [pq.ParquetFile(path).metadata.num_rows, digest.hexdigest()]
 
 
-def verify_part(path: Path, expected: list[object], what: str) -> None:
+def verify_part(path: Path, expected: list[object], what: str, *,
+                since: str = "its checkpoint", remedy: str = "run with --reset-state") -> None:
     """SinkError naming ``path`` when it is missing, unreadable or differs from ``expected``."""
     try:
         actual = part_digest(path)
     except (OSError, pa.ArrowException) as exc:
-        raise SinkError(f"{what}: committed part {path} cannot be read ({exc}); run with "
-                        f"--reset-state") from None
+        raise SinkError(f"{what}: committed part {path} cannot be read ({exc}); "
+                        f"{remedy}") from None
     if actual[1] != expected[1]:
-        raise SinkError(f"{what}: committed part {path} has changed since its checkpoint "
-                        f"({actual[0]:,} rows, the checkpoint recorded {expected[0]:,}; "
-                        f"sha256 differs): truncated or rewritten; run with --reset-state")
+        raise SinkError(f"{what}: committed part {path} has changed since {since} "
+                        f"({actual[0]:,} rows, {expected[0]:,} recorded; "
+                        f"sha256 differs): truncated or rewritten; {remedy}")

@@ -74,6 +74,8 @@ class PartResult:
     row_groups_read: int = 0
     row_groups_skipped: int = 0  # input row groups without a key of this partition
     quality_counts: dict[str, int] = field(default_factory=dict)
+    # [rows, sha256] of each part this task staged, by output directory: checked at commit
+    digests: dict[str, list[Any]] = field(default_factory=dict)
 
 
 _COMPILED: dict[str, CompiledJob] = {}
@@ -238,12 +240,16 @@ def _run_partition(plan: DaskPlan, partition: int, start: float) -> PartResult:
     summary = driver.run()
     main = driver.graph.main_pipeline
     keys = sorted(str(k) for k in main.keys.values) if main is not None else []
+    from tickflow.connectors.part_checksums import part_digest
+
+    digests = {out.directory: part_digest(Path(out.staging) / PART_NAME.format(partition))
+               for out in plan.outputs}
     return PartResult(partition=partition, rows=summary.rows,
                       seconds=time.perf_counter() - start, keys=keys,
                       signal_counts=dict(summary.signal_counts), worker=_worker_address(),
                       report=report, row_groups_read=scanned.row_groups_read,
                       row_groups_skipped=scanned.row_groups_skipped,
-                      quality_counts=dict(summary.quality_counts))
+                      quality_counts=dict(summary.quality_counts), digests=digests)
 
 
 def _report_sink(job: CompiledJob, context: RunContext) -> Any:
@@ -283,6 +289,12 @@ def commit_outputs(plan: DaskPlan, results: list[PartResult]) -> list[str]:
         if names != expected:
             raise ClusterError(f"{target}: staged parts {names} are not the expected "
                                f"{len(expected)} parts; the output is left unchanged")
+        from tickflow.connectors.part_checksums import verify_part
+
+        for r in results:  # a part truncated or rewritten since its task finished
+            verify_part(staging / PART_NAME.format(r.partition), r.digests[out.directory],
+                        f"dask output {target}", since="its task finished",
+                        remedy="the output is left unchanged; run the job again")
         trash = target.with_name(f".{target.name}.old-{plan.run_id}")
         if target.is_dir():
             strays = [p.name for p in target.iterdir() if not _is_part(p.name)]

@@ -232,3 +232,23 @@ def test_a_job_the_cluster_cannot_partition_is_refused_before_submitting(
     with pytest.raises(ClusterError, match=r"reads file sources .* source 'simulator0' is "
                                            r"kind 'simulator'"):
         run_dask(compile_job(load_job(job_file)))
+
+
+def test_a_part_changed_after_its_task_is_refused_at_commit(ticks: Path, tmp_path: Path) -> None:
+    """Each task records its part's rows and sha256; the commit checks them and names the part."""
+    from tickflow.engine.executors.dask import make_plan
+    from tickflow.engine.executors.dask_tasks import commit_outputs, run_partition
+
+    out = tmp_path / "dask"
+    plan = make_plan(research_job(ticks, out, "executor.kind=dask", "report=null"), 2)
+    results = [run_partition(plan, i) for i in range(plan.partitions)]
+    assert all(len(r.digests) == len(plan.outputs) for r in results)
+    staged = Path(plan.outputs[0].staging) / "part-00001.parquet"
+    data = staged.read_bytes()
+    staged.write_bytes(data[: len(data) // 2])  # truncated after its task finished
+    with pytest.raises(SinkError, match=r"part-00001\.parquet.*(cannot be read|changed since)"):
+        commit_outputs(plan, results)
+    assert not (out / "research_features.parquet").exists()  # the output is left unchanged
+    staged.write_bytes(data)  # restored: the commit goes through
+    committed = commit_outputs(plan, results)
+    assert len(committed) == 2
