@@ -204,12 +204,31 @@ class AcknowledgedSink(Protocol):
 
 @runtime_checkable
 class PartitionedSink(Protocol):
-    """A sink that can be split by key partition (Dask): each task writes its own part.
+    """A sink whose output can be written as one part per key partition (Dask), then published.
 
-    ``part(partition, partitions)`` returns the sink a task writes; ``merge(parts)`` is called
-    on the client with what the tasks returned.
+    ``part(run_id, partition, metadata)`` returns the sink one task writes (on a worker; its
+    part is staged beside the target, ``metadata`` added to the provenance); after every task
+    finished, ``commit_parts(run_id, partitions)`` checks that each partition's part is staged
+    and publishes them at once, returning the files; ``discard_parts(run_id)`` drops the staged
+    parts of a failed run. The sink's paths must be absolute (the executor sees to it).
     """
 
-    def part(self, partition: int, partitions: int) -> Any: ...
+    def part(self, run_id: str, partition: int, metadata: dict[str, str]) -> Any: ...
 
-    def merge(self, parts: list[Any]) -> Any: ...
+    def commit_parts(self, run_id: str, partitions: int) -> list[str]: ...
+
+    def discard_parts(self, run_id: str) -> None: ...
+
+
+@runtime_checkable
+class MergeableSink(Protocol):
+    """A sink that accumulates a result rather than rows (the research report).
+
+    A partitioned run feeds one per key partition and merges them with ``merge(other)``, as if
+    ``other``'s batches had been written after this one's; ``close`` then writes the result and
+    ``results()`` returns it as plain data.
+    """
+
+    def merge(self, other: Any) -> None: ...
+
+    def results(self) -> dict[str, Any]: ...
