@@ -42,6 +42,7 @@ from tickflow.engine.executors.dask_tasks import (
     ClusterError,
     DaskPlan,
     PartResult,
+    absolute_file_paths,
     commit_outputs,
     discard_staging,
     run_partition,
@@ -167,22 +168,11 @@ def single_task_reason(job: CompiledJob) -> str | None:
     return None
 
 
-def _absolute(path: str) -> str:
-    return path if path.startswith("~") or os.path.isabs(path) else os.path.abspath(path)
-
-
 def make_plan(job: CompiledJob, partitions: int) -> DaskPlan:
     """The plan for a run: file paths made absolute, one output per partitioned sink."""
     run_id = uuid.uuid4().hex[:12]
     loaded = copy.deepcopy(job.loaded)
-    for section, uses, capability in (("sources", job.sources, FileSource),
-                                      ("sinks", job.sinks, PartitionedSink)):
-        blocks = loaded.data.get(section) or []
-        for use in uses:
-            block = blocks[use.index] if use.index < len(blocks) else None
-            if isinstance(block, dict) and isinstance(block.get("path"), str) and \
-                    isinstance(use.definition.cls(use.config, job.context), capability):
-                block["path"] = _absolute(block["path"])
+    absolute_file_paths(job, loaded)
     outputs, streams = [], []
     for position, (use, stream) in enumerate(zip(job.sinks, job.sink_streams, strict=True)):
         if isinstance(use.definition.cls(use.config, job.context), PartitionedSink):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from tickflow.engine.compile import CompiledJob, compile_job
-from tickflow.engine.contract import MergeableSink, PartitionedSink, RunContext
+from tickflow.engine.contract import FileSource, MergeableSink, PartitionedSink, RunContext
 from tickflow.engine.errors import TickflowError
 from tickflow.engine.executors.partition import ScanCounts, partition_batches
 from tickflow.engine.loader import LoadedJob
@@ -110,6 +111,24 @@ def _coalesce(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Recor
             pending, have = [], 0
     if pending:
         yield pending[0] if len(pending) == 1 else pa.concat_batches(pending)
+
+
+def absolute_file_paths(job: CompiledJob, loaded: LoadedJob) -> None:
+    """Make the ``path`` of every file source and partitioned sink in ``loaded`` absolute.
+
+    Workers must find the files where the client does; relative paths are taken against the
+    client's directory (``~`` is left for each side to expand).
+    """
+    for section, uses, capability in (("sources", job.sources, FileSource),
+                                      ("sinks", job.sinks, PartitionedSink)):
+        blocks = loaded.data.get(section) or []
+        for use in uses:
+            block = blocks[use.index] if use.index < len(blocks) else None
+            if isinstance(block, dict) and isinstance(block.get("path"), str) and \
+                    isinstance(use.definition.cls(use.config, job.context), capability):
+                path = block["path"]
+                if not (path.startswith("~") or os.path.isabs(path)):
+                    block["path"] = os.path.abspath(path)
 
 
 def _part_metadata(plan: DaskPlan, partition: int) -> dict[str, str]:
