@@ -140,6 +140,17 @@ class ResumableSource(Protocol):
 
 
 @runtime_checkable
+class SchemaWithoutData(Protocol):
+    """A source whose data may not exist yet (a file made later) but whose schema is declared.
+
+    ``declared_schema()`` returns None when the data is there (its real schema then counts), and
+    otherwise the declared schema with a short reason, so ``run-job validate`` needs no data.
+    """
+
+    def declared_schema(self) -> tuple[pa.Schema, str] | None: ...
+
+
+@runtime_checkable
 class FileSource(Protocol):
     """A source backed by files another process can read (Dask tasks read their keys' rows
     from them themselves)."""
