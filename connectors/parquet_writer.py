@@ -123,6 +123,18 @@ class AtomicParquetWriter:
             self.tmp_path.unlink(missing_ok=True)
 
 
+def write_parquet_table(table: pa.Table, path: str | Path, metadata: dict[str, str]) -> None:
+    """Write a whole table atomically (nothing at ``path`` unless every batch was written)."""
+    writer = AtomicParquetWriter(path, table.schema, metadata=metadata)
+    try:
+        for batch in table.to_batches():
+            writer.write(batch)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+
+
 def read_provenance(path: str | Path) -> dict[str, str]:
     """The ``tickflow.*`` key-value metadata of a Parquet file, without the prefix.
 
