@@ -90,6 +90,9 @@ class SimulatorConfig(ConnectorConfig):
                                     description="mean arrival rate of ticks, all symbols together")
     exchange: str = Field("sim", min_length=1, description="value of the `exchange` column")
 
+    def expected_keys(self) -> int | None:
+        return self.symbols if isinstance(self.symbols, int) else len(self.symbols)
+
     @field_validator("symbols")
     @classmethod
     def _check_symbols(cls, value: int | list[str]) -> int | list[str]:

@@ -39,6 +39,14 @@ class ConnectorConfig(BaseModel):
     kind: str
     id: str | None = None
 
+    def expected_keys(self) -> int | None:
+        """How many keys (symbols) a source will produce, when its config says so.
+
+        The compiler sizes its state-memory estimate with it; None when the config cannot tell
+        (a file or a topic: the data decides).
+        """
+        return None
+
 
 @dataclass
 class RunContext:

@@ -78,17 +78,10 @@ def state_bytes_per_key(step: Any) -> int:
 
 
 def expected_keys(sources: list[Any]) -> int:
-    """Keys a job will see, when its sources say (simulator ``symbols``); else the minimum."""
-    keys = 0
-    for use in sources:
-        symbols = getattr(use.config, "symbols", None)
-        products = getattr(use.config, "products", None)
-        for value in (symbols, products):
-            if isinstance(value, int) and not isinstance(value, bool):
-                keys = max(keys, value)
-            elif isinstance(value, list | tuple):
-                keys = max(keys, len(value))
-    return max(keys, MIN_STATE_KEYS)
+    """Keys a job will see, when its sources' configs say (``ConnectorConfig.expected_keys``:
+    simulated symbols, subscribed products); else the minimum."""
+    counts = (use.config.expected_keys() for use in sources)
+    return max([MIN_STATE_KEYS, *(k for k in counts if k is not None)])
 
 
 def available_memory() -> int | None:
