@@ -52,6 +52,9 @@ class CoinbaseSourceConfig(ConnectorConfig):
     dead_letter_path: str | None = Field("out/coinbase_dead_letters.jsonl",
                                          description="JSON Lines file of unusable messages")
 
+    def expected_keys(self) -> int | None:
+        return len(self.products)
+
 
 class _QueueWriter(TickWriter):
     """Hands ticks from the collector's thread to the job's."""

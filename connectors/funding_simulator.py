@@ -59,6 +59,9 @@ class FundingSimulatorConfig(ConnectorConfig):
     interest_rate: float = Field(0.0001, description="interest component per funding interval")
     exchange: str = Field("sim-perp", min_length=1, description="value of `exchange`")
 
+    def expected_keys(self) -> int | None:
+        return self.symbols if isinstance(self.symbols, int) else len(self.symbols)
+
 
 @njit(nogil=True, cache=True)
 def _premium_path(code, ts_us, z, last_ts, last_p, mean, sd, theta):  # pragma: no cover

@@ -90,6 +90,9 @@ class SimulatorConfig(ConnectorConfig):
                                     description="mean arrival rate of ticks, all symbols together")
     exchange: str = Field("sim", min_length=1, description="value of the `exchange` column")
 
+    def expected_keys(self) -> int | None:
+        return self.symbols if isinstance(self.symbols, int) else len(self.symbols)
+
     @field_validator("symbols")
     @classmethod
     def _check_symbols(cls, value: int | list[str]) -> int | list[str]:
@@ -405,6 +408,11 @@ class SimulatorSource(Source):
 
     config: SimulatorConfig
 
+    def __init__(self, config: SimulatorConfig, context: RunContext):
+        super().__init__(config, context)
+        self._start = 0  # the row seek() asked for
+        self._emitted = 0  # rows yielded so far, counting the skipped ones
+
     def schema(self) -> pa.Schema:
         return CANONICAL_TICK_SCHEMA
 
@@ -417,14 +425,14 @@ class SimulatorSource(Source):
 
     def position(self) -> dict[str, int]:
         """Rows yielded so far (resumable: the stream is deterministic for a seed)."""
-        return {"rows": getattr(self, "_emitted", 0)}
+        return {"rows": self._emitted}
 
     def seek(self, position: dict[str, int] | None) -> None:
         """Start at row ``position["rows"]``: earlier rows are regenerated and dropped."""
         self._start = int(position["rows"]) if position else 0
 
     def _counted(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        skip = self._emitted = getattr(self, "_start", 0)
+        skip = self._emitted = self._start
         for batch in batches:
             if skip:
                 cut = min(skip, batch.num_rows)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
 from tickflow.connectors.tick_codec import encode_tick_values
-from tickflow.connectors.tick_writers import TickWriter
+from tickflow.connectors.tick_writers import BufferedTickWriter
 from tickflow.engine.errors import SinkError, SourceError
 
 FIELDS = CANONICAL_TICK_SCHEMA.names
@@ -31,7 +31,7 @@ CREATE = ("CREATE TABLE IF NOT EXISTS ticks (" + ", ".join(
 INSERT = f"INSERT INTO ticks ({', '.join(FIELDS)}) VALUES ({', '.join('?' * len(FIELDS))})"
 
 
-class SqliteTickWriter(TickWriter):
+class SqliteTickWriter(BufferedTickWriter):
     """Ticks to a SQLite file (``timestamp`` as epoch microseconds), appended to.
 
     Args:
@@ -56,14 +56,8 @@ class SqliteTickWriter(TickWriter):
             msg = f"sqlite output {str(self.path)!r}: {exc}"
             raise SinkError(msg) from None
 
-    def write(self, ticks: list[dict[str, Any]]) -> None:
-        self._buffer.extend(tuple(t.get(name) for name in FIELDS) for t in ticks)
-        if len(self._buffer) >= self.flush_rows:
-            self.flush()
-
-    def maybe_flush(self) -> None:
-        if self._buffer and time.monotonic() - self._last_flush >= self.flush_s:
-            self.flush()
+    def _buffered(self, ticks: list[dict[str, Any]]) -> Iterable[tuple[Any, ...]]:
+        return (tuple(t.get(name) for name in FIELDS) for t in ticks)
 
     def flush(self) -> None:
         """Insert the buffered ticks in one transaction."""

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,35 @@ class TickWriter:
         raise NotImplementedError
 
 
-class ParquetTickWriter(TickWriter):
+class BufferedTickWriter(TickWriter):
+    """A writer that buffers ticks and flushes every ``flush_rows`` rows or ``flush_s`` seconds.
+
+    Subclasses set ``flush_rows``, ``flush_s``, ``_buffer`` and ``_last_flush`` in their
+    ``__init__``, convert ticks in ``_buffered`` and write the buffer in ``flush``.
+    """
+
+    flush_rows: int
+    flush_s: float
+    _buffer: list[Any]
+    _last_flush: float
+
+    def _buffered(self, ticks: list[dict[str, Any]]) -> Iterable[Any]:
+        return ticks
+
+    def write(self, ticks: list[dict[str, Any]]) -> None:
+        self._buffer.extend(self._buffered(ticks))
+        if len(self._buffer) >= self.flush_rows:
+            self.flush()
+
+    def maybe_flush(self) -> None:
+        if self._buffer and time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+
+class ParquetTickWriter(BufferedTickWriter):
     """Ticks to one Parquet file, a row group every ``flush_rows`` rows or ``flush_s`` seconds.
 
     The file is written as ``FILE.partial`` and renamed to ``FILE`` on close, so a file at the
@@ -67,15 +95,6 @@ class ParquetTickWriter(TickWriter):
                 self.partial.unlink()  # no 0-byte partial file left behind
             msg = f"parquet output {str(self.path)!r}: {exc.strerror or exc}"
             raise SinkError(msg) from None
-
-    def write(self, ticks: list[dict[str, Any]]) -> None:
-        self._buffer.extend(ticks)
-        if len(self._buffer) >= self.flush_rows:
-            self.flush()
-
-    def maybe_flush(self) -> None:
-        if self._buffer and time.monotonic() - self._last_flush >= self.flush_s:
-            self.flush()
 
     def flush(self) -> None:
         """Write the buffered ticks as one row group."""

@@ -52,6 +52,9 @@ class VenueSimulatorConfig(ConnectorConfig):
     dislocation_s: float = Field(6.0, gt=0, description="longest dislocation")
     start: datetime = Field(datetime(2026, 1, 1, tzinfo=UTC), description="first timestamp")
 
+    def expected_keys(self) -> int | None:
+        return len(self.symbols)
+
 
 def _true_path(seed: int, symbol: str, steps: int, volatility_bps: float) -> np.ndarray:
     rng = np.random.default_rng([seed, zlib.crc32(symbol.encode())])

@@ -45,6 +45,9 @@ class VenueSourceConfig(ConnectorConfig):
                                                            "messages (default "
                                                            "out/VENUE_dead_letters.jsonl)")
 
+    def expected_keys(self) -> int | None:
+        return len(self.products) if self.products else None
+
 
 class BinanceSourceConfig(VenueSourceConfig):
     """Live Binance spot ``bookTicker`` quotes."""

@@ -16,7 +16,7 @@ BUILTIN_CONNECTORS = {
     "source:venue_simulator": "tickflow.connectors.venue_simulator",
     "source:binance": "tickflow.connectors.venue_sources",
     "source:kraken": "tickflow.connectors.venue_sources",
-    "sink:parquet": "tickflow.connectors.parquet",
+    "sink:parquet": "tickflow.connectors.parquet_sink",
     "sink:report": "tickflow.connectors.report",
     "sink:console": "tickflow.connectors.console",
     "sink:kafka": "tickflow.connectors.kafka",

@@ -100,16 +100,16 @@ def layout_description(job: Any) -> dict[str, Any]:
     """
     out: dict[str, Any] = {"key": job.key, "steps": [], "signals": []}
     for s in job.steps:
-        if not hasattr(s, "new_state"):
+        if not s.has_kernel_state:
             continue  # batch steps keep no state
         out["steps"].append({"id": s.step_id, "kernel": s.definition.name,
-                             "cross_key": bool(getattr(s, "is_cross_key", False)),
+                             "cross_key": s.is_cross_key,
                              "fields": _fields(s.definition.state(s.params))})
     for name, rule in job.signals.items():
-        memory = list(getattr(rule, "memory", []))
+        memory = list(rule.memory)
         if memory:
             out["signals"].append({"name": name, "fields": _fields(memory)})
-    streams = getattr(job, "streams", {})
+    streams = job.streams
     if len(streams) > 1:  # a graph: its shape and operators are part of the layout too
         out["streams"] = {name: [s.step_id for s in st.steps] for name, st in streams.items()}
         out["operators"] = [{"id": op.step_id, "operator": op.definition.name,

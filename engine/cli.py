@@ -243,7 +243,7 @@ def _backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from tickflow.connectors.collector import main as collect_main
+    from tickflow.connectors.collector_cli import main as collect_main
 
     return _delegate(collect_main, args)
 

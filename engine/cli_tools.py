@@ -208,14 +208,15 @@ def source_rows(job: Any) -> int | None:
     """Rows the job will read, from Parquet footers (None when unknown, e.g. Kafka)."""
     import pyarrow.parquet as pq
 
-    from tickflow.connectors.parquet import resolve_parquet_paths
+    from tickflow.engine.contract import FileSource
 
     total = 0
     for use in job.sources:
-        if use.definition.name != "parquet":
+        source = use.definition.cls(use.config, job.context)
+        if not isinstance(source, FileSource):
             return None
         try:
-            for path in resolve_parquet_paths(use.config.path):
+            for path in source.files():
                 total += pq.ParquetFile(path).metadata.num_rows
         except (OSError, SourceError, ValueError):
             return None

@@ -39,6 +39,14 @@ class ConnectorConfig(BaseModel):
     kind: str
     id: str | None = None
 
+    def expected_keys(self) -> int | None:
+        """How many keys (symbols) a source will produce, when its config says so.
+
+        The compiler sizes its state-memory estimate with it; None when the config cannot tell
+        (a file or a topic: the data decides).
+        """
+        return None
+
 
 @dataclass
 class RunContext:
@@ -140,6 +148,17 @@ class ResumableSource(Protocol):
 
 
 @runtime_checkable
+class SchemaWithoutData(Protocol):
+    """A source whose data may not exist yet (a file made later) but whose schema is declared.
+
+    ``declared_schema()`` returns None when the data is there (its real schema then counts), and
+    otherwise the declared schema with a short reason, so ``run-job validate`` needs no data.
+    """
+
+    def declared_schema(self) -> tuple[pa.Schema, str] | None: ...
+
+
+@runtime_checkable
 class FileSource(Protocol):
     """A source backed by files another process can read (Dask tasks read their keys' rows
     from them themselves)."""
@@ -204,12 +223,33 @@ class AcknowledgedSink(Protocol):
 
 @runtime_checkable
 class PartitionedSink(Protocol):
-    """A sink that can be split by key partition (Dask): each task writes its own part.
+    """A sink whose output can be written as one part per key partition (Dask), then published.
 
-    ``part(partition, partitions)`` returns the sink a task writes; ``merge(parts)`` is called
-    on the client with what the tasks returned.
+    ``part(run_id, partition, metadata)`` returns the sink one task writes (on a worker; its
+    part is staged beside the target, ``metadata`` added to the provenance); after every task
+    finished, ``commit_parts(run_id, partitions, digests)`` checks that each partition's part
+    is staged and unchanged since its task (``digests``: partition -> what the part's
+    ``digest()`` returned) and publishes them at once, returning the files; ``discard_parts(run_id)`` drops the staged
+    parts of a failed run. The sink's paths must be absolute (the executor sees to it).
     """
 
-    def part(self, partition: int, partitions: int) -> Any: ...
+    def part(self, run_id: str, partition: int, metadata: dict[str, str]) -> Any: ...
 
-    def merge(self, parts: list[Any]) -> Any: ...
+    def commit_parts(self, run_id: str, partitions: int,
+                     digests: dict[int, list[Any]] | None = None) -> list[str]: ...
+
+    def discard_parts(self, run_id: str) -> None: ...
+
+
+@runtime_checkable
+class MergeableSink(Protocol):
+    """A sink that accumulates a result rather than rows (the research report).
+
+    A partitioned run feeds one per key partition and merges them with ``merge(other)``, as if
+    ``other``'s batches had been written after this one's; ``close`` then writes the result and
+    ``results()`` returns it as plain data.
+    """
+
+    def merge(self, other: Any) -> None: ...
+
+    def results(self) -> dict[str, Any]: ...

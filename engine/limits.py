@@ -70,7 +70,7 @@ def check_executor_bounds(spec: Any, report: Report) -> None:
 def state_bytes_per_key(step: Any) -> int:
     """Bytes of one key's state for a kernel step, from its declared fields (growable time
     windows counted at their initial capacity)."""
-    fields = step.definition.state(step.params) if hasattr(step.definition, "state") else []
+    fields = step.definition.state(step.params) if step.has_kernel_state else []
     total = 0
     for f in fields:
         total += int(np.prod(f.shape, dtype=np.float64)) * np.dtype(f.dtype).itemsize
@@ -78,17 +78,10 @@ def state_bytes_per_key(step: Any) -> int:
 
 
 def expected_keys(sources: list[Any]) -> int:
-    """Keys a job will see, when its sources say (simulator ``symbols``); else the minimum."""
-    keys = 0
-    for use in sources:
-        symbols = getattr(use.config, "symbols", None)
-        products = getattr(use.config, "products", None)
-        for value in (symbols, products):
-            if isinstance(value, int) and not isinstance(value, bool):
-                keys = max(keys, value)
-            elif isinstance(value, list | tuple):
-                keys = max(keys, len(value))
-    return max(keys, MIN_STATE_KEYS)
+    """Keys a job will see, when its sources' configs say (``ConnectorConfig.expected_keys``:
+    simulated symbols, subscribed products); else the minimum."""
+    counts = (use.config.expected_keys() for use in sources)
+    return max([MIN_STATE_KEYS, *(k for k in counts if k is not None)])
 
 
 def available_memory() -> int | None:
@@ -163,8 +156,7 @@ def check_job_limits(spec: Any, sources: list[Any], steps: list[tuple[tuple[Any,
     """The executor's bounds, then the kernel steps' state against available memory."""
     check_executor_bounds(spec, report)
     kernels = [(where, b) for where, b in steps  # oversized params are reported already
-               if getattr(b.definition, "kind", "") == "kernel" and hasattr(b, "new_state")
-               and not _oversized(b.params)]
+               if b.has_kernel_state and not _oversized(b.params)]
     lanes = min(worker_lanes(spec, workers), MAX_WORKERS)
     check_state_memory(kernels, lanes, expected_keys(sources), report)
 
@@ -182,7 +174,7 @@ def workers_option_problems(job: Any, workers: int) -> list[Any]:
         report((), f"expected an integer from 0 (one per CPU core) to {MAX_WORKERS:,}, found "
                    f"{workers:,}")
         return problems
-    kernels = [((), s) for s in job.steps if getattr(s.definition, "kind", "") == "kernel"]
+    kernels = [((), s) for s in job.steps if s.has_kernel_state]
     check_state_memory(kernels, worker_lanes(job.spec, workers), expected_keys(job.sources),
                        report)
     return problems

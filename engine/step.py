@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -20,6 +20,8 @@ class BoundKernel:
     params: Params
     input_columns: tuple[str, ...]
     output_columns: tuple[str, ...]
+
+    has_kernel_state: ClassVar[bool] = True  # per-key state arrays (checkpointed, paged)
 
     def __post_init__(self) -> None:
         self.args: tuple[Any, ...] = tuple(self.definition.args(self.params))

@@ -66,7 +66,7 @@ MUTANTS = [
 
 KERNEL_MUTANTS = [
     Mutant("rolling_min/rolling_max keep the row exactly one window old",
-           "kernels/statistics.py",
+           "kernels/extremes.py",
            "while c > 0 and (c >= rows if rows > 0 else tss[k, h] <= t - span):\n"
            "            h = h + 1 if h + 1 < cap else 0",
            "while c > 0 and (c >= rows if rows > 0 else tss[k, h] < t - span):\n"

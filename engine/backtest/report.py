@@ -81,16 +81,9 @@ def equity_table(bt: Backtest) -> pa.Table:
 
 
 def _write_parquet(table: pa.Table, path: Path, provenance: dict[str, str]) -> None:
-    from tickflow.connectors.parquet import AtomicParquetWriter
+    from tickflow.connectors.parquet_writer import write_parquet_table
 
-    writer = AtomicParquetWriter(path, table.schema, metadata=provenance)
-    try:
-        for batch in table.to_batches():
-            writer.write(batch)
-    except BaseException:
-        writer.abort()
-        raise
-    writer.close()
+    write_parquet_table(table, path, provenance)
 
 
 def write_outputs(bt: Backtest, paths: dict[str, Path]) -> dict[str, str]:

@@ -82,10 +82,24 @@ def load_backtest_job(job_path: str, sets: Sequence[str] = (), parquet: str | No
     return compile_job(loaded)
 
 
+def _is_file_source(kind: Any) -> bool:
+    """Whether ``kind`` names a source that reads files (an unknown kind is compile's to report)."""
+    from tickflow.engine.connector_registry import get_connector
+    from tickflow.engine.contract import FileSource
+    from tickflow.engine.registry import UnknownNameError
+
+    if not isinstance(kind, str):
+        return False
+    try:
+        return issubclass(get_connector("source", kind).cls, FileSource)
+    except UnknownNameError:
+        return False
+
+
 def _ensure_default_ticks(loaded: LoadedJob, say: Any) -> None:
     src = loaded.data["sources"][0]
     path = src.get("path")
-    if src.get("kind") != "parquet" or not isinstance(path, str) or \
+    if not _is_file_source(src.get("kind")) or not isinstance(path, str) or \
             os.path.exists(os.path.expanduser(path)) or any(c in path for c in "*?["):
         return
     if path != DEFAULT_TICKS:

@@ -62,20 +62,16 @@ _CACHE_LOCK = threading.Lock()  # a worker with several threads computes a setti
 _CACHE_SETTINGS = 2  # settings kept per worker process (their features can be large)
 
 
-def _absolute(path: str) -> str:
-    return path if path.startswith("~") or os.path.isabs(path) else os.path.abspath(path)
-
-
 def make_setting(job: CompiledJob, run_id: str, index: int, parquet: str | None,
                  train_fraction: float | None) -> SweepSetting:
     """A setting as plain data, its parquet paths absolute against the client's directory."""
+    from tickflow.engine.executors.dask_tasks import absolute_file_paths
+
     loaded = copy.deepcopy(job.loaded)
-    for block in loaded.data.get("sources") or []:
-        if isinstance(block, dict) and block.get("kind") == "parquet" and \
-                isinstance(block.get("path"), str):
-            block["path"] = _absolute(block["path"])
-    return SweepSetting(run_id, index, loaded, None if parquet is None else _absolute(parquet),
-                        train_fraction)
+    absolute_file_paths(job, loaded)
+    if parquet is not None and not (parquet.startswith("~") or os.path.isabs(parquet)):
+        parquet = os.path.abspath(parquet)
+    return SweepSetting(run_id, index, loaded, parquet, train_fraction)
 
 
 def run_point_task(setting: SweepSetting, strategy_sets: tuple[str, ...],

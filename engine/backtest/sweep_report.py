@@ -63,16 +63,9 @@ def _cell(sweep: SweepSpec, row: dict[str, Any], col: str, compact: bool = False
 
 
 def _write_parquet(table: pa.Table, path: Path, provenance: dict[str, str]) -> None:
-    from tickflow.connectors.parquet import AtomicParquetWriter
+    from tickflow.connectors.parquet_writer import write_parquet_table
 
-    writer = AtomicParquetWriter(path, table.schema, metadata=provenance)
-    try:
-        for batch in table.to_batches():
-            writer.write(batch)
-    except BaseException:
-        writer.abort()
-        raise
-    writer.close()
+    write_parquet_table(table, path, provenance)
 
 
 def write_sweep(job: Any, rows: list[dict[str, Any]], sweep: SweepSpec, warning: str,

@@ -37,11 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from tickflow.engine.compile import CompiledJob
+from tickflow.engine.contract import FileSource, MergeableSink, PartitionedSink
 from tickflow.engine.executors.dask_tasks import (
     ClusterError,
     DaskPlan,
-    PartOutput,
     PartResult,
+    absolute_file_paths,
     commit_outputs,
     discard_staging,
     run_partition,
@@ -131,9 +132,12 @@ def task_progress(console: Any, label: str, total: int, extra: tuple[str, ...] =
 
 
 def check_supported(job: CompiledJob) -> None:
-    """The Dask executor partitions file sources by key; say so clearly for anything else."""
-    from tickflow.engine.contract import FileSource
+    """The Dask executor splits file sources by key and writes sinks that split or merge.
 
+    Raises:
+        ClusterError: a source that is not a :class:`FileSource`, or a sink that is neither a
+            :class:`PartitionedSink` nor a :class:`MergeableSink`.
+    """
     for use in job.sources:
         source = use.definition.cls(use.config, job.context)
         if not isinstance(source, FileSource):
@@ -141,10 +145,11 @@ def check_supported(job: CompiledJob) -> None:
                                f"keys' rows itself); source {use.label!r} is kind "
                                f"{use.definition.name!r}")
     for use in job.sinks:
-        if use.definition.name not in ("parquet", "report"):
-            raise ClusterError(f"the dask executor writes parquet sinks (a directory of parts) "
-                               f"and the report; sinks[{use.index}] is kind "
-                               f"{use.definition.name!r}")
+        sink = use.definition.cls(use.config, job.context)
+        if not isinstance(sink, PartitionedSink | MergeableSink):
+            raise ClusterError(f"the dask executor writes sinks that split by key partition "
+                               f"(parquet: a directory of parts) or merge (the report); "
+                               f"sinks[{use.index}] is kind {use.definition.name!r}")
 
 
 def single_task_reason(job: CompiledJob) -> str | None:
@@ -163,31 +168,16 @@ def single_task_reason(job: CompiledJob) -> str | None:
     return None
 
 
-def _absolute(path: str) -> str:
-    return path if path.startswith("~") or os.path.isabs(path) else os.path.abspath(path)
-
-
 def make_plan(job: CompiledJob, partitions: int) -> DaskPlan:
-    """The plan for a run: relative paths made absolute, one output per parquet sink."""
+    """The plan for a run: file paths made absolute, one output per partitioned sink."""
     run_id = uuid.uuid4().hex[:12]
     loaded = copy.deepcopy(job.loaded)
-    for section in ("sources", "sinks"):
-        for block in loaded.data.get(section) or []:
-            if block.get("kind") == "parquet" and isinstance(block.get("path"), str):
-                block["path"] = _absolute(block["path"])
+    absolute_file_paths(job, loaded)
     outputs, streams = [], []
-    parquet_sinks = [(u, st) for u, st in zip(job.sinks, job.sink_streams, strict=True)
-                     if u.definition.name == "parquet"]
-    for (use, stream), block in zip(parquet_sinks,
-                          [b for b in loaded.data.get("sinks") or []
-                           if b.get("kind") == "parquet"], strict=True):
-        target = Path(os.path.expanduser(block["path"]))
-        cfg = use.config
-        outputs.append(PartOutput(
-            directory=str(target), staging=str(target.with_name(f".{target.name}.{run_id}")),
-            compression=cfg.compression, row_group_rows=cfg.row_group_rows,
-            statistics=cfg.statistics))
-        streams.append(stream)
+    for position, (use, stream) in enumerate(zip(job.sinks, job.sink_streams, strict=True)):
+        if isinstance(use.definition.cls(use.config, job.context), PartitionedSink):
+            outputs.append(position)
+            streams.append(stream)
     return DaskPlan(run_id=run_id, loaded=loaded, context=job.context, partitions=partitions,
                     morsel_rows=job.spec.executor.morsel_rows, outputs=tuple(outputs),
                     streams=tuple(streams))
@@ -272,26 +262,33 @@ def _submit(job: CompiledJob, client: Any, partitions: int | None,
         raise
     summary.seconds = time.perf_counter() - start
     summary.parts.sort(key=lambda r: r.partition)
-    summary.files = files
-    for out in plan.outputs:
-        parts = [Path(f) for f in files if Path(f).parent == Path(out.directory)]
+    summary.files = [f for names in files for f in names]
+    for position, names in zip(plan.outputs, files, strict=True):
+        use = job.sinks[position]
+        parts = [Path(f) for f in names]
+        directory = parts[0].parent  # at least one part: one per partition
         size = sum(p.stat().st_size for p in parts if p.exists())
         summary.sink_summaries.append(
-            f"parquet: {summary.rows:,} rows x {len(job.output_columns)} columns -> "
-            f"{out.directory}/ ({len(parts)} parts, {size / 1e6:.1f} MB)")
-    reports = [r.report for r in summary.parts if r.report is not None]
-    if reports:
-        report = reports[0]
-        for other in reports[1:]:
-            report.merge(other)
-        for r in summary.parts:
-            r.report = None
-        report.context.quiet = job.context.quiet
-        text = report.close()
-        summary.report = report.results()
+            f"{use.definition.name}: {summary.rows:,} rows x {len(job.output_columns)} "
+            f"columns -> {directory}/ ({len(parts)} parts, {size / 1e6:.1f} MB)")
+    _merge_results(job, summary)
+    return summary
+
+
+def _merge_results(job: CompiledJob, summary: DaskRunSummary) -> None:
+    """Merge the partitions' mergeable sinks (the report) on the client and close them."""
+    kept = [r.merged for r in summary.parts if r.merged]
+    for position in range(len(kept[0]) if kept else 0):
+        merged = kept[0][position]
+        for other in kept[1:]:
+            merged.merge(other[position])
+        merged.context.quiet = job.context.quiet
+        text = merged.close()
+        summary.report = merged.results()
         if text:
             summary.sink_summaries.append(text)
-    return summary
+    for r in summary.parts:
+        r.merged = []
 
 
 def _discard(client: Any, plan: DaskPlan, futures: list[Any]) -> None:

@@ -11,39 +11,25 @@ from __future__ import annotations
 import copy
 import ctypes
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from tickflow.connectors.base import RunContext
 from tickflow.engine.compile import CompiledJob, compile_job
-from tickflow.engine.errors import SinkError, TickflowError
+from tickflow.engine.contract import FileSource, MergeableSink, PartitionedSink, RunContext
+from tickflow.engine.errors import TickflowError
 from tickflow.engine.executors.partition import ScanCounts, partition_batches
 from tickflow.engine.loader import LoadedJob
 
-PART_NAME = "part-{:05d}.parquet"
 PARTITION_HASH = "crc32(utf-8 key) % partitions"
 
 
 class ClusterError(TickflowError):
     """The Dask cluster could not be reached, has no workers, or a partition failed on it."""
-
-
-@dataclass(frozen=True)
-class PartOutput:
-    """Where one parquet sink's parts go, and how they are written."""
-
-    directory: str
-    staging: str
-    compression: str
-    row_group_rows: int
-    statistics: bool
 
 
 @dataclass(frozen=True)
@@ -55,7 +41,7 @@ class DaskPlan:
     context: RunContext
     partitions: int
     morsel_rows: int
-    outputs: tuple[PartOutput, ...]
+    outputs: tuple[int, ...]  # positions in the compiled job's sinks of its partitioned sinks
     streams: tuple[str, ...] = ()  # the stream each output writes (the main one when empty)
 
 
@@ -70,12 +56,12 @@ class PartResult:
     cpu_seconds: float = 0.0  # the worker process's CPU time during the task
     signal_counts: dict[str, int] = field(default_factory=dict)
     worker: str = ""
-    report: Any = None  # the partition's report sink (its keys' statistics), merged later
+    merged: list[Any] = field(default_factory=list)  # its MergeableSinks, merged on the client
     row_groups_read: int = 0
     row_groups_skipped: int = 0  # input row groups without a key of this partition
     quality_counts: dict[str, int] = field(default_factory=dict)
-    # [rows, sha256] of each part this task staged, by output directory: checked at commit
-    digests: dict[str, list[Any]] = field(default_factory=dict)
+    # [rows, sha256] of each part this task wrote, in the plan's output order: the commit checks
+    digests: list[list[Any]] = field(default_factory=list)
 
 
 _COMPILED: dict[str, CompiledJob] = {}
@@ -129,17 +115,39 @@ def _coalesce(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Recor
         yield pending[0] if len(pending) == 1 else pa.concat_batches(pending)
 
 
-def _writers(plan: DaskPlan, partition: int, schema: pa.Schema,
-             outputs: Any = None) -> list[Any]:
-    from tickflow.connectors.parquet import AtomicParquetWriter
+def absolute_file_paths(job: CompiledJob, loaded: LoadedJob) -> None:
+    """Make the ``path`` of every file source and partitioned sink in ``loaded`` absolute.
 
-    meta = {**plan.context.provenance(), "tickflow.run_id": plan.run_id,
-            "tickflow.partition": str(partition), "tickflow.partitions": str(plan.partitions),
-            "tickflow.partition_hash": PARTITION_HASH}
-    return [AtomicParquetWriter(Path(o.staging) / PART_NAME.format(partition), schema,
-                                compression=o.compression, row_group_rows=o.row_group_rows,
-                                statistics=o.statistics, metadata=meta)
-            for o in (plan.outputs if outputs is None else outputs)]
+    Workers must find the files where the client does; relative paths are taken against the
+    client's directory (``~`` is left for each side to expand).
+    """
+    for section, uses, capability in (("sources", job.sources, FileSource),
+                                      ("sinks", job.sinks, PartitionedSink)):
+        blocks = loaded.data.get(section) or []
+        for use in uses:
+            block = blocks[use.index] if use.index < len(blocks) else None
+            if isinstance(block, dict) and isinstance(block.get("path"), str) and \
+                    isinstance(use.definition.cls(use.config, job.context), capability):
+                path = block["path"]
+                if not (path.startswith("~") or os.path.isabs(path)):
+                    block["path"] = os.path.abspath(path)
+
+
+def _part_metadata(plan: DaskPlan, partition: int) -> dict[str, str]:
+    return {"tickflow.run_id": plan.run_id, "tickflow.partition": str(partition),
+            "tickflow.partitions": str(plan.partitions), "tickflow.partition_hash": PARTITION_HASH}
+
+
+def partitioned_sinks(job: CompiledJob, context: RunContext,
+                      outputs: tuple[int, ...]) -> list[PartitionedSink]:
+    """The job's partitioned sinks named by a plan (built afresh: a sink is cheap to make)."""
+    sinks = []
+    for index in outputs:
+        use = job.sinks[index]
+        sink = use.definition.cls(use.config, context)
+        assert isinstance(sink, PartitionedSink), use.label
+        sinks.append(sink)
+    return sinks
 
 
 def run_partition(plan: DaskPlan, partition: int) -> PartResult:
@@ -183,39 +191,17 @@ class _PartitionView:
         self.source.close()
 
 
-class _PartSink:
-    """A parquet sink's part of this partition, created with the stream's schema."""
+class _KeptSink:
+    """A mergeable sink of the partition: fed here, merged and closed on the client."""
 
-    def __init__(self, plan: DaskPlan, partition: int, output: PartOutput):
-        self.plan, self.partition, self.output = plan, partition, output
-        self.writer: Any = None
-
-    def open(self, schema: pa.Schema) -> None:
-        if self.writer is None:
-            self.writer = _writers(self.plan, self.partition, schema, [self.output])[0]
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        self.writer.write(batch)
-
-    def close(self) -> None:
-        self.writer.close()
-
-    def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.abort()
-
-
-class _KeptReport:
-    """The partition's report sink: fed here, merged and closed on the client."""
-
-    def __init__(self, report: Any):
-        self.report = report
+    def __init__(self, sink: MergeableSink):
+        self.sink: Any = sink
 
     def open(self, schema: pa.Schema) -> None:
-        self.report.open(schema)
+        self.sink.open(schema)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self.report.write(batch)
+        self.sink.write(batch)
 
     def close(self) -> None:
         return None
@@ -230,31 +216,30 @@ def _run_partition(plan: DaskPlan, partition: int, start: float) -> PartResult:
     sources = {u.label: _PartitionView(u.definition.cls(u.config, plan.context), job.key,
                                        plan, partition, scanned) for u in job.sources}
     streams = plan.streams or (job.main_stream,) * len(plan.outputs)
-    sinks: list[tuple[Any, str]] = [(_PartSink(plan, partition, out), stream)
-                                    for out, stream in zip(plan.outputs, streams, strict=True)]
-    report = _report_sink(job, plan.context)
-    if report is not None:
-        sinks.append((_KeptReport(report), job.main_stream))
+    metadata = _part_metadata(plan, partition)
+    parted = partitioned_sinks(job, plan.context, plan.outputs)
+    parts = [sink.part(plan.run_id, partition, metadata) for sink in parted]
+    sinks: list[tuple[Any, str]] = list(zip(parts, streams, strict=True))
+    merged = _mergeable_sinks(job, plan.context)
+    sinks.extend((_KeptSink(m), job.main_stream) for m in merged)
     driver = Driver(job, workers=1, morsel_rows=plan.morsel_rows, sources=sources,
                     sinks=sinks)
     summary = driver.run()
     main = driver.graph.main_pipeline
     keys = sorted(str(k) for k in main.keys.values) if main is not None else []
-    from tickflow.connectors.part_checksums import part_digest
-
-    digests = {out.directory: part_digest(Path(out.staging) / PART_NAME.format(partition))
-               for out in plan.outputs}
     return PartResult(partition=partition, rows=summary.rows,
                       seconds=time.perf_counter() - start, keys=keys,
                       signal_counts=dict(summary.signal_counts), worker=_worker_address(),
-                      report=report, row_groups_read=scanned.row_groups_read,
+                      merged=merged, row_groups_read=scanned.row_groups_read,
                       row_groups_skipped=scanned.row_groups_skipped,
-                      quality_counts=dict(summary.quality_counts), digests=digests)
+                      quality_counts=dict(summary.quality_counts),
+                      digests=[part.digest() for part in parts])
 
 
-def _report_sink(job: CompiledJob, context: RunContext) -> Any:
-    use = next((u for u in job.sinks if u.definition.name == "report"), None)
-    return None if use is None else use.definition.cls(use.config, context)
+def _mergeable_sinks(job: CompiledJob, context: RunContext) -> list[MergeableSink]:
+    """The job's sinks that accumulate a result (the report), one per partition task."""
+    made = (use.definition.cls(use.config, context) for use in job.sinks)
+    return [sink for sink in made if isinstance(sink, MergeableSink)]
 
 
 def _worker_address() -> str:
@@ -266,53 +251,20 @@ def _worker_address() -> str:
         return ""
 
 
-def _is_part(name: str) -> bool:
-    return name.startswith("part-") and name.endswith(".parquet")
+def commit_outputs(plan: DaskPlan, results: list[PartResult]) -> list[list[str]]:
+    """Task: every partitioned sink checks its parts are all staged and publishes them.
 
-
-def commit_outputs(plan: DaskPlan, results: list[PartResult]) -> list[str]:
-    """Task: check every partition's part is staged, then swap the staging directories in.
-
-    Leftovers of killed attempts (hidden temp files) are removed first. An existing output
-    (a file from a local run, or the parts of an earlier run) is replaced; a directory holding
-    anything other than parts is refused rather than deleted.
+    Returns:
+        The files of each output of the plan, in the plan's order.
     """
     assert sorted(r.partition for r in results) == list(range(plan.partitions))
-    committed = []
-    for out in plan.outputs:
-        staging, target = Path(out.staging), Path(out.directory)
-        for p in staging.iterdir():
-            if not _is_part(p.name):
-                p.unlink()
-        names = sorted(p.name for p in staging.iterdir())
-        expected = [PART_NAME.format(k) for k in range(plan.partitions)]
-        if names != expected:
-            raise ClusterError(f"{target}: staged parts {names} are not the expected "
-                               f"{len(expected)} parts; the output is left unchanged")
-        from tickflow.connectors.part_checksums import verify_part
-
-        for r in results:  # a part truncated or rewritten since its task finished
-            verify_part(staging / PART_NAME.format(r.partition), r.digests[out.directory],
-                        f"dask output {target}", since="its task finished",
-                        remedy="the output is left unchanged; run the job again")
-        trash = target.with_name(f".{target.name}.old-{plan.run_id}")
-        if target.is_dir():
-            strays = [p.name for p in target.iterdir() if not _is_part(p.name)]
-            if strays:
-                raise SinkError(f"parquet sink: refusing to replace the directory {target}: "
-                                f"it holds files that are not parts ({', '.join(strays[:3])})")
-        if target.exists():
-            os.replace(target, trash)
-        os.replace(staging, target)
-        if trash.is_dir():
-            shutil.rmtree(trash, ignore_errors=True)
-        elif trash.exists():
-            trash.unlink()
-        committed.extend(str(target / n) for n in names)
-    return committed
+    parted = partitioned_sinks(_compiled(plan), plan.context, plan.outputs)
+    return [sink.commit_parts(plan.run_id, plan.partitions,
+                              {r.partition: r.digests[i] for r in results})
+            for i, sink in enumerate(parted)]
 
 
 def discard_staging(plan: DaskPlan) -> None:
-    """Task: remove the staging directories of a failed run."""
-    for out in plan.outputs:
-        shutil.rmtree(out.staging, ignore_errors=True)
+    """Task: drop the staged parts of a failed run."""
+    for sink in partitioned_sinks(_compiled(plan), plan.context, plan.outputs):
+        sink.discard_parts(plan.run_id)

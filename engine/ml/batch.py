@@ -19,7 +19,7 @@ import dataclasses
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -100,6 +100,9 @@ class BoundBatchStep:
     input_columns: tuple[str, ...]
     output_columns: tuple[str, ...]
     fn: BatchFn
+
+    has_kernel_state: ClassVar[bool] = False  # whole batches in, no state carried forward
+    is_cross_key: ClassVar[bool] = False
 
     def run_batch(self, produced: dict[str, np.ndarray],
                   columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -101,6 +101,7 @@ class BoundOperator:
     key: str
     columns: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    has_kernel_state: ClassVar[bool] = False  # an operator keeps its own state (Operator)
 
     @property
     def ports(self) -> tuple[str, ...]:

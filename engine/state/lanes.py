@@ -37,7 +37,7 @@ def gather(pipeline: Any) -> StateSnapshot:
     n, w = len(keys), len(lanes)
     snapshot = StateSnapshot(keys=keys)
     for j, step in enumerate(lanes[0].steps):
-        if getattr(step, "is_cross_key", False):
+        if step.is_cross_key:
             st = lanes[0].states[j]
             st.ensure_keys(1)
             snapshot.steps[step.step_id] = {f.name: st.arrays[f.name][:1].copy()
@@ -64,7 +64,7 @@ def gather(pipeline: Any) -> StateSnapshot:
 
 def rule_states(pipeline: Any) -> dict[str, KernelState]:
     """The pipeline's keyed signal rules' states (those that remember anything)."""
-    return {name: st for name, st in getattr(pipeline, "rule_states", {}).items()
+    return {name: st for name, st in pipeline.rule_states.items()
             if st.fields}
 
 
@@ -76,7 +76,7 @@ def scatter(pipeline: Any, snapshot: StateSnapshot) -> None:
     w = len(lanes)
     for j, step in enumerate(lanes[0].steps):
         saved = snapshot.steps[step.step_id]
-        if getattr(step, "is_cross_key", False):
+        if step.is_cross_key:
             lanes[0].states[j].restore(np.arange(1), saved)
             continue
         for s, lane in enumerate(lanes):

@@ -50,7 +50,7 @@ class PagedState:
     """
 
     def __init__(self, pipeline: Any, backend: StateBackend, directory: Path, page_keys: int):
-        cross = [s.step_id for s in pipeline.lanes[0].steps if getattr(s, "is_cross_key", False)]
+        cross = [s.step_id for s in pipeline.lanes[0].steps if s.is_cross_key]
         if cross:
             raise StateError(f"state.page_keys cannot page cross-key step(s) "
                              f"{', '.join(cross)}: their state spans keys of several pages")
@@ -107,8 +107,7 @@ class PagedState:
 
         pipe = self.pipeline
         pipe.lanes = [Lane(lane.steps) for lane in pipe.lanes]
-        if hasattr(pipe, "rule_states"):
-            pipe.rule_states = {n: r.new_state() for n, r in pipe.job.signals.items()}
+        pipe.rule_states = {n: r.new_state() for n, r in pipe.job.signals.items()}
 
     def _load(self, page: int) -> None:
         """Point the pipeline at one page: its keys (page-local ids) and its saved state."""

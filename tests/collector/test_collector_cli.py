@@ -18,7 +18,7 @@ import pytest
 from tickflow.connectors.coinbase import parse_timestamp_us
 from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
 from tickflow.connectors.collector import Collector, CollectorSettings
-from tickflow.connectors.collector import main as collect_main
+from tickflow.connectors.collector_cli import main as collect_main
 from tickflow.connectors.dead_letter import DeadLetters
 from tickflow.connectors.embedded_broker import free_port
 from tickflow.connectors.exchange_server import Faults
@@ -44,7 +44,7 @@ def test_signal_mid_stream_leaves_a_complete_parquet_with_every_tick(tmp_path, s
     faults = Faults(send_delay_s=0.002)
     with CoinbaseExchangeServer(frames, faults=faults, heartbeat_interval_s=0.5) as server:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tickflow.connectors.collector", "coinbase", "--url", server.url,
+            [sys.executable, "-m", "tickflow.connectors.collector_cli", "coinbase", "--url", server.url,
              "--products", *PRODUCTS, "-F", "-o", str(out), "--flush-rows", "100"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)})

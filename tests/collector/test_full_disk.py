@@ -26,7 +26,7 @@ def _limit_file_size() -> None:
 
 def _collect(url: str, *output: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tickflow.connectors.collector", "coinbase", "--url", url,
+        [sys.executable, "-m", "tickflow.connectors.collector_cli", "coinbase", "--url", url,
          "--products", *PRODUCTS, "--max-ticks", "2000", "--duration", "60",
          "--log-level", "ERROR", *output],
         cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,

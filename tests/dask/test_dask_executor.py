@@ -242,8 +242,9 @@ def test_a_part_changed_after_its_task_is_refused_at_commit(ticks: Path, tmp_pat
     out = tmp_path / "dask"
     plan = make_plan(research_job(ticks, out, "executor.kind=dask", "report=null"), 2)
     results = [run_partition(plan, i) for i in range(plan.partitions)]
-    assert all(len(r.digests) == len(plan.outputs) for r in results)
-    staged = Path(plan.outputs[0].staging) / "part-00001.parquet"
+    assert all(len(r.digests) == len(plan.outputs) == 1 for r in results)
+    staging = out / f".research_features.parquet.{plan.run_id}"  # beside the target
+    staged = staging / "part-00001.parquet"
     data = staged.read_bytes()
     staged.write_bytes(data[: len(data) // 2])  # truncated after its task finished
     with pytest.raises(SinkError, match=r"part-00001\.parquet.*(cannot be read|changed since)"):
@@ -251,4 +252,4 @@ def test_a_part_changed_after_its_task_is_refused_at_commit(ticks: Path, tmp_pat
     assert not (out / "research_features.parquet").exists()  # the output is left unchanged
     staged.write_bytes(data)  # restored: the commit goes through
     committed = commit_outputs(plan, results)
-    assert len(committed) == 2
+    assert [len(files) for files in committed] == [2]
