@@ -42,11 +42,17 @@ class StreamOutput:
         self.schema = schema
         self.writer: Writer | None = None
 
-    def put(self, batch: pa.RecordBatch) -> None:
+    def open(self, schema: pa.Schema | None = None) -> None:
+        """Open the sinks and the writer (done by the first batch unless called before)."""
         if self.writer is None:
             for s in self.sinks:
-                s.open(batch.schema)
+                s.open(schema or self.schema)
             self.writer = Writer(self.sinks)
+
+    def put(self, batch: pa.RecordBatch) -> None:
+        if self.writer is None:
+            self.open(batch.schema)
+        assert self.writer is not None
         self.writer.put(batch)
 
     def drain(self) -> None:
@@ -142,6 +148,12 @@ class Driver:
                                           streaming=isinstance(src, StreamingSource))
                        for name, src in self.sources.items()}
         self.state = GraphState(self.graph, self.stages)
+        self.outputs: dict[str, StreamOutput] = {}
+
+    def open_outputs(self) -> None:
+        """Open every stream's sinks now (a live run checkpoints its empty state first)."""
+        for out in self.outputs.values():
+            out.open()
 
     def _inputs(self) -> dict[str, Iterator[Any]]:
         cp = self.checkpointer
@@ -161,7 +173,7 @@ class Driver:
         job, graph, cp = self.job, self.graph, self.checkpointer
         summary = RunSummary()
         start = time.perf_counter()
-        outputs: dict[str, StreamOutput] = {}
+        outputs = self.outputs
         sinks = [s for s, _ in self.sinks]
         index = {name: i for i, name in enumerate(self.sources)}
         finished = stopped = False

@@ -1,0 +1,213 @@
+"""What a live run adds to the driver, as its hooks: the feed, the commit policy, the observer.
+
+- ``InlineFeed`` polls one streaming source on the driver's own thread (no hand-off between
+  threads on the tick-to-signal path) and hands each batch over as soon as it has arrived; it
+  ends the run on ``stop``, ``max_seconds``, ``expected_messages`` or the source's idle end.
+- ``CommitPolicy`` decides when consumed offsets may be committed: once the outputs holding
+  them are durable. For acknowledged sinks (Kafka) that is when the observer has seen their
+  batch written and the producer's queue is empty; commits are rate-limited so that the
+  synchronous commit round trip stays off the per-batch path. Any other sink is durable only at
+  a checkpoint or once closed (the driver's ``on_durable``).
+- ``LiveObserver`` is the last sink of the main stream: on the writer thread, after the real
+  sinks have written a batch, it measures tick-to-signal latency and feeds the live view and
+  the live_report recorder, so neither ever slows the compute loop.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from tickflow.engine.contract import AcknowledgedSink
+
+
+class CommitPolicy:
+    """Consumed offsets, batch by batch, committed once the outputs holding them are durable.
+
+    Args:
+        source: the streaming source whose offsets these are.
+        sinks: the job's real sinks.
+        per_batch: whether offsets may go out while running (every sink is durable once
+            acknowledged and there is no checkpointer); otherwise only ``durable()`` commits.
+        interval_s: the least time between two commits while running; past ``4 *
+            interval_s`` with the producer never idle, the sinks are flushed so commits keep up.
+    """
+
+    def __init__(self, source: Any, sinks: list[Any], per_batch: bool,
+                 interval_s: float = 0.2):
+        self.source = source
+        self.acked = [s for s in sinks if isinstance(s, AcknowledgedSink)]
+        self.per_batch = per_batch
+        self.interval_s = interval_s
+        self.pending: collections.deque[tuple[int, dict[int, int]]] = collections.deque()
+        # (seq, send times, lag) of each batch given to the writer and not yet written
+        self.unwritten: collections.deque[tuple[int, np.ndarray, int]] = collections.deque()
+        self.processed = -1  # the last batch the graph has been given
+        self.last_commit = time.monotonic()
+
+    def consumed(self, seq: int, offsets: dict[int, int]) -> None:
+        self.pending.append((seq, offsets))
+
+    def _written_up_to(self) -> int:
+        try:
+            return self.unwritten[0][0] - 1
+        except IndexError:  # nothing waits in the writer: all processed batches are written
+            return self.processed
+
+    def _take(self, upto: int) -> dict[int, int]:
+        offsets: dict[int, int] = {}
+        while self.pending and self.pending[0][0] <= upto:
+            offsets.update(self.pending.popleft()[1])
+        return offsets
+
+    def maybe_commit(self, idle: bool = False) -> None:
+        """Between batches: commit what is written and acknowledged, at most every interval."""
+        if not self.per_batch or not self.pending:
+            return
+        since = time.monotonic() - self.last_commit
+        if since < self.interval_s and not idle:
+            return
+        upto = self._written_up_to()
+        if upto < self.pending[0][0]:
+            return
+        if any(s.in_flight() for s in self.acked):
+            if since < 4 * self.interval_s:
+                return
+            for s in self.acked:  # never idle: wait for the acknowledgements now and then
+                s.flush()
+        offsets = self._take(upto)
+        self.last_commit = time.monotonic()
+        if offsets and not self.source.commit(offsets):
+            return  # kept by the source; it goes out with the next commit
+
+    def durable(self) -> None:
+        """The driver's ``on_durable``: everything processed so far is durable."""
+        offsets = self._take(self.processed)
+        if offsets:
+            self.source.commit(offsets)
+        self.last_commit = time.monotonic()
+
+
+class InlineFeed:
+    """One streaming source polled on the driver's thread; yields ``(name, (batch, position))``.
+
+    Args:
+        name: the source's stream name.
+        source: the opened streaming source.
+        stop: ends the feed when set (and is set when the feed ends by itself).
+        policy: where consumed offsets go.
+        max_seconds: ends the feed after this long.
+        totals: counts ``ticks``, ``messages`` and ``flagged`` as batches come (a
+            ``LiveSummary``, watched by tests and benchmarks while the run goes on).
+        on_start: called once, on the first pull (after the driver resumed and attached its
+            outputs), e.g. to start a replay into the source's broker.
+    """
+
+    def __init__(self, name: str, source: Any, stop: threading.Event, policy: CommitPolicy,
+                 totals: Any, max_seconds: float | None = None,
+                 on_start: Callable[[], None] | None = None):
+        self.name = name
+        self.source = source
+        self.stop = stop
+        self.policy = policy
+        self.max_seconds = max_seconds
+        self.on_start = on_start
+        self.expected_messages: int | None = None
+        self.totals = totals
+        self.single = False  # set by the runner: outputs map one to one on batches
+        self.lag = 0
+        self.seq = -1
+
+    def _should_end(self, start: float) -> bool:
+        if self.stop.is_set():
+            return True
+        if self.max_seconds is not None and time.perf_counter() - start >= self.max_seconds:
+            return True
+        if self.expected_messages is not None and \
+                self.source.message_count >= self.expected_messages:
+            return True
+        return bool(self.source.is_idle_end())
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        if self.on_start is not None:
+            self.on_start()
+        # the long-lived objects made so far (modules, kernels, state) need no more GC passes;
+        # without this each batch's thousands of message objects trigger full traversals
+        gc.freeze()
+        source, policy = self.source, self.policy
+        source.mark_active()
+        start = time.perf_counter()
+        while not self._should_end(start):
+            policy.maybe_commit()
+            consumed = source.poll()
+            if consumed is None:
+                policy.maybe_commit(idle=True)
+                continue
+            self.seq += 1
+            policy.consumed(self.seq, consumed.offsets)
+            totals = self.totals
+            totals.ticks += consumed.ticks.num_rows
+            totals.messages += consumed.message_count
+            for k, v in consumed.flagged.items():
+                totals.flagged[k] = totals.flagged.get(k, 0) + v
+            self.lag = source.lag()
+            if self.single:  # before the writer can see its output
+                policy.unwritten.append((self.seq, consumed.sent_us, self.lag))
+            yield self.name, (consumed.ticks, source.position())
+        self.stop.set()
+        yield self.name, None
+
+    def processed(self, rows: int) -> None:
+        """The driver's ``progress`` hook: the batch just yielded is through the graph."""
+        policy = self.policy
+        if self.single and not rows:  # every row dropped: no output comes for this batch
+            policy.unwritten.pop()
+        policy.processed = self.seq
+
+
+class LiveObserver:
+    """The main stream's last sink: latency, the live view and the live_report recorder.
+
+    Args:
+        feed: the feed whose batches these outputs are.
+        view: the live view (``update(result, latency_us, lag)``).
+        recorder: the live_report recorder, or None.
+        single: outputs map one to one on the feed's batches (a graph of one stream), so each
+            has its ticks' send times; a graph's outputs are shown with the latest lag only.
+    """
+
+    def __init__(self, feed: InlineFeed, view: Any, recorder: Any, single: bool):
+        self.feed = feed
+        self.view = view
+        self.recorder = recorder
+        self.single = single
+        self.latencies: list[np.ndarray] = []
+
+    def open(self, schema: pa.Schema) -> None:
+        pass
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        latency: np.ndarray | None = None
+        unwritten = self.feed.policy.unwritten
+        if self.single and batch.num_rows and unwritten:
+            _, sent_us, lag = unwritten[0]
+            latency = time.time_ns() // 1000 - sent_us
+            self.latencies.append(latency)
+            unwritten.popleft()  # after the real sinks wrote it: its offsets may go out
+        else:
+            lag = self.feed.lag
+        self.view.update(batch, latency, lag)
+        if self.recorder is not None:
+            self.recorder.update(batch, latency, lag)
+
+    def close(self) -> str | None:
+        return None
+
+    def latency_us(self) -> np.ndarray:
+        return np.concatenate(self.latencies) if self.latencies else np.empty(0, np.int64)
