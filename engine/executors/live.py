@@ -101,6 +101,7 @@ class LiveRunner:
         self.reset_state = reset_state
         self.workers = workers
         self.view = view or LiveView(list(job.signals), job.key, quiet=True)
+        self._status = self.view.say if view is not None else None  # else: stderr
         self.stop = stop or threading.Event()
         self.max_seconds = max_seconds
         self.on_open = on_open
@@ -127,9 +128,9 @@ class LiveRunner:
         sources: dict[str, Any] = {}
         try:
             for use in self.job.sources:
-                if use.definition.name == "kafka":
+                if use.definition.name == "kafka" and self._status is not None:
                     source = use.definition.cls(use.config, self.job.context,
-                                                status=self.view.say)
+                                                status=self._status)
                 else:
                     source = use.definition.cls(use.config, self.job.context)
                 if not isinstance(source, StreamingSource):

@@ -1,5 +1,5 @@
-"""The live placement of the driver for graphs: every streaming source polled on its own thread,
-batches handed to the driver in arrival order, offsets committed once the output is durable.
+"""Several streaming sources for the driver: each polled on its own thread, batches handed
+over in arrival order, offsets committed once the output is durable.
 
 Each source's poller asks the source for its position right after each poll, so a checkpoint
 records, for every source, the point just after the last batch the graph has seen. Without an
@@ -7,7 +7,7 @@ on-disk state backend the consumer offsets are committed after the sinks closed 
 is complete only then); with one, after each checkpoint. The run ends on ``stop`` (SIGTERM,
 Ctrl+C: the batch in hand is finished and the sinks close cleanly, so what was written is kept
 and no temporary file is left), after ``max_seconds``, or when every source has been idle for
-its ``end_when_idle_s``.
+its ``end_when_idle_s``. ``LiveRunner`` (executors/live.py) places the driver with this feed.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tickflow.engine.contract import StreamingSource
-from tickflow.engine.errors import SourceError
-from tickflow.engine.runtime.driver import Driver
 from tickflow.engine.runtime.pipeline import RunSummary
 
 _END = object()
@@ -106,33 +103,19 @@ class LiveFeed:
 
 def run_live_graph(job: Any, *, workers: int = 1, stop: threading.Event | None = None,
                    max_seconds: float | None = None, reset_state: bool = False) -> RunSummary:
-    """Run a job whose sources are all streaming (Kafka) until it is stopped or idle."""
-    from tickflow.engine.state.recovery import open_checkpointer
+    """Run a job whose sources are all streaming (Kafka) until it is stopped or idle.
 
-    stop = stop or threading.Event()
+    The same placement as every live job (``LiveRunner``); the totals as a ``RunSummary``.
+    """
+    from tickflow.engine.executors.live import LiveRunner
+
     job.context.extra["streaming"] = True  # sinks show rows as they come (console)
-    sources: dict[str, Any] = {}
-    for use in job.sources:
-        source = use.definition.cls(use.config, job.context)
-        if not isinstance(source, StreamingSource):
-            raise SourceError(f"{job.spec.mode} mode needs streaming sources (such as kind: "
-                              f"kafka); source {use.label!r} is kind {use.definition.name!r}")
-        sources[use.label] = source
-    try:
-        for source in sources.values():
-            source.open()
-    except BaseException:
-        for source in sources.values():
-            source.close()
-        raise
-    checkpointer = open_checkpointer(job, reset=reset_state)
-    feed = LiveFeed(sources, stop, max_seconds)
-    driver = Driver(job, workers=workers, morsel_rows=job.spec.executor.morsel_rows,
-                    sources=sources, checkpointer=checkpointer, stop=stop, final_is_end=False,
-                    feed=feed, on_durable=feed.commit)
-    if checkpointer is not None:
-        checkpointer.on_fresh_start = lambda: [s.seek(None) for s in sources.values()]
-    return driver.run()
+    live = LiveRunner(job, workers=workers, stop=stop, max_seconds=max_seconds,
+                      reset_state=reset_state).run()
+    return RunSummary(rows=live.ticks, seconds=live.seconds,
+                      signal_counts=dict(live.signal_counts),
+                      sink_summaries=list(live.sink_summaries),
+                      quality_counts=dict(live.quality_counts))
 
 
 def run_live_graph_from_cli(job: Any, args: Any, workers: int, console: Any) -> int:
