@@ -189,7 +189,8 @@ class LiveRunner:
                         sinks=[*sinks, (observer, job.main_stream)],
                         checkpointer=checkpointer, stop=self.stop, final_is_end=False,
                         feed=feed if many is None else many, on_durable=durable,
-                        progress=feed.processed if many is None else None)
+                        progress=feed.processed if many is None else None,
+                        inline=lambda s: s is observer or isinstance(s, AcknowledgedSink))
         try:
             result = driver.run()
         finally:
@@ -232,16 +233,16 @@ def replay_then_end(runner: LiveRunner, path: str, speed: str, follow: bool,
                     partitions: int | None = None) -> Callable[[Any], None]:
     """An ``on_open`` hook: replay ``path`` into the source's topic on a thread; unless
     ``follow``, the run ends once every replayed message has been consumed."""
-    from tickflow.connectors.replay import replay_to_kafka
+    from tickflow.engine.executors.live_replay import replay_into
 
     def start(source: Any) -> None:
         errors: list[BaseException] = []
 
         def produce() -> None:
-            try:
-                n = replay_to_kafka(path, source.bootstrap, source.config.topic, speed,
-                                    partitions=partitions or source.config.create_partitions,
-                                    stop=runner.stop)
+            try:  # in the source's format: json, avro or arrow
+                n = replay_into(source, path, speed,
+                                partitions=partitions or source.config.create_partitions,
+                                stop=runner.stop)
                 runner.summary.replayed = n
                 if not follow:
                     runner.expected_messages = n

@@ -8,9 +8,10 @@
   batch written and the producer's queue is empty; commits are rate-limited so that the
   synchronous commit round trip stays off the per-batch path. Any other sink is durable only at
   a checkpoint or once closed (the driver's ``on_durable``).
-- ``LiveObserver`` is the last sink of the main stream: on the writer thread, after the real
-  sinks have written a batch, it measures tick-to-signal latency and feeds the live view and
-  the live_report recorder, so neither ever slows the compute loop.
+- ``LiveObserver`` is the last sink of the main stream, written by the loop right after the
+  sinks whose write only enqueues (Kafka): it measures tick-to-signal latency and feeds the
+  live view (counts only; the view redraws from its own thread) and the live_report recorder.
+  File sinks (Parquet) stay on the driver's writer thread, off the tick-to-signal path.
 """
 
 from __future__ import annotations
