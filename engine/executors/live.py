@@ -26,7 +26,12 @@ import numpy as np
 from tickflow.engine.compile import CompiledJob
 from tickflow.engine.contract import AcknowledgedSink, StreamingSource
 from tickflow.engine.errors import SourceError, TickflowError
-from tickflow.engine.executors.live_hooks import CommitPolicy, InlineFeed, LiveObserver
+from tickflow.engine.executors.live_hooks import (
+    CommitPolicy,
+    InlineFeed,
+    LiveFeed,
+    LiveObserver,
+)
 from tickflow.engine.live_view import LiveView
 from tickflow.engine.runtime.driver import Driver
 
@@ -150,7 +155,6 @@ class LiveRunner:
 
     def run(self) -> LiveSummary:
         from tickflow.connectors.live_report import LiveReportRecorder
-        from tickflow.engine.executors.live_graph import LiveFeed
         from tickflow.engine.state.recovery import open_checkpointer
 
         job, summary = self.job, self.summary
