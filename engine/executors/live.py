@@ -173,7 +173,7 @@ class LiveRunner:
             checkpointer.store.reset()
         if checkpointer is not None:  # empty state: from the start, not the group's offsets
             checkpointer.on_fresh_start = lambda: [s.seek(None) for s in sources.values()]
-        sinks = [(u.definition.cls(u.config, job.context), stream)
+        sinks = [(u.definition.cls(_no_linger(u.config), job.context), stream)
                  for u, stream in zip(job.sinks, job.sink_streams, strict=True)]
         real = [s for s, _ in sinks]
         single = len(sources) == 1 and len(job.streams) == 1
@@ -218,14 +218,24 @@ class LiveRunner:
         return summary
 
     def _started(self, driver: Driver, checkpointer: Any, sources: dict[str, Any]) -> None:
-        """On the feed's first pull: the empty-state checkpoint, then ``on_open``."""
+        """On the feed's first pull: the sinks opened (not on the first tick's path), the
+        empty-state checkpoint, then ``on_open``."""
+        driver.open_outputs()
         if checkpointer is not None and checkpointer.resumed_from is None:
             # where this run's state begins: a kill before the next checkpoint resumes here
-            driver.open_outputs()
             checkpointer.positions = [s.position() for s in sources.values()]
             checkpointer.commit(driver.state, [s for s, _ in driver.sinks])
         if self.on_open is not None:
             self.on_open(self.source)
+
+
+def _no_linger(config: Any) -> Any:
+    """A live job's producer sends each signal at once: ``linger_ms: 0`` unless the YAML
+    sets it (a sink's default batching delay is on the tick-to-signal path)."""
+    fields = type(config).model_fields
+    if "linger_ms" in fields and "linger_ms" not in config.model_fields_set:
+        return config.model_copy(update={"linger_ms": 0})
+    return config
 
 
 def run_live(job: CompiledJob, **kwargs: Any) -> LiveSummary:

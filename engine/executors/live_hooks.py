@@ -126,6 +126,7 @@ class InlineFeed:
         self.single = False  # set by the runner: outputs map one to one on batches
         self.lag = 0
         self.seq = -1
+        self._consumed: Any = None
 
     def _should_end(self, start: float) -> bool:
         if self.stop.is_set():
@@ -154,11 +155,7 @@ class InlineFeed:
                 continue
             self.seq += 1
             policy.consumed(self.seq, consumed.offsets)
-            totals = self.totals
-            totals.ticks += consumed.ticks.num_rows
-            totals.messages += consumed.message_count
-            for k, v in consumed.flagged.items():
-                totals.flagged[k] = totals.flagged.get(k, 0) + v
+            self._consumed = consumed
             self.lag = source.lag()
             if self.single:  # before the writer can see its output
                 policy.unwritten.append((self.seq, consumed.sent_us, self.lag))
@@ -168,7 +165,11 @@ class InlineFeed:
 
     def processed(self, rows: int) -> None:
         """The driver's ``progress`` hook: the batch just yielded is through the graph."""
-        policy = self.policy
+        policy, consumed, totals = self.policy, self._consumed, self.totals
+        totals.ticks += consumed.ticks.num_rows  # counted once processed, as before
+        totals.messages += consumed.message_count
+        for k, v in consumed.flagged.items():
+            totals.flagged[k] = totals.flagged.get(k, 0) + v
         if self.single and not rows:  # every row dropped: no output comes for this batch
             policy.unwritten.pop()
         policy.processed = self.seq
