@@ -1,41 +1,39 @@
-"""Run a job on an endless stream: consume a batch, compute, write, then commit its offsets.
+"""Live and export jobs: the one driver placed in a Kafka-consuming process.
 
-The features come from the same ``Pipeline`` as research runs (keyed state carried from batch
-to batch), so a live run and a research run over the same ticks give the same columns. The
-order per batch is what makes a kill or a broker outage lose nothing and repeat nothing:
-outputs are written first, offsets committed only once the sinks have acknowledged them.
-Sinks that are durable once acknowledged (Kafka) get commits as their queues drain (and at
-least every half second, by a flush); with any other sink (Parquet, whose file is complete only
-when closed) offsets are committed once, after the sinks are closed.
+The features come from the same driver and pipelines as research runs (keyed state carried
+from batch to batch), so a live run and a research run over the same ticks give the same
+columns. What makes a kill or a broker outage lose nothing and repeat nothing is the driver's
+commit hook (``live_hooks.CommitPolicy``): outputs are written first, offsets committed only
+once the sinks holding them are durable. Sinks that are durable once acknowledged (Kafka) get
+commits as their queues drain, a few times a second, off the per-batch path; with any other sink
+(Parquet, whose file is complete only when closed) offsets are committed at each checkpoint and
+once the sinks are closed.
 
-With an on-disk state backend (``--state-backend rocksdb|tiledb``) the run checkpoints like a
-research run (engine/state/recovery.py): kernel and rule state, the key index, the Kafka
-offsets of the next message per partition and the sinks' positions, every ``state.checkpoint
-.every``; a restart resumes from the newest good checkpoint. A run from empty state
-checkpoints once before it reads, so a kill at any moment resumes somewhere. The last
-checkpoint is never *final*: a stream has no end, the next run goes on from it.
+With an on-disk state backend (``--state-backend rocksdb|tiledb``) the driver checkpoints like
+a research run (engine/state/recovery.py); a restart resumes from the newest good checkpoint.
+A run from empty state checkpoints once before it reads, so a kill at any moment resumes
+somewhere. The last checkpoint is never *final*: a stream has no end, the next run goes on.
 """
 
 from __future__ import annotations
 
-import gc
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-
-from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
 from tickflow.engine.compile import CompiledJob
+from tickflow.engine.contract import AcknowledgedSink, StreamingSource
 from tickflow.engine.errors import SourceError, TickflowError
-from tickflow.engine.executors.local import Pipeline
-from tickflow.engine.contract import AbortableSink, AcknowledgedSink, StreamingSource
+from tickflow.engine.executors.live_hooks import (
+    CommitPolicy,
+    InlineFeed,
+    LiveFeed,
+    LiveObserver,
+)
 from tickflow.engine.live_view import LiveView
-from tickflow.engine.runtime.quality import QualityStage
-from tickflow.engine.state.recovery import PipelineState
+from tickflow.engine.runtime.driver import Driver
 
 
 @dataclass
@@ -85,10 +83,15 @@ class LiveSummary:
 
 
 class LiveRunner:
-    """Drives one live or export job until it is stopped or its input ends.
+    """Places the one driver for a live or export job until it is stopped or its input ends.
+
+    One streaming source is polled on the driver's thread (``InlineFeed``); a job of several
+    streaming sources has each polled on its own thread (``LiveFeed``). What used to be this
+    runner's own loop is the driver's hooks (``live_hooks``): the feed, the commit policy and
+    the observer that feeds the view and the live_report recorder.
 
     Args:
-        job: the compiled job; its first source must be a streaming one (``kind: kafka``).
+        job: the compiled job; its sources must be streaming ones (``kind: kafka``).
         workers: kernel worker threads.
         view: where signals and per-symbol state go (a quiet one by default).
         stop: set it (SIGTERM, Ctrl+C, a test) to finish the current batch and end cleanly.
@@ -103,166 +106,136 @@ class LiveRunner:
         self.reset_state = reset_state
         self.workers = workers
         self.view = view or LiveView(list(job.signals), job.key, quiet=True)
+        self._status = self.view.say if view is not None else None  # else: stderr
         self.stop = stop or threading.Event()
         self.max_seconds = max_seconds
         self.on_open = on_open
-        self.expected_messages: int | None = None
-        self.commit_interval_s = 0.5
+        self._expected: int | None = None
+        self.commit_interval_s = 0.2
         self.summary = LiveSummary()
         self.source: Any = None
+        self.feed: InlineFeed | None = None
         self.errors: list[BaseException] = []
         self.recorder: Any = None  # the live_report: page's counts, set by run()
 
-    def _open_source(self) -> Any:
-        use = self.job.sources[0]
-        source = use.definition.cls(use.config, self.job.context, status=self.view.say) \
-            if use.definition.name == "kafka" else use.definition.cls(use.config,
-                                                                      self.job.context)
-        if not isinstance(source, StreamingSource):
-            msg = (f"{self.job.spec.mode} mode needs a streaming source (kind: kafka); "
-                   f"source {use.label!r} is kind {use.definition.name!r}")
-            raise SourceError(msg)
-        source.open()
-        self.job.context.extra["kafka_bootstrap"] = source.bootstrap
-        return source
+    @property
+    def expected_messages(self) -> int | None:
+        return self._expected
+
+    @expected_messages.setter
+    def expected_messages(self, n: int | None) -> None:
+        """End once this many messages were consumed (a replay without ``--follow``)."""
+        self._expected = n
+        if self.feed is not None:
+            self.feed.expected_messages = n
+
+    def _open_sources(self) -> dict[str, Any]:
+        sources: dict[str, Any] = {}
+        try:
+            for use in self.job.sources:
+                if use.definition.name == "kafka" and self._status is not None:
+                    source = use.definition.cls(use.config, self.job.context,
+                                                status=self._status)
+                else:
+                    source = use.definition.cls(use.config, self.job.context)
+                if not isinstance(source, StreamingSource):
+                    msg = (f"{self.job.spec.mode} mode needs streaming sources (kind: kafka); "
+                           f"source {use.label!r} is kind {use.definition.name!r}")
+                    raise SourceError(msg)
+                sources[use.label] = source
+                source.open()
+        except BaseException:
+            for source in sources.values():
+                source.close()
+            raise
+        first = next(iter(sources.values()))
+        self.job.context.extra["kafka_bootstrap"] = first.bootstrap
+        self.source = first
+        return sources
 
     def run(self) -> LiveSummary:
+        from tickflow.connectors.live_report import LiveReportRecorder
         from tickflow.engine.state.recovery import open_checkpointer
 
-        from tickflow.connectors.live_report import LiveReportRecorder
-
-        summary = self.summary
+        job, summary = self.job, self.summary
         # the live summary page's counts: None unless the job has a live_report: block
-        recorder = self.recorder = LiveReportRecorder.for_job(self.job)
-        checkpointer = open_checkpointer(self.job, reset=self.reset_state)
-        source = self.source = self._open_source()
-        if checkpointer is not None and getattr(source, "broker", None) is not None \
+        recorder = self.recorder = LiveReportRecorder.for_job(job)
+        checkpointer = open_checkpointer(job, reset=self.reset_state)
+        sources = self._open_sources()
+        source = self.source
+        if checkpointer is not None and any(getattr(s, "broker", None) is not None
+                                            for s in sources.values()) \
                 and checkpointer.store.list():
             # a broker started by this run keeps its topics in memory: no earlier checkpoint
             # can point into it
             checkpointer.log("tickflow: the embedded broker starts empty each run; earlier "
                              "checkpoints of this job are dropped, starting from empty state")
             checkpointer.store.reset()
-        pipeline = Pipeline(self.job, max(1, self.workers))
-        # the same tick-quality policy as every other mode (engine/runtime/quality.py)
-        quality = QualityStage(self.job.spec.quality, self.job.sources[0].label, self.job.key,
-                               streaming=True)
-        state = PipelineState(pipeline, {self.job.sources[0].label: quality})
-        sinks = [u.definition.cls(u.config, self.job.context) for u in self.job.sinks]
-        per_batch_commit = checkpointer is None and \
-            all(isinstance(s, AcknowledgedSink) and s.is_durable_on_flush for s in sinks)
-        uncommitted: dict[int, int] = {}
-        latencies: list[np.ndarray] = []
-        start = time.perf_counter()
-        last_commit = time.monotonic()
-        closed = False
+        if checkpointer is not None:  # empty state: from the start, not the group's offsets
+            checkpointer.on_fresh_start = lambda: [s.seek(None) for s in sources.values()]
+        sinks = [(u.definition.cls(_no_linger(u.config), job.context), stream)
+                 for u, stream in zip(job.sinks, job.sink_streams, strict=True)]
+        real = [s for s, _ in sinks]
+        single = len(sources) == 1 and len(job.streams) == 1
+        per_batch = checkpointer is None and single and \
+            all(isinstance(s, AcknowledgedSink) and s.is_durable_on_flush for s in real)
+        policy = CommitPolicy(source, real, per_batch, self.commit_interval_s)
+        feed = self.feed = InlineFeed(next(iter(sources)), source, self.stop, policy,
+                                      summary, self.max_seconds, on_start=lambda: self._started(
+                                          driver, checkpointer, sources))
+        feed.single = single
+        feed.expected_messages = self._expected
+        observer = LiveObserver(feed, self.view, recorder, single)
+        many = LiveFeed(sources, self.stop, self.max_seconds) if len(sources) > 1 else None
+        durable = policy.durable if many is None else many.commit
+        driver = Driver(job, workers=max(1, self.workers),
+                        morsel_rows=job.spec.executor.morsel_rows, sources=sources,
+                        sinks=[*sinks, (observer, job.main_stream)],
+                        checkpointer=checkpointer, stop=self.stop, final_is_end=False,
+                        feed=feed if many is None else many, on_durable=durable,
+                        progress=feed.processed if many is None else None,
+                        inline=lambda s: s is observer or isinstance(s, AcknowledgedSink))
         try:
-            if checkpointer is not None and checkpointer.resume(state, [source], sinks) \
-                    is None:
-                source.seek(None)  # empty state: read from the start, not the group's offsets
-            empty = pa.RecordBatch.from_pylist([], schema=CANONICAL_TICK_SCHEMA)
-            schema = pipeline.process(empty).schema
-            for s in sinks:
-                s.open(schema)
-            if checkpointer is not None and checkpointer.resumed_from is None:
-                # where this run's state begins: a kill before the next checkpoint resumes here
-                checkpointer.positions = [source.position()]
-                checkpointer.commit(state, sinks)
-            if self.on_open is not None:
-                self.on_open(source)
-            # the long-lived objects made so far (modules, kernels, state) need no more GC
-            # passes; without this each consumed batch's 20K message objects trigger full
-            # traversals of them (a third of the decode time)
-            gc.freeze()
-            source.mark_active()
-            while not self._should_end(start):
-                consumed = source.poll()
-                if consumed is None:
-                    if uncommitted and per_batch_commit and \
-                            self._outputs_acknowledged(sinks, 0.0) and \
-                            source.commit(uncommitted):
-                        uncommitted = {}
-                        last_commit = time.monotonic()
-                    continue
-                result = pipeline.process(quality.check(consumed.ticks))
-                for s in sinks:
-                    s.write(result)
-                done_us = time.time_ns() // 1000
-                latency = done_us - consumed.sent_us
-                latencies.append(latency)
-                summary.ticks += consumed.ticks.num_rows
-                summary.messages += consumed.message_count
-                for k, v in consumed.flagged.items():
-                    summary.flagged[k] = summary.flagged.get(k, 0) + v
-                uncommitted.update(consumed.offsets)
-                if checkpointer is not None:
-                    if checkpointer.advance(consumed.ticks.num_rows, source.position()):
-                        checkpointer.commit(state, sinks)
-                        if source.commit(uncommitted):  # the group's offsets: for monitoring
-                            uncommitted = {}
-                elif per_batch_commit and self._outputs_acknowledged(sinks, last_commit) and \
-                        source.commit(uncommitted):
-                    uncommitted = {}
-                    last_commit = time.monotonic()
-                lag = source.lag()
-                self.view.update(result, latency, lag)
-                if recorder is not None:
-                    recorder.update(result, latency, lag)
-            summary.seconds = time.perf_counter() - start
-            if checkpointer is not None:
-                # a stream does not end: the last checkpoint is resumed by the next run
-                checkpointer.commit(state, sinks)
-            for s in sinks:
-                text = s.close()
-                if text:
-                    summary.sink_summaries.append(text)
-            closed = True
-            if uncommitted:  # the outputs are complete only now
-                source.commit(uncommitted)
+            result = driver.run()
         finally:
-            if not closed:
-                for s in sinks:
-                    if isinstance(s, AbortableSink):
-                        s.abort()
             self.view.close()
-            pipeline.close()
-            if source.dead_letters is not None:
-                summary.dead_letters = dict(source.dead_letters.counts)
-            source.close()
-        summary.signal_counts = dict(pipeline.signal_counts)
-        summary.quality_counts = quality.summary()
-        summary.latency_us = np.concatenate(latencies) if latencies else summary.latency_us
-        if recorder is not None and self.job.spec.live_report is not None:
+            summary.dead_letters = {}
+            for s in sources.values():
+                if s.dead_letters is not None:
+                    for k, v in s.dead_letters.counts.items():
+                        summary.dead_letters[k] = summary.dead_letters.get(k, 0) + v
+        if many is not None:
+            summary.ticks, summary.messages = many.ticks, many.messages
+        summary.seconds = result.seconds
+        summary.signal_counts = dict(result.signal_counts)
+        summary.quality_counts = dict(result.quality_counts)
+        summary.sink_summaries = list(result.sink_summaries)
+        summary.latency_us = observer.latency_us()
+        if recorder is not None and job.spec.live_report is not None:
             from tickflow.connectors.live_html import write_live_report
 
-            write_live_report(self.job.spec.live_report.path, recorder.data(summary))
+            write_live_report(job.spec.live_report.path, recorder.data(summary))
         return summary
 
-    def _outputs_acknowledged(self, sinks: list[Any], last_commit: float) -> bool:
-        """Whether everything written so far is acknowledged, so offsets may be committed.
+    def _started(self, driver: Driver, checkpointer: Any, sources: dict[str, Any]) -> None:
+        """On the feed's first pull: the sinks opened (not on the first tick's path), the
+        empty-state checkpoint, then ``on_open``."""
+        driver.open_outputs()
+        if checkpointer is not None and checkpointer.resumed_from is None:
+            # where this run's state begins: a kill before the next checkpoint resumes here
+            checkpointer.positions = [s.position() for s in sources.values()]
+            checkpointer.commit(driver.state, [s for s, _ in driver.sinks])
+        if self.on_open is not None:
+            self.on_open(self.source)
 
-        Sinks are not flushed per batch (a flush waits a broker round trip, and on two
-        shared cores much longer): offsets go out when the sinks' queues are empty, and at
-        least every ``commit_interval_s``, by a blocking flush then.
-        """
-        if all(s.in_flight() == 0 for s in sinks if isinstance(s, AcknowledgedSink)):
-            return True
-        if time.monotonic() - last_commit < self.commit_interval_s:
-            return False
-        for s in sinks:
-            if isinstance(s, AcknowledgedSink):
-                s.flush()
-        return True
 
-    def _should_end(self, start: float) -> bool:
-        if self.stop.is_set():
-            return True
-        if self.max_seconds is not None and time.perf_counter() - start >= self.max_seconds:
-            return True
-        if self.expected_messages is not None and \
-                self.source.message_count >= self.expected_messages:
-            return True
-        return bool(self.source.is_idle_end())
+def _no_linger(config: Any) -> Any:
+    """A live job's producer sends each signal at once: ``linger_ms: 0`` unless the YAML
+    sets it (a sink's default batching delay is on the tick-to-signal path)."""
+    fields = type(config).model_fields
+    if "linger_ms" in fields and "linger_ms" not in config.model_fields_set:
+        return config.model_copy(update={"linger_ms": 0})
+    return config
 
 
 def run_live(job: CompiledJob, **kwargs: Any) -> LiveSummary:
@@ -274,16 +247,16 @@ def replay_then_end(runner: LiveRunner, path: str, speed: str, follow: bool,
                     partitions: int | None = None) -> Callable[[Any], None]:
     """An ``on_open`` hook: replay ``path`` into the source's topic on a thread; unless
     ``follow``, the run ends once every replayed message has been consumed."""
-    from tickflow.connectors.replay import replay_to_kafka
+    from tickflow.engine.executors.live_replay import replay_into
 
     def start(source: Any) -> None:
         errors: list[BaseException] = []
 
         def produce() -> None:
-            try:
-                n = replay_to_kafka(path, source.bootstrap, source.config.topic, speed,
-                                    partitions=partitions or source.config.create_partitions,
-                                    stop=runner.stop)
+            try:  # in the source's format: json, avro or arrow
+                n = replay_into(source, path, speed,
+                                partitions=partitions or source.config.create_partitions,
+                                stop=runner.stop)
                 runner.summary.replayed = n
                 if not follow:
                     runner.expected_messages = n

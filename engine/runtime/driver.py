@@ -35,19 +35,38 @@ from tickflow.engine.runtime.quality import QualitySpec, QualityStage
 
 
 class StreamOutput:
-    """A stream's sinks behind one writer thread, opened with the first batch's schema."""
+    """A stream's sinks behind one writer thread, opened with the first batch's schema.
 
-    def __init__(self, sinks: list[Any], schema: pa.Schema):
+    ``inline`` sinks are written by the loop itself, before the others are handed to the
+    writer (sinks whose write only enqueues, such as Kafka's producer: a thread hand-off would
+    cost more than it saves on the tick-to-signal path).
+    """
+
+    def __init__(self, sinks: list[Any], schema: pa.Schema,
+                 inline: Callable[[Any], bool] | None = None):
         self.sinks = sinks
         self.schema = schema
+        self.direct = [s for s in sinks if inline is not None and inline(s)]
+        self.threaded = [s for s in sinks if s not in self.direct]
         self.writer: Writer | None = None
+        self.opened = False
+
+    def open(self, schema: pa.Schema | None = None) -> None:
+        """Open the sinks and the writer (done by the first batch unless called before)."""
+        if not self.opened:
+            for s in self.sinks:
+                s.open(schema or self.schema)
+            self.opened = True
+            if self.threaded:
+                self.writer = Writer(self.threaded)
 
     def put(self, batch: pa.RecordBatch) -> None:
-        if self.writer is None:
-            for s in self.sinks:
-                s.open(batch.schema)
-            self.writer = Writer(self.sinks)
-        self.writer.put(batch)
+        if not self.opened:
+            self.open(batch.schema)
+        for s in self.direct:
+            s.write(batch)
+        if self.writer is not None:
+            self.writer.put(batch)
 
     def drain(self) -> None:
         if self.writer is not None:
@@ -55,11 +74,11 @@ class StreamOutput:
 
     def finish(self) -> None:
         """Flush the writer; a stream that never had a row writes one empty batch."""
-        if self.writer is None:
+        if not self.opened:
             self.put(pa.RecordBatch.from_pylist([], schema=self.schema))
-        assert self.writer is not None
         writer, self.writer = self.writer, None
-        writer.finish()
+        if writer is not None:
+            writer.finish()
 
     def stop(self) -> None:
         if self.writer is not None:
@@ -106,6 +125,8 @@ class Driver:
             placement's pollers).
         on_durable: called once the output is durable (after each checkpoint, and after the
             sinks closed): the live placement commits its consumer offsets there.
+        inline: which sinks the loop writes itself instead of the writer thread (live: the
+            sinks whose write only enqueues, and the latency observer after them).
     """
 
     def __init__(self, job: Any, *, workers: int = 1, morsel_rows: int = 65_536,
@@ -114,7 +135,8 @@ class Driver:
                  progress: Callable[[int], None] | None = None, checkpointer: Any = None,
                  stop: threading.Event | None = None, final_is_end: bool = True,
                  dead_letters: Any = None, columns: dict[str, list[str]] | None = None,
-                 feed: Any = None, on_durable: Callable[[], None] | None = None):
+                 feed: Any = None, on_durable: Callable[[], None] | None = None,
+                 inline: Callable[[Any], bool] | None = None):
         self.job = job
         self.workers = max(1, workers)
         self.morsel_rows = morsel_rows
@@ -130,6 +152,7 @@ class Driver:
         self.columns = columns or {}
         self.feed = feed
         self.on_durable = on_durable
+        self.inline = inline
         self.dead_letters = dead_letters
         if dead_letters is None and job.spec.quality.dead_letter_path:
             from tickflow.connectors.dead_letter import DeadLetters
@@ -142,6 +165,12 @@ class Driver:
                                           streaming=isinstance(src, StreamingSource))
                        for name, src in self.sources.items()}
         self.state = GraphState(self.graph, self.stages)
+        self.outputs: dict[str, StreamOutput] = {}
+
+    def open_outputs(self) -> None:
+        """Open every stream's sinks now (a live run checkpoints its empty state first)."""
+        for out in self.outputs.values():
+            out.open()
 
     def _inputs(self) -> dict[str, Iterator[Any]]:
         cp = self.checkpointer
@@ -161,7 +190,7 @@ class Driver:
         job, graph, cp = self.job, self.graph, self.checkpointer
         summary = RunSummary()
         start = time.perf_counter()
-        outputs: dict[str, StreamOutput] = {}
+        outputs = self.outputs
         sinks = [s for s, _ in self.sinks]
         index = {name: i for i, name in enumerate(self.sources)}
         finished = stopped = False
@@ -176,7 +205,7 @@ class Driver:
             for sink, stream in self.sinks:
                 groups.setdefault(stream, []).append(sink)
             for stream, group in groups.items():
-                outputs[stream] = StreamOutput(group, schemas[stream])
+                outputs[stream] = StreamOutput(group, schemas[stream], self.inline)
                 graph.attach(stream, outputs[stream])
             positions = list(cp.positions) if cp is not None else [None] * len(index)
             inline = cp is not None or self.feed is not None  # quality checked in this loop

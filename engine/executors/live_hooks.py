@@ -1,0 +1,298 @@
+"""What a live run adds to the driver, as its hooks: the feed, the commit policy, the observer.
+
+- ``LiveFeed`` polls several streaming sources, each on its own thread, in arrival order.
+- ``InlineFeed`` polls one streaming source on the driver's own thread (no hand-off between
+  threads on the tick-to-signal path) and hands each batch over as soon as it has arrived; it
+  ends the run on ``stop``, ``max_seconds``, ``expected_messages`` or the source's idle end.
+- ``CommitPolicy`` decides when consumed offsets may be committed: once the outputs holding
+  them are durable. For acknowledged sinks (Kafka) that is when the observer has seen their
+  batch written and the producer's queue is empty; commits are rate-limited so that the
+  synchronous commit round trip stays off the per-batch path. Any other sink is durable only at
+  a checkpoint or once closed (the driver's ``on_durable``).
+- ``LiveObserver`` is the last sink of the main stream, written by the loop right after the
+  sinks whose write only enqueues (Kafka): it measures tick-to-signal latency and feeds the
+  live view (counts only; the view redraws from its own thread) and the live_report recorder.
+  File sinks (Parquet) stay on the driver's writer thread, off the tick-to-signal path.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from tickflow.engine.contract import AcknowledgedSink
+
+
+class CommitPolicy:
+    """Consumed offsets, batch by batch, committed once the outputs holding them are durable.
+
+    Args:
+        source: the streaming source whose offsets these are.
+        sinks: the job's real sinks.
+        per_batch: whether offsets may go out while running (every sink is durable once
+            acknowledged and there is no checkpointer); otherwise only ``durable()`` commits.
+        interval_s: the least time between two commits while running; past ``4 *
+            interval_s`` with the producer never idle, the sinks are flushed so commits keep up.
+    """
+
+    def __init__(self, source: Any, sinks: list[Any], per_batch: bool,
+                 interval_s: float = 0.2):
+        self.source = source
+        self.acked = [s for s in sinks if isinstance(s, AcknowledgedSink)]
+        self.per_batch = per_batch
+        self.interval_s = interval_s
+        self.pending: collections.deque[tuple[int, dict[int, int]]] = collections.deque()
+        # (seq, send times, lag) of each batch given to the writer and not yet written
+        self.unwritten: collections.deque[tuple[int, np.ndarray, int]] = collections.deque()
+        self.processed = -1  # the last batch the graph has been given
+        self.last_commit = time.monotonic()
+
+    def consumed(self, seq: int, offsets: dict[int, int]) -> None:
+        self.pending.append((seq, offsets))
+
+    def _written_up_to(self) -> int:
+        try:
+            return self.unwritten[0][0] - 1
+        except IndexError:  # nothing waits in the writer: all processed batches are written
+            return self.processed
+
+    def _take(self, upto: int) -> dict[int, int]:
+        offsets: dict[int, int] = {}
+        while self.pending and self.pending[0][0] <= upto:
+            offsets.update(self.pending.popleft()[1])
+        return offsets
+
+    def maybe_commit(self, idle: bool = False) -> None:
+        """Between batches: commit what is written and acknowledged, at most every interval."""
+        if not self.per_batch or not self.pending:
+            return
+        since = time.monotonic() - self.last_commit
+        if since < self.interval_s and not idle:
+            return
+        upto = self._written_up_to()
+        if upto < self.pending[0][0]:
+            return
+        if any(s.in_flight() for s in self.acked):
+            if since < 4 * self.interval_s:
+                return
+            for s in self.acked:  # never idle: wait for the acknowledgements now and then
+                s.flush()
+        offsets = self._take(upto)
+        self.last_commit = time.monotonic()
+        if offsets and not self.source.commit(offsets):
+            return  # kept by the source; it goes out with the next commit
+
+    def durable(self) -> None:
+        """The driver's ``on_durable``: everything processed so far is durable."""
+        offsets = self._take(self.processed)
+        if offsets:
+            self.source.commit(offsets)
+        self.last_commit = time.monotonic()
+
+
+class InlineFeed:
+    """One streaming source polled on the driver's thread; yields ``(name, (batch, position))``.
+
+    Args:
+        name: the source's stream name.
+        source: the opened streaming source.
+        stop: ends the feed when set (and is set when the feed ends by itself).
+        policy: where consumed offsets go.
+        max_seconds: ends the feed after this long.
+        totals: counts ``ticks``, ``messages`` and ``flagged`` as batches come (a
+            ``LiveSummary``, watched by tests and benchmarks while the run goes on).
+        on_start: called once, on the first pull (after the driver resumed and attached its
+            outputs), e.g. to start a replay into the source's broker.
+    """
+
+    def __init__(self, name: str, source: Any, stop: threading.Event, policy: CommitPolicy,
+                 totals: Any, max_seconds: float | None = None,
+                 on_start: Callable[[], None] | None = None):
+        self.name = name
+        self.source = source
+        self.stop = stop
+        self.policy = policy
+        self.max_seconds = max_seconds
+        self.on_start = on_start
+        self.expected_messages: int | None = None
+        self.totals = totals
+        self.single = False  # set by the runner: outputs map one to one on batches
+        self.lag = 0
+        self.seq = -1
+        self._consumed: Any = None
+
+    def _should_end(self, start: float) -> bool:
+        if self.stop.is_set():
+            return True
+        if self.max_seconds is not None and time.perf_counter() - start >= self.max_seconds:
+            return True
+        if self.expected_messages is not None and \
+                self.source.message_count >= self.expected_messages:
+            return True
+        return bool(self.source.is_idle_end())
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        if self.on_start is not None:
+            self.on_start()
+        # the long-lived objects made so far (modules, kernels, state) need no more GC passes;
+        # without this each batch's thousands of message objects trigger full traversals
+        gc.freeze()
+        source, policy = self.source, self.policy
+        source.mark_active()
+        start = time.perf_counter()
+        while not self._should_end(start):
+            policy.maybe_commit()
+            consumed = source.poll()
+            if consumed is None:
+                policy.maybe_commit(idle=True)
+                continue
+            self.seq += 1
+            policy.consumed(self.seq, consumed.offsets)
+            self._consumed = consumed
+            self.lag = source.lag()
+            if self.single:  # before the writer can see its output
+                policy.unwritten.append((self.seq, consumed.sent_us, self.lag))
+            yield self.name, (consumed.ticks, source.position())
+        self.stop.set()
+        yield self.name, None
+
+    def processed(self, rows: int) -> None:
+        """The driver's ``progress`` hook: the batch just yielded is through the graph."""
+        policy, consumed, totals = self.policy, self._consumed, self.totals
+        totals.ticks += consumed.ticks.num_rows  # counted once processed, as before
+        totals.messages += consumed.message_count
+        for k, v in consumed.flagged.items():
+            totals.flagged[k] = totals.flagged.get(k, 0) + v
+        if self.single and not rows:  # every row dropped: no output comes for this batch
+            policy.unwritten.pop()
+        policy.processed = self.seq
+
+
+class LiveObserver:
+    """The main stream's last sink: latency, the live view and the live_report recorder.
+
+    Args:
+        feed: the feed whose batches these outputs are.
+        view: the live view (``update(result, latency_us, lag)``).
+        recorder: the live_report recorder, or None.
+        single: outputs map one to one on the feed's batches (a graph of one stream), so each
+            has its ticks' send times; a graph's outputs are shown with the latest lag only.
+    """
+
+    def __init__(self, feed: InlineFeed, view: Any, recorder: Any, single: bool):
+        self.feed = feed
+        self.view = view
+        self.recorder = recorder
+        self.single = single
+        self.latencies: list[np.ndarray] = []
+
+    def open(self, schema: pa.Schema) -> None:
+        pass
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        latency: np.ndarray | None = None
+        unwritten = self.feed.policy.unwritten
+        if self.single and batch.num_rows and unwritten:
+            _, sent_us, lag = unwritten[0]
+            latency = time.time_ns() // 1000 - sent_us
+            self.latencies.append(latency)
+            unwritten.popleft()  # written by the sinks before this one: commit may follow
+        else:
+            lag = self.feed.lag
+        self.view.update(batch, latency, lag)
+        if self.recorder is not None:
+            self.recorder.update(batch, latency, lag)
+
+    def close(self) -> str | None:
+        return None
+
+    def latency_us(self) -> np.ndarray:
+        return np.concatenate(self.latencies) if self.latencies else np.empty(0, np.int64)
+
+
+_END = object()
+
+
+class LiveFeed:
+    """Polls streaming sources on threads; yields ``(name, (batch, position))`` as they come.
+
+    Args:
+        sources: source name -> opened streaming source.
+        stop: ends the feed when set.
+        max_seconds: ends the feed after this long.
+    """
+
+    def __init__(self, sources: dict[str, Any], stop: threading.Event,
+                 max_seconds: float | None = None):
+        self.sources = sources
+        self.stop = stop
+        self.max_seconds = max_seconds
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=4 * max(1, len(sources)))
+        self.pending: dict[str, dict[int, int]] = {n: {} for n in sources}
+        self.errors: list[BaseException] = []
+        self.ticks = 0
+        self.messages = 0
+
+    def _poll(self, name: str, source: Any) -> None:
+        try:
+            while not self.stop.is_set():
+                consumed = source.poll()
+                if consumed is None:
+                    if source.is_idle_end():
+                        break
+                    continue
+                item = (name, consumed, source.position())
+                while not self.stop.is_set():
+                    try:
+                        self.queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as exc:  # raised on the driver's thread
+            self.errors.append(exc)
+        finally:
+            self.queue.put((name, _END, None))
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        threads = [threading.Thread(target=self._poll, args=(n, s), daemon=True,
+                                    name=f"tickflow-poll-{n}")
+                   for n, s in self.sources.items()]
+        for t in threads:
+            t.start()
+        start = time.monotonic()
+        open_sources = set(self.sources)
+        while open_sources:
+            if self.max_seconds is not None and time.monotonic() - start >= self.max_seconds:
+                self.stop.set()
+            try:
+                name, consumed, position = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                if self.stop.is_set() and not any(t.is_alive() for t in threads):
+                    break
+                continue
+            if self.errors:
+                raise self.errors[0]
+            if consumed is _END:
+                open_sources.discard(name)
+                yield name, None
+                continue
+            self.pending[name].update(consumed.offsets)
+            self.ticks += consumed.ticks.num_rows
+            self.messages += consumed.message_count
+            yield name, (consumed.ticks, position)
+        self.stop.set()
+        for t in threads:
+            t.join(timeout=5)
+
+    def commit(self) -> None:
+        """Commit every offset the graph has consumed (the output holding it is durable)."""
+        for name, offsets in self.pending.items():
+            if offsets and self.sources[name].commit(offsets):
+                self.pending[name] = {}

@@ -1,0 +1,124 @@
+"""Live jobs placed on the one driver, on the embedded broker: ``--replay`` produces in the
+source's format, every tick's latency is measured once, and with a Kafka sink the consumer
+offsets are committed while the job runs, not only at its end. (That they are never ahead of
+the outputs is what tests/kafka/test_failures.py's killed consumer shows: nothing is lost.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from tickflow.connectors.kafka_client import client_settings
+from tickflow.engine.compile import compile_job
+from tickflow.engine.executors.live import LiveRunner, replay_then_end
+from tickflow.engine.loader import load_job
+
+from tests.kafka.schema_registry_server import SchemaRegistryServer
+from tests.kafka.util import read_topic, simulated, unique
+
+ROWS = 6_000
+
+JOB = """
+name: live-driver
+mode: live
+sources:
+  - kind: kafka
+    bootstrap: "{bootstrap}"
+    topic: {topic}
+    group_id: {topic}-g
+    format: {fmt}{registry}
+    dead_letter_path: {tmp}/dead.jsonl
+steps:
+  - {{kernel: ema, params: {{span: 10}}}}
+signals:
+  up: price > ema
+sinks:
+{sinks}
+executor: {{workers: 1}}
+"""
+
+
+def _job(tmp_path: Path, bootstrap: str, topic: str, sinks: str, fmt: str = "json",
+         registry: str | None = None):
+    path = tmp_path / f"{topic}.yaml"
+    path.write_text(JOB.format(bootstrap=bootstrap, topic=topic, fmt=fmt, tmp=tmp_path,
+                               registry=f"\n    schema_registry: {registry}" if registry else "",
+                               sinks=sinks))
+    return compile_job(load_job(path))
+
+
+@pytest.mark.parametrize("fmt", ["json", "avro", "arrow"])
+def test_replay_produces_in_the_source_format(kafka_broker, tmp_path: Path, fmt: str) -> None:
+    ticks = simulated(ROWS, symbols=3, seed=3)
+    capture = tmp_path / "capture.parquet"
+    pq.write_table(ticks, capture)
+    out = tmp_path / "out.parquet"
+    with SchemaRegistryServer() as registry:
+        job = _job(tmp_path, kafka_broker.bootstrap, unique(f"replay-{fmt}"),
+                   f"  - {{kind: parquet, path: {out}}}", fmt,
+                   registry.url if fmt == "avro" else None)
+        runner = LiveRunner(job, max_seconds=120)
+        runner.on_open = replay_then_end(runner, str(capture), "max", follow=False)
+        summary = runner.run()
+        assert not runner.errors, runner.errors
+    assert summary.ticks == ROWS and summary.dead_letters == {}
+    # Arrow: many ticks a message; JSON and Avro: one each
+    assert summary.replayed == summary.messages
+    assert (summary.messages < ROWS) if fmt == "arrow" else (summary.messages == ROWS)
+    got = pq.read_table(out)
+    assert got.num_rows == ROWS
+    for s in ticks["symbol"].unique().to_pylist():
+        want = ticks.filter(pc.equal(ticks["symbol"], s))["sequence"].to_pylist()
+        assert got.filter(pc.equal(got["symbol"], s))["sequence"].to_pylist() == want
+    assert summary.latency_us.size == ROWS  # every tick's latency, measured once
+
+
+def _committed(bootstrap: str, topic: str, group: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(client_settings(bootstrap, **{"group.id": group,
+                                                      "enable.auto.commit": False}))
+    try:
+        got = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+    finally:
+        consumer.close()
+    return max(0, got[0].offset)
+
+
+def test_offsets_are_committed_while_running(kafka_broker, tmp_path: Path) -> None:
+    """Commits go out a few times a second while ticks keep coming, and at the end every
+    offset is committed and every output message is in the topic."""
+    ticks = simulated(ROWS, symbols=3, seed=4)
+    capture = tmp_path / "capture.parquet"
+    pq.write_table(ticks, capture)
+    topic, signals = unique("commits"), unique("commits-out")
+    job = _job(tmp_path, kafka_broker.bootstrap, topic,
+               f'  - {{kind: kafka, bootstrap: "{kafka_broker.bootstrap}", topic: {signals}}}')
+    runner = LiveRunner(job, max_seconds=120)
+    # about 3 s of ticks: the simulator offers 200 ticks/s (30 s), replayed at 10x
+    runner.on_open = replay_then_end(runner, str(capture), "10x", follow=False)
+    samples: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            committed = _committed(kafka_broker.bootstrap, topic, f"{topic}-g")
+            samples.append((committed, runner.summary.ticks))
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        summary = runner.run()
+    finally:
+        done.set()
+        watcher.join(30)
+    assert not runner.errors and summary.ticks == ROWS
+    assert any(committed > 0 and seen < ROWS for committed, seen in samples), \
+        f"no offset was committed while the job was running: {samples}"
+    assert _committed(kafka_broker.bootstrap, topic, f"{topic}-g") == ROWS
+    assert len(read_topic(kafka_broker.bootstrap, signals, ROWS)) == ROWS
