@@ -124,7 +124,8 @@ class ExecutorSpec(Strict):
 class ReportSpec(Strict):
     """The research summary: per-symbol statistics and cross-symbol correlations."""
 
-    path: str | None = Field(None, description="report file (.html or .md); PNG heatmap beside")
+    path: str | None = Field(None, description="report file: .html (interactive) or .md "
+                                                 "(with a PNG heatmap beside)")
     grid: str = Field("1s", description="time grid on which returns are aligned for correlations")
     returns: str = Field("log_return", description="column of per-tick returns")
     rsi: str = Field("rsi", description="RSI column")
