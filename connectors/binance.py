@@ -1,6 +1,6 @@
 """Binance spot public streams (``bookTicker``, ``trade``, ``aggTrade``) to canonical ticks.
 
-Formats: ``../shared/PROTOCOLS.md`` §10. Frames arrive raw (``{...}``) or wrapped by the
+Formats: docs/exchange-protocols.md. Frames arrive raw (``{...}``) or wrapped by the
 combined endpoint (``{"stream": "btcusdt@bookTicker", "data": {...}}``); both are accepted.
 
 Mapping (stated, not assumed):

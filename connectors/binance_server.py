@@ -1,6 +1,6 @@
 """The Binance spot public-stream protocol for the loopback exchange server.
 
-Answers like ``../shared/PROTOCOLS.md`` §10: the combined endpoint, a live
+Answers like docs/exchange-protocols.md: the combined endpoint, a live
 ``{"method": "SUBSCRIBE", "params": [...], "id": n}`` answered by ``{"result": null, "id": n}``
 (an unknown method or a malformed request by ``{"code": 2, "msg": ...}``), frames wrapped as
 ``{"stream": "btcusdt@bookTicker", "data": {...}}``, no application heartbeat (WebSocket pings

@@ -1,6 +1,6 @@
 """Coinbase Advanced Trade messages to canonical ticks.
 
-The live feed differs from Coinbase's prose docs (``../shared/PROTOCOLS.md`` §3-4): there is no
+The live feed differs from Coinbase's prose docs (docs/exchange-protocols.md): there is no
 ``client_id``, ``heartbeat_counter`` is an integer, prices and sizes are decimal *strings*, and the
 ticker fields are ``best_bid_quantity``/``volume_24_h``. This parser accepts both spellings of a
 number (string or JSON number), never ``eval``s anything, and reports every problem as a

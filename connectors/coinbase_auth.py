@@ -5,7 +5,7 @@ connection"). The key name and private key come only from the environment
 (``COINBASE_API_KEY``, ``COINBASE_API_SECRET``); the secret is held in a ``SecretStr``, is
 masked in ``repr`` and is never logged. A WebSocket JWT has no ``uri`` claim and lives two
 minutes, so one is built per subscribe, including every resubscribe after a reconnect
-(``../shared/PROTOCOLS.md`` §2).
+(docs/exchange-protocols.md).
 """
 
 from __future__ import annotations

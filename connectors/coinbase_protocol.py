@@ -2,7 +2,7 @@
 
 One channel per subscribe message (a fresh JWT in each when credentials are set), a
 connection-wide ``sequence_num`` from 0, and 1 Hz ``heartbeats`` frames for the watchdog
-(``../shared/PROTOCOLS.md`` §2-7). The parser is :func:`tickflow.connectors.coinbase.parse_frame`.
+(docs/exchange-protocols.md). The parser is :func:`tickflow.connectors.coinbase.parse_frame`.
 """
 
 from __future__ import annotations

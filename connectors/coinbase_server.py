@@ -1,6 +1,6 @@
 """The Coinbase Advanced Trade protocol for the loopback exchange server.
 
-Answers like the production feed (``../shared/PROTOCOLS.md`` §2-4, §7): a subscribe is due
+Answers like the production feed (docs/exchange-protocols.md): a subscribe is due
 within the subscribe timeout, one channel per (un)subscribe, a cumulative ``subscriptions``
 confirmation for each, heartbeats at 1 Hz with an integer counter, ``sequence_num`` from 0 per
 connection across all channels, prices as decimal strings and no ``client_id``. The market is
@@ -114,7 +114,7 @@ def _numbers_to_json(ticker: dict[str, Any]) -> dict[str, Any]:
 
 
 class CoinbaseExchangeServer(LoopbackServer):
-    """The Coinbase Advanced Trade market-data protocol (``../shared/PROTOCOLS.md`` §2-4, §7).
+    """The Coinbase Advanced Trade market-data protocol (docs/exchange-protocols.md).
 
     Subscribe within ``subscribe_timeout_s`` or get an error frame and a close; one channel per
     (un)subscribe; a cumulative ``subscriptions`` confirmation for each; a ticker ``snapshot``

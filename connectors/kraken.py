@@ -1,7 +1,7 @@
 """Kraken spot WebSocket v2 ``ticker``/``trade`` (and v1 captures) to canonical ticks.
 
-Formats: ``../shared/PROTOCOLS.md`` §11. v2 messages are JSON objects with a ``channel``;
-numbers are JSON numbers; symbols ``BTC/USD``. The recorded capture in ``../shared/data`` is
+Formats: docs/exchange-protocols.md. v2 messages are JSON objects with a ``channel``;
+numbers are JSON numbers; symbols ``BTC/USD``. The recorded Kraken capture the tests replay is
 the frozen **v1** protocol (arrays ``[channel_id, payload, "ticker", "XBT/USD"]``), so the
 parser reads v1 ticker/trade arrays too (``XBT`` -> ``BTC``), at the cost of a few lines.
 

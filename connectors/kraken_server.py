@@ -1,10 +1,10 @@
 """The Kraken WebSocket v2 protocol for the loopback exchange server.
 
-Answers like ``../shared/PROTOCOLS.md`` §11: a ``status`` message first, one acknowledgement
+Answers like docs/exchange-protocols.md: a ``status`` message first, one acknowledgement
 per subscribed symbol (``{"method": "subscribe", "result": {...}, "success": true, ...}``, or
 ``success: false`` with an ``error`` for an unknown channel), ``{"method": "pong"}`` to a
 ``ping``, ``{"channel": "heartbeat"}`` about once a second, ticker and trade messages with JSON
-numbers and ``BTC/USD`` symbols. The recorded capture in ``../shared/data`` is the v1 protocol:
+numbers and ``BTC/USD`` symbols. The recorded Kraken capture the tests replay is the v1 protocol:
 :func:`load_frames` converts its ticker and trade arrays to v2 messages (``XBT`` -> ``BTC``,
 receive time as the ticker timestamp, trade ids numbered per pair from 1 since v1 has none).
 """

@@ -1,7 +1,7 @@
 """``kind: venue_simulator``: top-of-book quotes of one venue in a simulated multi-venue market.
 
 Why: arbitrage research needs two or more venues quoting the *same* market over the same
-minutes, and the recorded captures we may use never overlap in time (``../shared/data``). So
+minutes, and the recorded captures we may use never overlap in time. So
 every venue is derived from one seeded "true" mid-price path per symbol: a venue quotes that
 mid as it was ``lag_ms`` ago, with its own noise, half-spread and top-of-book sizes, and a venue
 with ``dislocations_per_min > 0`` now and then moves its quotes away from the others by
