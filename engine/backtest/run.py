@@ -33,7 +33,7 @@ from tickflow.engine.backtest.metrics import result_metrics
 from tickflow.engine.backtest.plan import StrategyPlan, build_plan
 from tickflow.engine.backtest.spec import StrategySpec
 from tickflow.engine.compile import CompiledJob, compile_job
-from tickflow.engine.errors import JobSpecError, Problem, SourceError
+from tickflow.engine.errors import SourceError
 from tickflow.engine.loader import LoadedJob, load_job
 
 DEFAULT_TICKS = "data/sim_ticks.parquet"
@@ -267,30 +267,3 @@ def run_backtest(job: CompiledJob, parquet: str | None = None, workers: int = 1,
     if write:
         bt.paths = write_outputs(bt, output_paths(job))
     return bt
-
-
-def run_backtest_command(args: Any, console: Any) -> int:
-    """``run-job JOB`` for a backtest job (``--parquet``, ``--sweep``, ``--workers``)."""
-    from tickflow.engine.backtest.report import print_backtest
-
-    quiet = getattr(args, "quiet", False)
-    say = None if quiet else console.print
-    parquet = getattr(args, "parquet", None)
-    job = load_backtest_job(args.job, args.set or [], parquet, say)
-    if job.spec.strategy is None:
-        m = job.loaded.marks.find(("mode",))
-        raise JobSpecError([Problem(m.file, m.line, m.col, "mode",
-                                    f"--parquet and --sweep run backtests; this is a "
-                                    f"{job.spec.mode} job without a `strategy:` block")])
-    workers = args.workers or job.spec.executor.workers or (os.cpu_count() or 1)
-    if getattr(args, "sweep", False):
-        from tickflow.engine.backtest.sweep import run_sweep_command
-
-        return run_sweep_command(job, args.job, args.set or [], parquet, workers, console,
-                                 quiet)
-    start = time.perf_counter()
-    bt = run_backtest(job, parquet, workers)
-    if not quiet:
-        print_backtest(bt, console, time.perf_counter() - start)
-    return 0
-

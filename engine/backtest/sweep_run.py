@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from tickflow.engine.backtest.report import print_sweep, write_sweep
-from tickflow.engine.backtest.run import load_backtest_job, output_paths, run_point
+from tickflow.engine.backtest.run import output_paths, run_point
 from tickflow.engine.backtest.spec import SweepSpec
 from tickflow.engine.backtest.sweep import multiple_testing_warning, ordered_points, ranked_rows
 from tickflow.engine.errors import JobSpecError, Problem
@@ -90,17 +90,3 @@ def run_sweep_command(job: Any, job_path: str, sets: Sequence[str], parquet: str
         console.print(f"[red]failed point[/] {escape(params)}: {escape(r['error'])}",
                       highlight=False)
     return 1 if failed and len(failed) == len(rows) else 0
-
-
-def run_sweep_cli(args: Any, console: Any) -> int:
-    """``run-job JOB --sweep`` from parsed arguments: load the job, check it, run the sweep."""
-    quiet = getattr(args, "quiet", False)
-    parquet = getattr(args, "parquet", None)
-    job = load_backtest_job(args.job, args.set or [], parquet, None if quiet else console.print)
-    if job.spec.strategy is None:
-        m = job.loaded.marks.find(("mode",))
-        raise JobSpecError([Problem(m.file, m.line, m.col, "mode",
-                                    f"--parquet and --sweep run backtests; this is a "
-                                    f"{job.spec.mode} job without a `strategy:` block")])
-    workers = args.workers or job.spec.executor.workers or (os.cpu_count() or 1)
-    return run_sweep_command(job, args.job, args.set or [], parquet, workers, console, quiet)

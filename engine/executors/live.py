@@ -280,7 +280,6 @@ def run_live_from_cli(job: CompiledJob, args: Any, workers: int, console: Any) -
 
     SIGTERM and Ctrl+C finish the batch in hand, close the sinks and commit, then exit.
     """
-    import signal
     import sys
 
     quiet = bool(getattr(args, "quiet", False))
@@ -295,17 +294,10 @@ def run_live_from_cli(job: CompiledJob, args: Any, workers: int, console: Any) -
             view.say(f"replaying {args.replay} at speed {args.speed}"
                      + (" (following afterwards)" if args.follow else ""))
 
-    def on_signal(signum: int, frame: Any) -> None:
-        if stop.is_set():  # a second Ctrl+C: leave now
-            raise KeyboardInterrupt
-        stop.set()
+    from tickflow.engine.executors.live_hooks import stop_on_signals
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with stop_on_signals(stop):
         summary = runner.run()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     if runner.errors:
         raise runner.errors[0]
     if not quiet:

@@ -36,23 +36,13 @@ def run_live_graph(job: Any, *, workers: int = 1, stop: threading.Event | None =
 
 def run_live_graph_from_cli(job: Any, args: Any, workers: int, console: Any) -> int:
     """``run-job`` for a streaming graph: rows as they come; Ctrl+C/SIGTERM end it cleanly."""
-    import signal
+    from tickflow.engine.executors.live_hooks import stop_on_signals
 
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        if stop.is_set():  # a second Ctrl+C: leave now
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with stop_on_signals(stop):
         summary = run_live_graph(job, workers=workers, stop=stop,
                                  max_seconds=getattr(args, "max_seconds", None),
                                  reset_state=bool(getattr(args, "reset_state", False)))
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     if not getattr(args, "quiet", False):
         console.print(f"processed {summary.rows:,} rows in {summary.seconds:.2f} s",
                       markup=False)

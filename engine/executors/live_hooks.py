@@ -18,8 +18,10 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import gc
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +29,27 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
 from tickflow.engine.contract import AcknowledgedSink
+
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` (the batch in hand finishes, the sinks close cleanly); a
+    second one leaves at once. The previous handlers come back afterwards."""
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl+C: leave now
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 class CommitPolicy:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tickflow.engine.errors import SourceError
 from tickflow.engine.keys import KeyIndex
+from tickflow.engine.runtime.pipeline import timestamp_us
 
 REASONS = ("bad_price", "crossed_quote", "out_of_order", "too_late")
 
@@ -100,16 +101,6 @@ def _floats(batch: pa.RecordBatch, name: str) -> np.ndarray | None:
     if col.null_count:
         col = pc.fill_null(col.cast(pa.float64()), np.nan)
     return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
-
-
-def _timestamps(batch: pa.RecordBatch) -> np.ndarray:
-    col = batch.column("timestamp")
-    if pa.types.is_timestamp(col.type):
-        if col.type.unit != "us":
-            col = pc.cast(col, pa.timestamp("us", tz=col.type.tz))
-        col = col.cast(pa.int64())
-    return np.ascontiguousarray(pc.fill_null(col, 0).to_numpy(zero_copy_only=False),
-                                dtype=np.int64)
 
 
 class QualityStage:
@@ -215,7 +206,7 @@ class QualityStage:
 
     def _order(self, batch: pa.RecordBatch, drop: np.ndarray,
                first_row: int) -> tuple[pa.RecordBatch, np.ndarray]:
-        ts = _timestamps(batch)
+        ts = timestamp_us(batch)
         gid = self.keys.encode(batch.column(self.key))
         if len(self.keys) > self.last.shape[0]:
             self.last, self.seen = _grow(self.last, len(self.keys)), _grow(self.seen,
