@@ -109,6 +109,17 @@ def capture_chunks(path: str | Path) -> Iterator[tuple[list[tuple[bytes, bytes]]
     raise SourceError(msg)
 
 
+def produce_retrying(producer: Any, topic: str, value: bytes, key: bytes | None,
+                     headers: list[tuple[str, bytes]] | None = None) -> None:
+    """Produce one message, waiting for room while the producer's queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key or None, headers=headers)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 def replay_to_kafka(path: str | Path, bootstrap: str, topic: str = DEFAULT_TICKS_TOPIC,
                     speed: str | float | None = "max", *, partitions: int = 1,
                     stamp_send_time: bool = False, stop: threading.Event | None = None,
@@ -155,12 +166,7 @@ def replay_to_kafka(path: str | Path, bootstrap: str, topic: str = DEFAULT_TICKS
                     time.sleep(delay)
             headers = [(SENT_HEADER, str(time.time_ns() // 1000).encode())] \
                 if stamp_send_time else None
-            while True:
-                try:
-                    producer.produce(topic, value=value, key=key or None, headers=headers)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            produce_retrying(producer, topic, value, key, headers)
             sent += 1
         producer.poll(0)
     producer.flush()

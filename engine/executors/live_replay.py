@@ -47,7 +47,7 @@ def replay_into(source: Any, path: str | Path, speed: str | float | None, *,
                                partitions=partitions, stop=stop)
     from confluent_kafka import Producer
     from tickflow.connectors.kafka_client import client_settings, ensure_topic
-    from tickflow.connectors.replay import capture_chunks, parse_speed
+    from tickflow.connectors.replay import capture_chunks, parse_speed, produce_retrying
 
     pace = parse_speed(speed)
     settings = client_settings(source.bootstrap, cfg.security, **{"linger.ms": 5,
@@ -72,12 +72,7 @@ def replay_into(source: Any, path: str | Path, speed: str | float | None, *,
                     producer.poll(0)
                     time.sleep(delay)
             for key, value in encode(pairs[lo:lo + SLICE_ROWS]):
-                while True:
-                    try:
-                        producer.produce(cfg.topic, value=value, key=key or None)
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
+                produce_retrying(producer, cfg.topic, value, key)
                 sent += 1
             producer.poll(0)
     producer.flush()
