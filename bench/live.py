@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tickflow.connectors.embedded_broker import EmbeddedBroker  # noqa: E402
-from tickflow.connectors.kafka import SENT_HEADER  # noqa: E402
+from tickflow.connectors.kafka_topics import SENT_HEADER  # noqa: E402
 from tickflow.connectors.kafka_client import client_settings, ensure_topic  # noqa: E402
 
 

@@ -27,6 +27,9 @@ DEFAULT_BOOTSTRAP = "localhost:19092"  # the docker-compose broker; `embedded` s
 DEFAULT_TICKS_TOPIC = "coinbase-ticker"
 DEFAULT_FEATURES_TOPIC = "crypto-features"
 
+Setting = str | int | float | bool
+"""A librdkafka setting's value (extra `consumer:` / `producer:` settings in the YAML)."""
+
 
 class KafkaSecurity(BaseModel):
     """How to authenticate to a real cluster. The YAML names environment variables; their

@@ -138,7 +138,7 @@ def replay_to_kafka(path: str | Path, bootstrap: str, topic: str = DEFAULT_TICKS
     """
     from confluent_kafka import Producer
 
-    from tickflow.connectors.kafka import SENT_HEADER
+    from tickflow.connectors.kafka_topics import SENT_HEADER
 
     pace = parse_speed(speed)
     settings = client_settings(bootstrap, **{"linger.ms": 5, "batch.num.messages": 10_000,

@@ -10,7 +10,7 @@ from tickflow.engine.registry import CONNECTORS
 BUILTIN_CONNECTORS = {
     "source:simulator": "tickflow.connectors.simulator",
     "source:parquet": "tickflow.connectors.parquet",
-    "source:kafka": "tickflow.connectors.kafka",
+    "source:kafka": "tickflow.connectors.kafka_source",
     "source:funding_simulator": "tickflow.connectors.funding_simulator",
     "source:coinbase": "tickflow.connectors.coinbase_source",
     "source:venue_simulator": "tickflow.connectors.venue_simulator",
@@ -19,7 +19,7 @@ BUILTIN_CONNECTORS = {
     "sink:parquet": "tickflow.connectors.parquet_sink",
     "sink:report": "tickflow.connectors.report",
     "sink:console": "tickflow.connectors.console",
-    "sink:kafka": "tickflow.connectors.kafka",
+    "sink:kafka": "tickflow.connectors.kafka_sink",
     "sink:arbitrage_report": "tickflow.connectors.arbitrage_report",
 }
 

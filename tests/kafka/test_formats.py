@@ -18,7 +18,8 @@ from tickflow.connectors.avro_codec import AvroTickDecoder, AvroTickEncoder
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, RunContext
 from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
 from tickflow.connectors.dead_letter import read_dead_letters
-from tickflow.connectors.kafka import KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig
+from tickflow.connectors.kafka_sink import KafkaSink, KafkaSinkConfig
+from tickflow.connectors.kafka_source import KafkaSource, KafkaSourceConfig
 from tickflow.connectors.schema_registry import registry_client, tick_schema_str
 from tickflow.engine import cli
 from tests.kafka.schema_registry_server import SchemaRegistryServer, schema_id

@@ -14,7 +14,8 @@ import pytest
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, RunContext
 from tickflow.connectors.dead_letter import read_dead_letters
 from tickflow.connectors.embedded_broker import EmbeddedBroker, free_port, resolve_bootstrap
-from tickflow.connectors.kafka import KafkaSink, KafkaSinkConfig, KafkaSource, KafkaSourceConfig
+from tickflow.connectors.kafka_sink import KafkaSink, KafkaSinkConfig
+from tickflow.connectors.kafka_source import KafkaSource, KafkaSourceConfig
 from tickflow.connectors.kafka_client import wait_for_broker
 from tickflow.engine.errors import SourceError
 from tests.kafka.util import produce, produce_ticks, read_topic, simulated, unique

@@ -11,7 +11,7 @@ import pytest
 
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, RunContext
 from tickflow.connectors.dead_letter import read_dead_letters
-from tickflow.connectors.kafka import KafkaSource, KafkaSourceConfig
+from tickflow.connectors.kafka_source import KafkaSource, KafkaSourceConfig
 from tickflow.connectors.tick_quality import TickQuality, TickQualityConfig, parse_duration_us
 from tests.kafka.util import produce, unique
 

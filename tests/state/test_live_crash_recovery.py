@@ -126,7 +126,7 @@ def _kill_after(cwd: Path, env: dict[str, str], rows: int, rng: random.Random) -
 
 def _signals(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
     """Every message of the (single-partition) signals topic, in order."""
-    from tickflow.connectors.kafka import read_to_end
+    from tickflow.connectors.kafka_topics import read_to_end
     from tickflow.connectors.kafka_client import client_settings
 
     _, rows = read_to_end(client_settings(bootstrap), topic, {0: 0})

@@ -1,0 +1,242 @@
+"""``kind: kafka`` sink: result rows to a topic, keyed, acknowledged before the live executor
+commits the input offsets.
+
+Checkpointed live jobs: the sink records the end offset per partition at each checkpoint and,
+after a resume, skips each re-computed message that the killed run had already written past it
+(read back from the topic), so the topic holds every output message once, provided this job is
+the topic's only writer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from tickflow.connectors.base import ConnectorConfig, RunContext, Sink, sink
+from tickflow.connectors.embedded_broker import EmbeddedBroker, resolve_bootstrap
+from tickflow.connectors.kafka_client import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_FEATURES_TOPIC,
+    KafkaSecurity,
+    Setting,
+    client_settings,
+    ensure_topic,
+    partition_count,
+    wait_for_broker,
+)
+from tickflow.connectors.formats import Format, check_format, row_encoder
+from tickflow.connectors.kafka_topics import read_to_end
+from tickflow.engine.errors import SinkError
+
+
+class KafkaSinkConfig(ConnectorConfig):
+    """Write result rows as keyed messages: JSON or Avro one per row, Arrow IPC many per key."""
+
+    kind: Literal["kafka"] = "kafka"
+    bootstrap: str = Field(DEFAULT_BOOTSTRAP, description="bootstrap servers, or `embedded` "
+                                                          "(the source's broker when it is "
+                                                          "embedded too)")
+    topic: str = Field(DEFAULT_FEATURES_TOPIC, min_length=1, description="topic to write")
+    key: str = Field("symbol", description="column whose value is the message key")
+    columns: list[str] | None = Field(None, min_length=1,
+                                      description="columns in each message (default: all)")
+    only_rows_with: list[str] | None = Field(
+        None, min_length=1, description="write only rows where one of these columns is "
+                                        "non-zero (e.g. the signal columns)")
+    create_partitions: int = Field(1, ge=1, description="partitions when the sink creates "
+                                                        "the topic")
+    linger_ms: int = Field(5, ge=0, description="producer batching delay")
+    security: KafkaSecurity = Field(
+        default_factory=KafkaSecurity,  # type: ignore[arg-type]
+        description="as the source's: protocol, mechanism, credential variable names")
+    producer: dict[str, Setting] = Field(default_factory=dict,
+                                         description="extra librdkafka producer settings")
+    format: Format = Field("json", description="message format: json | avro (Confluent "
+                                               "wire format) | arrow (IPC, many rows each)")
+    schema_registry: str | None = Field(None, description="Schema Registry URL (format: avro)")
+
+    _format_needs_registry = model_validator(mode="after")(check_format)
+
+
+@sink("kafka", config=KafkaSinkConfig,
+      summary="result rows as JSON messages to a Kafka topic (one per row, keyed)")
+class KafkaSink(Sink):
+    """Produces rows; ``flush`` returns only when every message is acknowledged, re-sending
+    the ones a restarted (empty) broker refused, so the live executor can commit after it."""
+
+    config: KafkaSinkConfig
+    is_durable_on_flush = True
+
+    def __init__(self, config: KafkaSinkConfig, context: RunContext):
+        super().__init__(config, context)
+        self.producer: Any = None
+        self.broker: EmbeddedBroker | None = None
+        self.count = 0
+        self._failed: list[tuple[bytes, bytes]] = []
+        self._checkpointed = False  # seek() was called: a checkpointed run
+        self._resume: dict[str, Any] | None = None
+        self._ends: dict[int, int] = {}  # per partition: offset after our last delivery
+        self._dupes: Counter[tuple[bytes, bytes]] = Counter()
+        self.skipped = 0
+        self._encode: Callable[[pa.RecordBatch], list[tuple[bytes, bytes]]] | None = None
+
+    def required_columns(self) -> list[str]:
+        return [self.config.key, *(self.config.columns or []),
+                *(self.config.only_rows_with or [])]
+
+    def open(self, schema: pa.Schema) -> None:
+        from confluent_kafka import Producer
+
+        cfg = self.config
+        bootstrap = self.context.extra.get("kafka_bootstrap") \
+            if cfg.bootstrap == "embedded" else None
+        if bootstrap is None:
+            bootstrap, self.broker = resolve_bootstrap(cfg.bootstrap)
+        wait_for_broker(bootstrap, timeout_s=30, what=f"kafka sink {cfg.topic}")
+        self.settings = client_settings(bootstrap, cfg.security, **{
+            "linger.ms": cfg.linger_ms, "acks": "all", "enable.idempotence": True,
+            "message.timeout.ms": 0, "queue.buffering.max.messages": 1_000_000,
+            "batch.num.messages": 10_000, **cfg.producer})
+        ensure_topic(self.settings, cfg.topic, cfg.create_partitions)
+        self.producer = Producer(self.settings)
+        self._client_settings = client_settings(bootstrap, cfg.security)
+        if self._checkpointed:
+            self._ends_and_tail()
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._failed.append((msg.key(), msg.value()))
+        elif self._checkpointed:
+            p = msg.partition()
+            self._ends[p] = max(self._ends.get(p, 0), msg.offset() + 1)
+
+    # checkpointed runs: a resume drops the re-computed messages the topic already holds
+
+    def seek(self, position: dict[str, Any] | None) -> None:
+        """Before ``open``: the checkpoint's end offsets (None: a run from the start).
+
+        The rows after the checkpoint are computed again after a resume; the messages for
+        them that the killed run had already written (the topic's tail past these offsets)
+        are read at ``open`` and each is skipped once when it is produced again, so the topic
+        holds every message once.
+        """
+        self._checkpointed = True
+        self._resume = position
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Flush, then the offset after the last message per partition."""
+        self.flush()
+        self.producer.poll(0)
+        return {"topic": self.config.topic,
+                "offsets": {str(p): o for p, o in sorted(self._ends.items())}}
+
+    def _ends_and_tail(self) -> None:
+        """Find each partition's end (and, after a resume, the messages past the checkpoint)
+        by reading to the end: ListOffsets is not exact on every broker (Tansu answers with
+        the last record batch's base offset), the fetch's end-of-partition event is."""
+        topic = self.config.topic
+        n = partition_count(self.settings, topic)
+        starts: dict[int, int] = {}
+        if self._resume is not None:
+            try:
+                starts = {int(p): int(o) for p, o in dict(self._resume["offsets"]).items()}
+            except (KeyError, TypeError, ValueError):
+                raise SinkError(f"kafka sink {topic}: not a kafka sink position: "
+                                f"{self._resume!r}") from None
+            if self._resume.get("topic") != topic:
+                raise SinkError(f"kafka sink {topic}: the checkpoint is of topic "
+                                f"{self._resume.get('topic')!r}; run with --reset-state")
+        scan = {p: starts.get(p, -1) for p in range(n)}  # -1: from ListOffsets' answer
+        ends, tail = read_to_end(self._client_settings, topic, scan)
+        for p, o in starts.items():
+            if ends.get(p, 0) < o:
+                raise SinkError(f"kafka sink {topic}: partition {p} ends at offset "
+                                f"{ends.get(p, 0):,}, before the checkpoint's {o:,} (the "
+                                f"topic was truncated or re-created); run with --reset-state")
+        self._ends = ends
+        self._dupes = Counter(row for p, row in tail if p in starts)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        cfg = self.config
+        if cfg.only_rows_with:
+            mask = np.zeros(batch.num_rows, dtype=bool)
+            for c in cfg.only_rows_with:
+                mask |= np.asarray(batch.column(c).to_numpy(zero_copy_only=False)) != 0
+            if not mask.any():
+                return
+            batch = batch.filter(pa.array(mask))
+        if self._encode is None:
+            self._encode = row_encoder(cfg.format, cfg.topic, batch.schema, cfg.key,
+                                       cfg.columns, cfg.schema_registry)
+        self._produce(self._encode(batch))
+
+    def _produce(self, rows: list[tuple[bytes, bytes]]) -> None:
+        produce, topic = self.producer.produce, self.config.topic
+        if self._dupes:
+            rows = self._drop_written(rows)
+        for key, value in rows:
+            while True:
+                try:
+                    produce(topic, value=value, key=key, on_delivery=self._delivered)
+                    break
+                except BufferError:  # local queue full: let deliveries drain
+                    self.producer.poll(0.05)
+        self.producer.poll(0)
+        self.count += len(rows)
+
+    def _drop_written(self, rows: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """Rows minus the ones the topic already holds from before a resume (each once)."""
+        dupes, out = self._dupes, []
+        for row in rows:
+            if dupes.get(row, 0):
+                dupes[row] -= 1
+                if not dupes[row]:
+                    del dupes[row]
+                self.skipped += 1
+            else:
+                out.append(row)
+        return out
+
+    def in_flight(self) -> int:
+        """Messages written but not acknowledged yet (serves delivery reports first)."""
+        self.producer.poll(0)
+        if self._failed:
+            failed, self._failed = self._failed, []
+            ensure_topic(self.settings, self.config.topic, self.config.create_partitions)
+            self.count -= len(failed)
+            self._produce(failed)
+        return len(self.producer)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Block until every message written so far is acknowledged (broker outages are
+        waited for; ``timeout_s`` bounds the wait, then SinkError)."""
+        start = time.monotonic()
+        while True:
+            self.producer.flush(1.0)
+            if self._failed:
+                failed, self._failed = self._failed, []
+                ensure_topic(self.settings, self.config.topic, self.config.create_partitions)
+                self.count -= len(failed)
+                self._produce(failed)
+                continue
+            if len(self.producer) == 0:
+                return
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                msg = (f"kafka sink {self.config.topic}: {len(self.producer)} messages not "
+                       f"acknowledged after {timeout_s:.0f} s")
+                raise SinkError(msg)
+
+    def close(self) -> str | None:
+        if self.producer is None:
+            return None
+        self.flush()
+        self.producer = None  # disconnects from the broker
+        if self.broker is not None:
+            self.broker.stop()
+        return f"kafka: wrote {self.count:,} messages to topic {self.config.topic}"

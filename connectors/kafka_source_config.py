@@ -1,0 +1,79 @@
+"""``kind: kafka`` source settings, and the batch the source hands to the live executor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from tickflow.connectors.base import ConnectorConfig
+from tickflow.connectors.formats import Format, check_format
+from tickflow.connectors.kafka_client import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_TICKS_TOPIC,
+    KafkaSecurity,
+    Setting,
+)
+from tickflow.connectors.tick_quality import TickQualityConfig
+from tickflow.engine.durations import Seconds, SecondsOrZero
+
+
+class KafkaSourceConfig(ConnectorConfig):
+    """Read canonical ticks (JSON, Avro or Arrow IPC; key = symbol) from a Kafka topic."""
+
+    kind: Literal["kafka"] = "kafka"
+    bootstrap: str = Field(DEFAULT_BOOTSTRAP,
+                           description="bootstrap servers, or `embedded` to start a local "
+                                       "broker for the run")
+    topic: str = Field(DEFAULT_TICKS_TOPIC, min_length=1, description="topic of the ticks")
+    group_id: str | None = Field(None, description="consumer group whose committed offsets "
+                                                   "are resumed (default: tickflow-JOBNAME)")
+    start_offset: Literal["earliest", "latest"] = Field(
+        "earliest", description="where to start when the group has no committed offset")
+    partitions: list[int] | None = Field(None, description="partitions to read "
+                                                           "(default: all)")
+    create_partitions: int = Field(1, ge=1, description="partitions of the topic when the "
+                                                        "source has to create it")
+    batch_size: int = Field(20_000, ge=1, description="most messages per consumed batch")
+    linger_ms: int = Field(20, ge=0, le=60_000,
+                           description="longest wait to fill a batch (latency vs throughput)")
+    connect_timeout_s: SecondsOrZero = Field(30.0, ge=0,
+                                             description="how long to wait for a broker "
+                                                         "that is down at start")
+    end_when_idle_s: Seconds | None = Field(
+        None, gt=0, description="end the run after this long without a message (a bounded "
+                                "run, e.g. export a topic once); default: run until stopped")
+    quality: TickQualityConfig = Field(
+        default_factory=TickQualityConfig,  # type: ignore[arg-type]
+        description="broken-tick checks: policy (dead_letter | drop | keep), max_lateness, "
+                    "check_crossed")
+    dead_letter_path: str | None = Field("out/dead_letters.jsonl",
+                                         description="JSON Lines file of unusable messages")
+    dead_letter_topic: str | None = Field(None, description="also produce them to this topic")
+    security: KafkaSecurity = Field(
+        default_factory=KafkaSecurity,  # type: ignore[arg-type]
+        description="security_protocol, sasl_mechanism, ssl_ca_location and the NAMES of the "
+                    "environment variables holding the credentials (username_env, "
+                    "password_env)")
+    consumer: dict[str, Setting] = Field(default_factory=dict,
+                                         description="extra librdkafka consumer settings")
+    format: Format = Field("json", description="message format: json | avro (Confluent "
+                                               "wire format) | arrow (IPC, many ticks each)")
+    schema_registry: str | None = Field(None, description="Schema Registry URL (format: avro)")
+
+    _format_needs_registry = model_validator(mode="after")(check_format)
+
+
+@dataclass
+class ConsumedBatch:
+    """One consumed batch: the ticks for the kernels and where to commit once they are out."""
+
+    ticks: pa.RecordBatch
+    offsets: dict[int, int]
+    message_count: int
+    sent_us: np.ndarray
+    dead_letter_count: int = 0
+    flagged: dict[str, int] = field(default_factory=dict)
