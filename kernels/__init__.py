@@ -29,9 +29,9 @@ if not os.environ.get("NUMBA_CACHE_DIR"):
 
 # in registration order; a family may span modules (their kernels name it, e.g. trade_flow's
 # are in the "liquidity" family)
-_MODULES = ("averages", "returns", "volatility", "risk", "microstructure", "indicators",
-            "derivatives", "execution", "guards", "statistics", "trade_flow", "liquidity",
-            "lead_lag", "cross_key", "arbitrage")
+_MODULES = ("averages", "returns", "volatility", "autocorrelation", "risk", "microstructure",
+            "indicators", "derivatives", "execution", "guards", "statistics", "trade_flow",
+            "liquidity", "lead_lag", "cross_key", "arbitrage")
 
 for _module in _MODULES:
     import_module(f"{__name__}.{_module}")

@@ -20,8 +20,8 @@ from tickflow.kernels.base import (
     ring_fields,
     window_args,
 )
+from tickflow.kernels.rolling_sums import MEAN_OF_VALUES, rolling_sum_walk
 from tickflow.kernels.statistics import min_row_window, pair_state, pair_walk
-from tickflow.kernels.volatility import MEAN_OF_VALUES, rolling_sum_walk
 
 
 def _window_args(p: WindowParams) -> tuple[int, int, int]:
