@@ -151,7 +151,7 @@ def bench_vectorbt(data: Any, code: np.ndarray, repeat: int) -> dict[str, Any]:
 
 def agreement(result: Any, pf: Any, symbols: list[str]) -> str:
     """Closed trades of both engines: count and summed P&L."""
-    from tickflow.engine.backtest.fills import R_END
+    from tickflow.engine.backtest.sim_layout import R_END
 
     t = result.trades
     ours = t["reason"] != R_END

@@ -10,7 +10,8 @@ Usage::
 Data: the simulator's ticks (``tickflow.connectors.simulator``, seed 7): 14 interleaved symbols with
 activity weights, correlated random-walk prices rounded to each symbol's tick size, lognormal
 sizes > 0, bid < ask, and per-symbol log returns. Inputs outside the canonical set (``x``,
-``y``, ``high``, ``funding_rate``, ...) get synthetic columns by name (see ``synthetic``).
+``y``, ``high``, ``funding_rate``, ...) get synthetic columns by name. The data is made in
+``kernel_data.py``, the peers' versions of each statistic are in ``kernel_peers.py``.
 
 Each kernel is bound with the parameters of its first step in ``jobs/features/core.yaml`` (its
 defaults otherwise, plus ``PARAM_OVERRIDES`` for required parameters: vpin's bucket volume,
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -44,7 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-MORSEL = 65_536
+from bench.kernel_data import MORSEL, SYMBOLS, make_data, synthetic  # noqa: E402
+from bench.kernel_peers import pandas_peers, peer_time, polars_peers, talib_peers  # noqa: E402
+
 WARMUP_ROWS = 5_000
 CORE_YAML = ROOT / "jobs" / "features" / "core.yaml"
 
@@ -103,98 +105,6 @@ PARAM_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
-# =========================================================================== data
-
-
-def make_data(rows: int, seed: int = 7) -> dict[str, np.ndarray]:
-    """Simulated ticks as float64/int64 numpy columns plus dense key ids and log returns."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from tickflow.connectors.base import RunContext
-    from tickflow.connectors.simulator import SimulatorConfig, SimulatorSource
-
-    cols = ["timestamp", "symbol", "price", "best_bid", "best_ask", "best_bid_size",
-            "best_ask_size"]
-    src = SimulatorSource(SimulatorConfig(rows=rows, seed=seed), RunContext(job_name="bench"))
-    table = pa.Table.from_batches(list(src.batches(cols, MORSEL)))
-    sym = pc.dictionary_encode(table.column("symbol")).combine_chunks()
-    data: dict[str, np.ndarray] = {
-        "key": sym.indices.to_numpy().astype(np.int64),
-        "ts": table.column("timestamp").cast(pa.int64()).to_numpy(),
-    }
-    for c in cols[2:]:
-        data[c] = np.ascontiguousarray(table.column(c).to_numpy(), dtype=np.float64)
-    data["log_return"] = grouped_log_return(data["key"], data["price"])
-    SYMBOLS[:] = sym.dictionary.to_pylist()
-    return data
-
-
-SYMBOLS: list[str] = []
-"""Symbol of each dense key id of the last ``make_data`` (cross-key kernels name two)."""
-
-
-def grouped_log_return(key: np.ndarray, price: np.ndarray) -> np.ndarray:
-    order = np.argsort(key, kind="stable")
-    k = key[order]
-    lp = np.log(price[order])
-    r = np.empty_like(lp)
-    r[0] = np.nan
-    r[1:] = lp[1:] - lp[:-1]
-    r[1:][k[1:] != k[:-1]] = np.nan
-    out = np.empty_like(r)
-    out[order] = r
-    return out
-
-
-def synthetic(name: str, data: dict[str, np.ndarray]) -> np.ndarray:
-    """A plausible column for an input name outside the canonical tick set."""
-    n = data["key"].shape[0]
-    rng = np.random.default_rng(abs(hash(name)) % (2**32))
-    price, bid, ask = data["price"], data["best_bid"], data["best_ask"]
-    low = name.lower()
-    if low in data:
-        return data[low]
-    if low in ("x", "value", "close", "spot", "spot_price", "price_a", "exec_price",
-               "arrival_price", "arrival_mid", "reference", "mid"):
-        if low == "exec_price":
-            return np.where(rng.random(n) < 0.5, bid, ask)
-        if low in ("arrival_price", "arrival_mid", "mid"):
-            return (bid + ask) * 0.5
-        return price
-    if low in ("y", "price_b", "perp_price", "forward"):
-        return price * (1.0 + 1e-4 * np.cumsum(rng.standard_normal(n)) / math.sqrt(n)
-                        + 5e-4)
-    if low == "high":
-        return np.maximum(ask, price)
-    if low == "low":
-        return np.minimum(bid, price)
-    if low == "open":
-        return (bid + ask) * 0.5
-    if low in ("equity", "nav"):
-        return 1e6 * np.exp(np.cumsum(np.nan_to_num(data["log_return"])) / 14.0)
-    if "funding" in low or low.startswith("rate") or low in ("r_dom", "r_for"):
-        if low.startswith("rate_"):  # FX-like cross rates
-            base = {"rate_ab": 1.1, "rate_bc": 150.0, "rate_ac": 165.0}.get(low, 1.0)
-            return base * (1.0 + 1e-4 * rng.standard_normal(n))
-        if "apr" in low:
-            return 0.1 + 0.02 * rng.standard_normal(n)
-        return 1e-4 + 5e-5 * rng.standard_normal(n)
-    if low in ("volatility", "vol", "sigma"):
-        return 0.5 + 0.05 * rng.random(n)
-    if low == "side":
-        return np.where(rng.random(n) < 0.5, -1.0, 1.0)
-    if "size" in low or low in ("volume", "qty", "quantity", "open_interest"):
-        return rng.lognormal(2.0, 1.0, n) * (1e5 if low == "open_interest" else 1.0)
-    if low == "position":
-        return np.round(rng.standard_normal(n) * 10.0)
-    if "hours" in low:
-        return 8.0 * rng.random(n)
-    if "basis" in low:
-        return 0.05 + 0.01 * rng.standard_normal(n)
-    return rng.standard_normal(n)
-
-
 # =========================================================================== binding
 
 
@@ -248,233 +158,6 @@ def fill_symbols(params: dict[str, Any]) -> dict[str, Any]:
     """Replace the "{sym0}"/"{sym1}" placeholders of PARAM_OVERRIDES by the data's symbols."""
     subs = {f"{{sym{j}}}": s for j, s in enumerate(SYMBOLS[:2])}
     return {k: subs.get(v, v) if isinstance(v, str) else v for k, v in params.items()}
-
-
-# =========================================================================== peers
-
-
-def pandas_peers() -> dict[str, Callable[[Any, dict[str, Any]], Any]]:
-    """Same statistic in pandas over all rows, grouped by key (arrival order kept)."""
-
-    def g(df: Any, col: str) -> Any:
-        return df.groupby("key", sort=False)[col]
-
-    def rolling(df: Any, col: str, w: int) -> Any:
-        return g(df, col).rolling(w)
-
-    def ewm(df: Any, col: str, **kw: Any) -> Any:
-        return g(df, col).ewm(adjust=False, **kw).mean()
-
-    def autocorr(df: Any, p: dict[str, Any]) -> Any:
-        lag, w = p.get("lag", 5), p.get("window", 100)
-        parts = []
-        for _, s in df.groupby("key", sort=False)["log_return"]:
-            s = s.dropna()
-            parts.append(s.rolling(w).corr(s.shift(lag)))
-        return parts
-
-    def ofi(df: Any, p: dict[str, Any]) -> Any:
-        gb = df.groupby("key", sort=False)
-        pb, pa_ = gb["best_bid"].shift(1), gb["best_ask"].shift(1)
-        pqb, pqa = gb["best_bid_size"].shift(1), gb["best_ask_size"].shift(1)
-        b, a, qb, qa = df.best_bid, df.best_ask, df.best_bid_size, df.best_ask_size
-        e = ((b >= pb) * qb - (b <= pb) * pqb - (a <= pa_) * qa + (a >= pa_) * pqa)
-        w = p.get("window", 1)
-        if w == 1:
-            return e
-        return e.groupby(df.key, sort=False).rolling(w).sum()
-
-    def macd(df: Any, p: dict[str, Any]) -> Any:
-        line = (ewm(df, "price", span=p.get("fast", 12))
-                - ewm(df, "price", span=p.get("slow", 26)))
-        sig = line.groupby(level=0, sort=False).ewm(span=p.get("signal", 9), adjust=False).mean()
-        return line, sig
-
-    def rsi(df: Any, p: dict[str, Any]) -> Any:
-        n = p.get("period", 14)
-        d = g(df, "price").diff()
-        gain, loss = d.clip(lower=0), (-d).clip(lower=0)
-        ag = gain.groupby(df.key, sort=False).ewm(alpha=1 / n, adjust=False).mean()
-        al = loss.groupby(df.key, sort=False).ewm(alpha=1 / n, adjust=False).mean()
-        return 100 * ag / (ag + al)
-
-    def bb(df: Any, p: dict[str, Any]) -> Any:
-        w = p.get("window", 20)
-        return rolling(df, "price", w).mean(), rolling(df, "price", w).std(ddof=0)
-
-    def zscore(df: Any, p: dict[str, Any]) -> Any:
-        w = p.get("window", 100)
-        m, s = rolling(df, "price", w).mean(), rolling(df, "price", w).std()
-        return m, s
-
-    def welford(df: Any, p: dict[str, Any]) -> Any:
-        e = g(df, "price").expanding()
-        return e.mean(), e.var()
-
-    return {
-        "log_returns": lambda df, p: np.log(df.price / g(df, "price").shift(1)),
-        "simple_returns": lambda df, p: g(df, "price").pct_change(),
-        "lag": lambda df, p: g(df, "log_return").shift(p.get("k", 1)),
-        "diff": lambda df, p: g(df, "price").diff(p.get("k", 1)),
-        "pnl": lambda df, p: g(df, "log_return").cumsum(),
-        "midprice": lambda df, p: (df.best_bid + df.best_ask) * 0.5,
-        "microprice": lambda df, p: ((df.best_bid * df.best_ask_size
-                                      + df.best_ask * df.best_bid_size)
-                                     / (df.best_bid_size + df.best_ask_size)),
-        "quoted_spread": lambda df, p: ((df.best_ask - df.best_bid)
-                                        / ((df.best_ask + df.best_bid) * 0.5) * 1e4),
-        "l1_imbalance": lambda df, p: ((df.best_bid_size - df.best_ask_size)
-                                       / (df.best_bid_size + df.best_ask_size)),
-        "ewma": lambda df, p: ewm(df, "price", alpha=p.get("alpha", 0.06)),
-        "ema": lambda df, p: ewm(df, "price", span=p.get("span", 12)),
-        "riskmetrics_vol": lambda df, p: np.sqrt(
-            (df.log_return ** 2).groupby(df.key, sort=False)
-            .ewm(alpha=1 - p.get("lambda", 0.94), adjust=False).mean()),
-        "welford_mean_var": welford,
-        "sma": lambda df, p: rolling(df, "price", p.get("window", 20)).mean(),
-        "rolling_zscore": zscore,
-        "rolling_std": lambda df, p: rolling(df, "log_return", p.get("window", 20)).std(),
-        "realized_var": lambda df, p: (df.log_return ** 2).groupby(df.key, sort=False)
-        .rolling(p.get("window", 20)).sum(),
-        "bipower_var": lambda df, p: (df.log_return.abs()
-                                      * g(df, "log_return").shift(1).abs())
-        .groupby(df.key, sort=False).rolling(p.get("window", 20)).sum() * (math.pi / 2),
-        "autocorr": autocorr,
-        "historical_var": lambda df, p: -rolling(df, "log_return", p.get("window", 100))
-        .quantile(p.get("alpha", 0.05)),
-        "ofi": ofi,
-        "macd": macd,
-        "rsi": rsi,
-        "bollinger_bands": bb,
-    }
-
-
-def polars_peers() -> dict[str, Callable[[dict[str, Any]], Any]]:
-    """polars expressions, windowed by ``.over("key")``."""
-    import polars as pl
-
-    c = pl.col
-    o = "key"
-
-    def ofi(p: dict[str, Any]) -> Any:
-        b, a, qb, qa = c("best_bid"), c("best_ask"), c("best_bid_size"), c("best_ask_size")
-        pb, pa_, pqb, pqa = (b.shift(1), a.shift(1), qb.shift(1), qa.shift(1))
-        e = ((b >= pb).cast(pl.Float64) * qb - (b <= pb).cast(pl.Float64) * pqb
-             - (a <= pa_).cast(pl.Float64) * qa + (a >= pa_).cast(pl.Float64) * pqa)
-        w = p.get("window", 1)
-        return [(e if w == 1 else e.rolling_sum(w)).over(o)]
-
-    def macd(p: dict[str, Any]) -> Any:
-        line = (c("price").ewm_mean(span=p.get("fast", 12), adjust=False)
-                - c("price").ewm_mean(span=p.get("slow", 26), adjust=False))
-        return [line.over(o), line.ewm_mean(span=p.get("signal", 9), adjust=False).over(o)]
-
-    def rsi(p: dict[str, Any]) -> Any:
-        n = p.get("period", 14)
-        d = c("price").diff()
-        ag = d.clip(lower_bound=0).ewm_mean(alpha=1 / n, adjust=False)
-        al = (-d).clip(lower_bound=0).ewm_mean(alpha=1 / n, adjust=False)
-        return [(100 * ag / (ag + al)).over(o)]
-
-    def bb(p: dict[str, Any]) -> Any:
-        w = p.get("window", 20)
-        m = c("price").rolling_mean(w)
-        s = c("price").rolling_std(w, ddof=0)
-        return [m.over(o), (m + 2 * s).over(o), (m - 2 * s).over(o)]
-
-    def zscore(p: dict[str, Any]) -> Any:
-        w = p.get("window", 100)
-        x = c("price")
-        return [((x - x.rolling_mean(w)) / x.rolling_std(w)).over(o)]
-
-    def welford(p: dict[str, Any]) -> Any:
-        x = c("price")
-        n = x.cum_count()
-        mean = x.cum_sum() / n
-        var = ((x * x).cum_sum() - n * mean * mean) / (n - 1)
-        return [mean.over(o), var.over(o), var.sqrt().over(o)]
-
-    r = c("log_return")
-    return {
-        "log_returns": lambda p: [(c("price") / c("price").shift(1)).log().over(o)],
-        "simple_returns": lambda p: [c("price").pct_change().over(o)],
-        "lag": lambda p: [r.shift(p.get("k", 1)).over(o)],
-        "diff": lambda p: [c("price").diff(p.get("k", 1)).over(o)],
-        "pnl": lambda p: [r.cum_sum().over(o)],
-        "midprice": lambda p: [(c("best_bid") + c("best_ask")) * 0.5],
-        "microprice": lambda p: [(c("best_bid") * c("best_ask_size")
-                                  + c("best_ask") * c("best_bid_size"))
-                                 / (c("best_bid_size") + c("best_ask_size"))],
-        "quoted_spread": lambda p: [(c("best_ask") - c("best_bid"))
-                                    / ((c("best_ask") + c("best_bid")) * 0.5) * 1e4],
-        "l1_imbalance": lambda p: [(c("best_bid_size") - c("best_ask_size"))
-                                   / (c("best_bid_size") + c("best_ask_size"))],
-        "ewma": lambda p: [c("price").ewm_mean(alpha=p.get("alpha", 0.06), adjust=False).over(o)],
-        "ema": lambda p: [c("price").ewm_mean(span=p.get("span", 12), adjust=False).over(o)],
-        "riskmetrics_vol": lambda p: [(r * r).ewm_mean(alpha=1 - p.get("lambda", 0.94),
-                                                       adjust=False).sqrt().over(o)],
-        "welford_mean_var": welford,
-        "sma": lambda p: [c("price").rolling_mean(p.get("window", 20)).over(o)],
-        "rolling_zscore": zscore,
-        "rolling_std": lambda p: [r.rolling_std(p.get("window", 20)).over(o)],
-        "realized_var": lambda p: [(r * r).rolling_sum(p.get("window", 20)).over(o)],
-        "bipower_var": lambda p: [((r.abs() * r.shift(1).abs()).rolling_sum(
-            p.get("window", 20)) * (math.pi / 2)).over(o)],
-        "autocorr": lambda p: [pl.rolling_corr(r, r.shift(p.get("lag", 5)),
-                                               window_size=p.get("window", 100)).over(o)],
-        "historical_var": lambda p: [(-r.rolling_quantile(
-            p.get("alpha", 0.05), interpolation="linear",
-            window_size=p.get("window", 100))).over(o)],
-        "ofi": ofi,
-        "macd": macd,
-        "rsi": rsi,
-        "bollinger_bands": bb,
-    }
-
-
-def talib_peers() -> dict[str, Callable[[dict[str, np.ndarray], dict[str, Any]], Any]]:
-    """TA-Lib batch functions on the rows of one key."""
-    import talib
-
-    return {
-        "simple_returns": lambda d, p: talib.ROCP(d["price"], 1),
-        "midprice": lambda d, p: talib.MEDPRICE(d["best_ask"], d["best_bid"]),
-        "ema": lambda d, p: talib.EMA(d["price"], p.get("span", 12)),
-        "ewma": lambda d, p: talib.EMA(d["price"], round(2 / p.get("alpha", 0.06) - 1)),
-        "sma": lambda d, p: talib.SMA(d["price"], p.get("window", 20)),
-        "rolling_std": lambda d, p: talib.STDDEV(d["log_return"], p.get("window", 20), 1.0),
-        "rolling_zscore": lambda d, p: (talib.SMA(d["price"], p.get("window", 100)),
-                                        talib.STDDEV(d["price"], p.get("window", 100), 1.0)),
-        "macd": lambda d, p: talib.MACD(d["price"], p.get("fast", 12), p.get("slow", 26),
-                                        p.get("signal", 9)),
-        "rsi": lambda d, p: talib.RSI(d["price"], p.get("period", 14)),
-        "bollinger_bands": lambda d, p: talib.BBANDS(d["price"], p.get("window", 20),
-                                                     p.get("k", 2.0), p.get("k", 2.0)),
-        "autocorr": lambda d, p: talib.CORREL(d["log_return"][p.get("lag", 5):],
-                                              d["log_return"][:-p.get("lag", 5)],
-                                              p.get("window", 100)),
-        "realized_var": lambda d, p: talib.SUM(d["log_return"] ** 2, p.get("window", 20)),
-        "pnl": None,  # no cumulative sum in TA-Lib
-    }
-
-
-def timed(fn: Callable[[], Any], repeat: int = 1) -> float:
-    best = math.inf
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def peer_time(peer: str, label: str, rows: int, fn: Callable[[], Any],
-              repeat: int = 1) -> float | None:
-    try:
-        return timed(fn, repeat) / rows * 1e9
-    except Exception as exc:  # a peer API change must not stop the run
-        print(f"  {label}: {peer} failed: {type(exc).__name__}: {exc}")
-        return None
 
 
 # =========================================================================== main

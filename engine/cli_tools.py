@@ -61,7 +61,8 @@ def _load_plugins_for_listing(args: argparse.Namespace) -> None:
 
     if args.job is not None:
         from tickflow.engine.errors import JobSpecError, Problem
-        from tickflow.engine.loader import format_path, load_job
+        from tickflow.engine.field_paths import format_path
+        from tickflow.engine.loader import load_job
         from tickflow.engine.plugins import load_job_plugins
 
         loaded = load_job(args.job)

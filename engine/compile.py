@@ -24,9 +24,10 @@ from tickflow.engine.connector_registry import get_connector
 from tickflow.engine.contract import RunContext, SchemaWithoutData
 from tickflow.engine.diagnostics import validation_problems
 from tickflow.engine.errors import CompileError, JobSpecError, Problem, TickflowError
+from tickflow.engine.field_paths import format_path
 from tickflow.engine.io_checks import check_output_paths, check_source_types
 from tickflow.engine.limits import check_job_limits, check_param_bounds
-from tickflow.engine.loader import LoadedJob, Marks, format_path
+from tickflow.engine.loader import LoadedJob, Marks
 from tickflow.engine.ml.batch import BatchBindError, BindContext
 from tickflow.engine.operators import OPERATORS, BoundOperator
 from tickflow.engine.plugins import load_job_plugins

@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from tickflow.engine.errors import Problem
-from tickflow.engine.loader import Marks, format_path
+from tickflow.engine.field_paths import format_path
+from tickflow.engine.loader import Marks
 from tickflow.engine.registry import close_matches, did_you_mean
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from tickflow.engine.loader import format_path
+from tickflow.engine.field_paths import format_path
 
 Report = Callable[[tuple[Any, ...], str], None]
 """``report(path_in_the_job, message)``: the compiler locates the path and keeps the message."""

@@ -27,9 +27,11 @@ def _cache_dir() -> str:
 if not os.environ.get("NUMBA_CACHE_DIR"):
     numba.config.CACHE_DIR = _cache_dir()
 
-_FAMILIES = ("averages", "returns", "volatility", "risk", "microstructure", "indicators",
-             "derivatives", "execution", "guards", "statistics", "liquidity", "cross_key",
-             "arbitrage")
+# in registration order; a family may span modules (their kernels name it, e.g. trade_flow's
+# are in the "liquidity" family)
+_MODULES = ("averages", "returns", "volatility", "autocorrelation", "risk", "microstructure",
+            "indicators", "derivatives", "execution", "guards", "statistics", "trade_flow",
+            "liquidity", "lead_lag", "cross_key", "arbitrage")
 
-for _family in _FAMILIES:
-    import_module(f"{__name__}.{_family}")
+for _module in _MODULES:
+    import_module(f"{__name__}.{_module}")

@@ -57,7 +57,7 @@ MUTANTS = [
            "elif t - ist[s, I_PPOSTTS] >= cfg[C_TIMEOUT]:",
            "elif t - ist[s, I_PPOSTTS] > cfg[C_TIMEOUT]:", FILLS_TESTS),
     Mutant("limit fills pay the taker fee", "engine/backtest/fills.py",
-           "_transition(s, t, limit, cfg[C_MAKER]", "_transition(s, t, limit, cfg[C_TAKER]",
+           "transition(s, t, limit, cfg[C_MAKER]", "transition(s, t, limit, cfg[C_TAKER]",
            FILLS_TESTS),
     Mutant("rule rejections lose their reason", "engine/rules.py",
            'return RuleError(f"{label} not allowed in a rule"',

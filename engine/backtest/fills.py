@@ -21,148 +21,63 @@ Equity is sampled at the end of every ``grid`` bucket (calendar time), for the m
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
 from tickflow.engine.backtest.plan import ENTRY_LONG, ENTRY_SHORT, EXIT_LONG, EXIT_SHORT
-from tickflow.engine.backtest.spec import StrategySpec, duration_us
-
-YEAR_S = 365.0 * 86_400.0  # crypto trades every day: annualise by calendar time
-
-REASONS = ("signal", "stop_loss", "take_profit", "max_holding", "end", "reverse")
-R_SIGNAL, R_STOP, R_TAKE, R_MAXHOLD, R_END, R_REVERSE = range(6)
-
-# trade log columns (float64: microsecond timestamps of this era are exact below 2**53)
-TRADE_COLUMNS = ("symbol", "side", "entry_signal_ts", "entry_ts", "entry_price",
-                 "exit_signal_ts", "exit_ts", "exit_price", "quantity", "fees", "pnl", "reason")
-(T_SYM, T_SIDE, T_ESIG, T_ETS, T_EPX, T_XSIG, T_XTS, T_XPX, T_QTY, T_FEES, T_PNL,
- T_REASON) = range(12)
-
-# config vector
-(C_LATENCY, C_LIMIT, C_TIMEOUT, C_TAKER, C_MAKER, C_SLIP, C_SL, C_TP, C_MAXHOLD, C_SIZING,
- C_NOTIONAL, C_FRACTION, C_TVOL, C_MAXLEV, C_CASH, C_PER_SYMBOL, C_MAXPOS, C_GRID) = range(18)
-SIZING_CODES = {"fixed_notional": 0, "fixed_fraction": 1, "vol_target": 2}
-
-# per-symbol float state
-(F_QTY, F_EPX, F_EFEE, F_REAL, F_UNREAL, F_MARK, F_BID, F_ASK, F_PRICE, F_PVOL, F_PLIMIT,
- F_FEES, F_TURNOVER) = range(13)
-# per-symbol int state
-(I_ETS, I_ESIG, I_FIRST, I_COUNT, I_SINCE, I_TIMEIN, I_PON, I_PTARGET, I_PROW, I_PTS,
- I_PSIG, I_PREASON, I_PPOSTED, I_PPOSTTS) = range(14)
-# global state
-G_REAL, G_UNREAL = range(2)
-(GI_OPEN, GI_ANY_SINCE, GI_ANY_TIME, GI_TRADES, GI_REJECTED, GI_SKIPPED, GI_CANCELLED,
- GI_UNFILLED, GI_UNPRICED) = range(9)
-COUNTER_NAMES = ("open_positions", "_", "time_in_market_us", "trade_count",
-                 "entries_rejected_max_positions", "entries_skipped_sizing",
-                 "limit_orders_cancelled", "orders_unfilled_at_end", "ticks_without_price")
-
-
-@njit(nogil=True, cache=True)
-def _equity(st, g, cfg, s, alloc):
-    if cfg[C_PER_SYMBOL] > 0.0:
-        return alloc + st[s, F_REAL] + st[s, F_UNREAL]
-    return cfg[C_CASH] + g[G_REAL] + g[G_UNREAL]
-
-
-@njit(nogil=True, cache=True)
-def _transition(s, t, px, fee_rate, target, sig_ts, reason, vol_sig, st, ist, g, gi, trades,
-                cfg, alloc):
-    """Move symbol ``s`` to ``target`` (-1, 0, 1) at ``px``: close, then maybe open."""
-    q = st[s, F_QTY]
-    if q != 0.0:
-        fee = abs(q) * px * fee_rate
-        gross = q * (px - st[s, F_EPX])
-        g[G_REAL] += gross - fee
-        st[s, F_REAL] += gross - fee
-        g[G_UNREAL] -= st[s, F_UNREAL]
-        st[s, F_UNREAL] = 0.0
-        st[s, F_FEES] += fee
-        st[s, F_TURNOVER] += abs(q) * px
-        k = gi[GI_TRADES]
-        trades[k, T_SYM] = s
-        trades[k, T_SIDE] = 1.0 if q > 0 else -1.0
-        trades[k, T_ESIG] = ist[s, I_ESIG]
-        trades[k, T_ETS] = ist[s, I_ETS]
-        trades[k, T_EPX] = st[s, F_EPX]
-        trades[k, T_XSIG] = sig_ts
-        trades[k, T_XTS] = t
-        trades[k, T_XPX] = px
-        trades[k, T_QTY] = abs(q)
-        trades[k, T_FEES] = st[s, F_EFEE] + fee
-        trades[k, T_PNL] = gross - fee - st[s, F_EFEE]
-        trades[k, T_REASON] = R_REVERSE if (target != 0 and reason == R_SIGNAL) else reason
-        gi[GI_TRADES] = k + 1
-        st[s, F_QTY] = 0.0
-        ist[s, I_TIMEIN] += t - ist[s, I_SINCE]
-        gi[GI_OPEN] -= 1
-        if gi[GI_OPEN] == 0:
-            gi[GI_ANY_TIME] += t - gi[GI_ANY_SINCE]
-    if target == 0:
-        return
-    if cfg[C_MAXPOS] > 0.0 and gi[GI_OPEN] >= cfg[C_MAXPOS]:
-        gi[GI_REJECTED] += 1
-        return
-    base = _equity(st, g, cfg, s, alloc)
-    sizing = cfg[C_SIZING]
-    if sizing == 0.0:
-        notional = cfg[C_NOTIONAL]
-    elif sizing == 1.0:
-        notional = cfg[C_FRACTION] * base
-    else:
-        elapsed_s = (t - ist[s, I_FIRST]) / 1e6
-        notional = np.nan
-        if elapsed_s > 0.0 and ist[s, I_COUNT] > 1 and vol_sig > 0.0:
-            rate = (ist[s, I_COUNT] - 1) / elapsed_s
-            vol_annual = vol_sig * math.sqrt(rate * YEAR_S)
-            notional = min(cfg[C_TVOL] / vol_annual, cfg[C_MAXLEV]) * base
-    if not (notional > 0.0) or not (px > 0.0):
-        gi[GI_SKIPPED] += 1
-        return
-    qty = notional / px
-    fee = qty * px * fee_rate
-    st[s, F_QTY] = qty if target > 0 else -qty
-    st[s, F_EPX] = px
-    st[s, F_EFEE] = fee
-    st[s, F_REAL] -= fee
-    g[G_REAL] -= fee
-    st[s, F_FEES] += fee
-    st[s, F_TURNOVER] += qty * px
-    mark = st[s, F_MARK]
-    u = st[s, F_QTY] * (mark - px) if mark == mark else 0.0
-    st[s, F_UNREAL] = u
-    g[G_UNREAL] += u
-    ist[s, I_ETS] = t
-    ist[s, I_ESIG] = sig_ts
-    ist[s, I_SINCE] = t
-    gi[GI_OPEN] += 1
-    if gi[GI_OPEN] == 1:
-        gi[GI_ANY_SINCE] = t
-
-
-@njit(nogil=True, cache=True)
-def _set_pending(s, i, t, target, reason, vol_sig, st, ist, cfg):
-    ist[s, I_PON] = 1
-    ist[s, I_PTARGET] = target
-    ist[s, I_PROW] = i
-    ist[s, I_PTS] = t + np.int64(cfg[C_LATENCY])
-    ist[s, I_PSIG] = t
-    ist[s, I_PREASON] = reason
-    ist[s, I_PPOSTED] = 0
-    st[s, F_PVOL] = vol_sig
-
-
-@njit(nogil=True, cache=True)
-def _write_grid(cur_b, b, eq_total, eq_sym, st, g, cfg, alloc, n_sym):
-    while cur_b < b:
-        eq_total[cur_b] = cfg[C_CASH] + g[G_REAL] + g[G_UNREAL]
-        for j in range(n_sym):
-            eq_sym[cur_b, j] = st[j, F_REAL] + st[j, F_UNREAL]  # the symbol's P&L so far
-        cur_b += 1
-    return cur_b
+from tickflow.engine.backtest.positions import set_pending, transition, write_grid
+from tickflow.engine.backtest.sim_layout import (
+    C_CASH,
+    C_GRID,
+    C_LIMIT,
+    C_MAKER,
+    C_MAXHOLD,
+    C_SL,
+    C_SLIP,
+    C_TAKER,
+    C_TIMEOUT,
+    C_TP,
+    COUNTER_NAMES,
+    F_ASK,
+    F_BID,
+    F_EPX,
+    F_FEES,
+    F_MARK,
+    F_PLIMIT,
+    F_PRICE,
+    F_PVOL,
+    F_QTY,
+    F_TURNOVER,
+    F_UNREAL,
+    G_UNREAL,
+    GI_ANY_TIME,
+    GI_CANCELLED,
+    GI_TRADES,
+    GI_UNFILLED,
+    GI_UNPRICED,
+    I_COUNT,
+    I_ETS,
+    I_FIRST,
+    I_PON,
+    I_PPOSTED,
+    I_PPOSTTS,
+    I_PREASON,
+    I_PROW,
+    I_PSIG,
+    I_PTARGET,
+    I_PTS,
+    I_TIMEIN,
+    R_END,
+    R_MAXHOLD,
+    R_SIGNAL,
+    R_STOP,
+    R_TAKE,
+    TRADE_COLUMNS,
+    config_vector,
+)
+from tickflow.engine.backtest.spec import StrategySpec
 
 
 @njit(nogil=True, cache=True)
@@ -189,7 +104,7 @@ def simulate(ts, sym, price, bid, ask, code, vol, n_sym, cfg, trades, eq_total, 
         t = ts[i]
         b = (t - t0 + grid - 1) // grid  # point b holds equity after every row at <= t0 + b*grid
         if b > cur_b:
-            cur_b = _write_grid(cur_b, b, eq_total, eq_sym, st, g, cfg, alloc, n_sym)
+            cur_b = write_grid(cur_b, b, eq_total, eq_sym, st, g, cfg, alloc, n_sym)
         if ist[s, I_FIRST] < 0:
             ist[s, I_FIRST] = t
         ist[s, I_COUNT] += 1
@@ -225,7 +140,7 @@ def simulate(ts, sym, price, bid, ask, code, vol, n_sym, cfg, trades, eq_total, 
             buying = target > cur
             reason = ist[s, I_PREASON]
             if not is_limit or reason != R_SIGNAL:
-                _transition(s, t, buy_px if buying else sell_px, cfg[C_TAKER], target,
+                transition(s, t, buy_px if buying else sell_px, cfg[C_TAKER], target,
                             ist[s, I_PSIG], reason, st[s, F_PVOL], st, ist, g, gi, trades,
                             cfg, alloc)
                 ist[s, I_PON] = 0
@@ -241,12 +156,12 @@ def simulate(ts, sym, price, bid, ask, code, vol, n_sym, cfg, trades, eq_total, 
                 else:
                     crossed = (bi >= limit) if has_q else (px >= limit)
                 if crossed:
-                    _transition(s, t, limit, cfg[C_MAKER], target, ist[s, I_PSIG], reason,
+                    transition(s, t, limit, cfg[C_MAKER], target, ist[s, I_PSIG], reason,
                                 st[s, F_PVOL], st, ist, g, gi, trades, cfg, alloc)
                     ist[s, I_PON] = 0
                 elif t - ist[s, I_PPOSTTS] >= cfg[C_TIMEOUT]:
                     if target == 0:
-                        _transition(s, t, buy_px if buying else sell_px, cfg[C_TAKER], 0,
+                        transition(s, t, buy_px if buying else sell_px, cfg[C_TAKER], 0,
                                     ist[s, I_PSIG], reason, st[s, F_PVOL], st, ist, g, gi,
                                     trades, cfg, alloc)
                     else:
@@ -265,7 +180,7 @@ def simulate(ts, sym, price, bid, ask, code, vol, n_sym, cfg, trades, eq_total, 
             elif cfg[C_MAXHOLD] >= 0.0 and t - ist[s, I_ETS] >= cfg[C_MAXHOLD]:
                 reason = R_MAXHOLD
             if reason >= 0:
-                _set_pending(s, i, t, 0, reason, np.nan, st, ist, cfg)
+                set_pending(s, i, t, 0, reason, np.nan, st, ist, cfg)
                 fired = True
         # 3. this tick's signals (ignored while a risk exit is on its way)
         c = code[i]
@@ -292,7 +207,7 @@ def simulate(ts, sym, price, bid, ask, code, vol, n_sym, cfg, trades, eq_total, 
             if new == cur:
                 ist[s, I_PON] = 0
             else:
-                _set_pending(s, i, t, new, R_SIGNAL, vol[i] if has_vol else np.nan, st, ist,
+                set_pending(s, i, t, new, R_SIGNAL, vol[i] if has_vol else np.nan, st, ist,
                              cfg)
     # close what is still open at the end, at each symbol's last quotes
     t_end = ts[n - 1]
@@ -313,9 +228,9 @@ def simulate(ts, sym, price, bid, ask, code, vol, n_sym, cfg, trades, eq_total, 
         u = q * (mid - st[j, F_EPX])
         g[G_UNREAL] += u - st[j, F_UNREAL]
         st[j, F_UNREAL] = u
-        _transition(j, t_end, px, cfg[C_TAKER], 0, t_end, R_END, np.nan, st, ist, g, gi, trades,
+        transition(j, t_end, px, cfg[C_TAKER], 0, t_end, R_END, np.nan, st, ist, g, gi, trades,
                     cfg, alloc)
-    _write_grid(cur_b, eq_total.shape[0], eq_total, eq_sym, st, g, cfg, alloc, n_sym)
+    write_grid(cur_b, eq_total.shape[0], eq_total, eq_sym, st, g, cfg, alloc, n_sym)
 
 
 @dataclass
@@ -341,31 +256,6 @@ class SimResult:
     @property
     def end_us(self) -> int:
         return int(self.grid_ts[-1])
-
-
-def config_vector(strategy: StrategySpec) -> np.ndarray:
-    """The strategy's execution, sizing and portfolio settings in the simulator's layout."""
-    ex, sz, pf = strategy.execution, strategy.sizing, strategy.portfolio
-    cfg = np.zeros(18)
-    cfg[C_LATENCY] = round(ex.latency_ms * 1_000)
-    cfg[C_LIMIT] = 1.0 if ex.order_type == "limit" else 0.0
-    cfg[C_TIMEOUT] = duration_us(ex.limit_timeout)
-    cfg[C_TAKER] = ex.fees.taker_bps / 1e4
-    cfg[C_MAKER] = ex.fees.maker_bps / 1e4
-    cfg[C_SLIP] = ex.slippage_bps / 1e4
-    cfg[C_SL] = ex.stop_loss or 0.0
-    cfg[C_TP] = ex.take_profit or 0.0
-    cfg[C_MAXHOLD] = duration_us(ex.max_holding) if ex.max_holding else -1.0
-    cfg[C_SIZING] = SIZING_CODES[sz.method]
-    cfg[C_NOTIONAL] = sz.notional
-    cfg[C_FRACTION] = sz.fraction
-    cfg[C_TVOL] = sz.target_vol
-    cfg[C_MAXLEV] = sz.max_leverage
-    cfg[C_CASH] = pf.initial_cash
-    cfg[C_PER_SYMBOL] = 1.0 if pf.mode == "per_symbol" else 0.0
-    cfg[C_MAXPOS] = pf.max_positions if (pf.max_positions and pf.mode == "portfolio") else 0.0
-    cfg[C_GRID] = duration_us(strategy.grid)
-    return cfg
 
 
 def run_simulation(ts: np.ndarray, sym: np.ndarray, n_symbols: int, price: np.ndarray,

@@ -29,7 +29,8 @@ import math
 
 import numpy as np
 
-from tickflow.engine.backtest.fills import YEAR_S, SimResult
+from tickflow.engine.backtest.fills import SimResult
+from tickflow.engine.backtest.sim_layout import YEAR_S
 
 
 def _safe_div(a: float, b: float) -> float:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from tickflow.engine.backtest.fills import REASONS
+from tickflow.engine.backtest.sim_layout import REASONS
 from tickflow.engine.backtest.summary import LABELS, fmt, metric_text, shown_name, summarise
 from tickflow.engine.backtest.sweep_report import print_sweep, write_sweep
 

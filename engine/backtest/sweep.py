@@ -84,7 +84,7 @@ def overrides_to_sets(job_path: str, overrides: dict[str, Any]) -> tuple[list[st
     for name, value in overrides.items():
         text = repr(value) if isinstance(value, float) else str(value)
         if name.startswith(("steps.", "steps[")):  # by id, as in --set; an index works too
-            from tickflow.engine.loader import format_path, parse_override
+            from tickflow.engine.field_paths import format_path, parse_override
 
             path, _ = parse_override(f"{name}=0")
             step_ref, rest = path[1], format_path(path[2:])
@@ -107,7 +107,7 @@ def apply_strategy_sets(strategy: StrategySpec, sets: Sequence[str]) -> Strategy
     """``strategy.params.entry_z=1.5``-style overrides applied to a validated strategy."""
     from pydantic import ValidationError
 
-    from tickflow.engine.loader import format_path, parse_override
+    from tickflow.engine.field_paths import format_path, parse_override
 
     if not sets:
         return strategy

@@ -240,7 +240,7 @@ def from_backtest(bt: Any) -> TearsheetData:
     symbols = list(data.symbols)
     names = np.array(symbols, dtype=object)[t["symbol"].astype(np.int64)] if len(t["pnl"]) \
         else np.zeros(0, dtype=object)
-    from tickflow.engine.backtest.fills import REASONS
+    from tickflow.engine.backtest.sim_layout import REASONS
 
     value = t["quantity"] * t["entry_price"]
     with np.errstate(divide="ignore", invalid="ignore"):

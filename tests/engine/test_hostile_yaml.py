@@ -14,7 +14,8 @@ import pytest
 from tickflow.engine.cli import main
 from tickflow.engine.compile import compile_job
 from tickflow.engine.errors import JobSpecError
-from tickflow.engine.loader import load_job, parse_override
+from tickflow.engine.field_paths import parse_override
+from tickflow.engine.loader import load_job
 from tickflow.engine.yaml_safe import MAX_FILE_BYTES
 
 BAD = Path(__file__).parent / "bad"

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tickflow.engine.errors import JobSpecError
-from tickflow.engine.loader import load_job, parse_override
+from tickflow.engine.field_paths import parse_override
+from tickflow.engine.loader import load_job
 
 JOB = """\
 name: t
