@@ -1,6 +1,8 @@
-"""Consumed Kafka messages to a batch of ticks: decode, dead-letter, quality checks.
+"""Consumed Kafka messages to a batch of ticks: decode, and dead-letter what cannot be decoded.
 
-One C call per message and field, in comprehensions: this is the live path's hot loop.
+One C call per message and field, in comprehensions: this is the live path's hot loop. Broken
+ticks (bad prices, crossed quotes, time going backwards) are the driver's quality stage's, as in
+every other mode.
 """
 
 from __future__ import annotations
@@ -13,14 +15,12 @@ import numpy as np
 from tickflow.connectors.dead_letter import DeadLetters
 from tickflow.connectors.kafka_source_config import ConsumedBatch
 from tickflow.connectors.kafka_topics import SENT_HEADER
-from tickflow.connectors.tick_quality import TickQuality
 
 
 def decode_messages(messages: list[Any], decoder: Callable[[list[bytes]], Any],
-                    dead_letters: DeadLetters, quality: TickQuality, policy: str,
-                    one_partition: bool) -> ConsumedBatch:
+                    dead_letters: DeadLetters, one_partition: bool) -> ConsumedBatch:
     """The ticks of ``messages`` (non-empty, none an error) and the offset after them per
-    partition; unusable and (``policy: dead_letter``) broken ticks go to ``dead_letters``."""
+    partition; messages that do not decode to ticks go to ``dead_letters``."""
     dead_before = dead_letters.total
     values: list[bytes] = [m.value() for m in messages]
     if one_partition:
@@ -47,22 +47,8 @@ def decode_messages(messages: list[Any], decoder: Callable[[list[bytes]], Any],
         dead_letters.add(reason, values[index], topic=m.topic(),
                          partition=m.partition(), offset=m.offset())
     rows = np.asarray(keep, dtype=np.int64)[origin]
-    flagged = quality.check(ticks)
-    if flagged and policy == "dead_letter":
-        for row, reason in flagged:
-            m = messages[int(rows[row])]
-            dead_letters.add(reason, m.value(), topic=m.topic(),
-                             partition=m.partition(), offset=m.offset())
-    counts: dict[str, int] = {}
-    for _, reason in flagged:
-        counts[reason] = counts.get(reason, 0) + 1
-    if flagged and policy != "keep":
-        mask = np.ones(ticks.num_rows, dtype=bool)
-        mask[[i for i, _ in flagged]] = False
-        rows = rows[mask]
-    ticks = quality.apply(ticks, flagged)
     return ConsumedBatch(ticks, offsets, len(messages), sent[rows],
-                         dead_letters.total - dead_before, counts)
+                         dead_letters.total - dead_before)
 
 
 def _sent_us(headers: list[tuple[str, bytes]] | None) -> int:

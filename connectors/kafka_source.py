@@ -35,7 +35,6 @@ from tickflow.connectors.kafka_client import (
 from tickflow.connectors.kafka_decode import decode_messages
 from tickflow.connectors.kafka_source_config import ConsumedBatch, KafkaSourceConfig
 from tickflow.connectors.kafka_topics import read_to_end
-from tickflow.connectors.tick_quality import TickQuality
 from tickflow.engine.errors import SourceError
 
 __all__ = ["ConsumedBatch", "KafkaSource", "KafkaSourceConfig"]
@@ -56,7 +55,6 @@ class KafkaSource(Source):
         self.broker: EmbeddedBroker | None = None
         self.bootstrap = ""
         self.consumer: Any = None
-        self.quality = TickQuality(config.quality)
         self.dead_letters: DeadLetters | None = None
         self._dlq_producer: Any = None
         self._partitions: list[int] = []
@@ -253,8 +251,8 @@ class KafkaSource(Source):
     def _decode(self, messages: list[Any]) -> ConsumedBatch:
         assert self.dead_letters is not None
         self.message_count += len(messages)
-        batch = decode_messages(messages, self._decoder, self.dead_letters, self.quality,
-                                self.config.quality.policy, len(self._partitions) == 1)
+        batch = decode_messages(messages, self._decoder, self.dead_letters,
+                                len(self._partitions) == 1)
         self._position.update(batch.offsets)
         return batch
 

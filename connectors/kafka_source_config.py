@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tickflow.connectors.base import ConnectorConfig
 from tickflow.connectors.formats import Format, check_format
@@ -17,7 +17,6 @@ from tickflow.connectors.kafka_client import (
     KafkaSecurity,
     Setting,
 )
-from tickflow.connectors.tick_quality import TickQualityConfig
 from tickflow.engine.durations import Seconds, SecondsOrZero
 
 
@@ -46,10 +45,8 @@ class KafkaSourceConfig(ConnectorConfig):
     end_when_idle_s: Seconds | None = Field(
         None, gt=0, description="end the run after this long without a message (a bounded "
                                 "run, e.g. export a topic once); default: run until stopped")
-    quality: TickQualityConfig = Field(
-        default_factory=TickQualityConfig,  # type: ignore[arg-type]
-        description="broken-tick checks: policy (dead_letter | drop | keep), max_lateness, "
-                    "check_crossed")
+    quality: Any = Field(None, description="not a source setting: broken ticks follow the "
+                                           "job's `quality:` block, the same in every mode")
     dead_letter_path: str | None = Field("out/dead_letters.jsonl",
                                          description="JSON Lines file of unusable messages")
     dead_letter_topic: str | None = Field(None, description="also produce them to this topic")
@@ -66,6 +63,17 @@ class KafkaSourceConfig(ConnectorConfig):
 
     _format_needs_registry = model_validator(mode="after")(check_format)
 
+    @field_validator("quality")
+    @classmethod
+    def _quality_is_the_jobs(cls, value: Any) -> None:
+        """A source-level ``quality:`` (older jobs) is told where the one policy lives."""
+        if value is not None:
+            raise ValueError(
+                "`quality:` is no longer a Kafka source setting: broken ticks are handled by the "
+                "job's own `quality:` block, the same in every mode (bad_price: drop|keep|fail, "
+                "out_of_order: drop|sort|fail, lateness, dead_letter_path); move it there")
+        return None
+
 
 @dataclass
 class ConsumedBatch:
@@ -76,4 +84,3 @@ class ConsumedBatch:
     message_count: int
     sent_us: np.ndarray
     dead_letter_count: int = 0
-    flagged: dict[str, int] = field(default_factory=dict)

@@ -63,7 +63,7 @@ class LiveReportData:
         self.dead_letters = {str(k): int(v) for k, v in
                              (getattr(summary, "dead_letters", None) or {}).items()}
         self.quality = {str(k): int(v) for k, v in
-                        (getattr(summary, "flagged", None) or {}).items()}
+                        (getattr(summary, "quality_counts", None) or {}).items()}
         percentiles = getattr(summary, "latency_percentiles_ms", None)
         pct = percentiles() if callable(percentiles) else {}
         self.latency_ms = {str(k): float(v) for k, v in pct.items() if math.isfinite(v)}

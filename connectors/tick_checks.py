@@ -1,9 +1,9 @@
-"""The tick-quality value checks of ``tick_quality``, for one tick dict at a time.
+"""The collector's tick checks, for one tick dict at a time.
 
 Why: the collector writes ticks one frame at a time, long before any job reads them. A price
 at or below zero or a crossed quote (bid above ask) written there poisons every later run, so
-the collector applies the same checks, under the same reason names, as the job's sources
-(``tickflow.connectors.tick_quality``) and keeps such ticks as dead letters instead.
+the collector checks prices and quotes as a job's quality stage does and keeps such ticks as dead
+letters instead, under reasons of its own that say which check failed.
 Lateness is not checked here: a collector's timestamps are the venue's own, and a job decides
 how late is too late.
 """
@@ -13,9 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tickflow.connectors.tick_quality import REASONS
-
-NAN_PRICE, NON_POSITIVE_PRICE, CROSSED_QUOTE = REASONS[0], REASONS[1], REASONS[2]
+NAN_PRICE, NON_POSITIVE_PRICE, CROSSED_QUOTE = "nan_price", "non_positive_price", "crossed_quote"
 
 
 def tick_problem(tick: dict[str, Any]) -> str | None:

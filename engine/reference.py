@@ -236,7 +236,7 @@ _DURATIONS = [
     "## Durations", "",
     "Every length of time in a job (bar `interval`, kernel time `window`, `asof_join`",
     "`tolerance`, `state.checkpoint.every`, `strategy.grid`, `max_holding`, `limit_timeout`,",
-    "report `grid`, tick-quality `max_lateness`, connector `..._s` fields) is written the same",
+    "report `grid`, `quality.lateness`, connector `..._s` fields) is written the same",
     "way: a number and a unit, `250us`, `500ms`, `5s`, `1.5m`, `1h` or `1d`. A bare number is",
     "accepted only where the field's name carries its unit (`end_when_idle_s: 30` is 30",
     "seconds). Anything else is refused with its location:",

@@ -45,7 +45,6 @@ class LiveSummary:
     seconds: float = 0.0
     signal_counts: dict[str, int] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)
-    flagged: dict[str, int] = field(default_factory=dict)
     quality_counts: dict[str, int] = field(default_factory=dict)  # the driver's quality stage
     latency_us: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     sink_summaries: list[str] = field(default_factory=list)

@@ -128,7 +128,7 @@ class InlineFeed:
         stop: ends the feed when set (and is set when the feed ends by itself).
         policy: where consumed offsets go.
         max_seconds: ends the feed after this long.
-        totals: counts ``ticks``, ``messages`` and ``flagged`` as batches come (a
+        totals: counts ``ticks`` and ``messages`` as batches come (a
             ``LiveSummary``, watched by tests and benchmarks while the run goes on).
         on_start: called once, on the first pull (after the driver resumed and attached its
             outputs), e.g. to start a replay into the source's broker.
@@ -190,8 +190,6 @@ class InlineFeed:
         policy, consumed, totals = self.policy, self._consumed, self.totals
         totals.ticks += consumed.ticks.num_rows  # counted once processed, as before
         totals.messages += consumed.message_count
-        for k, v in consumed.flagged.items():
-            totals.flagged[k] = totals.flagged.get(k, 0) + v
         if self.single and not rows:  # every row dropped: no output comes for this batch
             policy.unwritten.pop()
         policy.processed = self.seq

@@ -42,7 +42,7 @@ class Summary:
     def __init__(self) -> None:
         self.ticks, self.messages, self.seconds = 1_500, 1_506, 12.5
         self.dead_letters = {"malformed_json": 4, "not_an_object": 2}
-        self.flagged = {"crossed_book": 3}
+        self.quality_counts = {"crossed_quote": 3}
 
     def latency_percentiles_ms(self) -> dict[str, float]:
         return {"p50": 1.25, "p99": 8.5, "p99.9": 20.0}
@@ -111,7 +111,7 @@ def test_page_sections_data_and_offline(tmp_path: Path) -> None:
     assert list(lag["lag"]) == [12, 3]
     assert "<td>p99.9</td>" not in page and "<th>p99.9</th>" in page and "20.00" in page
     assert "<td>malformed_json</td><td class=n>4</td>" in page
-    assert "<td>crossed_book</td><td class=n>3</td>" in page
+    assert "<td>crossed_quote</td><td class=n>3</td>" in page
 
 
 def test_a_page_from_the_totals_alone(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_a_page_from_the_totals_alone(tmp_path: Path) -> None:
             self.ticks, self.messages, self.seconds = 0, 0, 0.0
             self.signal_counts: dict[str, int] = {}
             self.dead_letters: dict[str, int] = {}
-            self.flagged: dict[str, int] = {}
+            self.quality_counts: dict[str, int] = {}
 
         def latency_percentiles_ms(self) -> dict[str, float]:
             return {}

@@ -120,7 +120,6 @@ sources:
     topic: {topic}
     group_id: {topic}-g
     end_when_idle_s: 2
-    quality: {{policy: keep}}   # the source only flags; the job's policy decides
     dead_letter_path: {dead}
 steps:
   - {{kernel: ema, params: {{span: 20}}}}
