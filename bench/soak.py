@@ -101,6 +101,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rate", type=float, default=20_000, help="offered ticks/s (wall time)")
     p.add_argument("--speed", type=float, default=10, help="replay speed (compression)")
+    p.add_argument("--replay-linger-ms", type=int, default=100,
+                   help="the replay producer's batching wait; the embedded broker slows down "
+                        "as record batches pile up (at 10K ticks/s with 5 ms batches the job "
+                        "starved after about 700K ticks), so the soak measures the job, not that")
     p.add_argument("--recorded-minutes", type=float, default=10)
     p.add_argument("--sample-s", type=float, default=5)
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
@@ -125,7 +129,8 @@ def main() -> int:
         start = time.monotonic()
         job = subprocess.Popen(
             [sys.executable, "-m", "tickflow.engine.cli", str(ROOT / "jobs/live.yaml"),
-             "--replay", str(capture), "--speed", f"{args.speed:g}x", "--no-view"],
+             "--replay", str(capture), "--speed", f"{args.speed:g}x", "--no-view",
+             "--replay-linger-ms", str(args.replay_linger_ms)],
             env=env, stdout=log, stderr=subprocess.STDOUT)
         watcher = Consumer(client_settings(broker.bootstrap, **{"group.id": GROUP}))
         samples = []

@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "source topic (embedded broker), end when it is consumed")
     run.add_argument("--speed", default="max", metavar="10x|max",
                      help="replay speed relative to the recorded timestamps (default max)")
+    run.add_argument("--replay-linger-ms", type=int, default=5, metavar="MS",
+                     help="with --replay: how long the replay's producer gathers ticks into "
+                          "one record batch (default 5; raise it for long paced replays into "
+                          "the embedded broker, which slows down as batches pile up)")
     run.add_argument("--follow", action="store_true",
                      help="with --replay: keep running after the capture is consumed")
     run.add_argument("--max-seconds", type=float, default=None, metavar="S",

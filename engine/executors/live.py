@@ -243,7 +243,8 @@ def run_live(job: CompiledJob, **kwargs: Any) -> LiveSummary:
 
 
 def replay_then_end(runner: LiveRunner, path: str, speed: str, follow: bool,
-                    partitions: int | None = None) -> Callable[[Any], None]:
+                    partitions: int | None = None,
+                    linger_ms: int = 5) -> Callable[[Any], None]:
     """An ``on_open`` hook: replay ``path`` into the source's topic on a thread; unless
     ``follow``, the run ends once every replayed message has been consumed."""
     from tickflow.engine.executors.live_replay import replay_into
@@ -255,7 +256,7 @@ def replay_then_end(runner: LiveRunner, path: str, speed: str, follow: bool,
             try:  # in the source's format: json, avro or arrow
                 n = replay_into(source, path, speed,
                                 partitions=partitions or source.config.create_partitions,
-                                stop=runner.stop)
+                                stop=runner.stop, linger_ms=linger_ms)
                 runner.summary.replayed = n
                 if not follow:
                     runner.expected_messages = n
@@ -288,7 +289,8 @@ def run_live_from_cli(job: CompiledJob, args: Any, workers: int, console: Any) -
                         max_seconds=getattr(args, "max_seconds", None),
                         reset_state=bool(getattr(args, "reset_state", False)))
     if getattr(args, "replay", None):
-        runner.on_open = replay_then_end(runner, args.replay, args.speed, args.follow)
+        runner.on_open = replay_then_end(runner, args.replay, args.speed, args.follow,
+                                         linger_ms=getattr(args, "replay_linger_ms", 5))
         if not quiet:
             view.say(f"replaying {args.replay} at speed {args.speed}"
                      + (" (following afterwards)" if args.follow else ""))

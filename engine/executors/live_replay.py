@@ -37,20 +37,25 @@ def _encoder(source: Any) -> Any:
 
 
 def replay_into(source: Any, path: str | Path, speed: str | float | None, *,
-                partitions: int, stop: threading.Event | None = None) -> int:
-    """Produce the capture at ``path`` into ``source``'s topic; returns the messages produced."""
+                partitions: int, stop: threading.Event | None = None,
+                linger_ms: int = 5) -> int:
+    """Produce the capture at ``path`` into ``source``'s topic; returns the messages produced.
+
+    ``linger_ms`` is the producer's batching wait: each record batch costs the embedded broker
+    on every later fetch, so long paced replays into it want larger batches."""
     from tickflow.connectors.replay import replay_to_kafka
 
     cfg = source.config
     if cfg.format == "json":
         return replay_to_kafka(path, source.bootstrap, cfg.topic, speed,
-                               partitions=partitions, stop=stop)
+                               partitions=partitions, stop=stop,
+                               producer_settings={"linger.ms": linger_ms})
     from confluent_kafka import Producer
     from tickflow.connectors.kafka_client import client_settings, ensure_topic
     from tickflow.connectors.replay import capture_chunks, parse_speed, produce_retrying
 
     pace = parse_speed(speed)
-    settings = client_settings(source.bootstrap, cfg.security, **{"linger.ms": 5,
+    settings = client_settings(source.bootstrap, cfg.security, **{"linger.ms": linger_ms,
                                                     "queue.buffering.max.messages": 1_000_000,
                                                     "message.timeout.ms": 0})
     ensure_topic(settings, cfg.topic, partitions)
