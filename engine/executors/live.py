@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from tickflow.engine.compile import CompiledJob
 from tickflow.engine.contract import AcknowledgedSink, StreamingSource
 from tickflow.engine.errors import SourceError, TickflowError
@@ -32,6 +31,7 @@ from tickflow.engine.executors.live_hooks import (
     LiveFeed,
     LiveObserver,
 )
+from tickflow.engine.latency import LatencyHistogram
 from tickflow.engine.live_view import LiveView
 from tickflow.engine.runtime.driver import Driver
 
@@ -46,7 +46,7 @@ class LiveSummary:
     signal_counts: dict[str, int] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)
     quality_counts: dict[str, int] = field(default_factory=dict)  # the driver's quality stage
-    latency_us: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     sink_summaries: list[str] = field(default_factory=list)
     replayed: int | None = None
 
@@ -56,10 +56,10 @@ class LiveSummary:
 
     def latency_percentiles_ms(self) -> dict[str, float]:
         """p50/p99/p99.9 tick-to-signal latency in ms (empty when nothing was measured)."""
-        if self.latency_us.size == 0:
+        if self.latency.count == 0:
             return {}
-        p = np.percentile(self.latency_us, [50, 99, 99.9]) / 1000
-        return {"p50": float(p[0]), "p99": float(p[1]), "p99.9": float(p[2])}
+        return {name: self.latency.percentile_us(q) / 1000
+                for name, q in (("p50", 50), ("p99", 99), ("p99.9", 99.9))}
 
     def lines(self) -> list[str]:
         dead = sum(self.dead_letters.values())
@@ -209,7 +209,7 @@ class LiveRunner:
         summary.signal_counts = dict(result.signal_counts)
         summary.quality_counts = dict(result.quality_counts)
         summary.sink_summaries = list(result.sink_summaries)
-        summary.latency_us = observer.latency_us()
+        summary.latency = observer.latency
         if recorder is not None and job.spec.live_report is not None:
             from tickflow.connectors.live_html import write_live_report
 

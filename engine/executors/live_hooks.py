@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from tickflow.engine.contract import AcknowledgedSink
+from tickflow.engine.latency import LatencyHistogram
 
 
 
@@ -211,7 +212,7 @@ class LiveObserver:
         self.view = view
         self.recorder = recorder
         self.single = single
-        self.latencies: list[np.ndarray] = []
+        self.latency = LatencyHistogram()  # bounded: a live run lasts days
 
     def open(self, schema: pa.Schema) -> None:
         pass
@@ -222,7 +223,7 @@ class LiveObserver:
         if self.single and batch.num_rows and unwritten:
             _, sent_us, lag = unwritten[0]
             latency = time.time_ns() // 1000 - sent_us
-            self.latencies.append(latency)
+            self.latency.add(latency)
             unwritten.popleft()  # written by the sinks before this one: commit may follow
         else:
             lag = self.feed.lag
@@ -233,8 +234,6 @@ class LiveObserver:
     def close(self) -> str | None:
         return None
 
-    def latency_us(self) -> np.ndarray:
-        return np.concatenate(self.latencies) if self.latencies else np.empty(0, np.int64)
 
 
 _END = object()
