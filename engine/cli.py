@@ -127,6 +127,11 @@ def cmd_docs(args: argparse.Namespace) -> int:
     from tickflow.engine.reference import reference_files
 
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"run-job docs: --out {out} is a file; it takes a folder (the reference is "
+              f"several files: job-reference.md, kernel-reference.md, kernels/*.md)",
+              file=sys.stderr)
+        return 2
     files = reference_files()
     for name, text in files.items():
         (out / name).parent.mkdir(parents=True, exist_ok=True)

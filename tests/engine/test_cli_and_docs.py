@@ -101,3 +101,14 @@ def test_every_core_kernel_of_the_spec_is_registered() -> None:
     assert len(names) >= 26
     missing = [n for n in names if n not in KERNELS]
     assert not missing, f"not registered: {missing}"
+
+
+def test_docs_into_a_file_says_it_takes_a_folder(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "reference.md"
+    target.write_text("mine\n")
+    assert main(["docs", "--out", str(target)]) == 2
+    assert "takes a folder" in capsys.readouterr().err
+    assert target.read_text() == "mine\n"  # left as it was
+    assert main(["docs", "--out", str(tmp_path / "ref")]) == 0
+    assert (tmp_path / "ref" / "job-reference.md").is_file()
