@@ -142,7 +142,7 @@ def test_a_changed_dataset_is_not_trusted(ticks: Path, tmp_path: Path) -> None:
     # a part rewritten with other rows: refused, naming the file
     pq.write_table(pq.read_table(out / "part-00001.parquet").slice(0, 10),
                    out / "part-00001.parquet")
-    with pytest.raises(SourceError, match="part-00001.parquet' has 10 rows.*dataset changed"):
+    with pytest.raises(SourceError, match=r"part-00001\.parquet' has 10 rows.*dataset changed"):
         dataset_files(source, "symbol", 2, 1)
 
 
