@@ -24,6 +24,7 @@ Usage::
 
     .venv/bin/python bench/dask.py                    # 4M ticks of 14 symbols
     .venv/bin/python bench/dask.py --rows 10000000
+    .venv/bin/python bench/dask.py --partitioned 8    # cluster runs on `run-job partition`
     .venv/bin/python bench/dask.py --whole-process --pairs 3 [--parts 8] [--interleaved]
 """
 
@@ -176,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=3, help="--whole-process: A B pairs")
     ap.add_argument("--parts", type=int, default=8, help="--whole-process: run-job partition "
                                                          "--parts")
+    ap.add_argument("--partitioned", type=int, default=0, metavar="PARTS",
+                    help="the cluster runs read the input split by `run-job partition --parts "
+                         "PARTS` (default 0: the interleaved file)")
     ap.add_argument("--interleaved", action="store_true",
                     help="--whole-process: also time the original interleaved file")
     args = ap.parse_args(argv)
@@ -203,8 +207,15 @@ def main(argv: list[str] | None = None) -> int:
 
     run_local_best(warm, base / "warm-local", 2, 1)
     local = run_local_best(ticks, base / "local", 2, args.repeat)
-    two = run_cluster(ticks, warm, base / "dask2", 2, [2], args.repeat)
-    one = run_cluster(ticks, warm, base / "dask1", 1, [1, 2], args.repeat)
+    cluster_input = ticks
+    if args.partitioned:  # the cluster runs read the dataset `run-job partition` writes
+        from tickflow.engine.executors.partitioned_dataset import write_partitioned_dataset
+
+        cluster_input = base / "ticks_by_symbol"
+        write_partitioned_dataset(str(ticks), str(cluster_input), parts=args.partitioned)
+        print(f"cluster runs read {cluster_input} ({args.partitioned} parts by symbol)")
+    two = run_cluster(cluster_input, warm, base / "dask2", 2, [2], args.repeat)
+    one = run_cluster(cluster_input, warm, base / "dask1", 1, [1, 2], args.repeat)
     scan, scan_cpu = min(scan_seconds(ticks, 2) for _ in range(args.repeat))
 
     rows = args.rows
@@ -235,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"({p.rows / p.cpu_seconds:,.0f} rows per CPU-second)")
     # per-worker rate from CPU time (robust to other jobs on the machine), net of the scan
     parts = [p for p in d2["parts"] if p.rows]
-    rate = sum(p.rows for p in parts) / sum(max(p.cpu_seconds - scan_cpu, 1e-9) for p in parts)
+    task_scan = scan_cpu / 2 if args.partitioned else scan_cpu  # each task reads its half
+    rate = sum(p.rows for p in parts) / sum(max(p.cpu_seconds - task_scan, 1e-9) for p in parts)
     fixed = max(d2["seconds"] - max(p.seconds for p in d2["parts"]), 0.0)
     print(f"full scan of the input with the key filter: {scan:.2f} s, {scan_cpu:.2f} s CPU; "
           f"per-worker rate net of it: {rate:,.0f} rows per CPU-second; fixed (scheduling, "
@@ -254,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(on {os.cpu_count()} cores; other jobs make wall-clock figures noisy)")
     print("\nmodel: T(N) = fixed + scan + rows / (N x per-worker rate), one core per worker")
     for n in (1, 2, 4, 8, 16, 32):
-        t = model(rows, scan_cpu, rate, fixed, n)
+        t = model(rows, scan_cpu / n if args.partitioned else scan_cpu, rate, fixed, n)
         print(f"  N={n:>2}: {t:6.2f} s, {rows / t:12,.0f} ticks/s")
     tmp.cleanup()
     return 0

@@ -52,10 +52,11 @@ def dataset(ticks: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def research_job(ticks: Path, out: Path, *overrides: str) -> CompiledJob:
+def research_job(ticks: Path, out: Path, *overrides: str, report: bool = False) -> CompiledJob:
     env = {**os.environ, "TICKS": str(ticks), "OUT_DIR": str(out)}
     return compile_job(load_job(ROOT / "jobs" / "research.yaml", env=env,
-                                overrides=["executor.workers=2", "report=null", *overrides]))
+                                overrides=["executor.workers=2", *overrides,
+                                           *([] if report else ["report=null"])]))
 
 
 @pytest.fixture(scope="module")
@@ -175,11 +176,14 @@ def test_two_dask_workers_on_the_dataset_equal_the_local_run_of_the_original(
         dataset: Path, local_original: pa.Table, client: Any, tmp_path: Path) -> None:
     for partitions in (2, 3):  # whole files, then files shared by two tasks
         out = tmp_path / f"p{partitions}"
-        summary = run_dask(research_job(dataset, out, "executor.kind=dask"), client=client,
+        # the job's HTML report on 2 partitions: each task's report sink travels back pickled
+        summary = run_dask(research_job(dataset, out, "executor.kind=dask",
+                                        report=partitions == 2), client=client,
                            partitions=partitions)
         assert len({r.worker for r in summary.parts}) == 2
         assert_same_rows(local_original, sorted_table(out / "research_features.parquet"))
         if partitions == 2:  # each task opened only its own files
+            assert (out / "research_report.html").stat().st_size > 10_000
             assert all(r.row_groups_skipped > 0 for r in summary.parts)
             assert sum(r.row_groups_read for r in summary.parts) == sum(
                 f.row_groups for f in read_manifest(dataset).files)  # type: ignore[union-attr]
