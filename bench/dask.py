@@ -13,10 +13,19 @@ workers (target: >= 1.7x), each partition task's rate, the cost of one full scan
 (every partition task reads the whole input and keeps its keys' rows) and the N-machine model
 of docs/cluster.md fed with these figures.
 
+``--whole-process`` times what a user waits for instead: ``run-job jobs/research.yaml
+--cluster local --workers 1`` against ``--workers 2`` (report off), each in a fresh process
+(start-up, imports, the LocalCluster and its workers, reading, computing, writing), paired
+A B A B, on the input rewritten by ``run-job partition`` (each task reads only its keys' files;
+``--interleaved`` adds the same pairs on the original file). It prints the median ratio
+against the 1.7x goal.
+
 Usage::
 
     .venv/bin/python bench/dask.py                    # 4M ticks of 14 symbols
     .venv/bin/python bench/dask.py --rows 10000000
+    .venv/bin/python bench/dask.py --partitioned 8    # cluster runs on `run-job partition`
+    .venv/bin/python bench/dask.py --whole-process --pairs 3 [--parts 8] [--interleaved]
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import argparse
 import logging
 import os
 import platform
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -118,6 +129,40 @@ def model(rows: int, scan_s: float, rate: float, fixed_s: float, n: int) -> floa
     return fixed_s + scan_s + rows / n / rate
 
 
+def run_job_seconds(ticks: Path, out: Path, workers: int) -> float:
+    """Wall seconds of one ``run-job ... --cluster local --workers N`` in a fresh process."""
+    env = {**os.environ, "TICKS": str(ticks), "OUT_DIR": str(out),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "tickflow.engine.cli", str(JOB), "--cluster", "local",
+           "--workers", str(workers), "--set", "report=null", "--quiet"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, cwd=ROOT)
+    return time.perf_counter() - t0
+
+
+def whole_process(ticks: Path, base: Path, parts: int, pairs: int, interleaved: bool) -> None:
+    """Paired A B A B: 1 then 2 worker processes, the user's whole wait each time."""
+    dataset = base / "ticks_by_symbol"
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "tickflow.engine.cli", "partition", str(ticks),
+                    str(dataset), "--parts", str(parts)], check=True, cwd=ROOT,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    print(f"run-job partition --parts {parts}: {time.perf_counter() - t0:.2f} s (once)")
+    inputs = [("partitioned", dataset)] + ([("interleaved", ticks)] if interleaved else [])
+    for label, path in inputs:
+        run_job_seconds(path, base / "warm", 1)  # page cache and numba cache warm
+        one, two = [], []
+        for _ in range(pairs):
+            one.append(run_job_seconds(path, base / "w1", 1))
+            two.append(run_job_seconds(path, base / "w2", 2))
+        ratio = statistics.median(one) / statistics.median(two)
+        print(f"{label:>12} input: --workers 1 {' '.join(f'{x:.2f}' for x in one)} s, "
+              f"--workers 2 {' '.join(f'{x:.2f}' for x in two)} s; median "
+              f"{statistics.median(one):.2f} / {statistics.median(two):.2f} s = {ratio:.2f}x "
+              f"(goal >= {TARGET_SCALING}x: {'MET' if ratio >= TARGET_SCALING else 'NOT MET'})"
+              f"; pairs {' '.join(f'{a / b:.2f}' for a, b in zip(one, two, strict=True))}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=4_000_000)
@@ -126,6 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2,
                     help="runs of each configuration; the fastest is reported (shared machine)")
     ap.add_argument("--keep", metavar="DIR", help="keep input and outputs in DIR")
+    ap.add_argument("--whole-process", action="store_true",
+                    help="time run-job --cluster local --workers 1 against --workers 2, "
+                         "paired, on the partitioned input")
+    ap.add_argument("--pairs", type=int, default=3, help="--whole-process: A B pairs")
+    ap.add_argument("--parts", type=int, default=8, help="--whole-process: run-job partition "
+                                                         "--parts")
+    ap.add_argument("--partitioned", type=int, default=0, metavar="PARTS",
+                    help="the cluster runs read the input split by `run-job partition --parts "
+                         "PARTS` (default 0: the interleaved file)")
+    ap.add_argument("--interleaved", action="store_true",
+                    help="--whole-process: also time the original interleaved file")
     args = ap.parse_args(argv)
 
     from tickflow.connectors.simulator import write_simulated_parquet
@@ -140,11 +196,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"generating {args.rows:,} ticks of {args.symbols} symbols ...", flush=True)
     write_simulated_parquet(ticks, rows=args.rows, symbols=args.symbols, seed=args.seed)
     write_simulated_parquet(warm, rows=20_000, symbols=args.symbols, seed=args.seed)
+    if args.whole_process:
+        load0 = os.getloadavg()
+        whole_process(ticks, base, args.parts, args.pairs, args.interleaved)
+        load = os.getloadavg()
+        print(f"load average at the start {load0[0]:.1f}, at the end {load[0]:.1f} (on "
+              f"{os.cpu_count()} cores; other jobs make wall-clock figures noisy)")
+        tmp.cleanup()
+        return 0
 
     run_local_best(warm, base / "warm-local", 2, 1)
     local = run_local_best(ticks, base / "local", 2, args.repeat)
-    two = run_cluster(ticks, warm, base / "dask2", 2, [2], args.repeat)
-    one = run_cluster(ticks, warm, base / "dask1", 1, [1, 2], args.repeat)
+    cluster_input = ticks
+    if args.partitioned:  # the cluster runs read the dataset `run-job partition` writes
+        from tickflow.engine.executors.partitioned_dataset import write_partitioned_dataset
+
+        cluster_input = base / "ticks_by_symbol"
+        write_partitioned_dataset(str(ticks), str(cluster_input), parts=args.partitioned)
+        print(f"cluster runs read {cluster_input} ({args.partitioned} parts by symbol)")
+    two = run_cluster(cluster_input, warm, base / "dask2", 2, [2], args.repeat)
+    one = run_cluster(cluster_input, warm, base / "dask1", 1, [1, 2], args.repeat)
     scan, scan_cpu = min(scan_seconds(ticks, 2) for _ in range(args.repeat))
 
     rows = args.rows
@@ -175,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"({p.rows / p.cpu_seconds:,.0f} rows per CPU-second)")
     # per-worker rate from CPU time (robust to other jobs on the machine), net of the scan
     parts = [p for p in d2["parts"] if p.rows]
-    rate = sum(p.rows for p in parts) / sum(max(p.cpu_seconds - scan_cpu, 1e-9) for p in parts)
+    task_scan = scan_cpu / 2 if args.partitioned else scan_cpu  # each task reads its half
+    rate = sum(p.rows for p in parts) / sum(max(p.cpu_seconds - task_scan, 1e-9) for p in parts)
     fixed = max(d2["seconds"] - max(p.seconds for p in d2["parts"]), 0.0)
     print(f"full scan of the input with the key filter: {scan:.2f} s, {scan_cpu:.2f} s CPU; "
           f"per-worker rate net of it: {rate:,.0f} rows per CPU-second; fixed (scheduling, "
@@ -194,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(on {os.cpu_count()} cores; other jobs make wall-clock figures noisy)")
     print("\nmodel: T(N) = fixed + scan + rows / (N x per-worker rate), one core per worker")
     for n in (1, 2, 4, 8, 16, 32):
-        t = model(rows, scan_cpu, rate, fixed, n)
+        t = model(rows, scan_cpu / n if args.partitioned else scan_cpu, rate, fixed, n)
         print(f"  N={n:>2}: {t:6.2f} s, {rows / t:12,.0f} ticks/s")
     tmp.cleanup()
     return 0

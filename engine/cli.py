@@ -10,6 +10,7 @@
     run-job simulate -o FILE [--rows N --symbols N --seed S --ticks-per-second R]
     run-job state JOB [--key K] [--checkpoint N]   checkpoints, keys, sizes; one key's state
     run-job kernels NAME          one kernel: formula, parameters with defaults, an example
+    run-job partition IN OUT_DIR [--by symbol] [--parts N]   a dataset split by key hash (Dask)
     run-job docs [--out DIR]      job reference, and the kernel reference split by family
     run-job collect coinbase [--products ...] (-k BOOTSTRAP | -F -o FILE | --jsonl FILE)
     run-job serve coinbase [--frames FILE] [--port 8765] [--speed 1x|10x|max]   offline feed
@@ -35,8 +36,8 @@ from typing import Any
 from tickflow.engine.cli_parser import build_parser  # re-exported: tests and completion
 from tickflow.engine.errors import TickflowError
 
-COMMANDS = ("validate", "graph", "kernels", "simulate", "docs", "run", "train", "state",
-            "collect", "serve", "broker", "completion")
+COMMANDS = ("validate", "graph", "kernels", "simulate", "partition", "docs", "run", "train",
+            "state", "collect", "serve", "broker", "completion")
 
 
 def _console(stderr: bool = False) -> Any:
@@ -120,6 +121,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                                    seed=args.seed, ticks_per_second=args.ticks_per_second)
     print(f"wrote {info['rows']:,} simulated ticks of {len(info['symbols'])} symbols "
           f"to {info['path']}")
+    return 0
+
+
+def cmd_partition(args: argparse.Namespace) -> int:
+    from tickflow.engine.executors.partitioned_dataset import MANIFEST, write_partitioned_dataset
+
+    made = write_partitioned_dataset(args.input, args.output, by=args.by, parts=args.parts,
+                                     compression=args.compression)
+    keys = sum(len(f.keys) for f in made.files)
+    print(f"wrote {made.rows:,} rows of {keys} {args.by} values into {made.parts} parts "
+          f"under {made.directory} (manifest {MANIFEST})")
     return 0
 
 
@@ -282,7 +294,8 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 
 HANDLERS = {"validate": cmd_validate, "graph": cmd_graph, "kernels": cmd_kernels,
-            "simulate": cmd_simulate, "docs": cmd_docs, "run": cmd_run, "train": cmd_train,
+            "simulate": cmd_simulate, "partition": cmd_partition, "docs": cmd_docs,
+            "run": cmd_run, "train": cmd_train,
             "state": lambda args: _state_command(args),
             "collect": cmd_collect, "serve": cmd_serve, "broker": cmd_broker,
             "completion": cmd_completion}

@@ -91,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--ticks-per-second", type=float, default=200.0,
                      help="mean arrival rate, all symbols together (at 200, 2M ticks span "
                           "about 3 hours; at 5, several days)")
+    part = sub.add_parser("partition", help="rewrite Parquet ticks as a dataset split by key "
+                                             "hash, so each Dask task reads only its files")
+    part.add_argument("input", help="a Parquet file, directory or glob")
+    part.add_argument("output", help="the dataset directory to write (part-NNNNN.parquet and "
+                                     "a manifest)")
+    part.add_argument("--by", default="symbol", help="the key column (default symbol)")
+    part.add_argument("--parts", type=int, default=8,
+                      help="files to split the keys into (default 8); a multiple of the Dask "
+                           "run's partitions gives every task whole files")
+    part.add_argument("--compression", default="lz4",
+                      choices=("none", "snappy", "lz4", "zstd", "gzip", "brotli"),
+                      help="column compression (default lz4)")
     docs = sub.add_parser("docs", help="regenerate the job and kernel references")
     docs.add_argument("--out", default="docs")
     for name, help_text in (("collect", "collect exchange tickers into Kafka, Parquet or JSONL "

@@ -22,10 +22,9 @@ import pyarrow as pa
 from tickflow.engine.compile import CompiledJob, compile_job
 from tickflow.engine.contract import FileSource, MergeableSink, PartitionedSink, RunContext
 from tickflow.engine.errors import TickflowError
-from tickflow.engine.executors.partition import ScanCounts, partition_batches
+from tickflow.engine.executors.partition import PARTITION_HASH, ScanCounts, partition_batches
+from tickflow.engine.executors.partitioned_dataset import dataset_files
 from tickflow.engine.loader import LoadedJob
-
-PARTITION_HASH = "crc32(utf-8 key) % partitions"
 
 
 class ClusterError(TickflowError):
@@ -181,10 +180,17 @@ class _PartitionView:
                 batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
         # read about `partitions` morsels at a time, so that a filtered batch is about one
         # morsel and is rarely glued to the next (each glue is a copy)
+        # on a dataset `run-job partition` wrote, only the files holding this partition's keys
         plan = self.plan
         read_rows = min(plan.morsel_rows * plan.partitions, 1 << 20)
+        dataset = dataset_files(self.source, self.key, plan.partitions, self.partition)
+        files = None
+        if dataset is not None:
+            files, skipped = dataset
+            self.scanned.row_groups_skipped += skipped
         mine = partition_batches(self.source, self.key, plan.partitions, self.partition,
-                                 read_rows, self.scanned)
+                                 read_rows, self.scanned, files=files,
+                                 whole_rows=plan.morsel_rows)
         return _coalesce(mine, max(1, plan.morsel_rows // 2))
 
     def close(self) -> None:

@@ -4,7 +4,9 @@ A distributed run sends all rows of one key to one partition so that the key's k
 lives in one place and its rows meet the kernels in arrival order. The assignment must be the
 same on every worker and in every run, so it is a CRC-32 of the key's UTF-8 text modulo the
 partition count, never Python's ``hash()`` (salted per process). A partition's task reads
-only the row groups that hold its keys (:func:`partition_batches`).
+only the row groups that hold its keys (:func:`partition_batches`), or, on a dataset written
+by ``run-job partition`` (:mod:`tickflow.engine.executors.partitioned_dataset`), only the files
+of its keys.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tickflow.engine.errors import SourceError
+
+PARTITION_HASH = "crc32(utf-8 key) % partitions"
 
 
 def partition_of(key: object, partitions: int) -> int:
@@ -79,8 +84,9 @@ class ScanCounts:
 
 
 def partition_batches(source: Any, key: str, partitions: int, partition: int,
-                      batch_rows: int, counts: ScanCounts | None = None
-                      ) -> Iterator[pa.RecordBatch]:
+                      batch_rows: int, counts: ScanCounts | None = None,
+                      files: list[tuple[Path, bool]] | None = None,
+                      whole_rows: int | None = None) -> Iterator[pa.RecordBatch]:
     """The rows of one partition's keys from a parquet source, in the source's order.
 
     Each row group's key column is read first; a row group holding none of the partition's
@@ -95,13 +101,24 @@ def partition_batches(source: Any, key: str, partitions: int, partition: int,
         partition: which partition to read.
         batch_rows: rows per batch read (before the filter).
         counts: updated with the row groups read and skipped, when given.
+        files: the files to read instead of all the source's, each with ``True`` when it holds
+            only this partition's keys (read whole, no key filter): a partitioned dataset's plan.
+        whole_rows: rows per batch of a file read whole (default ``batch_rows``).
     """
     counts = counts if counts is not None else ScanCounts()
     target = source.schema()
-    for file in source.files():
+    plan = files if files is not None else [(f, partitions == 1) for f in source.files()]
+    for file, whole in plan:
         try:
             # pre_buffer=False as in ParquetSource: bounded memory on large files
             pf = pq.ParquetFile(file, pre_buffer=False)
+            if whole:
+                counts.row_groups_read += pf.num_row_groups
+                for batch in pf.iter_batches(batch_size=whole_rows or batch_rows,
+                                             columns=target.names):
+                    if batch.num_rows:
+                        yield _conform(batch, target)
+                continue
             for group in range(pf.num_row_groups):
                 keys = pf.read_row_group(group, columns=[key]).column(key)
                 if partitions > 1 and not (partition_ids(keys, partitions) == partition).any():

@@ -67,7 +67,8 @@ def test_completion_script(shell: str, capsys: pytest.CaptureFixture[str],
                            tmp_path: Path) -> None:
     assert main(["completion", shell]) == 0
     script = capsys.readouterr().out
-    for word in ("run-job", "validate", "kernels", "broker", "--state-backend"):
+    for word in ("run-job", "validate", "kernels", "broker", "--state-backend", "partition",
+                 "--parts"):
         assert word in script
     if shell == "bash":
         path = tmp_path / "run-job.bash"
