@@ -41,6 +41,7 @@ from tickflow.engine.errors import SourceError
 __all__ = ["ConsumedBatch", "KafkaSource", "KafkaSourceConfig"]
 
 
+
 @source("kafka", config=KafkaSourceConfig,
         summary="canonical ticks from a Kafka topic (JSON), offsets committed after output")
 class KafkaSource(Source):
@@ -367,6 +368,23 @@ class KafkaSource(Source):
                 continue
             total += max(0, high - pos) if high >= 0 else 0
         return total
+
+    # ------------------------------------------------------------------ group members
+
+    def group_member(self, on_assign: Callable[[list[int]], None],
+                     on_revoke: Callable[[list[int]], None]) -> Any:
+        """This process's membership (``group:`` set; see kafka_group.py), else None."""
+        if self.config.group is None:
+            return None
+        from tickflow.connectors.kafka_group import GroupMember
+
+        return GroupMember(self.config, self.context, on_assign, on_revoke)
+
+    def partition_source_data(self, data: dict[str, Any], partition: int) -> dict[str, Any]:
+        """The source's YAML for the consumer of one owned partition."""
+        from tickflow.connectors.kafka_group import partition_source_data
+
+        return partition_source_data(self.config, self.context, data, partition)
 
     def mark_active(self) -> None:
         """Restart the idle clock of ``end_when_idle_s`` (after a slow start: kernels loaded,

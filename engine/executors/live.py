@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from tickflow.engine.compile import CompiledJob
-from tickflow.engine.contract import AcknowledgedSink, StreamingSource
+from tickflow.engine.contract import AcknowledgedSink, GroupMemberSource, StreamingSource
 from tickflow.engine.errors import SourceError, TickflowError
 from tickflow.engine.executors.live_hooks import (
     CommitPolicy,
@@ -138,6 +138,11 @@ class LiveRunner:
                                                 status=self._status)
                 else:
                     source = use.definition.cls(use.config, self.job.context)
+                if isinstance(source, GroupMemberSource) and \
+                        source.group_member(_refused, _refused) is not None:
+                    msg = (f"source {use.label!r} has `group:`: run the job with run-job, "
+                           f"one process per member (docs/cluster.md)")
+                    raise SourceError(msg)
                 if not isinstance(source, StreamingSource):
                     msg = (f"{self.job.spec.mode} mode needs streaming sources (kind: kafka); "
                            f"source {use.label!r} is kind {use.definition.name!r}")
@@ -229,6 +234,10 @@ class LiveRunner:
             self.on_open(self.source)
 
 
+def _refused(partitions: list[int]) -> None:
+    return None
+
+
 def _no_linger(config: Any) -> Any:
     """A live job's producer sends each signal at once: ``linger_ms: 0`` unless the YAML
     sets it (a sink's default batching delay is on the tick-to-signal path)."""
@@ -282,6 +291,10 @@ def run_live_from_cli(job: CompiledJob, args: Any, workers: int, console: Any) -
     """
     import sys
 
+    from tickflow.engine.executors.live_members import group_source, run_members_from_cli
+
+    if group_source(job) is not None:  # `group:`: this process is one of N members
+        return run_members_from_cli(job, args, workers, console)
     quiet = bool(getattr(args, "quiet", False))
     view = LiveView(list(job.signals), job.key, quiet=quiet)
     stop = threading.Event()
