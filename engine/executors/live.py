@@ -117,6 +117,7 @@ class LiveRunner:
         self.feed: InlineFeed | None = None
         self.errors: list[BaseException] = []
         self.recorder: Any = None  # the live_report: page's counts, set by run()
+        self.checkpoint_log: Callable[[str], None] | None = None  # default: stderr
 
     @property
     def expected_messages(self) -> int | None:
@@ -165,7 +166,7 @@ class LiveRunner:
         job, summary = self.job, self.summary
         # the live summary page's counts: None unless the job has a live_report: block
         recorder = self.recorder = LiveReportRecorder.for_job(job)
-        checkpointer = open_checkpointer(job, reset=self.reset_state)
+        checkpointer = open_checkpointer(job, reset=self.reset_state, log=self.checkpoint_log)
         sources = self._open_sources()
         source = self.source
         if checkpointer is not None and any(getattr(s, "broker", None) is not None

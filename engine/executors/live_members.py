@@ -148,7 +148,10 @@ class PartitionRun:
         try:
             self._take(folder)
             try:
-                self.summary = LiveRunner(self.job, workers=self.workers, stop=self.stop).run()
+                runner = LiveRunner(self.job, workers=self.workers, stop=self.stop)
+                runner.checkpoint_log = lambda text: self.log(f"partition {self.partition}: "
+                                                              f"{text}")
+                self.summary = runner.run()
             finally:
                 release_state_lock(folder)
         except BaseException as exc:
@@ -193,6 +196,7 @@ def run_members(job: CompiledJob, *, workers: int = 1, stop: threading.Event | N
             if p not in runs:
                 if p not in parts:
                     parts[p] = partition_job(job, source, p)
+                    parts[p].context.quiet = job.context.quiet
                 runs[p] = PartitionRun(parts[p], p, workers, group.takeover_timeout, say).start()
         say(f"tickflow: member of group {member.id}: partitions "
             f"{sorted(runs) or 'none'}")

@@ -209,7 +209,7 @@ def test_a_killed_member_partitions_move_to_the_survivor(
     err = _wait(survivor)
     for p in owned:  # the survivor took the victim's partitions and resumed their state
         assert _owners(tmp_path)[p] == survivor.pid
-    assert "resumed from checkpoint" in err
+        assert f"partition {p}: tickflow: resumed from checkpoint" in err, err
     union = pa.concat_tables([pq.read_table(p) for p in _parts(tmp_path)]).sort_by(SORT)
     assert union.num_rows == ROWS  # nothing lost, nothing twice
     assert_tables_equal(expected_table, union.select(expected_table.column_names))
