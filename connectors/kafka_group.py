@@ -111,8 +111,6 @@ class GroupMember:
         consumer.assign(partitions)
         consumer.pause(partitions)  # each partition is read by its own consumer
         parts = sorted(tp.partition for tp in partitions)
-        wanted = self.config.partitions
-        parts = [p for p in parts if wanted is None or p in wanted]
         self.owned = parts
         self.rebalanced_at = time.monotonic()
         self.on_assign(parts)

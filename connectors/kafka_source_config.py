@@ -89,6 +89,13 @@ class KafkaSourceConfig(ConnectorConfig):
 
     _format_needs_registry = model_validator(mode="after")(check_format)
 
+    @model_validator(mode="after")
+    def _group_owns_partitions(self) -> KafkaSourceConfig:
+        if self.group is not None and self.partitions is not None:
+            raise ValueError("with `group:` the consumer group decides which partitions each "
+                             "member reads; remove `partitions:`")
+        return self
+
 
 @dataclass
 class ConsumedBatch:

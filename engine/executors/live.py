@@ -292,10 +292,6 @@ def run_live_from_cli(job: CompiledJob, args: Any, workers: int, console: Any) -
     """
     import sys
 
-    from tickflow.engine.executors.live_members import group_source, run_members_from_cli
-
-    if group_source(job) is not None:  # `group:`: this process is one of N members
-        return run_members_from_cli(job, args, workers, console)
     quiet = bool(getattr(args, "quiet", False))
     view = LiveView(list(job.signals), job.key, quiet=quiet)
     stop = threading.Event()
