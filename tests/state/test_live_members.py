@@ -242,3 +242,17 @@ def test_cross_key_steps_and_memory_state_are_refused(tmp_path: Path) -> None:
         job = tf.load_job(tmp_path / "job.yaml").compiled()
         with pytest.raises(MembersError, match="reads several keys"):
             check_members(job)
+
+    from tickflow.connectors.kafka_source_config import KafkaSourceConfig
+
+    with pytest.raises(ValueError, match="remove `partitions:`"):
+        KafkaSourceConfig(group={"id": "g"}, partitions=[0, 1])
+    # a broker embedded in each member would be a group of one
+    from tickflow.connectors.base import RunContext
+    from tickflow.connectors.kafka_group import GroupMember
+    from tickflow.engine.errors import SourceError
+
+    member = GroupMember(KafkaSourceConfig(bootstrap="embedded", group={"id": "g"}),
+                         RunContext(job_name="t"), print, print)
+    with pytest.raises(SourceError, match="needs a broker they all reach"):
+        member.join()
