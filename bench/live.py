@@ -11,6 +11,10 @@ Sustained throughput is measured by draining a pre-filled topic (the job's max r
 The seed's approach runs side by side as the peer: one ``json.loads`` per message and the
 z-score/RSI updated tick by tick in Python, on the same broker and data.
 
+Then the scale-out figure, 1 against 2 member processes (``group:``) draining a pre-filled
+4-partition topic (bench/live_members.py), and the live view's cost, the same replay piped and
+on a pseudo-terminal (bench/view.py).
+
     python bench/live.py                       # 20K and 100K ticks/s offered, 10 s each
     python bench/live.py --rates 20000 --seconds 5 --drain-ticks 500000
 """
@@ -246,6 +250,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per offered rate")
     ap.add_argument("--drain-ticks", type=int, default=1_000_000,
                     help="pre-filled ticks for the sustained-throughput run")
+    ap.add_argument("--members-ticks", type=int, default=400_000,
+                    help="pre-filled ticks (4 partitions) for 1 against 2 member processes")
+    ap.add_argument("--view-ticks", type=int, default=100_000,
+                    help="ticks replayed piped and on a pseudo-terminal")
+    ap.add_argument("--view-repeat", type=int, default=3, help="runs of each view mode")
     args = ap.parse_args()
     print(f"# bench/live.py on {os.cpu_count()} cores; broker, producer and job share them")
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
@@ -264,6 +273,28 @@ def main() -> None:
                   f"{r['lag_last_third']:,.0f} | {r.get('p50', float('nan')):.2f} | "
                   f"{r.get('p99', float('nan')):.2f} | {r.get('p99.9', float('nan')):.2f} |",
                   flush=True)
+        scale_out(broker, args.members_ticks, tmp)
+    print()
+    from bench.view import measure
+
+    print("\n".join(measure(args.view_ticks, repeat=args.view_repeat)))
+
+
+def scale_out(broker: EmbeddedBroker, ticks: int, tmp: str) -> None:
+    """1 against 2 member processes draining the same pre-filled 4-partition topic."""
+    from bench.live_members import fill, members_drain
+
+    pairs = ticks_values(min(ticks, 1_000_000))
+    print()
+    print(f"| member processes (4-partition topic, {ticks:,} ticks, rocksdb checkpoint "
+          f"after each batch) | drained ticks/s |")
+    print("|---:|---:|")
+    for members in (1, 2):
+        topic = f"bench-members-{members}"
+        fill(broker.bootstrap, topic, pairs, ticks)
+        r = members_drain(broker.bootstrap, topic, ticks, members, tmp)
+        note = f" ({r['error'].strip().splitlines()[-1]})" if "error" in r else ""
+        print(f"| {members} | {r['ticks_per_s']:,.0f}{note} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -28,16 +28,12 @@ from tests.kafka.terminal import run_job  # noqa: E402
 from tickflow.connectors.simulator import write_simulated_parquet  # noqa: E402
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ticks", type=int, default=100_000)
-    p.add_argument("--symbols", type=int, default=4)
-    p.add_argument("--repeat", type=int, default=3)
-    args = p.parse_args()
+def measure(ticks: int, symbols: int = 4, repeat: int = 3) -> list[str]:
+    """The table: best and median wall time per output mode, ratio to piped, job seconds."""
     work = Path(tempfile.mkdtemp(prefix="tickflow-view-"))
     capture, small = work / "capture.parquet", work / "small.parquet"
-    write_simulated_parquet(capture, rows=args.ticks, symbols=args.symbols, seed=5)
-    write_simulated_parquet(small, rows=2_000, symbols=args.symbols, seed=5)
+    write_simulated_parquet(capture, rows=ticks, symbols=symbols, seed=5)
+    write_simulated_parquet(small, rows=2_000, symbols=symbols, seed=5)
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP", "COLUMNS")}
     env["PYTHONPATH"] = str(ROOT)
     base = [sys.executable, "-m", "tickflow.engine.cli", str(ROOT / "jobs/live.yaml"),
@@ -47,7 +43,7 @@ def main() -> int:
         ["--no-view"], True)}
     times: dict[str, list[float]] = {m: [] for m in modes}
     job_s: dict[str, list[float]] = {m: [] for m in modes}  # the job's own "in X s"
-    for i in range(args.repeat):
+    for i in range(repeat):
         for mode, (extra, terminal) in modes.items():
             out = str(work / f"{mode.replace(' ', '')}{i}")
             seconds, text = run_job([*base, str(capture), *extra], {**env, "OUT_DIR": out},
@@ -55,15 +51,25 @@ def main() -> int:
             times[mode].append(seconds)
             found = re.findall(r"messages in ([\d.]+) s", text)
             job_s[mode].append(float(found[-1]) if found else float("nan"))
-    print(f"{args.ticks:,} ticks replayed at max speed, {args.repeat} runs each "
-          f"(load average {os.getloadavg()[0]:.1f})")
-    print(f"{'output':<20}{'best s':>8}{'median s':>10}{'best / piped':>14}"
-          f"{'job best s':>12}{'job median s':>14}")
+    lines = [f"{ticks:,} ticks replayed at max speed, {repeat} runs each "
+             f"(load average {os.getloadavg()[0]:.1f})",
+             f"{'output':<20}{'best s':>8}{'median s':>10}{'best / piped':>14}"
+             f"{'job best s':>12}{'job median s':>14}"]
     piped = min(times["piped"])
     for mode, values in times.items():
-        print(f"{mode:<20}{min(values):>8.2f}{statistics.median(values):>10.2f}"
-              f"{min(values) / piped:>14.2f}{min(job_s[mode]):>12.2f}"
-              f"{statistics.median(job_s[mode]):>14.2f}")
+        lines.append(f"{mode:<20}{min(values):>8.2f}{statistics.median(values):>10.2f}"
+                     f"{min(values) / piped:>14.2f}{min(job_s[mode]):>12.2f}"
+                     f"{statistics.median(job_s[mode]):>14.2f}")
+    return lines
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ticks", type=int, default=100_000)
+    p.add_argument("--symbols", type=int, default=4)
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args()
+    print("\n".join(measure(args.ticks, args.symbols, args.repeat)))
     return 0
 
 

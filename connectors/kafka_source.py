@@ -1,15 +1,10 @@
 """``kind: kafka`` source: ticks from a Kafka topic, offsets committed after output.
 
-The source reads explicit partitions with ``assign()`` (no consumer-group rebalancing: on the
-embedded Tansu broker a group join takes seconds, ``assign()`` reads 100K messages in about
-0.1 s), decodes each consumed batch at once (connectors/kafka_decode.py), keeps unusable
-messages and broken ticks in the dead-letter sink, and commits an offset only when the live
-executor says the outputs for it are written (``commit``). A broker that goes away is waited
-for; when it comes back empty (Tansu keeps everything in memory) the source reads the new
-topic from its beginning instead of skipping what was produced meanwhile.
-
-Checkpointed live jobs (``--state-backend rocksdb|tiledb``): ``position()`` is the offset of
-the next message per partition (with the topic's broker id) and ``seek()`` assigns there.
+Reads explicit partitions with ``assign()`` (a group join takes seconds on the embedded Tansu
+broker; ``group:`` members use one only to share partitions, kafka_group.py), decodes each
+batch at once (kafka_decode.py), dead-letters unusable messages, and commits an offset only once
+the outputs for it are written. A broker that goes away is waited for; one that comes back
+empty is read from the beginning. Checkpointed jobs: ``position()``/``seek()`` per partition.
 """
 
 from __future__ import annotations
@@ -33,11 +28,13 @@ from tickflow.connectors.kafka_client import (
     wait_for_broker,
 )
 from tickflow.connectors.kafka_decode import decode_messages
+from tickflow.connectors.kafka_group import GroupMember, Handler, partition_source_data
 from tickflow.connectors.kafka_source_config import ConsumedBatch, KafkaSourceConfig
 from tickflow.connectors.kafka_topics import read_to_end
 from tickflow.engine.errors import SourceError
 
 __all__ = ["ConsumedBatch", "KafkaSource", "KafkaSourceConfig"]
+
 
 
 @source("kafka", config=KafkaSourceConfig,
@@ -365,6 +362,15 @@ class KafkaSource(Source):
                 continue
             total += max(0, high - pos) if high >= 0 else 0
         return total
+
+    def group_member(self, on_assign: Handler, on_revoke: Handler) -> GroupMember | None:
+        """This process's membership (``group:`` set; see kafka_group.py), else None."""
+        return None if self.config.group is None else \
+            GroupMember(self.config, self.context, on_assign, on_revoke)
+
+    def partition_source_data(self, data: dict[str, Any], partition: int) -> dict[str, Any]:
+        """The source's YAML for the consumer of one owned partition."""
+        return partition_source_data(self.config, self.context, data, partition)
 
     def mark_active(self) -> None:
         """Restart the idle clock of ``end_when_idle_s`` (after a slow start: kernels loaded,

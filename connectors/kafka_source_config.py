@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tickflow.connectors.base import ConnectorConfig
 from tickflow.connectors.formats import Format, check_format
@@ -18,6 +18,26 @@ from tickflow.connectors.kafka_client import (
     Setting,
 )
 from tickflow.engine.durations import Seconds, SecondsOrZero
+
+
+class KafkaGroup(BaseModel):
+    """Run the live job as one of N member processes sharing the topic's partitions.
+
+    The members join a Kafka consumer group only to learn which partitions each owns; each
+    owned partition is consumed, computed and checkpointed on its own (its keys' state, its
+    offset, its output part), so a member that dies leaves checkpoints another can resume.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, description="the consumer group the members join "
+                                             "(default: tickflow-JOBNAME)")
+    session_timeout: Seconds = Field(6.0, description="a member silent this long is "
+                                                      "considered dead; its partitions move")
+    heartbeat: Seconds = Field(0.5, description="how often a member tells the group it lives")
+    takeover_timeout: Seconds = Field(60.0, description="longest wait for a partition's "
+                                                        "state folder to be given up by its "
+                                                        "previous owner")
 
 
 class KafkaSourceConfig(ConnectorConfig):
@@ -60,6 +80,9 @@ class KafkaSourceConfig(ConnectorConfig):
     format: Format = Field("json", description="message format: json | avro (Confluent "
                                                "wire format) | arrow (IPC, many ticks each)")
     schema_registry: str | None = Field(None, description="Schema Registry URL (format: avro)")
+    group: KafkaGroup | None = Field(
+        None, description="run as one of N member processes sharing the topic's partitions "
+                          "(id, session_timeout, heartbeat, takeover_timeout; docs/cluster.md)")
 
     _format_needs_registry = model_validator(mode="after")(check_format)
 
@@ -73,6 +96,13 @@ class KafkaSourceConfig(ConnectorConfig):
                 "job's own `quality:` block, the same in every mode (bad_price: drop|keep|fail, "
                 "out_of_order: drop|sort|fail, lateness, dead_letter_path); move it there")
         return None
+
+    @model_validator(mode="after")
+    def _group_owns_partitions(self) -> KafkaSourceConfig:
+        if self.group is not None and self.partitions is not None:
+            raise ValueError("with `group:` the consumer group decides which partitions each "
+                             "member reads; remove `partitions:`")
+        return self
 
 
 @dataclass

@@ -184,6 +184,20 @@ class StreamingSource(Protocol):
 
 
 @runtime_checkable
+class GroupMemberSource(Protocol):
+    """A streaming source whose live job may run as N member processes sharing its partitions.
+
+    ``group_member(on_assign, on_revoke)`` returns the not yet joined membership (``join()``,
+    ``poll()``, ``leave()``, ``owned``, ``rebalanced_at``), or None when the job runs as one
+    process; ``partition_source_data(data, partition)`` narrows the source's YAML to one partition.
+    """
+
+    def group_member(self, on_assign: Any, on_revoke: Any) -> Any: ...
+
+    def partition_source_data(self, data: dict[str, Any], partition: int) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class CheckpointedSink(Protocol):
     """A sink that writes each row exactly once across a resume.
 

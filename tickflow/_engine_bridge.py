@@ -113,14 +113,20 @@ def run_dask(job: CompiledJob, cluster: str | None, workers: int | None, console
 
 def run_live_cli(job: CompiledJob, args: Any, workers: int, console: Any) -> int:
     from tickflow.engine.executors.live import run_live_from_cli
+    from tickflow.engine.executors.live_members import group_source, run_members_from_cli
 
+    if group_source(job) is not None:  # `group:`: this process is one of N members
+        return run_members_from_cli(job, args, workers, console)
     return run_live_from_cli(job, args, workers, console)
 
 
 def run_live_graph_cli(job: CompiledJob, args: Any, workers: int, console: Any) -> int:
     """A graph of several streaming sources (arbitrage, multi-timeframe) run live."""
     from tickflow.engine.executors.live_graph import run_live_graph_from_cli
+    from tickflow.engine.executors.live_members import group_source, run_members_from_cli
 
+    if group_source(job) is not None:  # `group:` (refused there when it has several sources)
+        return run_members_from_cli(job, args, workers, console)
     return run_live_graph_from_cli(job, args, workers, console)
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tickflow.engine.compile import CompiledJob
-from tickflow.engine.contract import AcknowledgedSink, StreamingSource
+from tickflow.engine.contract import AcknowledgedSink, GroupMemberSource, StreamingSource
 from tickflow.engine.errors import SourceError, TickflowError
 from tickflow.engine.executors.live_hooks import (
     CommitPolicy,
@@ -116,6 +116,7 @@ class LiveRunner:
         self.feed: InlineFeed | None = None
         self.errors: list[BaseException] = []
         self.recorder: Any = None  # the live_report: page's counts, set by run()
+        self.checkpoint_log: Callable[[str], None] | None = None  # default: stderr
 
     @property
     def expected_messages(self) -> int | None:
@@ -137,6 +138,11 @@ class LiveRunner:
                                                 status=self._status)
                 else:
                     source = use.definition.cls(use.config, self.job.context)
+                if isinstance(source, GroupMemberSource) and \
+                        source.group_member(_refused, _refused) is not None:
+                    msg = (f"source {use.label!r} has `group:`: run the job with run-job, "
+                           f"one process per member (docs/cluster.md)")
+                    raise SourceError(msg)
                 if not isinstance(source, StreamingSource):
                     msg = (f"{self.job.spec.mode} mode needs streaming sources (kind: kafka); "
                            f"source {use.label!r} is kind {use.definition.name!r}")
@@ -159,7 +165,7 @@ class LiveRunner:
         job, summary = self.job, self.summary
         # the live summary page's counts: None unless the job has a live_report: block
         recorder = self.recorder = LiveReportRecorder.for_job(job)
-        checkpointer = open_checkpointer(job, reset=self.reset_state)
+        checkpointer = open_checkpointer(job, reset=self.reset_state, log=self.checkpoint_log)
         sources = self._open_sources()
         source = self.source
         if checkpointer is not None and any(getattr(s, "broker", None) is not None
@@ -226,6 +232,10 @@ class LiveRunner:
             checkpointer.commit(driver.state, [s for s, _ in driver.sinks])
         if self.on_open is not None:
             self.on_open(self.source)
+
+
+def _refused(partitions: list[int]) -> None:
+    return None
 
 
 def _no_linger(config: Any) -> Any:

@@ -37,7 +37,6 @@ def run_live_graph(job: Any, *, workers: int = 1, stop: threading.Event | None =
 def run_live_graph_from_cli(job: Any, args: Any, workers: int, console: Any) -> int:
     """``run-job`` for a streaming graph: rows as they come; Ctrl+C/SIGTERM end it cleanly."""
     from tickflow.engine.executors.live_hooks import stop_on_signals
-
     stop = threading.Event()
     with stop_on_signals(stop):
         summary = run_live_graph(job, workers=workers, stop=stop,

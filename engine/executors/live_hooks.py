@@ -156,10 +156,8 @@ class InlineFeed:
             return True
         if self.max_seconds is not None and time.perf_counter() - start >= self.max_seconds:
             return True
-        if self.expected_messages is not None and \
-                self.source.message_count >= self.expected_messages:
-            return True
-        return bool(self.source.is_idle_end())
+        return self.expected_messages is not None and \
+            self.source.message_count >= self.expected_messages
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
         if self.on_start is not None:
@@ -173,7 +171,9 @@ class InlineFeed:
         while not self._should_end(start):
             policy.maybe_commit()
             consumed = source.poll()
-            if consumed is None:
+            if consumed is None:  # idle only when nothing came: a slow batch is not idleness
+                if source.is_idle_end():
+                    break
                 policy.maybe_commit(idle=True)
                 continue
             self.seq += 1
