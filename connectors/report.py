@@ -168,15 +168,19 @@ class ResearchReportSink(Sink):
             self._parts_len += len(c)
 
     def open(self, schema: pa.Schema) -> None:
-        """Start importing Bokeh on a thread when an HTML page will be written.
+        """Start importing Bokeh on a thread when an HTML page will be written with it.
 
-        Why: the import is a third of the report's fixed cost and needs nothing from the run;
-        done while the run computes it costs the run little, done in ``close`` it is added to
-        the end of the run in full.
+        Why: the page is written without Bokeh when the installed version is the one its
+        JSON was checked against; otherwise the import is most of the page's cost, and needs
+        nothing from the run: done while the run computes it overlaps, in ``close`` it would
+        be added to the end of the run in full.
         """
         path = self.config.path
         if path is not None and Path(path).suffix.lower() != ".md" and self._warm is None:
-            from tickflow.connectors.research_html import import_page_modules
+            from tickflow.connectors.research_html import import_page_modules, needs_bokeh
+
+            if not needs_bokeh():
+                return
 
             self._warm = threading.Thread(target=import_page_modules, daemon=True,
                                           name="tickflow-report-import")
