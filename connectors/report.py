@@ -123,6 +123,12 @@ class ResearchReportSink(Sink):
         self._warm: threading.Thread | None = None
         self._known: pa.Array | None = None  # self._names, for lookups by pc.index_in
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable without the import thread: a Dask task sends its sink back to merge."""
+        state = self.__dict__.copy()
+        state["_warm"] = None
+        return state
+
     def merge(self, other: ResearchReportSink) -> None:
         """Add what ``other`` accumulated, as if its batches had been written after ours.
 
