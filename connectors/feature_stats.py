@@ -40,6 +40,8 @@ class FeatureStats:
         self.seen += rows
         keys = self._rng.random(rows)
         take = np.flatnonzero(keys < self._threshold)
+        if len(take) > self.k:  # rows past the batch's k smallest keys can never be kept
+            take = np.sort(take[np.argpartition(keys[take], self.k)[:self.k]])
         return take, keys[take]
 
     def add(self, keys: np.ndarray, columns: dict[str, np.ndarray], codes: np.ndarray) -> None:

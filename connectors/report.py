@@ -42,6 +42,7 @@ from tickflow.connectors.research_math import (
     last_per_key,
     mean_offdiag,
     pairwise_corr,
+    sampled_floats,
     to_dt,
 )
 from tickflow.engine.durations import parse_duration_us
@@ -282,12 +283,7 @@ class ResearchReportSink(Sink):
                          else np.full(batch.num_rows, np.nan))
         take, keys = self._features.draw(batch.num_rows)
         if len(take):  # only the rows entering the sample are converted
-            skip = {cfg.symbol, cfg.timestamp}
-            numeric = [i for i, f in enumerate(batch.schema)
-                       if f.name not in skip and is_numeric(f.type)]
-            rows = batch.select(numeric).take(pa.array(take))  # one take for every column
-            feats = {name: floats(col)
-                     for name, col in zip(rows.schema.names, rows.columns, strict=True)}
+            feats = sampled_floats(batch, take, {cfg.symbol, cfg.timestamp})
             self._features.add(keys, feats, codes[take])
 
     def _add_prices(self, codes: np.ndarray, ts_col: pa.Array, price: np.ndarray) -> None:
