@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from tickflow.connectors.base import ConnectorConfig, RunContext, Sink, sink
-from tickflow.connectors.feature_stats import FeatureStats
+from tickflow.connectors.feature_stats import FeatureStats, SampleColumns
 from tickflow.connectors.research_math import (
     Moments,
     ffill,
@@ -42,7 +42,6 @@ from tickflow.connectors.research_math import (
     last_per_key,
     mean_offdiag,
     pairwise_corr,
-    sampled_floats,
     to_dt,
 )
 from tickflow.engine.durations import parse_duration_us
@@ -120,6 +119,7 @@ class ResearchReportSink(Sink):
         self._compacted_len = 0
         self._results: dict[str, Any] | None = None
         self._features = FeatureStats()
+        self._sampled = SampleColumns({config.symbol, config.timestamp})
         self._present: set[str] = set()
         self._warm: threading.Thread | None = None
         self._known: pa.Array | None = None  # self._names, for lookups by pc.index_in
@@ -283,8 +283,8 @@ class ResearchReportSink(Sink):
                          else np.full(batch.num_rows, np.nan))
         take, keys = self._features.draw(batch.num_rows)
         if len(take):  # only the rows entering the sample are converted
-            feats = sampled_floats(batch, take, {cfg.symbol, cfg.timestamp})
-            self._features.add(keys, feats, codes[take])
+            matrix = self._sampled.rows(batch, take)
+            self._features.add(keys, self._sampled.names, matrix, codes[take])
 
     def _add_prices(self, codes: np.ndarray, ts_col: pa.Array, price: np.ndarray) -> None:
         if not pa.types.is_timestamp(ts_col.type):

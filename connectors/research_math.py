@@ -31,30 +31,6 @@ def floats(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def sampled_floats(batch: pa.RecordBatch, take: np.ndarray,
-                   skip: set[str]) -> dict[str, np.ndarray]:
-    """Rows ``take`` of every numeric column of ``batch`` not in ``skip``, as float64 (null
-    -> NaN), in schema order.
-
-    Why not one Arrow ``take`` and a cast per column: a batch gives the sample a few hundred
-    rows of some fifty columns, where Arrow's per-column calls cost three times more than
-    indexing a zero-copy NumPy view of each column without nulls.
-    """
-    out: dict[str, np.ndarray] = {}
-    idx = None
-    for i, f in enumerate(batch.schema):
-        if f.name in skip or not is_numeric(f.type):
-            continue
-        col = batch.column(i)
-        if not col.null_count and (pa.types.is_floating(f.type) or pa.types.is_integer(f.type)):
-            out[f.name] = col.to_numpy(zero_copy_only=True)[take].astype(np.float64)
-            continue
-        if idx is None:
-            idx = pa.array(take)
-        out[f.name] = floats(col.take(idx))
-    return out
-
-
 class Moments:
     """Per-code count / mean / M2 for the returns, merged batch by batch."""
 
