@@ -101,7 +101,13 @@ class JsonPlot:
                 "version": version}
 
 
+class Plain(list):  # type: ignore[type-arg]
+    """A list of strings and finite numbers: embedded as it is, not walked item by item."""
+
+
 def _encode(value: Any, seen: dict[int, str]) -> Any:
+    if type(value) is Plain:
+        return value
     if isinstance(value, Obj):
         ref = seen.get(id(value))
         if ref is not None:
@@ -216,8 +222,8 @@ def heatmap(x_labels: Sequence[str], y_labels: Sequence[str], values: np.ndarray
     xl, yl = [str(x) for x in x_labels], [str(y) for y in y_labels]
     i, j = np.nonzero(~np.isnan(values))
     vs = values[i, j].tolist()
-    data = {"x": [xl[k] for k in j], "y": [yl[k] for k in i], "value": vs,
-            "text": [f"{v:.2f}" for v in vs]}
+    data = {"x": Plain(xl[k] for k in j), "y": Plain(yl[k] for k in i), "value": Plain(vs),
+            "text": Plain(f"{v:.2f}" for v in vs)}
     bound = float(np.max(np.abs(values[i, j]))) if len(vs) else 1.0
     bound = bound or 1.0
     mapper = Obj("LinearColorMapper", {"palette": _RDBU11_REVERSED, "low": -bound,
@@ -240,8 +246,8 @@ def heatmap(x_labels: Sequence[str], y_labels: Sequence[str], values: np.ndarray
                            "major_label_policy": Obj("NoOverlap"), "color_mapper": mapper})
     fig = Obj("Figure", {
         "width": width, "height": max(250, 40 + 28 * len(yl)),
-        "x_range": Obj("FactorRange", {"factors": xl}),
-        "y_range": Obj("FactorRange", {"factors": list(reversed(yl))}),
+        "x_range": Obj("FactorRange", {"factors": Plain(xl)}),
+        "y_range": Obj("FactorRange", {"factors": Plain(reversed(yl))}),
         "x_scale": Obj("CategoricalScale"), "y_scale": Obj("CategoricalScale"),
         "title": Obj("Title", {"text": title}), "renderers": renderers,
         "toolbar": _toolbar([["x", "@x"], ["y", "@y"], [value_label, "@text"]]),
