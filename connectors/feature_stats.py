@@ -105,7 +105,7 @@ class FeatureStats:
         total = len(self._keys) + self._pending_len
         if total > 2 * self.k:
             self._trim()
-        elif total > self.k:  # later rows must beat the k-th smallest key: from keys alone
+        elif total >= self.k:  # later rows must beat the k-th smallest key: from keys alone
             every = np.concatenate([self._keys, *(p[0] for p in self._pending)])
             self._threshold = min(self._threshold,
                                   float(np.partition(every, self.k - 1)[self.k - 1]))

@@ -261,7 +261,7 @@ class ResearchReportSink(Sink):
         self._rows += rows
         ret = self._optional(batch, cfg.returns)
         if ret is not None:
-            self._ret.add(codes, ret, size)
+            self._ret.add(codes, ret, size, rows)
         for name, sums, counts in ((cfg.rsi, self._rsi_sum, self._rsi_n),
                                    (cfg.imbalance, self._imb_sum, self._imb_n),
                                    (cfg.alarm, self._alarms, None)):
@@ -291,19 +291,25 @@ class ResearchReportSink(Sink):
             raise SinkError(f"report sink: column {self.config.timestamp!r} is not a "
                             f"timestamp ({ts_col.type})")
         ts_arr = ts_col.cast(pa.timestamp("us", tz=ts_col.type.tz), safe=False).cast(pa.int64())
-        ts_ok = np.ones(len(ts_arr), dtype=bool)
+        ts_ok = None  # None: every timestamp is set (the usual case, no masking)
         if ts_arr.null_count:
             ts_ok = np.asarray(ts_arr.is_valid().to_numpy(zero_copy_only=False))
             ts_arr = pc.fill_null(ts_arr, 0)
         ts = np.asarray(ts_arr.to_numpy(zero_copy_only=False), dtype=np.int64)
-        if ts_ok.any():
-            lo, hi = int(ts[ts_ok].min()), int(ts[ts_ok].max())
+        valid = ts if ts_ok is None else ts[ts_ok]
+        if len(valid):
+            lo, hi = int(valid.min()), int(valid.max())
             self._ts_min = lo if self._ts_min is None else min(self._ts_min, lo)
             self._ts_max = hi if self._ts_max is None else max(self._ts_max, hi)
-        ok = ts_ok & np.isfinite(price) & (price > 0)
-        if not ok.any():
+        ok = np.isfinite(price) & (price > 0)
+        if ts_ok is not None:
+            ok &= ts_ok
+        if ok.all():
+            c, b, p = codes, ts // self.grid_us, price
+        elif ok.any():
+            c, b, p = codes[ok], ts[ok] // self.grid_us, price[ok]
+        else:
             return
-        c, b, p = codes[ok], ts[ok] // self.grid_us, price[ok]
         c, b, p = last_per_key(c, b, p)
         self._parts.append((c, b, p))
         self._parts_len += len(c)
