@@ -10,8 +10,8 @@ and histograms of the features are computed from it.
 
 Cost: a row is converted only when its key is below the k-th smallest key so far (the
 threshold is updated after every batch from the keys alone), about k (1 + ln(rows / k)) rows
-in all; the sampled rows are one float64 matrix, so joining and trimming are one copy each,
-not one per column.
+in all; the sampled rows are one float64 matrix (a row per column, so each column is
+contiguous), so joining and trimming are one copy each, not one per column.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ class SampleColumns:
         self._plan: list[tuple[int, bool]] = []
         self.names: list[str] = []
 
-    def rows(self, batch: pa.RecordBatch, take: np.ndarray) -> np.ndarray:
-        """Rows ``take`` of the numeric columns (not in ``skip``) as a float64 matrix, null
-        -> NaN, columns in :attr:`names` order.
+    def rows(self, batch: pa.RecordBatch, take: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """The names of the numeric columns (not in ``skip``) and their rows ``take`` as a
+        float64 matrix of one row per column, null -> NaN.
 
         Why per column from zero-copy NumPy views: a batch gives the sample a few hundred
         rows of some fifty columns, where Arrow's per-column ``take`` and cast cost three
@@ -51,17 +51,17 @@ class SampleColumns:
                           for i, f in enumerate(schema)
                           if f.name not in self.skip and is_numeric(f.type)]
             self.names = [schema.field(i).name for i, _ in self._plan]
-        out = np.empty((len(take), len(self._plan)))
+        out = np.empty((len(self._plan), len(take)))
         idx = None
         for j, (i, plain) in enumerate(self._plan):
             col = batch.column(i)
             if plain and not col.null_count:
-                out[:, j] = col.to_numpy(zero_copy_only=True)[take]
+                out[j] = col.to_numpy(zero_copy_only=True)[take]
                 continue
             if idx is None:
                 idx = pa.array(take)
-            out[:, j] = floats(col.take(idx))
-        return out
+            out[j] = floats(col.take(idx))
+        return self.names, out
 
 
 class FeatureStats:
@@ -73,7 +73,7 @@ class FeatureStats:
         self.k = sample_rows
         self._rng = np.random.default_rng(seed)
         self._keys = np.zeros(0)
-        self._matrix = np.zeros((0, 0))
+        self._matrix = np.zeros((0, 0))  # a row per column, a column per sampled row
         self._codes = np.zeros(0, dtype=np.int64)
         self._threshold = 1.0
         self._pending: list[tuple[np.ndarray, list[str], np.ndarray, np.ndarray]] = []
@@ -93,8 +93,8 @@ class FeatureStats:
 
     def add(self, keys: np.ndarray, names: list[str], matrix: np.ndarray,
             codes: np.ndarray) -> None:
-        """The drawn rows: their keys, a float64 matrix of their columns ``names`` (NaN =
-        missing) and their symbol codes. Parts are joined when they outgrow the sample."""
+        """The drawn rows: their keys, a float64 matrix of their columns ``names`` (a row
+        per column, NaN = missing) and their symbol codes. Parts are joined when they outgrow the sample."""
         self._sample = None
         for name in names:
             if name not in self._col:
@@ -111,24 +111,24 @@ class FeatureStats:
                                   float(np.partition(every, self.k - 1)[self.k - 1]))
 
     def _widened(self, names: list[str], matrix: np.ndarray) -> np.ndarray:
-        width = len(self.names)
+        width, rows = len(self.names), matrix.shape[1]
         if names == self.names[:len(names)]:
-            if matrix.shape[1] == width:
+            if len(matrix) == width:
                 return matrix
-            out = np.full((len(matrix), width), np.nan)
-            out[:, :matrix.shape[1]] = matrix
+            out = np.full((width, rows), np.nan)
+            out[:len(matrix)] = matrix
             return out
-        out = np.full((len(matrix), width), np.nan)
-        out[:, [self._col[n] for n in names]] = matrix
+        out = np.full((width, rows), np.nan)
+        out[[self._col[n] for n in names]] = matrix
         return out
 
     def _join(self) -> None:
         if not self._pending:
             return
         parts, self._pending, self._pending_len = self._pending, [], 0
-        have = self.names[:self._matrix.shape[1]]
+        have = self.names[:len(self._matrix)]
         self._matrix = np.concatenate([self._widened(have, self._matrix),
-                                       *(self._widened(n, m) for _, n, m, _ in parts)])
+                                       *(self._widened(n, m) for _, n, m, _ in parts)], axis=1)
         self._keys = np.concatenate([self._keys, *(k for k, _, _, _ in parts)])
         self._codes = np.concatenate([self._codes, *(c for _, _, _, c in parts)])
 
@@ -140,14 +140,14 @@ class FeatureStats:
         keep.sort()
         self._keys = self._keys[keep]
         self._codes = self._codes[keep]
-        self._matrix = self._matrix[keep]
+        self._matrix = self._matrix[:, keep]
         self._threshold = float(self._keys.max())
 
     def merge(self, other: FeatureStats, code_map: np.ndarray) -> None:
         """Add ``other``'s sample (its symbol codes mapped through ``code_map``)."""
         other._join()
         codes = code_map[other._codes] if len(other._codes) else other._codes
-        self.add(other._keys, other.names[:other._matrix.shape[1]], other._matrix, codes)
+        self.add(other._keys, other.names[:len(other._matrix)], other._matrix, codes)
         self.seen += other.seen
         self._threshold = min(self._threshold, other._threshold)  # exact: see the docstring
         self._trim()
@@ -157,9 +157,9 @@ class FeatureStats:
         if self._sample is None:
             self._trim()
             order = np.argsort(self._keys, kind="stable")
-            columns = self._widened(self.names[:self._matrix.shape[1]], self._matrix)[order].T
-            self._sample = ({name: np.ascontiguousarray(columns[j])
-                             for j, name in enumerate(self.names)}, self._codes[order])
+            columns = self._widened(self.names[:len(self._matrix)], self._matrix)[:, order]
+            self._sample = ({name: columns[j] for j, name in enumerate(self.names)},
+                            self._codes[order])
         return self._sample
 
     def table(self) -> dict[str, dict[str, Any]]:

@@ -283,8 +283,7 @@ class ResearchReportSink(Sink):
                          else np.full(batch.num_rows, np.nan))
         take, keys = self._features.draw(batch.num_rows)
         if len(take):  # only the rows entering the sample are converted
-            matrix = self._sampled.rows(batch, take)
-            self._features.add(keys, self._sampled.names, matrix, codes[take])
+            self._features.add(keys, *self._sampled.rows(batch, take), codes[take])
 
     def _add_prices(self, codes: np.ndarray, ts_col: pa.Array, price: np.ndarray) -> None:
         if not pa.types.is_timestamp(ts_col.type):
