@@ -94,7 +94,8 @@ class FeatureStats:
     def add(self, keys: np.ndarray, names: list[str], matrix: np.ndarray,
             codes: np.ndarray) -> None:
         """The drawn rows: their keys, a float64 matrix of their columns ``names`` (a row
-        per column, NaN = missing) and their symbol codes. Parts are joined when they outgrow the sample."""
+        per column, NaN = missing) and their symbol codes. Parts are joined when they
+        outgrow the sample."""
         self._sample = None
         for name in names:
             if name not in self._col:
