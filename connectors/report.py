@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from tickflow.connectors.base import ConnectorConfig, RunContext, Sink, sink
-from tickflow.connectors.feature_stats import FeatureStats
+from tickflow.connectors.feature_stats import FeatureStats, SampleColumns
 from tickflow.connectors.research_math import (
     Moments,
     ffill,
@@ -119,6 +119,7 @@ class ResearchReportSink(Sink):
         self._compacted_len = 0
         self._results: dict[str, Any] | None = None
         self._features = FeatureStats()
+        self._sampled = SampleColumns({config.symbol, config.timestamp})
         self._present: set[str] = set()
         self._warm: threading.Thread | None = None
         self._known: pa.Array | None = None  # self._names, for lookups by pc.index_in
@@ -174,15 +175,19 @@ class ResearchReportSink(Sink):
             self._parts_len += len(c)
 
     def open(self, schema: pa.Schema) -> None:
-        """Start importing Bokeh on a thread when an HTML page will be written.
+        """Start importing Bokeh on a thread when an HTML page will be written with it.
 
-        Why: the import is a third of the report's fixed cost and needs nothing from the run;
-        done while the run computes it costs the run little, done in ``close`` it is added to
-        the end of the run in full.
+        Why: the page is written without Bokeh when the installed version is the one its
+        JSON was checked against; otherwise the import is most of the page's cost, and needs
+        nothing from the run: done while the run computes it overlaps, in ``close`` it would
+        be added to the end of the run in full.
         """
         path = self.config.path
         if path is not None and Path(path).suffix.lower() != ".md" and self._warm is None:
-            from tickflow.connectors.research_html import import_page_modules
+            from tickflow.connectors.research_html import import_page_modules, needs_bokeh
+
+            if not needs_bokeh():
+                return
 
             self._warm = threading.Thread(target=import_page_modules, daemon=True,
                                           name="tickflow-report-import")
@@ -256,7 +261,7 @@ class ResearchReportSink(Sink):
         self._rows += rows
         ret = self._optional(batch, cfg.returns)
         if ret is not None:
-            self._ret.add(codes, ret, size)
+            self._ret.add(codes, ret, size, rows)
         for name, sums, counts in ((cfg.rsi, self._rsi_sum, self._rsi_n),
                                    (cfg.imbalance, self._imb_sum, self._imb_n),
                                    (cfg.alarm, self._alarms, None)):
@@ -278,32 +283,32 @@ class ResearchReportSink(Sink):
                          else np.full(batch.num_rows, np.nan))
         take, keys = self._features.draw(batch.num_rows)
         if len(take):  # only the rows entering the sample are converted
-            skip = {cfg.symbol, cfg.timestamp}
-            numeric = [i for i, f in enumerate(batch.schema)
-                       if f.name not in skip and is_numeric(f.type)]
-            rows = batch.select(numeric).take(pa.array(take))  # one take for every column
-            feats = {name: floats(col)
-                     for name, col in zip(rows.schema.names, rows.columns, strict=True)}
-            self._features.add(keys, feats, codes[take])
+            self._features.add(keys, *self._sampled.rows(batch, take), codes[take])
 
     def _add_prices(self, codes: np.ndarray, ts_col: pa.Array, price: np.ndarray) -> None:
         if not pa.types.is_timestamp(ts_col.type):
             raise SinkError(f"report sink: column {self.config.timestamp!r} is not a "
                             f"timestamp ({ts_col.type})")
         ts_arr = ts_col.cast(pa.timestamp("us", tz=ts_col.type.tz), safe=False).cast(pa.int64())
-        ts_ok = np.ones(len(ts_arr), dtype=bool)
+        ts_ok = None  # None: every timestamp is set (the usual case, no masking)
         if ts_arr.null_count:
             ts_ok = np.asarray(ts_arr.is_valid().to_numpy(zero_copy_only=False))
             ts_arr = pc.fill_null(ts_arr, 0)
         ts = np.asarray(ts_arr.to_numpy(zero_copy_only=False), dtype=np.int64)
-        if ts_ok.any():
-            lo, hi = int(ts[ts_ok].min()), int(ts[ts_ok].max())
+        valid = ts if ts_ok is None else ts[ts_ok]
+        if len(valid):
+            lo, hi = int(valid.min()), int(valid.max())
             self._ts_min = lo if self._ts_min is None else min(self._ts_min, lo)
             self._ts_max = hi if self._ts_max is None else max(self._ts_max, hi)
-        ok = ts_ok & np.isfinite(price) & (price > 0)
-        if not ok.any():
+        ok = np.isfinite(price) & (price > 0)
+        if ts_ok is not None:
+            ok &= ts_ok
+        if ok.all():
+            c, b, p = codes, ts // self.grid_us, price
+        elif ok.any():
+            c, b, p = codes[ok], ts[ok] // self.grid_us, price[ok]
+        else:
             return
-        c, b, p = codes[ok], ts[ok] // self.grid_us, price[ok]
         c, b, p = last_per_key(c, b, p)
         self._parts.append((c, b, p))
         self._parts_len += len(c)

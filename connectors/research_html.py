@@ -4,7 +4,9 @@ Why separate from the sink: the sink accumulates; this module only renders its `
 The HTML page shows the per-symbol statistics (columns present only), the feature statistics,
 the cross-symbol correlation of log returns, the correlation between features and a feature
 distribution panel (a selector over histograms), all drawn from bounded data: a correlation
-matrix, a row sample and fixed-size histograms, never the run's rows.
+matrix, a row sample and fixed-size histograms, never the run's rows. The plots are written as
+JSON without importing Bokeh (:mod:`reporting.bokeh_json`, the same documents), unless the
+installed Bokeh is not the version that JSON was checked against.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tickflow.connectors.base import RunContext
+from tickflow.connectors.reporting import bokeh_json
 from tickflow.connectors.reporting.page import Page
 from tickflow.connectors.research_math import (
     STAT_LABELS,
@@ -33,9 +36,15 @@ _MAX_TABLE_SYMBOLS = 24  # larger correlation matrices are not printed to the te
 _BINS = 60
 
 
+def needs_bokeh() -> bool:
+    """Whether :func:`page` will import Bokeh (the installed version is not the one whose
+    documents :mod:`reporting.bokeh_json` writes)."""
+    return not bokeh_json.available()
+
+
 def import_page_modules() -> None:
-    """Import what :func:`page` needs (Bokeh); the report sink runs it on a thread while the
-    run computes. Any failure is left for the real import in :func:`page` to raise."""
+    """Import what :func:`page` needs when it uses Bokeh; the report sink runs it on a thread
+    while the run computes. Any failure is left for the real import in :func:`page` to raise."""
     try:
         import bokeh.embed  # noqa: F401
 
@@ -109,8 +118,11 @@ def feature_correlation(res: dict[str, Any]) -> tuple[list[str], np.ndarray]:
 
 def page(res: dict[str, Any], context: RunContext, config: Any) -> Page:
     """The research report as a page model (``.render()`` gives the HTML)."""
-    from tickflow.connectors.reporting.plots import heatmap
-
+    light = bokeh_json.available(list(res["features"]))
+    if light:
+        heatmap: Any = bokeh_json.heatmap
+    else:
+        from tickflow.connectors.reporting.plots import heatmap
     title = f"{context.job_name or 'tickflow'}: research report"
     pg = Page(title, facts=header_facts(res, context))
     sec = pg.section("Per-symbol statistics")
@@ -145,16 +157,11 @@ def page(res: dict[str, Any], context: RunContext, config: Any) -> Page:
                                                 width=min(1100, 300 + 40 * len(names))))
     else:
         sec.text("Fewer than two varying features: no correlations.")
-    _distributions(pg, res)
+    _distributions(pg, res, light)
     return pg
 
 
-def _distributions(pg: Page, res: dict[str, Any]) -> None:
-    from bokeh.layouts import column
-    from bokeh.models import ColumnDataSource
-
-    from tickflow.connectors.reporting.plots import hover, plain_figure, selector
-
+def _distributions(pg: Page, res: dict[str, Any], light: bool) -> None:
     sec = pg.section("Feature distributions")
     choices = {}
     for name in res["features"]:
@@ -171,6 +178,18 @@ def _distributions(pg: Page, res: dict[str, Any]) -> None:
     if not choices:
         sec.text("No feature has values to draw.")
         return
+    sec.text("Histograms of the sampled rows, the extreme 0.1% on each side folded into the "
+             "end bins.", css="note")
+    if light:
+        sec.plot("feature_distributions", bokeh_json.histogram_selector(
+            {k: v["bins"] for k, v in choices.items()}, "feature", "distribution of {}",
+            "value", "rows in the sample", width=900, height=320))
+        return
+    from bokeh.layouts import column
+    from bokeh.models import ColumnDataSource
+
+    from tickflow.connectors.reporting.plots import hover, plain_figure, selector
+
     first = next(iter(choices))
     shown = ColumnDataSource(dict(choices[first]["bins"]))
     fig = plain_figure(f"distribution of {first}", "value", "rows in the sample",
@@ -180,8 +199,6 @@ def _distributions(pg: Page, res: dict[str, Any]) -> None:
     hover(fig, [("from", "@left{0,0.0000}"), ("to", "@right{0,0.0000}"),
                 ("count", "@count{0,0}")])
     pick = selector("feature", {"bins": shown}, choices, fig.title, "distribution of {}")
-    sec.text("Histograms of the sampled rows, the extreme 0.1% on each side folded into the "
-             "end bins.", css="note")
     sec.plot("feature_distributions", column(pick, fig))
 
 

@@ -46,12 +46,18 @@ class Moments:
             self.mean = np.concatenate([self.mean, np.zeros(extra)])
             self.m2 = np.concatenate([self.m2, np.zeros(extra)])
 
-    def add(self, codes: np.ndarray, x: np.ndarray, size: int) -> None:
+    def add(self, codes: np.ndarray, x: np.ndarray, size: int,
+            rows: np.ndarray | None = None) -> None:
+        """Merge the values ``x`` of codes ``codes``; ``rows``: the count of each code in
+        ``codes``, if known (spares a pass when no value is missing)."""
         ok = ~np.isnan(x)
-        c, v = (codes, x) if ok.all() else (codes[ok], x[ok])
+        if ok.all():
+            c, v = codes, x
+        else:
+            c, v, rows = codes[ok], x[ok], None
         if not len(v):
             return
-        nb = np.bincount(c, minlength=size).astype(np.float64)
+        nb = (np.bincount(c, minlength=size) if rows is None else rows).astype(np.float64)
         has = nb > 0
         mb = np.zeros(size)
         mb[has] = np.bincount(c, weights=v, minlength=size)[has] / nb[has]

@@ -4,7 +4,8 @@ Why this shape: a report is assembled as plain data (:class:`Page`) by code that
 numbers, and rendered here in one place, so every mode gets the same offline guarantees. Each
 plot is embedded as ``<script type="application/json" class="tf-plot" data-name=...>`` holding
 Bokeh's ``json_item`` document (tests parse it to check the data in each plot), and Bokeh's
-JavaScript is inlined once, from the installed package: the page names no external URL.
+JavaScript is inlined once, from the installed package: the page names no external URL. A plot
+is a Bokeh model, or a :class:`bokeh_json.JsonPlot` whose document is written without Bokeh.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from tickflow.connectors.reporting.bokeh_json import JsonPlot, inline_js
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em;color:#222;
 max-width:1300px}
@@ -48,7 +51,7 @@ class Section:
         return self
 
     def plot(self, name: str, model: Any) -> Section:
-        """A Bokeh model; ``name`` identifies it in the page (``data-name``)."""
+        """A Bokeh model or a JsonPlot; ``name`` identifies it in the page (``data-name``)."""
         self.parts.append(_Plot(name, model))
         return self
 
@@ -105,9 +108,13 @@ class Page:
 
 
 def _plot_html(plot: _Plot, target: str) -> str:
-    from bokeh.embed import json_item
+    if isinstance(plot.model, JsonPlot):
+        doc = plot.model.item(target)
+    else:
+        from bokeh.embed import json_item
 
-    item = json.dumps(json_item(plot.model, target), allow_nan=False, default=_json_default)
+        doc = json_item(plot.model, target)
+    item = json.dumps(doc, allow_nan=False, default=_json_default)
     item = item.replace("</", "<\\/")  # a JSON string may not close the script element
     return (f"<div class=plot id='{target}'></div>\n<script type='application/json' "
             f"class='tf-plot' data-target='{target}' data-name='{html.escape(plot.name)}'>"
@@ -120,6 +127,11 @@ def _json_default(value: Any) -> Any:
 
 def _bokeh_js(models: list[Any]) -> str:
     """Bokeh's JavaScript for ``models``, inlined from the installed package."""
+    light = [m for m in models if isinstance(m, JsonPlot)]
+    if light and len(light) == len(models):
+        return inline_js(widgets=any(m.widgets for m in light))
+    if light:
+        raise ValueError("a page mixes Bokeh models and JsonPlots; build it one way")
     from bokeh.embed.bundle import bundle_for_objs_and_resources
     from bokeh.resources import INLINE
 
