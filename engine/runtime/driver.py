@@ -28,6 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tickflow.engine.columns import empty_batch
 from tickflow.engine.contract import AbortableSink, StreamingSource
 from tickflow.engine.runtime.graph import StreamGraph, merged
 from tickflow.engine.runtime.pipeline import RunSummary, Writer, prefetch
@@ -75,7 +76,7 @@ class StreamOutput:
     def finish(self) -> None:
         """Flush the writer; a stream that never had a row writes one empty batch."""
         if not self.opened:
-            self.put(pa.RecordBatch.from_pylist([], schema=self.schema))
+            self.put(empty_batch(self.schema))
         writer, self.writer = self.writer, None
         if writer is not None:
             writer.finish()

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tickflow.engine.columns import float_column
+from tickflow.engine.columns import arrow_array, float_column, to_numpy
 from tickflow.engine.errors import KernelRuntimeError, TickflowError
 from tickflow.engine.keys import KeyIndex
 from tickflow.engine.ml.batch import batch_steps, kernel_steps
@@ -52,8 +52,9 @@ def timestamp_us(batch: pa.RecordBatch) -> np.ndarray:
         if col.type.unit != "us":
             col = pc.cast(col, pa.timestamp("us", tz=col.type.tz))
         col = col.cast(pa.int64())
-    return np.ascontiguousarray(pc.fill_null(col, 0).to_numpy(zero_copy_only=False),
-                                dtype=np.int64)
+    if col.null_count:
+        col = pc.fill_null(col, 0)
+    return np.ascontiguousarray(to_numpy(col), dtype=np.int64)
 
 
 class Lane:
@@ -142,9 +143,9 @@ class Pipeline:
                 names.append(col)
                 if col in self.categories:
                     arrays.append(pa.DictionaryArray.from_arrays(
-                        pa.array(produced[col]), self.categories[col]))
+                        arrow_array(produced[col]), self.categories[col]))
                 else:
-                    arrays.append(pa.array(produced[col]))
+                    arrays.append(arrow_array(produced[col]))
         if self.job.signals:
             env = dict(produced)
             for c in self.signal_inputs:
@@ -153,7 +154,7 @@ class Pipeline:
                 flags = rule.mask(env, keys=gid, state=self.rule_states[name]).astype(np.int8)
                 self.signal_counts[name] += int(flags.sum())
                 names.append(name)
-                arrays.append(pa.array(flags))
+                arrays.append(arrow_array(flags))
         return pa.RecordBatch.from_arrays(arrays, names=names)
 
     def _key_ids(self, step: BoundKernel) -> tuple[int, ...]:
