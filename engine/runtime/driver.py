@@ -173,6 +173,18 @@ class Driver:
         for out in self.outputs.values():
             out.open()
 
+    def _dictionary_keys(self) -> None:
+        """Sources that can read the key column dictionary-encoded do so when one pipeline
+        reads them and decodes it on output (a one-stream job without checkpoints)."""
+        main = self.graph.main_pipeline
+        if main is None or not self.graph.is_single or self.checkpointer is not None \
+                or self.feed is not None:
+            return
+        for source in self.sources.values():
+            if hasattr(source, "read_as_dictionary"):
+                source.read_as_dictionary([main.job.key])
+                main.decode.add(main.job.key)
+
     def _inputs(self) -> dict[str, Iterator[Any]]:
         cp = self.checkpointer
         inputs: dict[str, Iterator[Any]] = {}
@@ -208,6 +220,7 @@ class Driver:
             for stream, group in groups.items():
                 outputs[stream] = StreamOutput(group, schemas[stream], self.inline)
                 graph.attach(stream, outputs[stream])
+            self._dictionary_keys()
             positions = list(cp.positions) if cp is not None else [None] * len(index)
             inline = cp is not None or self.feed is not None  # quality checked in this loop
             items = self.feed if self.feed is not None else merged(self._inputs(),

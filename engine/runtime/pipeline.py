@@ -14,7 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,13 +101,14 @@ class Pipeline:
         # with global key ids, between the key-sharded runs of the steps around it
         self.stages = _stages(self.lanes[0].steps)
         self.rule_states = {name: rule.new_state() for name, rule in job.signals.items()}
-        self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+        self.pool = ThreadPoolExecutor(self.workers - 1) if self.workers > 1 else None
         step_outputs = {c for s in job.steps for c in s.output_columns}
         self.source_inputs = sorted({c for s in job.steps for c in s.input_columns}
                                     - step_outputs)
         self.signal_inputs = sorted({c for r in job.signals.values() for c in r.columns}
                                     - step_outputs)
         self.signal_counts = dict.fromkeys(job.signals, 0)
+        self.decode: set[str] = set()  # columns read dictionary-encoded, written as plain values
         # int8 code outputs that a kernel declares as categories are written as dictionary
         # strings (e.g. triangular_arbitrage's tri_route)
         self.categories: dict[str, pa.Array] = {}
@@ -136,8 +137,10 @@ class Pipeline:
                 produced.update(self._run_sharded(gid, ts, cols, n, first, stop))
         for batch_step in self.batch_steps:
             produced.update(batch_step.run_batch(produced, columns))
-        arrays: list[Any] = list(batch.columns)
         names = list(batch.schema.names)
+        arrays: list[Any] = [c.dictionary_decode() if name in self.decode
+                             and pa.types.is_dictionary(c.type) else c
+                             for name, c in zip(names, batch.columns, strict=True)]
         for step in self.job.steps:
             for col in step.output_columns:
                 names.append(col)
@@ -162,27 +165,35 @@ class Pipeline:
 
     def _run_sharded(self, gid: np.ndarray, ts: np.ndarray, columns: dict[str, np.ndarray],
                      n: int, first: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+        """Each lane gathers its keys' rows, runs, and scatters its outputs back itself, so
+        the copies (numpy releases the GIL for them) run in parallel too; lane 0 runs on
+        this thread."""
         w = self.workers
         shard = gid % w
-        order = np.argsort(shard, kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(shard, minlength=w))])
-        futures = []
-        for s in range(w):
-            idx = order[bounds[s]:bounds[s + 1]]
-            if idx.size == 0:
-                continue
-            local = gid[idx] // w
-            cols = {c: v[idx] for c, v in columns.items()}
-            assert self.pool is not None
-            futures.append((idx, self.pool.submit(self.lanes[s].run, local, ts[idx], cols,
-                                                  first, stop)))
         out: dict[str, np.ndarray] = {}
-        for idx, fut in futures:
-            part = fut.result()
+        lock = threading.Lock()
+
+        def lane(s: int) -> None:
+            idx = np.flatnonzero(shard == s)  # ascending: each key's rows stay in order
+            if idx.size == 0:
+                return
+            cols = {c: v[idx] for c, v in columns.items()}
+            part = self.lanes[s].run(gid[idx] // w, ts[idx], cols, first, stop)
             for col, values in part.items():
-                if col not in out:
-                    out[col] = np.empty(n, dtype=values.dtype)
-                out[col][idx] = values
+                with lock:
+                    dest = out.get(col)
+                    if dest is None:
+                        dest = out[col] = np.empty(n, dtype=values.dtype)
+                dest[idx] = values
+
+        assert self.pool is not None
+        futures = [self.pool.submit(lane, s) for s in range(1, w)]
+        try:
+            lane(0)
+        finally:
+            wait(futures)
+        for fut in futures:
+            fut.result()
         return out
 
 
