@@ -14,7 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +101,7 @@ class Pipeline:
         # with global key ids, between the key-sharded runs of the steps around it
         self.stages = _stages(self.lanes[0].steps)
         self.rule_states = {name: rule.new_state() for name, rule in job.signals.items()}
-        self.pool = ThreadPoolExecutor(self.workers - 1) if self.workers > 1 else None
+        self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
         step_outputs = {c for s in job.steps for c in s.output_columns}
         self.source_inputs = sorted({c for s in job.steps for c in s.input_columns}
                                     - step_outputs)
@@ -165,35 +165,27 @@ class Pipeline:
 
     def _run_sharded(self, gid: np.ndarray, ts: np.ndarray, columns: dict[str, np.ndarray],
                      n: int, first: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
-        """Each lane gathers its keys' rows, runs, and scatters its outputs back itself, so
-        the copies (numpy releases the GIL for them) run in parallel too; lane 0 runs on
-        this thread."""
         w = self.workers
         shard = gid % w
-        out: dict[str, np.ndarray] = {}
-        lock = threading.Lock()
-
-        def lane(s: int) -> None:
-            idx = np.flatnonzero(shard == s)  # ascending: each key's rows stay in order
+        order = np.argsort(shard, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(shard, minlength=w))])
+        futures = []
+        for s in range(w):
+            idx = order[bounds[s]:bounds[s + 1]]
             if idx.size == 0:
-                return
+                continue
+            local = gid[idx] // w
             cols = {c: v[idx] for c, v in columns.items()}
-            part = self.lanes[s].run(gid[idx] // w, ts[idx], cols, first, stop)
+            assert self.pool is not None
+            futures.append((idx, self.pool.submit(self.lanes[s].run, local, ts[idx], cols,
+                                                  first, stop)))
+        out: dict[str, np.ndarray] = {}
+        for idx, fut in futures:
+            part = fut.result()
             for col, values in part.items():
-                with lock:
-                    dest = out.get(col)
-                    if dest is None:
-                        dest = out[col] = np.empty(n, dtype=values.dtype)
-                dest[idx] = values
-
-        assert self.pool is not None
-        futures = [self.pool.submit(lane, s) for s in range(1, w)]
-        try:
-            lane(0)
-        finally:
-            wait(futures)
-        for fut in futures:
-            fut.result()
+                if col not in out:
+                    out[col] = np.empty(n, dtype=values.dtype)
+                out[col][idx] = values
         return out
 
 
