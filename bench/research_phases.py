@@ -39,8 +39,8 @@ def stamp(name: str) -> None:
     STAMPS.append((name, time.perf_counter() - _T0, time.process_time() - _C0))
 
 
-def timed_sum(name: str, fn):  # noqa: ANN001, ANN201
-    def wrapper(*a, **k):  # noqa: ANN002, ANN003, ANN202
+def timed_sum(name: str, fn):
+    def wrapper(*a, **k):
         t = time.perf_counter()
         try:
             return fn(*a, **k)
@@ -49,7 +49,7 @@ def timed_sum(name: str, fn):  # noqa: ANN001, ANN201
     return wrapper
 
 
-def timed_iter(name: str, it):  # noqa: ANN001, ANN201
+def timed_iter(name: str, it):
     while True:
         t = time.perf_counter()
         try:
@@ -67,7 +67,7 @@ def instrument() -> None:
     stamp("imports (engine, CLI)")
     orig_init, orig_run = driver.Driver.__init__, driver.Driver.run
 
-    def init(self, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def init(self, *a, **k):
         stamp("load + compile the job")
         orig_init(self, *a, **k)
         stamp("driver set-up (quality stage: numba start)")
@@ -79,10 +79,10 @@ def instrument() -> None:
             src.batches = lambda *a, _b=orig_batches, **k: timed_iter(
                 "read (read-ahead thread)", _b(*a, **k))
 
-    def run(self):  # noqa: ANN001, ANN202
+    def run(self):
         orig_bind = self.graph.bind
 
-        def bind(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        def bind(*a, **k):
             out = orig_bind(*a, **k)
             stamp("bind (schema probe)")
             return out
