@@ -2,7 +2,9 @@
 script (and pandas at small sizes), runs paired A B A B so that drift hits both alike.
 
 Each run is a fresh process: interpreter start, imports, reading, computing, writing and the
-report are all in the figure. Peak RSS is the process's own (``ru_maxrss`` of the child).
+report are all in the figure. Peak RSS is the process's own (``ru_maxrss`` of the child); CPU
+seconds (user + system, all threads) are the figure to compare when other work loads the
+machine.
 One warm-up round first (numba's cache, the page cache) is not counted.
 
 Usage::
@@ -33,8 +35,8 @@ TARGET_RATE = 2_000_000
 TARGET_VS_POLARS = 3.5
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS bytes, exit code) of one whole process."""
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int, int]:
+    """(wall seconds, CPU seconds, peak RSS bytes, exit code) of one whole process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -46,7 +48,7 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int]:
         print(f"  !! {' '.join(cmd[:3])} ... exited {code}\n{err}", file=sys.stderr)
     if proc.stderr:
         proc.stderr.close()
-    return wall, usage.ru_maxrss * 1024, code
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,21 +80,24 @@ def main(argv: list[str] | None = None) -> int:
         for cmd in commands.values():  # warm-up round, not counted
             timed(cmd, env)
         walls: dict[str, list[float]] = {n: [] for n in commands}
+        cpus: dict[str, list[float]] = {n: [] for n in commands}
         rss: dict[str, list[int]] = {n: [] for n in commands}
         for _ in range(args.pairs):
             for name, cmd in commands.items():
-                w, r, _code = timed(cmd, env)
+                w, c, r, _code = timed(cmd, env)
                 walls[name].append(w)
+                cpus[name].append(c)
                 rss[name].append(r)
     print(f"input: {args.rows:,} ticks, {args.symbols} symbols; {args.pairs} paired rounds "
           f"after one warm-up round; cpus={os.cpu_count()}")
     print(f"tickflow: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(tickflow))}")
     print(f"{'command':<10}{'median wall s':>15}{'min':>8}{'max':>8}{'ticks/s':>13}"
-          f"{'peak RSS':>11}")
+          f"{'cpu s':>8}{'peak RSS':>11}")
     for name in commands:
         med = statistics.median(walls[name])
         print(f"{name:<10}{med:>15.2f}{min(walls[name]):>8.2f}{max(walls[name]):>8.2f}"
-              f"{args.rows / med:>13,.0f}{max(rss[name]) / 1024**2:>9,.0f} MB")
+              f"{args.rows / med:>13,.0f}{statistics.median(cpus[name]):>8.2f}"
+              f"{max(rss[name]) / 1024**2:>9,.0f} MB")
     tf = statistics.median(walls["tickflow"])
     rate = args.rows / tf
     ratios = [p / t for p, t in zip(walls["polars"], walls["tickflow"], strict=True)]

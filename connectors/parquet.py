@@ -135,6 +135,15 @@ class ParquetSource(Source):
         self._schema: pa.Schema | None = None
         self._position: dict[str, int | str] = {"file": 0, "path": "", "row": 0}
         self._start: tuple[int, int] = (0, 0)
+        self._dictionary: list[str] = []
+
+    def read_as_dictionary(self, columns: list[str]) -> None:
+        """Yield these string columns dictionary-encoded, as Parquet stores them (no string
+        copies; a key index maps each row group's dictionary once instead of hashing every
+        row). The reader of the batches decodes them where plain strings are needed."""
+        schema = self.schema()
+        self._dictionary = [c for c in columns if c in schema.names
+                            and schema.field(c).type == pa.string()]
 
     def files(self) -> list[Path]:
         if self._files is None:
@@ -188,7 +197,9 @@ class ParquetSource(Source):
             raise ValueError(f"batch_rows must be >= 1, found {batch_rows}")
         schema = self.schema()
         cols = self._check_columns(columns, schema) if columns is not None else schema.names
-        target = pa.schema([schema.field(c) for c in cols])
+        target = pa.schema([schema.field(c) if c not in self._dictionary else
+                            schema.field(c).with_type(pa.dictionary(pa.int32(), pa.string()))
+                            for c in cols])
         return self._stream(self.files(), cols, target, batch_rows)
 
     def position(self) -> dict[str, int | str]:
@@ -224,7 +235,8 @@ class ParquetSource(Source):
             try:
                 # pre_buffer=False: with it, pyarrow 26 keeps every row group read so far
                 # cached until the file is done (memory grows with the file)
-                pf = pq.ParquetFile(file, pre_buffer=False)
+                pf = pq.ParquetFile(file, pre_buffer=False,
+                                    read_dictionary=[c for c in self._dictionary if c in cols])
                 groups = None
                 if skip:  # start at the row group holding row ``skip``
                     meta = pf.metadata

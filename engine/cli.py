@@ -153,8 +153,6 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import os
-
     from tickflow import _engine_bridge as bridge
 
     if args.parquet or args.sweep or bridge.is_backtest_job(args.job, args.set or []):
@@ -168,7 +166,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if problems := workers_option_problems(job, args.workers):
             raise CompileError(problems)
     spec = job.spec
-    workers = args.workers or spec.executor.workers or (os.cpu_count() or 1)
+    from tickflow.engine.limits import worker_lanes
+
+    workers = worker_lanes(spec, args.workers)
     quiet = args.quiet
     job.context.quiet = quiet
     console = _console()

@@ -8,6 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tickflow.engine.columns import to_numpy
+
 _CACHED_DICTIONARIES = 8
 """Dictionaries whose id lookup is remembered: one per Parquet row group in flight is enough."""
 
@@ -46,9 +48,9 @@ class KeyIndex:
                 null_gid = len(self.values)
                 self._add([None])
             lookup = np.append(lookup, null_gid)
-            idx = indices.fill_null(len(lookup) - 1).to_numpy()
+            idx = to_numpy(indices.fill_null(len(lookup) - 1))
         else:
-            idx = indices.to_numpy(zero_copy_only=False)
+            idx = to_numpy(indices)
         return lookup[idx.astype(np.int64, copy=False)]
 
     def _lookup(self, dictionary: pa.Array) -> np.ndarray:

@@ -113,7 +113,8 @@ class ExecutorSpec(Strict):
     """How the job runs: on this machine with threads, or on a Dask cluster."""
 
     kind: Literal["local", "dask"] = Field("local", description="local | dask")
-    workers: int = Field(0, ge=0, description="worker threads; 0 = one per CPU core")
+    workers: int = Field(0, ge=0, description="kernel worker threads; 0 = one per CPU core but "
+                                              "one (left to reading and writing)")
     morsel_rows: int = Field(65_536, ge=1, description="rows per morsel (unit of work)")
     address: str | None = Field(None, description="Dask scheduler address (kind: dask)")
     partitions: int = Field(0, ge=0, description="key partitions on Dask, one task and one "

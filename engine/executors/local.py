@@ -7,7 +7,6 @@ mode but where the driver runs.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from tickflow.engine.runtime.driver import Driver
@@ -31,10 +30,11 @@ def run_local(job: Any, *, workers: int | None = None, morsel_rows: int | None =
     With an on-disk state backend the run checkpoints (engine/state/recovery.py) and resumes
     from the job's last good checkpoint; ``reset_state`` forgets the checkpoints first.
     """
+    from tickflow.engine.limits import worker_lanes
     from tickflow.engine.state.recovery import open_checkpointer
 
     spec = job.spec.executor
-    workers = workers or spec.workers or (os.cpu_count() or 1)
+    workers = worker_lanes(job.spec, workers)
     morsel_rows = morsel_rows or spec.morsel_rows
     checkpointer = open_checkpointer(job, reset=reset_state)
     driver = Driver(job, workers=workers, morsel_rows=morsel_rows, progress=progress,

@@ -28,6 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tickflow.engine.columns import empty_batch
 from tickflow.engine.contract import AbortableSink, StreamingSource
 from tickflow.engine.runtime.graph import StreamGraph, merged
 from tickflow.engine.runtime.pipeline import RunSummary, Writer, prefetch
@@ -75,7 +76,7 @@ class StreamOutput:
     def finish(self) -> None:
         """Flush the writer; a stream that never had a row writes one empty batch."""
         if not self.opened:
-            self.put(pa.RecordBatch.from_pylist([], schema=self.schema))
+            self.put(empty_batch(self.schema))
         writer, self.writer = self.writer, None
         if writer is not None:
             writer.finish()
@@ -172,6 +173,18 @@ class Driver:
         for out in self.outputs.values():
             out.open()
 
+    def _dictionary_keys(self) -> None:
+        """Sources that can read the key column dictionary-encoded do so when one pipeline
+        reads them and decodes it on output (a one-stream job without checkpoints)."""
+        main = self.graph.main_pipeline
+        if main is None or not self.graph.is_single or self.checkpointer is not None \
+                or self.feed is not None:
+            return
+        for source in self.sources.values():
+            if hasattr(source, "read_as_dictionary"):
+                source.read_as_dictionary([main.job.key])
+                main.decode.add(main.job.key)
+
     def _inputs(self) -> dict[str, Iterator[Any]]:
         cp = self.checkpointer
         inputs: dict[str, Iterator[Any]] = {}
@@ -207,6 +220,7 @@ class Driver:
             for stream, group in groups.items():
                 outputs[stream] = StreamOutput(group, schemas[stream], self.inline)
                 graph.attach(stream, outputs[stream])
+            self._dictionary_keys()
             positions = list(cp.positions) if cp is not None else [None] * len(index)
             inline = cp is not None or self.feed is not None  # quality checked in this loop
             items = self.feed if self.feed is not None else merged(self._inputs(),

@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tickflow.engine.columns import empty_batch
 from tickflow.engine.errors import StateError
 from tickflow.engine.operators.base import Operator, timestamps_us
 from tickflow.engine.runtime.pipeline import Pipeline
@@ -87,7 +88,7 @@ class StreamGraph:
             pipeline = self.pipelines.get(name)
             if pipeline is not None:  # a throwaway one-lane pipeline: state stays untouched
                 probe = Pipeline(pipeline.job, 1)
-                raw = probe.process(pa.RecordBatch.from_pylist([], schema=raw)).schema
+                raw = probe.process(empty_batch(raw)).schema
                 probe.close()
             self.schemas[name] = raw
         return self.schemas

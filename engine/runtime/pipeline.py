@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tickflow.engine.columns import float_column
+from tickflow.engine.columns import arrow_array, float_column, to_numpy
 from tickflow.engine.errors import KernelRuntimeError, TickflowError
 from tickflow.engine.keys import KeyIndex
 from tickflow.engine.ml.batch import batch_steps, kernel_steps
@@ -52,8 +52,9 @@ def timestamp_us(batch: pa.RecordBatch) -> np.ndarray:
         if col.type.unit != "us":
             col = pc.cast(col, pa.timestamp("us", tz=col.type.tz))
         col = col.cast(pa.int64())
-    return np.ascontiguousarray(pc.fill_null(col, 0).to_numpy(zero_copy_only=False),
-                                dtype=np.int64)
+    if col.null_count:
+        col = pc.fill_null(col, 0)
+    return np.ascontiguousarray(to_numpy(col), dtype=np.int64)
 
 
 class Lane:
@@ -107,6 +108,7 @@ class Pipeline:
         self.signal_inputs = sorted({c for r in job.signals.values() for c in r.columns}
                                     - step_outputs)
         self.signal_counts = dict.fromkeys(job.signals, 0)
+        self.decode: set[str] = set()  # columns read dictionary-encoded, written as plain values
         # int8 code outputs that a kernel declares as categories are written as dictionary
         # strings (e.g. triangular_arbitrage's tri_route)
         self.categories: dict[str, pa.Array] = {}
@@ -135,16 +137,18 @@ class Pipeline:
                 produced.update(self._run_sharded(gid, ts, cols, n, first, stop))
         for batch_step in self.batch_steps:
             produced.update(batch_step.run_batch(produced, columns))
-        arrays: list[Any] = list(batch.columns)
         names = list(batch.schema.names)
+        arrays: list[Any] = [c.dictionary_decode() if name in self.decode
+                             and pa.types.is_dictionary(c.type) else c
+                             for name, c in zip(names, batch.columns, strict=True)]
         for step in self.job.steps:
             for col in step.output_columns:
                 names.append(col)
                 if col in self.categories:
                     arrays.append(pa.DictionaryArray.from_arrays(
-                        pa.array(produced[col]), self.categories[col]))
+                        arrow_array(produced[col]), self.categories[col]))
                 else:
-                    arrays.append(pa.array(produced[col]))
+                    arrays.append(arrow_array(produced[col]))
         if self.job.signals:
             env = dict(produced)
             for c in self.signal_inputs:
@@ -153,7 +157,7 @@ class Pipeline:
                 flags = rule.mask(env, keys=gid, state=self.rule_states[name]).astype(np.int8)
                 self.signal_counts[name] += int(flags.sum())
                 names.append(name)
-                arrays.append(pa.array(flags))
+                arrays.append(arrow_array(flags))
         return pa.RecordBatch.from_arrays(arrays, names=names)
 
     def _key_ids(self, step: BoundKernel) -> tuple[int, ...]:

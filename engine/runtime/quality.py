@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tickflow.engine.columns import empty_batch, to_numpy
 from tickflow.engine.errors import SourceError
 from tickflow.engine.keys import KeyIndex
 from tickflow.engine.runtime.pipeline import timestamp_us
@@ -100,7 +101,7 @@ def _floats(batch: pa.RecordBatch, name: str) -> np.ndarray | None:
         return None
     if col.null_count:
         col = pc.fill_null(col.cast(pa.float64()), np.nan)
-    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+    return np.asarray(to_numpy(col), dtype=np.float64)
 
 
 class QualityStage:
@@ -265,7 +266,7 @@ class QualityStage:
             np.maximum.at(self.last, gid, ts)
         ready = ready.drop_columns(["__ts"])
         return ready.combine_chunks().to_batches()[0] if ready.num_rows else \
-            pa.RecordBatch.from_pylist([], schema=ready.schema)
+            empty_batch(ready.schema)
 
     def flush(self) -> pa.RecordBatch | None:
         """End of the source: the rows ``sort`` still holds, in time order."""

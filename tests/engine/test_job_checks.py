@@ -232,7 +232,7 @@ def test_workers_option_is_bounded(tmp_path: Path, capsys: pytest.CaptureFixture
     job = simulator_job(tmp_path, "  - kernel: ewma\n    params: {alpha: 0.1}\n")
     assert main(["run", str(job), "--workers", "100000"]) == 2
     assert capsys.readouterr().err == ("--workers: expected an integer from 0 (one per CPU "
-                                       "core) to 1,024, found 100,000\n")
+                                       "core but one) to 1,024, found 100,000\n")
 
 
 def test_memory_error_at_run_time_names_the_step(tmp_path: Path,
