@@ -9,7 +9,7 @@ connector gets checkpoints, live commits or Dask partitioning by implementing th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -184,6 +184,14 @@ class StreamingSource(Protocol):
 
 
 @runtime_checkable
+class StatusReporter(Protocol):
+    """A source that reports its own conditions (waiting for a broker, an outage, a broker
+    back) as lines; an executor with a view points ``status`` at it."""
+
+    status: Callable[[str], None]
+
+
+@runtime_checkable
 class GroupMemberSource(Protocol):
     """A streaming source whose live job may run as N member processes sharing its partitions.
 
@@ -243,8 +251,9 @@ class PartitionedSink(Protocol):
     part is staged beside the target, ``metadata`` added to the provenance); after every task
     finished, ``commit_parts(run_id, partitions, digests)`` checks that each partition's part
     is staged and unchanged since its task (``digests``: partition -> what the part's
-    ``digest()`` returned) and publishes them at once, returning the files; ``discard_parts(run_id)`` drops the staged
-    parts of a failed run. The sink's paths must be absolute (the executor sees to it).
+    ``digest()`` returned) and publishes them at once, returning the files;
+    ``discard_parts(run_id)`` drops the staged parts of a failed run. The sink's paths must be
+    absolute (the executor sees to it).
     """
 
     def part(self, run_id: str, partition: int, metadata: dict[str, str]) -> Any: ...

@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tickflow.engine.compile import CompiledJob
-from tickflow.engine.contract import AcknowledgedSink, GroupMemberSource, StreamingSource
+from tickflow.engine.contract import (
+    AcknowledgedSink,
+    GroupMemberSource,
+    StatusReporter,
+    StreamingSource,
+)
 from tickflow.engine.errors import SourceError, TickflowError
 from tickflow.engine.executors.live_hooks import (
     CommitPolicy,
@@ -133,11 +138,9 @@ class LiveRunner:
         sources: dict[str, Any] = {}
         try:
             for use in self.job.sources:
-                if use.definition.name == "kafka" and self._status is not None:
-                    source = use.definition.cls(use.config, self.job.context,
-                                                status=self._status)
-                else:
-                    source = use.definition.cls(use.config, self.job.context)
+                source = use.definition.cls(use.config, self.job.context)
+                if self._status is not None and isinstance(source, StatusReporter):
+                    source.status = self._status
                 if isinstance(source, GroupMemberSource) and \
                         source.group_member(_refused, _refused) is not None:
                     msg = (f"source {use.label!r} has `group:`: run the job with run-job, "
