@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from tickflow.connectors.embedded_broker import EmbeddedBroker  # noqa: E402
 from tickflow.connectors.kafka_topics import SENT_HEADER  # noqa: E402
 from tickflow.connectors.kafka_client import client_settings, ensure_topic  # noqa: E402
+from tickflow.connectors.replay import produce_retrying  # noqa: E402
 
 
 def ticks_values(rows: int, symbols: int = 14) -> list[tuple[bytes, bytes]]:
@@ -187,12 +188,7 @@ def drain(broker: EmbeddedBroker, ticks: int, tmp: str) -> dict:
                                                           2_000_000}))
     for i in range(ticks):
         key, value = pairs[i % len(pairs)]
-        while True:
-            try:
-                p.produce(topic, value=value, key=key)
-                break
-            except BufferError:
-                p.poll(0.01)
+        produce_retrying(p, topic, value, key)
     p.flush()
     summary, samples = run_job(broker.bootstrap, topic, tmp,
                                lambda r: r.summary.messages >= ticks, linger_ms=20)

@@ -56,18 +56,14 @@ def fill(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]], ticks: in
     from confluent_kafka import Producer
 
     from tickflow.connectors.kafka_client import client_settings, ensure_topic
+    from tickflow.connectors.replay import produce_retrying
 
     ensure_topic(client_settings(bootstrap), topic, PARTITIONS)
     p = Producer(client_settings(bootstrap, **{"linger.ms": 5, "batch.num.messages": 10_000,
                                                "queue.buffering.max.messages": 2_000_000}))
     for i in range(ticks):
         key, value = pairs[i % len(pairs)]
-        while True:
-            try:
-                p.produce(topic, value=value, key=key)
-                break
-            except BufferError:
-                p.poll(0.01)
+        produce_retrying(p, topic, value, key)
     p.flush()
 
 
