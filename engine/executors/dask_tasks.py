@@ -229,7 +229,7 @@ def _run_partition(plan: DaskPlan, partition: int, start: float) -> PartResult:
     merged = _mergeable_sinks(job, plan.context)
     sinks.extend((_KeptSink(m), job.main_stream) for m in merged)
     driver = Driver(job, workers=1, morsel_rows=plan.morsel_rows, sources=sources,
-                    sinks=sinks)
+                    sinks=sinks, threads=False)  # a Dask task is given one core
     summary = driver.run()
     main = driver.graph.main_pipeline
     keys = sorted(str(k) for k in main.keys.values) if main is not None else []

@@ -128,6 +128,8 @@ class Driver:
             sinks closed): the live placement commits its consumer offsets there.
         inline: which sinks the loop writes itself instead of the writer thread (live: the
             sinks whose write only enqueues, and the latency observer after them).
+        threads: False runs everything on the calling thread (no read-ahead, no writer): a Dask
+            task has one core, where those threads would only contend for it and the GIL.
     """
 
     def __init__(self, job: Any, *, workers: int = 1, morsel_rows: int = 65_536,
@@ -137,9 +139,10 @@ class Driver:
                  stop: threading.Event | None = None, final_is_end: bool = True,
                  dead_letters: Any = None, columns: dict[str, list[str]] | None = None,
                  feed: Any = None, on_durable: Callable[[], None] | None = None,
-                 inline: Callable[[Any], bool] | None = None):
+                 inline: Callable[[Any], bool] | None = None, threads: bool = True):
         self.job = job
         self.workers = max(1, workers)
+        self.threads = threads
         self.morsel_rows = morsel_rows
         self.sources = sources if sources is not None else {
             u.label: u.definition.cls(u.config, job.context) for u in job.sources}
@@ -153,7 +156,7 @@ class Driver:
         self.columns = columns or {}
         self.feed = feed
         self.on_durable = on_durable
-        self.inline = inline
+        self.inline = inline if threads else (lambda sink: True)
         self.dead_letters = dead_letters
         if dead_letters is None and job.spec.quality.dead_letter_path:
             from tickflow.connectors.dead_letter import DeadLetters
@@ -192,7 +195,8 @@ class Driver:
             batches = source.batches(self.columns.get(name), self.morsel_rows)
             stage = self.stages[name]
             if cp is None:  # the quality stage runs on the read-ahead thread
-                inputs[name] = prefetch(stage.wrap(batches))
+                wrapped = stage.wrap(batches)
+                inputs[name] = prefetch(wrapped) if self.threads else wrapped
             else:  # run by the loop: its state must match the position a checkpoint records
                 from tickflow.engine.state.recovery import with_positions
 
