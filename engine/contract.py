@@ -184,6 +184,14 @@ class StreamingSource(Protocol):
 
 
 @runtime_checkable
+class DictionaryKeySource(Protocol):
+    """A source that can hand string key columns over dictionary-encoded, as it stores them, so
+    the key index maps each dictionary once instead of hashing every row."""
+
+    def read_as_dictionary(self, columns: list[str]) -> None: ...
+
+
+@runtime_checkable
 class StatusReporter(Protocol):
     """A source that reports its own conditions (waiting for a broker, an outage, a broker
     back) as lines; an executor with a view points ``status`` at it."""

@@ -29,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 from tickflow.engine.columns import empty_batch
-from tickflow.engine.contract import AbortableSink, StreamingSource
+from tickflow.engine.contract import AbortableSink, DictionaryKeySource, StreamingSource
 from tickflow.engine.runtime.graph import StreamGraph, merged
 from tickflow.engine.runtime.pipeline import RunSummary, Writer, prefetch
 from tickflow.engine.runtime.quality import QualitySpec, QualityStage
@@ -184,7 +184,7 @@ class Driver:
                 or self.feed is not None:
             return
         for source in self.sources.values():
-            if hasattr(source, "read_as_dictionary"):
+            if isinstance(source, DictionaryKeySource):
                 source.read_as_dictionary([main.job.key])
                 main.decode.add(main.job.key)
 
