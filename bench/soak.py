@@ -124,7 +124,7 @@ def main() -> int:
     with EmbeddedBroker() as broker:
         env = {**os.environ, "KAFKA_BOOTSTRAP": broker.bootstrap, "TICKS_TOPIC": topic,
                "SIGNALS_TOPIC": f"{topic}-signals", "OUT_DIR": str(out),
-               "PYTHONPATH": str(ROOT)}
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         log = (work / "run-job.log").open("w")
         start = time.monotonic()
         job = subprocess.Popen(
