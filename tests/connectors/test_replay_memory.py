@@ -19,7 +19,7 @@ def test_replaying_a_parquet_capture_holds_about_one_row_group(tmp_path: Path) -
     assert groups == 8
     before = pa.total_allocated_bytes()
     held, rows = [], 0
-    for pairs, ts in capture_chunks(capture):
+    for pairs, _ts in capture_chunks(capture):
         rows += len(pairs)
         held.append(pa.total_allocated_bytes() - before)
     assert rows == 400_000
