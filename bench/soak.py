@@ -8,10 +8,11 @@ that this script starts (``KAFKA_BOOTSTRAP``), so it can watch the job from outs
 
 Every ``--sample-s`` seconds it records the job's RSS, the ticks produced (the topic's end
 offset), the job's own count of ticks processed and its consumer lag (its totals line, every
-5 s; committed offsets lag behind by design, as they follow the Parquet sink), and the files the job has left under its output directory (count and
-bytes). At the end it checks that nothing was lost (features rows = ticks replayed) and
-prints what grew: RSS after the first minute (goal: within 10%), the lag's trend, and the
-bytes on disk per tick.
+5 s; committed offsets lag behind by design, as they follow the Parquet sink), and the files
+the job has left under its output directory (count and bytes). At the end it checks that
+nothing was lost (features rows = ticks replayed) and prints what grew: RSS after the first
+minute (goal: within 10%), the lag's trend, and the bytes on disk per tick. ``--probe`` also
+logs where the job's memory is, from inside it (``bench/soak_probe/sitecustomize.py``).
 
     python bench/soak.py                                   # 10 recorded minutes at 20K/s, 10x
     python bench/soak.py --rate 20000 --speed 10 --recorded-minutes 10   # 60 s of wall time
@@ -108,6 +109,9 @@ def main() -> int:
     p.add_argument("--recorded-minutes", type=float, default=10)
     p.add_argument("--sample-s", type=float, default=5)
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
+    p.add_argument("--probe", action="store_true",
+                   help="log the job's memory from inside (RSS, pyarrow's pool, malloc's heap) "
+                        "every --sample-s seconds: bench/soak_probe/sitecustomize.py")
     args = p.parse_args()
     wall_s = args.recorded_minutes * 60 / args.speed
     rows = int(args.rate * wall_s)
@@ -124,7 +128,12 @@ def main() -> int:
     with EmbeddedBroker() as broker:
         env = {**os.environ, "KAFKA_BOOTSTRAP": broker.bootstrap, "TICKS_TOPIC": topic,
                "SIGNALS_TOPIC": f"{topic}-signals", "OUT_DIR": str(out),
-               "PYTHONPATH": str(ROOT)}
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get(
+                   "PYTHONPATH")]))}
+        if args.probe:
+            env.update(PYTHONPATH=f"{ROOT / 'bench/soak_probe'}{os.pathsep}{env['PYTHONPATH']}",
+                       TICKFLOW_SOAK_PROBE=str(work / "probe.log"),
+                       TICKFLOW_SOAK_PROBE_S=f"{args.sample_s:g}")
         log = (work / "run-job.log").open("w")
         start = time.monotonic()
         job = subprocess.Popen(
@@ -155,6 +164,9 @@ def main() -> int:
     text = (work / "run-job.log").read_text()
     tail = [line for line in text.splitlines() if not line.startswith(("BUY", "SELL", "REGIME"))]
     print("\n".join(tail[-12:]))
+    if args.probe and (work / "probe.log").exists():
+        print(f"\nthe job's memory from inside ({work / 'probe.log'}):")
+        print((work / "probe.log").read_text().rstrip())
     features = out / "live_features.parquet"
     kept = pq.read_metadata(features).num_rows if features.exists() else 0
     print(f"\nexit {job.returncode} after {elapsed:.0f} s; features rows {kept:,} of {rows:,} "

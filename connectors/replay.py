@@ -50,7 +50,9 @@ def parse_speed(speed: str | float | None) -> float | None:
 def _parquet_chunks(path: Path) -> Iterator[tuple[list[tuple[bytes, bytes]], np.ndarray]]:
     import pyarrow.parquet as pq
 
-    file = pq.ParquetFile(path)
+    # pre_buffer (pyarrow's default) caches every row group read until the file is closed:
+    # a long replay held the whole capture by its end (bench/soak.py found it)
+    file = pq.ParquetFile(path, pre_buffer=False)
     for batch in file.iter_batches(batch_size=CHUNK_ROWS):
         values = encode_tick_values(batch).to_pylist()
         keys = batch.column("symbol").to_pylist()

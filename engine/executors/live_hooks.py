@@ -78,7 +78,13 @@ class CommitPolicy:
         self.last_commit = time.monotonic()
 
     def consumed(self, seq: int, offsets: dict[int, int]) -> None:
-        self.pending.append((seq, offsets))
+        pending = self.pending
+        if not self.per_batch and len(pending) > 1 and pending[-1][0] <= self.processed:
+            # only durable() takes these, all processed ones at once: one entry holds them
+            # (without this, a run with no checkpoints kept one entry a batch until its end)
+            last_seq, last = pending.pop()
+            pending[-1] = (last_seq, {**pending[-1][1], **last})
+        pending.append((seq, offsets))
 
     def _written_up_to(self) -> int:
         try:
