@@ -238,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-check", action="store_true",
                     help="run tickflow alone on --rows ticks and report its peak RSS "
                          "(target < 2 GB at 50M rows)")
+    ap.add_argument("--whole-process", action="store_true",
+                    help="time whole processes instead, as the user waits: run-job against "
+                         "the polars script (and pandas unless --skip-pandas), paired A B A B "
+                         "(research_whole_process.py)")
+    ap.add_argument("--pairs", type=int, default=5, help="--whole-process: A B pairs")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--input", help=argparse.SUPPRESS)
     ap.add_argument("--outdir", help=argparse.SUPPRESS)
@@ -246,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(args)
         return 0
+    if args.whole_process:
+        from research_whole_process import main as whole_process
+
+        return whole_process(["--rows", str(args.rows), "--symbols", str(args.symbols),
+                              "--pairs", str(args.pairs)]
+                             + ([] if args.skip_pandas else ["--pandas"])
+                             + (["--no-report"] if args.no_report else []))
 
     from tickflow.connectors.simulator import write_simulated_parquet
 
