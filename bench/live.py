@@ -40,6 +40,8 @@ from tickflow.connectors.kafka_topics import SENT_HEADER  # noqa: E402
 from tickflow.connectors.kafka_client import client_settings, ensure_topic  # noqa: E402
 from tickflow.connectors.replay import produce_retrying  # noqa: E402
 
+from live_stages import StageClock  # noqa: E402  (beside this file)
+
 
 def ticks_values(rows: int, symbols: int = 14) -> list[tuple[bytes, bytes]]:
     from tickflow.connectors.base import RunContext
@@ -162,7 +164,8 @@ def offered_rate(broker: EmbeddedBroker, rate: float, seconds: float, tmp: str) 
             return True
         return proc.exitcode is not None and consumed >= produced.value > 0
 
-    summary, _ = run_job(broker.bootstrap, topic, tmp, until, on_open=start_producer)
+    with StageClock() as clock:
+        summary, _ = run_job(broker.bootstrap, topic, tmp, until, on_open=start_producer)
     proc.join()
     t0 = lags[0][0]
     steady = [lag for t, lag in lags if seconds * 0.2 <= t - t0 <= seconds * 0.95]
@@ -171,7 +174,7 @@ def offered_rate(broker: EmbeddedBroker, rate: float, seconds: float, tmp: str) 
     return {"offered": rate, "ticks": summary.ticks, "seconds": summary.seconds,
             "lag_first_third": float(np.mean(steady[:third])) if steady else float("nan"),
             "lag_last_third": float(np.mean(steady[-third:])) if steady else float("nan"),
-            **pct}
+            "stages": clock.table(summary.ticks, summary.seconds), **pct}
 
 
 def drain(broker: EmbeddedBroker, ticks: int, tmp: str) -> dict:
@@ -190,14 +193,16 @@ def drain(broker: EmbeddedBroker, ticks: int, tmp: str) -> dict:
         key, value = pairs[i % len(pairs)]
         produce_retrying(p, topic, value, key)
     p.flush()
-    summary, samples = run_job(broker.bootstrap, topic, tmp,
-                               lambda r: r.summary.messages >= ticks, linger_ms=20)
+    with StageClock() as clock:
+        summary, samples = run_job(broker.bootstrap, topic, tmp,
+                                   lambda r: r.summary.messages >= ticks, linger_ms=20)
     # from the first consumed batch to the last: excludes start-up (numba cache loading)
     started = next(t for t, n in samples if n > 0)
     ended = next(t for t, n in samples if n >= ticks)
     first_n = next(n for t, n in samples if n > 0)
     return {"ticks": summary.ticks,
-            "ticks_per_s": (ticks - first_n) / max(ended - started, 1e-9)}
+            "ticks_per_s": (ticks - first_n) / max(ended - started, 1e-9),
+            "stages": clock.table(summary.ticks, summary.seconds)}
 
 
 def seed_peer(broker: EmbeddedBroker, ticks: int) -> dict:
@@ -260,6 +265,8 @@ def main() -> None:
         peer = seed_peer(broker, min(args.drain_ticks, 300_000))
         print(f"  peer, the seed's per-message json.loads + Python z-score/RSI: "
               f"{peer['ticks_per_s']:,.0f} ticks/s")
+        stages = [f"where the drain's time goes (the job's {result['ticks']:,} ticks):",
+                  *result["stages"]]
         print("| offered ticks/s | consumed | lag 1st third | lag last third | "
               "p50 ms | p99 ms | p99.9 ms |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
@@ -269,6 +276,9 @@ def main() -> None:
                   f"{r['lag_last_third']:,.0f} | {r.get('p50', float('nan')):.2f} | "
                   f"{r.get('p99', float('nan')):.2f} | {r.get('p99.9', float('nan')):.2f} |",
                   flush=True)
+            stages += ["", f"where the time goes at {rate:,.0f} ticks/s offered:", *r["stages"]]
+        print()
+        print("\n".join(stages), flush=True)
         scale_out(broker, args.members_ticks, tmp)
     print()
     from bench.view import measure
