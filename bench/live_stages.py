@@ -15,7 +15,8 @@ from collections import defaultdict
 from typing import Any
 
 # stage -> the stages timed inside it (reported exclusive of them)
-INSIDE = {"poll": ("decode",), "process": ("kernels", "rules")}
+INSIDE = {"poll": ("decode",), "process": ("kernels", "rules"),
+          "commit": ("commit_call", "sink_flush")}
 LABELS = {
     "poll": "consume (librdkafka fetch, waiting up to linger_ms)",
     "decode": "decode messages to ticks",
@@ -25,7 +26,9 @@ LABELS = {
     "process": "key ids, output batch assembly",
     "produce": "Kafka sink: signal rows to messages, produce",
     "observe": "latency observer and view",
-    "commit": "offset commits",
+    "commit": "offset commits: deciding what is durable",
+    "commit_call": "offset commits: the broker call (synchronous)",
+    "sink_flush": "offset commits: waiting for the sink's acknowledgements",
 }
 
 
@@ -69,6 +72,8 @@ class StageClock:
         self._wrap(KafkaSink, "write", "produce")
         self._wrap(LiveObserver, "write", "observe")
         self._wrap(CommitPolicy, "maybe_commit", "commit")
+        self._wrap(kafka_source.KafkaSource, "commit", "commit_call")
+        self._wrap(KafkaSink, "flush", "sink_flush")
         return self
 
     def __exit__(self, *exc: Any) -> None:
