@@ -111,6 +111,27 @@ def capture_chunks(path: str | Path) -> Iterator[tuple[list[tuple[bytes, bytes]]
     raise SourceError(msg)
 
 
+class Pacer:
+    """Keeps a replay at ``speed`` times the capture's recorded pace (``max``: no waiting)."""
+
+    def __init__(self, speed: str | float | None):
+        self.pace = parse_speed(speed)
+        self.first_us: int | None = None
+        self.start = time.monotonic()
+
+    def wait(self, t_us: int, producer: Any) -> None:
+        """Before producing the tick recorded at ``t_us``: sleep until it is due, serving the
+        producer's callbacks first."""
+        if self.pace is None or t_us < 0:
+            return
+        if self.first_us is None:
+            self.first_us = t_us
+        delay = self.start + (t_us - self.first_us) / 1e6 / self.pace - time.monotonic()
+        if delay > 0.001:
+            producer.poll(0)
+            time.sleep(delay)
+
+
 def produce_retrying(producer: Any, topic: str, value: bytes, key: bytes | None,
                      headers: list[tuple[str, bytes]] | None = None) -> None:
     """Produce one message, waiting for room while the producer's queue is full."""
@@ -142,7 +163,7 @@ def replay_to_kafka(path: str | Path, bootstrap: str, topic: str = DEFAULT_TICKS
 
     from tickflow.connectors.kafka_topics import SENT_HEADER
 
-    pace = parse_speed(speed)
+    pacer = Pacer(speed)
     settings = client_settings(bootstrap, **{"linger.ms": 5, "batch.num.messages": 10_000,
                                              "queue.buffering.max.messages": 1_000_000,
                                              "message.timeout.ms": 0,
@@ -150,22 +171,12 @@ def replay_to_kafka(path: str | Path, bootstrap: str, topic: str = DEFAULT_TICKS
     ensure_topic(settings, topic, partitions)
     producer = Producer(settings)
     sent = 0
-    first_ts: int | None = None
-    start = time.monotonic()
     for pairs, ts in capture_chunks(path):
         for i, (key, value) in enumerate(pairs):
             if stop is not None and stop.is_set():
                 producer.flush()
                 return sent
-            t = int(ts[i])
-            if pace is not None and t >= 0:
-                if first_ts is None:
-                    first_ts = t
-                due = start + (t - first_ts) / 1e6 / pace
-                delay = due - time.monotonic()
-                if delay > 0.001:
-                    producer.poll(0)
-                    time.sleep(delay)
+            pacer.wait(int(ts[i]), producer)
             headers = [(SENT_HEADER, str(time.time_ns() // 1000).encode())] \
                 if stamp_send_time else None
             produce_retrying(producer, topic, value, key, headers)

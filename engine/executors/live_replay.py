@@ -10,7 +10,6 @@ slice of at most ``SLICE_ROWS`` ticks at a time.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +51,9 @@ def replay_into(source: Any, path: str | Path, speed: str | float | None, *,
                                producer_settings={"linger.ms": linger_ms})
     from confluent_kafka import Producer
     from tickflow.connectors.kafka_client import client_settings, ensure_topic
-    from tickflow.connectors.replay import capture_chunks, parse_speed, produce_retrying
+    from tickflow.connectors.replay import Pacer, capture_chunks, produce_retrying
 
-    pace = parse_speed(speed)
+    pacer = Pacer(speed)
     settings = client_settings(source.bootstrap, cfg.security, **{"linger.ms": linger_ms,
                                                     "queue.buffering.max.messages": 1_000_000,
                                                     "message.timeout.ms": 0})
@@ -62,20 +61,12 @@ def replay_into(source: Any, path: str | Path, speed: str | float | None, *,
     producer = Producer(settings)
     encode = _encoder(source)
     sent = 0
-    first_ts: int | None = None
-    start = time.monotonic()
     for pairs, ts in capture_chunks(path):
         for lo in range(0, len(pairs), SLICE_ROWS):
             if stop is not None and stop.is_set():
                 producer.flush()
                 return sent
-            t = int(ts[lo])
-            if pace is not None and t >= 0:
-                first_ts = t if first_ts is None else first_ts
-                delay = start + (t - first_ts) / 1e6 / pace - time.monotonic()
-                if delay > 0.001:
-                    producer.poll(0)
-                    time.sleep(delay)
+            pacer.wait(int(ts[lo]), producer)
             for key, value in encode(pairs[lo:lo + SLICE_ROWS]):
                 produce_retrying(producer, cfg.topic, value, key)
                 sent += 1
