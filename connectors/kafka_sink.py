@@ -206,12 +206,19 @@ class KafkaSink(Sink):
     def in_flight(self) -> int:
         """Messages written but not acknowledged yet (serves delivery reports first)."""
         self.producer.poll(0)
-        if self._failed:
-            failed, self._failed = self._failed, []
-            ensure_topic(self.settings, self.config.topic, self.config.create_partitions)
-            self.count -= len(failed)
-            self._produce(failed)
+        self._resend_failed()
         return len(self.producer)
+
+    def _resend_failed(self) -> bool:
+        """Produce again what delivery reports said failed (a broker outage, a topic
+        re-created); True when there was any."""
+        if not self._failed:
+            return False
+        failed, self._failed = self._failed, []
+        ensure_topic(self.settings, self.config.topic, self.config.create_partitions)
+        self.count -= len(failed)
+        self._produce(failed)
+        return True
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Block until every message written so far is acknowledged (broker outages are
@@ -219,11 +226,7 @@ class KafkaSink(Sink):
         start = time.monotonic()
         while True:
             self.producer.flush(1.0)
-            if self._failed:
-                failed, self._failed = self._failed, []
-                ensure_topic(self.settings, self.config.topic, self.config.create_partitions)
-                self.count -= len(failed)
-                self._produce(failed)
+            if self._resend_failed():
                 continue
             if len(self.producer) == 0:
                 return
