@@ -1,8 +1,6 @@
-"""Risk: Page's CUSUM change detector, historical VaR and CVaR over a sorted window."""
+"""Risk: Page's CUSUM change detector, historical VaR and CVaR over a window's sorted tail."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import njit
@@ -83,9 +81,10 @@ class HistoricalVarParams(WindowParams):
 
 def _sorted_window_state(p: HistoricalVarParams) -> list[Field]:
     cap = initial_capacity(p.window)
-    per_row = isinstance(p.window, int)  # one push per row; the sorted copy holds the same
+    per_row = isinstance(p.window, int)  # one push per row; the sorted prefix holds fewer
     return [*ring_fields(cap, per_row=per_row),
-            Field("sorted", (cap,), np.float64, np.nan, "linear", per_row=per_row)]
+            Field("sorted", (cap,), np.float64, np.nan, "linear", per_row=per_row),
+            Field("tail_count", (), np.int64, 0), Field("tail_max", (), np.float64, np.inf)]
 
 
 def _var_args(p: HistoricalVarParams) -> tuple[float, int, int, int]:
@@ -93,11 +92,29 @@ def _var_args(p: HistoricalVarParams) -> tuple[float, int, int, int]:
     return p.alpha, rows, span, p.min_periods
 
 
+TAIL_SLACK = 8
+"""Values kept in the sorted tail beyond the quantile's: a rebuild from the ring (O(window)) is
+due only once evictions have taken them all, and the tail is cut back when it holds more than
+twice as many."""
+
+
 @njit(nogil=True, cache=True)
-def sorted_window_walk(key, ts, x, vals, tss, head, count, sbuf, out, alpha, rows, span,
-                       min_periods, tail_mean):
-    """Keep each key's window in a ring (arrival order) and a sorted buffer; write -VaR or
-    -CVaR at ``alpha`` once warm. Returns the row where a time-window ring is full, else n.
+def tail_window_walk(key, ts, x, vals, tss, head, count, sbuf, tcount, tmax, out, alpha, rows,
+                     span, min_periods, tail_mean):
+    """Keep each key's window in a ring (arrival order) and its lowest values sorted; write
+    -VaR or -CVaR at ``alpha`` once warm. Returns the row where a time-window ring is full,
+    else n.
+
+    The sorted tail ``sbuf[k, :tcount[k]]`` holds exactly the window's values <= ``tmax[k]``,
+    ordered by value then arrival: the same values, in the same order, as the first
+    ``tcount`` of the whole window sorted stably, so the quantile and the tail mean read the
+    same numbers in the same order (the same bits) as from a fully sorted window. A value
+    enters or leaves the tail only when it is <= ``tmax``: with alpha 0.05 and 100 rows, about
+    one row in eight moves a dozen values instead of a third of the window. When evictions
+    leave fewer values than the quantile reads, the tail is rebuilt from the ring with
+    ``TAIL_SLACK`` to spare; ``tmax`` is +inf while the tail is the whole window. The sorted
+    steps are written out, not called: numba helpers taking arrays pay a reference-count
+    pair per call even inlined (see kernels.window).
     """
     cap = vals.shape[1]
     for i in range(key.shape[0]):
@@ -109,86 +126,29 @@ def sorted_window_walk(key, ts, x, vals, tss, head, count, sbuf, out, alpha, row
         t = ts[i]
         c = count[k]
         h = head[k]
-        # The last eviction is kept pending so that it and the insert share one shift. The
-        # sorted-buffer steps (branchless binary searches, shifts) are written out here:
-        # numba helpers that take an array pay a reference-count increment and decrement per
-        # call, even inlined (see kernels.window.sorted_lower for the search).
-        pending = False
-        old = 0.0
+        m = tcount[k]
+        th = tmax[k]
         while c > 0 and (c >= rows if rows > 0 else tss[k, h] <= t - span):
-            if pending:  # a second eviction (time windows): remove the previous one now
-                n = c + 1
-                j = 0  # first index of the sorted prefix [0, n) with value >= old
-                m = n
-                while m > 1:
-                    half = m >> 1
-                    j = j + half if sbuf[k, j + half] < old else j
-                    m -= half
-                if m == 1 and sbuf[k, j] < old:
+            old = vals[k, h]
+            if old <= th:  # it is in the tail: remove its first equal (the oldest of them)
+                j = 0
+                while sbuf[k, j] < old:
                     j += 1
-                while j < n - 1:
+                while j < m - 1:
                     sbuf[k, j] = sbuf[k, j + 1]
                     j += 1
-            old = vals[k, h]
-            pending = True
+                m -= 1
             h = h + 1 if h + 1 < cap else 0
             c -= 1
         if c == cap:  # nothing was evicted: the caller grows the ring and retries row i
             return i
-        if pending and old == v and v != 0.0:
-            pass  # same bits: removing old and inserting v leaves the sorted buffer as it is
-        elif pending:  # remove ``old`` and insert ``v`` moving only the values in between
-            n = c + 1
-            ro = 0  # first index of the sorted prefix [0, n) with value >= old
-            m = n
-            while m > 1:
-                half = m >> 1
-                ro = ro + half if sbuf[k, ro + half] < old else ro
-                m -= half
-            if m == 1 and sbuf[k, ro] < old:
-                ro += 1
-            u = 0  # first index of the sorted prefix [0, n) with value > v
-            m = n
-            while m > 1:
-                half = m >> 1
-                u = u + half if sbuf[k, u + half] <= v else u
-                m -= half
-            if m == 1 and sbuf[k, u] <= v:
-                u += 1
-            same = False
-            if old == v:  # zeros: a no-op too when v and the run of zeros share one sign
-                neg = 0
-                for j in range(ro, u):
-                    neg += math.copysign(1.0, sbuf[k, j]) < 0.0
-                same = neg == (u - ro if math.copysign(1.0, v) < 0.0 else 0)
-            if not same:
-                if u > ro:
-                    ins = u - 1
-                    j = ro
-                    while j < ins:
-                        sbuf[k, j] = sbuf[k, j + 1]
-                        j += 1
-                else:
-                    ins = u
-                    j = ro
-                    while j > ins:
-                        sbuf[k, j] = sbuf[k, j - 1]
-                        j -= 1
-                sbuf[k, ins] = v
-        else:
-            ins = 0  # first index of the sorted prefix [0, c) with value > v
-            m = c
-            while m > 1:
-                half = m >> 1
-                ins = ins + half if sbuf[k, ins + half] <= v else ins
-                m -= half
-            if m == 1 and sbuf[k, ins] <= v:
-                ins += 1
-            j = c
-            while j > ins:
+        if v <= th:  # into the tail after its equals
+            j = m
+            while j > 0 and sbuf[k, j - 1] > v:
                 sbuf[k, j] = sbuf[k, j - 1]
                 j -= 1
-            sbuf[k, ins] = v
+            sbuf[k, j] = v
+            m += 1
         pos = h + c
         if pos >= cap:
             pos -= cap
@@ -197,26 +157,76 @@ def sorted_window_walk(key, ts, x, vals, tss, head, count, sbuf, out, alpha, row
         c += 1
         count[k] = c
         head[k] = h
-        if c < rows if rows > 0 else c < min_periods:
-            out[i] = np.nan
-            continue
-        # numpy's linear quantile of the sorted window (as sorted_quantile)
+        # numpy's linear quantile of the sorted window reads positions lo and hi
         qpos = alpha * (c - 1)
         lo = int(np.floor(qpos))
         hi = lo + 1 if lo + 1 < c else lo
+        need = hi + 1
+        if m > need + 2 * TAIL_SLACK:  # cut the tail back, keeping every equal of its last
+            th = sbuf[k, need + TAIL_SLACK - 1]
+            end = m
+            m = need + TAIL_SLACK
+            while m < end and sbuf[k, m] <= th:
+                m += 1
+        elif m < need:  # rebuild: the smallest ``keep`` values, by value then arrival
+            keep = need + TAIL_SLACK
+            if keep >= c:
+                keep = c
+            m = 0
+            j = h
+            for _ in range(c):
+                w = vals[k, j]
+                j = j + 1 if j + 1 < cap else 0
+                if m < keep:
+                    p = m
+                    m += 1
+                elif w < sbuf[k, keep - 1]:
+                    p = keep - 1
+                else:
+                    continue
+                while p > 0 and sbuf[k, p - 1] > w:
+                    sbuf[k, p] = sbuf[k, p - 1]
+                    p -= 1
+                sbuf[k, p] = w
+            th = np.inf if keep == c else sbuf[k, keep - 1]
+            if keep < c:
+                ties = 0  # values equal to th left out: take every value <= th instead
+                j = h
+                for _ in range(c):
+                    if vals[k, j] <= th:
+                        ties += 1
+                    j = j + 1 if j + 1 < cap else 0
+                if ties > keep:
+                    m = 0
+                    j = h
+                    for _ in range(c):
+                        w = vals[k, j]
+                        j = j + 1 if j + 1 < cap else 0
+                        if w <= th:
+                            p = m
+                            while p > 0 and sbuf[k, p - 1] > w:
+                                sbuf[k, p] = sbuf[k, p - 1]
+                                p -= 1
+                            sbuf[k, p] = w
+                            m += 1
+        tcount[k] = m
+        tmax[k] = th
+        if c < rows if rows > 0 else c < min_periods:
+            out[i] = np.nan
+            continue
         frac = qpos - lo
         qa = sbuf[k, lo]
         q = qa + (sbuf[k, hi] - qa) * frac
         if not tail_mean:
             out[i] = -q
             continue
-        # values <= q are a prefix of the sorted window, never empty since q >= its minimum
+        # values <= q are a prefix of the sorted tail, never empty since q >= its minimum
         total = 0.0
-        m = 0
-        while m < c and sbuf[k, m] <= q:
-            total += sbuf[k, m]
-            m += 1
-        out[i] = -(total / m)
+        j = 0
+        while j < m and sbuf[k, j] <= q:
+            total += sbuf[k, j]
+            j += 1
+        out[i] = -(total / j)
     return key.shape[0]
 
 
@@ -224,38 +234,39 @@ def sorted_window_walk(key, ts, x, vals, tss, head, count, sbuf, out, alpha, row
         state=_sorted_window_state, args=_var_args, time_window=True,
         formula="-quantile_alpha of the window (a loss is positive)")
 @njit(nogil=True, cache=True)
-def historical_var(key, ts, r, vals, tss, head, count, sbuf, out, alpha, rows, span,
-                   min_periods):
+def historical_var(key, ts, r, vals, tss, head, count, sbuf, tcount, tmax, out, alpha, rows,
+                   span, min_periods):
     """Historical value at risk: minus the alpha-quantile (linear interpolation) of the window.
 
     Warm-up: NaN until the window holds ``window`` valid returns (rows) or ``min_periods``
     (time). A NaN return outputs NaN and leaves the window unchanged.
 
     State: a ring of the window's returns with timestamps (arrival order, for eviction) and
-    the same values kept sorted (binary-search insert and remove, O(w) memmove per row).
+    its lowest values kept sorted (those <= ``tail_max``, ``tail_count`` of them: the quantile's
+    and a few more), rebuilt from the ring when evictions leave too few.
 
     >>> # window of 1..5 with alpha 0.25 -> -2.0
     """
-    return sorted_window_walk(key, ts, r, vals, tss, head, count, sbuf, out, alpha, rows, span,
-                              min_periods, False)
+    return tail_window_walk(key, ts, r, vals, tss, head, count, sbuf, tcount, tmax, out, alpha,
+                            rows, span, min_periods, False)
 
 
 @kernel("historical_cvar", params=HistoricalVarParams, inputs=("log_return",),
         outputs=("cvar",), state=_sorted_window_state, args=_var_args, time_window=True,
         formula="-mean of the window's values <= quantile_alpha")
 @njit(nogil=True, cache=True)
-def historical_cvar(key, ts, r, vals, tss, head, count, sbuf, out, alpha, rows, span,
-                    min_periods):
+def historical_cvar(key, ts, r, vals, tss, head, count, sbuf, tcount, tmax, out, alpha, rows,
+                    span, min_periods):
     """Historical conditional VaR (expected shortfall): minus the mean of the window's values
     at or below its alpha-quantile (linear interpolation).
 
     Warm-up: NaN until the window holds ``window`` valid returns (rows) or ``min_periods``
     (time). A NaN return outputs NaN and leaves the window unchanged.
 
-    State: as ``historical_var``: a ring in arrival order and a sorted copy; the tail mean is
-    a prefix sum of the sorted copy (about alpha * w values).
+    State: as ``historical_var``: a ring in arrival order and its lowest values sorted; the
+    tail mean is a prefix sum of them (about alpha * w values).
 
     >>> # window of 1..5 with alpha 0.25 -> quantile 2, values <= 2 are 1, 2 -> -1.5
     """
-    return sorted_window_walk(key, ts, r, vals, tss, head, count, sbuf, out, alpha, rows, span,
-                              min_periods, True)
+    return tail_window_walk(key, ts, r, vals, tss, head, count, sbuf, tcount, tmax, out, alpha,
+                            rows, span, min_periods, True)

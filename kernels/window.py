@@ -211,7 +211,7 @@ def sorted_quantile(sbuf, k, n, q):
 # random data mispredicts half the time). Note for hot loops: a numba helper that takes an array
 # pays a reference-count increment/decrement pair per call even when inlined (~5-10 ns per
 # array per row, ~100 ns per row for a helper taking a ring's dozen arrays), so kernels read a
-# key's state into locals and write these steps out (kernels.risk.sorted_window_walk does).
+# key's state into locals and write these steps out (kernels.risk.tail_window_walk does).
 
 
 @njit(inline="always", nogil=True)
