@@ -14,10 +14,17 @@ per input row (CPU time of this thread, best of ``--repeat``):
   while consecutive rows share a key), on interleaved and on grouped rows. The fused loop's
   outputs are checked bit-identical to the separate passes'.
 
+``--steps a,b`` times only those steps of the job (separate passes, arrival order) and
+``--code DIR`` imports tickflow from another checkout, so that two versions of a kernel can
+be paired in alternate processes; ``--save FILE.npz`` keeps their outputs to compare bits.
+
 Usage::
 
     python bench/fusion.py /tmp/speed_s14.parquet            # 2M ticks of 14 symbols
     python bench/fusion.py /tmp/speed_s100k.parquet --repeat 3
+    for i in 1 2 3; do for c in /work/wt/base .; do
+        python bench/fusion.py /tmp/speed_s14.parquet --code $c \
+            --steps historical_var,historical_cvar --save /tmp/var_$(basename $c).npz; done; done
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+if "--code" in sys.argv:  # the checkout whose tickflow is measured goes first
+    sys.path.insert(0, str(Path(sys.argv[sys.argv.index("--code") + 1]).resolve()))
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(1 if "--code" in sys.argv else 0, str(ROOT))
 
 MORSEL = 65_536
 JOB = ROOT / "jobs" / "research.yaml"
@@ -115,16 +124,25 @@ def main() -> int:
     ap.add_argument("ticks", nargs="?", default="/tmp/speed_s14.parquet")
     ap.add_argument("--rows", type=int, default=None, help="first N rows (default: all)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--code", default=str(ROOT), help="checkout whose tickflow is measured")
+    ap.add_argument("--steps", default="", help="time only these step ids (comma-separated)")
+    ap.add_argument("--save", default="", help="with --steps: write their outputs (.npz)")
     args = ap.parse_args()
 
-    from bench.fusion_loop import build_fused, run_fused
+    import tickflow
 
     steps, morsels, n, n_keys = load(args.ticks, args.rows)
     print(f"{args.ticks}: {n:,} rows, {n_keys:,} keys, {len(morsels)} morsels, "
-          f"{len(steps)} kernel steps; load average {os.getloadavg()[0]:.1f}")
+          f"{len(steps)} kernel steps; load average {os.getloadavg()[0]:.1f}; "
+          f"code {Path(tickflow.__path__[-1]).resolve()}")
     warm = [(g[:2000], t[:2000], {c: v[:2000] for c, v in cols.items()})
             for g, t, cols in morsels[:1]]
     run_passes(steps, warm, False)  # numba cache loads, not timed
+    if args.steps:
+        return only_steps(steps, morsels, n, args)
+
+    from bench.fusion_loop import build_fused, run_fused
+
     subset = [s for s in steps if s.step_id in SUBSET]
     fused = build_fused(subset)
     run_fused(fused, subset, warm, False)
@@ -165,6 +183,35 @@ def main() -> int:
     print(f"\nper step, separate passes, arrival order (ns/row), {len(steps)} steps:")
     for sid, s in sorted(per_step.items(), key=lambda kv: -kv[1]):
         print(f"  {sid:<24}{s * ns:>8.1f}")
+    return 0
+
+
+def only_steps(steps, morsels, n: int, args) -> int:
+    """Time the named steps (with the steps they read from, untimed) as separate passes."""
+    wanted = args.steps.split(",")
+    from tickflow.engine.runtime.pipeline import Lane
+
+    # the steps' inputs computed once by the job's other steps (not timed)
+    pre = run_passes(steps, morsels, False)[2]
+    chosen = [s for s in steps if s.step_id in wanted]
+    missing = set(wanted) - {s.step_id for s in chosen}
+    if missing:
+        raise SystemExit(f"no such step: {', '.join(sorted(missing))}")
+    inputs = [(g, t, {**cols, **out}) for (g, t, cols), out in zip(morsels, pre, strict=True)]
+    times = {s.step_id: [] for s in chosen}
+    outs: dict[str, list[np.ndarray]] = {}
+    for _ in range(args.repeat):
+        for s in chosen:
+            lane = Lane([s])
+            t0 = cpu()
+            parts = [lane.run(g, t, c) for g, t, c in inputs]
+            times[s.step_id].append(cpu() - t0)
+            for col in s.output_columns:
+                outs[col] = [p[col] for p in parts]
+    for sid, ts in times.items():
+        print(f"  {sid:<24}{min(ts) * 1e9 / n:>8.1f} ns/row (best of {len(ts)})")
+    if args.save:
+        np.savez(args.save, **{c: np.concatenate(v) for c, v in outs.items()})
     return 0
 
 

@@ -84,7 +84,7 @@ def _sorted_window_state(p: HistoricalVarParams) -> list[Field]:
     per_row = isinstance(p.window, int)  # one push per row; the sorted prefix holds fewer
     return [*ring_fields(cap, per_row=per_row),
             Field("sorted", (cap,), np.float64, np.nan, "linear", per_row=per_row),
-            Field("tail_count", (), np.int64, 0), Field("tail_max", (), np.float64, np.inf)]
+            Field("tail_count", (), np.int64, 0), Field("tail_max", (), np.float64, np.nan)]
 
 
 def _var_args(p: HistoricalVarParams) -> tuple[float, int, int, int]:
@@ -112,7 +112,8 @@ def tail_window_walk(key, ts, x, vals, tss, head, count, sbuf, tcount, tmax, out
     enters or leaves the tail only when it is <= ``tmax``: with alpha 0.05 and 100 rows, about
     one row in eight moves a dozen values instead of a third of the window. When evictions
     leave fewer values than the quantile reads, the tail is rebuilt from the ring with
-    ``TAIL_SLACK`` to spare; ``tmax`` is +inf while the tail is the whole window. The sorted
+    ``TAIL_SLACK`` to spare; ``tmax`` is +inf while the tail is the whole window, and NaN
+    until the window is first warm (no value is <= NaN: no tail is kept before). The sorted
     steps are written out, not called: numba helpers taking arrays pay a reference-count
     pair per call even inlined (see kernels.window).
     """
@@ -157,6 +158,10 @@ def tail_window_walk(key, ts, x, vals, tss, head, count, sbuf, tcount, tmax, out
         c += 1
         count[k] = c
         head[k] = h
+        if c < rows if rows > 0 else c < min_periods:
+            tcount[k] = m
+            out[i] = np.nan
+            continue
         # numpy's linear quantile of the sorted window reads positions lo and hi
         qpos = alpha * (c - 1)
         lo = int(np.floor(qpos))
@@ -211,9 +216,6 @@ def tail_window_walk(key, ts, x, vals, tss, head, count, sbuf, tcount, tmax, out
                             m += 1
         tcount[k] = m
         tmax[k] = th
-        if c < rows if rows > 0 else c < min_periods:
-            out[i] = np.nan
-            continue
         frac = qpos - lo
         qa = sbuf[k, lo]
         q = qa + (sbuf[k, hi] - qa) * frac
