@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
-
 from tickflow.kernels.window import PEAK_RATIO, RECENTRE_MIN, recentred_sums
 
 
@@ -216,7 +215,7 @@ def build_fused(steps):
     ])
     scope = {"np": np, "recentred_sums": recentred_sums, "RECENTRE_MIN": RECENTRE_MIN,
              "PEAK_RATIO": PEAK_RATIO}
-    exec(compile(src, "<fused>", "exec"), scope)  # noqa: S102  (generated from the templates)
+    exec(compile(src, "<fused>", "exec"), scope)  # the source generated from the templates
     return njit(nogil=True)(scope["fused"]), inputs, layout, src
 
 
@@ -235,7 +234,7 @@ def run_fused(fused, steps, morsels, grouped: bool):
             state.append(np.full((n_keys, step.params.window), np.nan))
     total = overhead = 0.0
     results = []
-    for gid, ts, cols in morsels:
+    for gid, _ts, cols in morsels:
         t0 = time.thread_time()
         if grouped:
             order = np.argsort(gid, kind="stable")

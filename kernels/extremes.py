@@ -18,6 +18,7 @@ from tickflow.kernels.base import (
     ring_fields,
 )
 from tickflow.kernels.stat_params import _window_args
+from tickflow.kernels.window import deque_push
 
 
 # --------------------------------------------------------------------------- sorted windows
@@ -85,50 +86,10 @@ def deque_extremes(key, ts, x, tss, head, count, seq, av, aseq, ahead, acount, b
         count[k] = c
         head[k] = h
         seq[k] = s + 1
-        # deque a: max of x
-        qh = ahead[k]
-        qc = acount[k]
-        while qc > 0 and aseq[k, qh] < oldest:
-            qh = qh + 1 if qh + 1 < cap else 0
-            qc -= 1
-        while qc > 0:
-            back = qh + qc - 1
-            if back >= cap:
-                back -= cap
-            if av[k, back] > v:
-                break
-            qc -= 1
-        pos = qh + qc
-        if pos >= cap:
-            pos -= cap
-        av[k, pos] = v
-        aseq[k, pos] = s
-        ahead[k] = qh
-        acount[k] = qc + 1
-        hi = av[k, qh]
+        hi = deque_push(av, aseq, ahead, acount, k, v, s, oldest)  # max of x
         lo = np.nan
-        if both:  # deque b: max of -x
-            w = -v
-            qh = bhead[k]
-            qc = bcount[k]
-            while qc > 0 and bseq[k, qh] < oldest:
-                qh = qh + 1 if qh + 1 < cap else 0
-                qc -= 1
-            while qc > 0:
-                back = qh + qc - 1
-                if back >= cap:
-                    back -= cap
-                if bv[k, back] > w:
-                    break
-                qc -= 1
-            pos = qh + qc
-            if pos >= cap:
-                pos -= cap
-            bv[k, pos] = w
-            bseq[k, pos] = s
-            bhead[k] = qh
-            bcount[k] = qc + 1
-            lo = -bv[k, qh]
+        if both:  # min of x: max of -x
+            lo = -deque_push(bv, bseq, bhead, bcount, k, -v, s, oldest)
         if c < rows if rows > 0 else c < min_periods:
             out_max[i] = np.nan
             out_min[i] = np.nan

@@ -37,7 +37,7 @@ from tickflow.kernels.pair_windows import (
     rolling_corr,
 )
 from tickflow.kernels.stat_params import PosInt, min_row_window
-from tickflow.kernels.window import ring_advance, ring_at, ring_slot
+from tickflow.kernels.window import deque_push, ring_advance, ring_at, ring_slot
 
 __all__ = ["PosInt", "cornish_fisher_var", "donchian_channel", "drawdown", "ewcov",
            "kalman_1d", "medrv", "min_row_window", "outlier_flag_mad", "pair_state", "pair_walk",
@@ -81,7 +81,6 @@ def stochastic_osc(key, ts, high, low, close, seq, hv, hseq, hhead, hcount, lv, 
 
     >>> # k 2, d 1: (h, l, c) = (10, 8, 9), (12, 9, 11) -> NaN, 100 * (11 - 8) / (12 - 8) = 75
     """
-    cap = hv.shape[1]
     dcap = kvals.shape[1]
     for i in range(key.shape[0]):
         kk = key[i]
@@ -95,37 +94,12 @@ def stochastic_osc(key, ts, high, low, close, seq, hv, hseq, hhead, hcount, lv, 
         s = seq[kk]
         seq[kk] = s + 1
         oldest = s - k_rows + 1  # row number of the oldest row of the window once s is in
-        for side in range(2):  # 0: max of the highs, 1: max of the negated lows
-            qv = hv if side == 0 else lv
-            qs = hseq if side == 0 else lseq
-            qhead = hhead if side == 0 else lhead
-            qcount = hcount if side == 0 else lcount
-            v = h if side == 0 else -lo
-            qh = qhead[kk]
-            qc = qcount[kk]
-            while qc > 0 and qs[kk, qh] < oldest:
-                qh = qh + 1 if qh + 1 < cap else 0
-                qc -= 1
-            while qc > 0:
-                back = qh + qc - 1
-                if back >= cap:
-                    back -= cap
-                if qv[kk, back] > v:
-                    break
-                qc -= 1
-            pos = qh + qc
-            if pos >= cap:
-                pos -= cap
-            qv[kk, pos] = v
-            qs[kk, pos] = s
-            qhead[kk] = qh
-            qcount[kk] = qc + 1
+        mx = deque_push(hv, hseq, hhead, hcount, kk, h, s, oldest)  # max of the highs
+        mn = -deque_push(lv, lseq, lhead, lcount, kk, -lo, s, oldest)  # min of the lows
         if s + 1 < k_rows:
             out_k[i] = np.nan
             out_d[i] = np.nan
             continue
-        mn = -lv[kk, lhead[kk]]
-        mx = hv[kk, hhead[kk]]
         rng = mx - mn
         kv = 100.0 * (c - mn) / rng if rng != 0.0 else np.nan
         out_k[i] = kv

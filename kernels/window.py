@@ -240,3 +240,38 @@ def sorted_upper(sbuf, k, n, x):
     if m == 1 and sbuf[k, base] <= x:
         base += 1
     return base
+
+
+# --------------------------------------------------------------------------- monotonic deques
+
+
+@njit(inline="always", nogil=True)
+def deque_push(qv, qseq, qhead, qcount, k, v, s, oldest):
+    """Push value ``v`` of row number ``s`` onto key k's monotonic max-deque; return its max.
+
+    The deque is a ring ``qv[k, :]`` / ``qseq[k, :]`` with ``qhead[k]`` and ``qcount[k]``
+    holding, oldest first, the values no later value is >= to, with their row numbers. Rows
+    numbered below ``oldest`` have left the window and leave the front; values <= v leave
+    the back; v is appended. O(1) amortised. (A min-deque pushes -v and negates the max.)
+    """
+    cap = qv.shape[1]
+    qh = qhead[k]
+    qc = qcount[k]
+    while qc > 0 and qseq[k, qh] < oldest:
+        qh = qh + 1 if qh + 1 < cap else 0
+        qc -= 1
+    while qc > 0:
+        back = qh + qc - 1
+        if back >= cap:
+            back -= cap
+        if qv[k, back] > v:
+            break
+        qc -= 1
+    pos = qh + qc
+    if pos >= cap:
+        pos -= cap
+    qv[k, pos] = v
+    qseq[k, pos] = s
+    qhead[k] = qh
+    qcount[k] = qc + 1
+    return qv[k, qh]
