@@ -26,6 +26,7 @@ from tickflow.engine.columns import arrow_array, float_column, to_numpy
 from tickflow.engine.errors import KernelRuntimeError, TickflowError
 from tickflow.engine.keys import KeyIndex
 from tickflow.engine.ml.batch import batch_steps, kernel_steps
+from tickflow.engine.runtime.key_groups import GROUP_MIN_ROWS, key_order, run_grouped
 from tickflow.engine.state.arrays import KernelState
 from tickflow.engine.step import BoundKernel
 
@@ -131,7 +132,10 @@ class Pipeline:
         produced: dict[str, np.ndarray] = {}
         for first, stop, cross_key in self.stages:
             cols = {**columns, **produced}
-            if cross_key or self.workers == 1 or n == 0:  # (an empty batch: empty outputs)
+            if not cross_key and self.workers == 1 and n >= GROUP_MIN_ROWS:
+                produced.update(run_grouped(self.lanes[0].run, self.lanes[0].steps[first:stop],
+                                            gid, ts, cols, len(self.keys), first, stop))
+            elif cross_key or self.workers == 1 or n == 0:  # (an empty batch: empty outputs)
                 produced.update(self.lanes[0].run(gid, ts, cols, first, stop, self._key_ids))
             else:
                 produced.update(self._run_sharded(gid, ts, cols, n, first, stop))
@@ -167,7 +171,8 @@ class Pipeline:
                      n: int, first: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
         w = self.workers
         shard = gid % w
-        order = np.argsort(shard, kind="stable")
+        per_lane = -(-len(self.keys) // w)  # each lane's rows grouped by its local key id
+        order = key_order(shard * per_lane + gid // w, per_lane * w)
         bounds = np.concatenate([[0], np.cumsum(np.bincount(shard, minlength=w))])
         futures = []
         for s in range(w):
