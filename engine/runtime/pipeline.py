@@ -26,7 +26,12 @@ from tickflow.engine.columns import arrow_array, float_column, to_numpy
 from tickflow.engine.errors import KernelRuntimeError, TickflowError
 from tickflow.engine.keys import KeyIndex
 from tickflow.engine.ml.batch import batch_steps, kernel_steps
-from tickflow.engine.runtime.key_groups import GROUP_MIN_ROWS, key_order, run_grouped
+from tickflow.engine.runtime.key_groups import (
+    GROUP_MIN_KEYS,
+    GROUP_MIN_ROWS,
+    key_order,
+    run_grouped,
+)
 from tickflow.engine.state.arrays import KernelState
 from tickflow.engine.step import BoundKernel
 
@@ -132,7 +137,8 @@ class Pipeline:
         produced: dict[str, np.ndarray] = {}
         for first, stop, cross_key in self.stages:
             cols = {**columns, **produced}
-            if not cross_key and self.workers == 1 and n >= GROUP_MIN_ROWS:
+            if (not cross_key and self.workers == 1 and n >= GROUP_MIN_ROWS
+                    and len(self.keys) >= GROUP_MIN_KEYS):
                 produced.update(run_grouped(self.lanes[0].run, self.lanes[0].steps[first:stop],
                                             gid, ts, cols, len(self.keys), first, stop))
             elif cross_key or self.workers == 1 or n == 0:  # (an empty batch: empty outputs)
@@ -172,7 +178,7 @@ class Pipeline:
         w = self.workers
         shard = gid % w
         per_lane = -(-len(self.keys) // w)  # each lane's rows grouped by its local key id
-        order = key_order(shard * per_lane + gid // w, per_lane * w)
+        order = key_order(shard * per_lane + gid // w, per_lane * w)[0]
         bounds = np.concatenate([[0], np.cumsum(np.bincount(shard, minlength=w))])
         futures = []
         for s in range(w):
