@@ -5,9 +5,9 @@ per input row (CPU time of this thread, best of ``--repeat``):
 
 - **(a) separate passes**: the job's kernel steps as the pipeline runs them today, one numba
   call per step per morsel, rows in arrival order (keys interleaved).
-- **(c) grouped by key**: the same passes on each morsel's rows sorted by key id (a counting
-  sort, stable: each key keeps its order, outputs are the same), plus the sort, the gather of the inputs
-  and the scatter of every output back to arrival order.
+- **(c) grouped by key**: the same passes on each morsel's rows grouped by key id
+  (``engine.runtime.key_groups``: a counting sort, stable, so outputs are the same), plus
+  the sort, the gather of the inputs and of every output back to arrival order.
 - **(b) fused**: a representative subset (log_returns, ewma, sma 20, rolling_std 20 of the
   log return, rolling_zscore 100 and 20 of the price) as separate passes against one numba
   loop generated from per-kernel row templates (each kernel's row step, state kept in locals
@@ -77,9 +77,8 @@ def cpu() -> float:
 
 def run_passes(steps, morsels, grouped: bool, per_step: dict[str, float] | None = None):
     """Every step as its own pass per morsel; returns (seconds, overhead seconds, outputs)."""
+    from tickflow.engine.runtime.key_groups import key_order
     from tickflow.engine.runtime.pipeline import Lane
-
-    from bench.fusion_loop import group_order
 
     n_keys = max(int(g.max()) for g, _, _ in morsels) + 1
     lane = Lane(steps)
@@ -98,16 +97,12 @@ def run_passes(steps, morsels, grouped: bool, per_step: dict[str, float] | None 
     for gid, ts, cols in morsels:
         t0 = cpu()
         if grouped:
-            order = group_order(gid, n_keys)
+            order, where = key_order(gid, n_keys)  # as engine.runtime.key_groups.run_grouped
             g, t, c = gid[order], ts[order], {n: v[order] for n, v in cols.items()}
             t1 = cpu()
             part = lane.run(g, t, c)
             t2 = cpu()
-            out = {}
-            for name, v in part.items():
-                o = np.empty_like(v)
-                o[order] = v
-                out[name] = o
+            out = {name: v[where] for name, v in part.items()}
             t3 = cpu()
             overhead += (t1 - t0) + (t3 - t2)
         else:
@@ -127,7 +122,8 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=None, help="first N rows (default: all)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--code", default=str(ROOT), help="checkout whose tickflow is measured")
-    ap.add_argument("--steps", default="", help="time only these step ids (comma-separated)")
+    ap.add_argument("--steps", default="",
+                    help="time only these step ids (comma-separated, or all)")
     ap.add_argument("--save", default="", help="with --steps: write their outputs (.npz)")
     args = ap.parse_args()
 
@@ -191,7 +187,7 @@ def main() -> int:
 
 def only_steps(steps, morsels, n: int, args) -> int:
     """Time the named steps (with the steps they read from, untimed) as separate passes."""
-    wanted = args.steps.split(",")
+    wanted = [s.step_id for s in steps] if args.steps == "all" else args.steps.split(",")
     from tickflow.engine.runtime.pipeline import Lane
 
     # the steps' inputs computed once by the job's other steps (not timed)
@@ -213,6 +209,8 @@ def only_steps(steps, morsels, n: int, args) -> int:
                 outs[col] = [p[col] for p in parts]
     for sid, ts in times.items():
         print(f"  {sid:<24}{min(ts) * 1e9 / n:>8.1f} ns/row (best of {len(ts)})")
+    total = sum(min(ts) for ts in times.values())
+    print(f"  {'total':<24}{total * 1e9 / n:>8.1f} ns/row")
     if args.save:
         np.savez(args.save, **{c: np.concatenate(v) for c, v in outs.items()})
     return 0

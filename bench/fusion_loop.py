@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+from tickflow.engine.runtime.key_groups import key_order
 from tickflow.kernels.window import PEAK_RATIO, RECENTRE_MIN, recentred_sums
 
 
@@ -237,7 +238,7 @@ def run_fused(fused, steps, morsels, grouped: bool):
     for gid, _ts, cols in morsels:
         t0 = time.thread_time()
         if grouped:
-            order = group_order(gid, n_keys)
+            order, where = key_order(gid, n_keys)
             g = gid[order]
             xs = [cols[c][order] for c in inputs]
         else:
@@ -247,31 +248,10 @@ def run_fused(fused, steps, morsels, grouped: bool):
         fn(g, *xs, *state, *outs)
         t2 = time.thread_time()
         if grouped:
-            back = []
-            for v in outs:
-                o = np.empty_like(v)
-                o[order] = v
-                back.append(o)
-            outs = back
+            outs = [v[where] for v in outs]
         t3 = time.thread_time()
         overhead += (t1 - t0) + (t3 - t2)
         total += t3 - t0
         results.append({col: v for (_, _, col), v in zip(layout, outs, strict=True)})
     return total, overhead, results
 
-
-@njit(nogil=True, cache=True)
-def group_order(gid, n_keys):
-    """Row indices grouped by key id, each key's rows in arrival order (a counting sort:
-    O(rows + keys), where numpy's stable argsort of int64 is a merge sort)."""
-    start = np.zeros(n_keys + 1, dtype=np.int64)
-    for i in range(gid.shape[0]):
-        start[gid[i] + 1] += 1
-    for k in range(n_keys):
-        start[k + 1] += start[k]
-    order = np.empty(gid.shape[0], dtype=np.int64)
-    for i in range(gid.shape[0]):
-        g = gid[i]
-        order[start[g]] = i
-        start[g] += 1
-    return order
