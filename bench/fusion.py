@@ -20,11 +20,12 @@ be paired in alternate processes; ``--save FILE.npz`` keeps their outputs to com
 
 Usage::
 
-    python bench/fusion.py /tmp/speed_s14.parquet            # 2M ticks of 14 symbols
-    python bench/fusion.py /tmp/speed_s100k.parquet --repeat 3
-    for i in 1 2 3; do for c in /work/wt/base .; do
-        python bench/fusion.py /tmp/speed_s14.parquet --code $c \
-            --steps historical_var,historical_cvar --save /tmp/var_$(basename $c).npz; done; done
+    python bench/fusion.py ticks_s14.parquet      # run-job simulate --rows 2000000 --symbols 14
+    python bench/fusion.py ticks_s100k.parquet --repeat 3
+    for i in 1 2 3; do for c in ../old-checkout .; do  # A B A B, then compare the .npz bits
+        python bench/fusion.py ticks_s14.parquet --code $c \
+            --steps historical_var,historical_cvar --save var_$(basename $(realpath $c)).npz
+    done; done
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def run_passes(steps, morsels, grouped: bool, per_step: dict[str, float] | None 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("ticks", nargs="?", default="/tmp/speed_s14.parquet")
+    ap.add_argument("ticks", help="a Parquet file of ticks (run-job simulate writes one)")
     ap.add_argument("--rows", type=int, default=None, help="first N rows (default: all)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--code", default=str(ROOT), help="checkout whose tickflow is measured")
