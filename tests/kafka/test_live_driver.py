@@ -122,3 +122,59 @@ def test_offsets_are_committed_while_running(kafka_broker, tmp_path: Path) -> No
         f"no offset was committed while the job was running: {samples}"
     assert _committed(kafka_broker.bootstrap, topic, f"{topic}-g") == ROWS
     assert len(read_topic(kafka_broker.bootstrap, signals, ROWS)) == ROWS
+
+
+def test_commits_follow_acknowledgements_without_flushing(kafka_broker, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    """The sink's producer holds each message 300 ms before sending it (``linger_ms``), and
+    ticks keep coming, so its queue is never empty. Every commit the job makes still covers
+    only ticks whose output messages are already in the output topic (read back at the moment
+    of the commit), commits go out all along the run, and the sink is never flushed on the
+    driver's thread before it closes."""
+    from tickflow.connectors.kafka_sink import KafkaSink
+    from tickflow.connectors.kafka_source import KafkaSource
+    from tickflow.connectors.kafka_topics import read_to_end
+
+    ticks = simulated(ROWS, symbols=3, seed=5)
+    capture = tmp_path / "capture.parquet"
+    pq.write_table(ticks, capture)
+    topic, out = unique("acked"), unique("acked-out")
+    bootstrap = kafka_broker.bootstrap
+    job = _job(tmp_path, bootstrap, topic,
+               f'  - {{kind: kafka, bootstrap: "{bootstrap}", topic: {out}, linger_ms: 300}}')
+    runner = LiveRunner(job, max_seconds=120)
+    runner.on_open = replay_then_end(runner, str(capture), "10x", follow=False)  # ~3 s
+    commits: list[tuple[int, int, int]] = []  # (committed offset, outputs in the topic, seen)
+    flushes: list[bool] = []  # per flush: whether the sink was closing
+    closing: list[bool] = []
+    source_commit, sink_flush, sink_close = KafkaSource.commit, KafkaSink.flush, KafkaSink.close
+
+    def commit(self: KafkaSource, offsets: dict[int, int]) -> bool:
+        if self.config.topic == topic and offsets:
+            ends, _ = read_to_end(client_settings(bootstrap), out, {0: 0})
+            commits.append((max(offsets.values()), ends.get(0, 0), runner.summary.ticks))
+        return source_commit(self, offsets)
+
+    def flush(self: KafkaSink, timeout_s: float | None = None) -> None:
+        flushes.append(bool(closing))
+        sink_flush(self, timeout_s)
+
+    def close(self: KafkaSink) -> str | None:
+        closing.append(True)
+        return sink_close(self)
+
+    monkeypatch.setattr(KafkaSource, "commit", commit)
+    monkeypatch.setattr(KafkaSink, "flush", flush)
+    monkeypatch.setattr(KafkaSink, "close", close)
+    summary = runner.run()
+    assert not runner.errors and summary.ticks == ROWS
+    # every commit: the outputs of all ticks before the committed offset are in the topic
+    # (one output message per tick, in order, on one partition)
+    for offset, in_topic, _ in commits:
+        assert in_topic >= offset, f"offset {offset} committed with {in_topic} outputs: {commits}"
+    while_running = [c for c in commits if c[2] < ROWS]
+    assert len(while_running) >= 5, f"commits did not keep up: {commits}"
+    assert [c[0] for c in while_running] == sorted({c[0] for c in while_running})
+    assert not [f for f in flushes if not f], f"flushed while running: {flushes}"
+    assert _committed(bootstrap, topic, f"{topic}-g") == ROWS
+    assert len(read_topic(bootstrap, out, ROWS)) == ROWS
