@@ -176,7 +176,13 @@ class KafkaSource(Source):
             self.open()
         cfg = self.config
         wait = cfg.linger_ms / 1000 if timeout_s is None else timeout_s
-        messages = self.consumer.consume(cfg.batch_size, timeout=max(wait, 0.001))
+        # what has arrived, at once; only when nothing has, wait for the first message (a
+        # consume of n waits for n messages or the timeout: a batch would wait out linger_ms)
+        messages = self.consumer.consume(cfg.batch_size, timeout=0)
+        if not messages:
+            messages = self.consumer.consume(1, timeout=max(wait, 0.001))
+            if messages and cfg.batch_size > 1:
+                messages.extend(self.consumer.consume(cfg.batch_size - 1, timeout=0))
         good = [m for m in messages if m.error() is None]
         broker_error = False
         if len(good) < len(messages):
