@@ -89,7 +89,9 @@ class KafkaSource(Source):
                 "group.id": cfg.group_id or f"tickflow-{self.context.job_name}",
                 "enable.auto.commit": False, "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest", "enable.partition.eof": False,
-                "fetch.wait.max.ms": max(1, cfg.linger_ms), "fetch.min.bytes": 1,
+                # a broker may hold an empty fetch this long even when ticks come meanwhile
+                # (Tansu does): short, so that a caught-up job sees new ticks at once
+                "fetch.wait.max.ms": max(1, min(cfg.linger_ms, 2)), "fetch.min.bytes": 1,
                 "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20,
                 "queued.min.messages": max(100_000, 2 * cfg.batch_size),
                 "isolation.level": "read_committed", "error_cb": self._on_error,
