@@ -208,6 +208,25 @@ def drain(broker: EmbeddedBroker, ticks: int, tmp: str) -> dict:
             "stages": clock.table(summary.ticks, summary.seconds)}
 
 
+def bare_consumer(broker: EmbeddedBroker, ticks: int) -> float:
+    """Messages/s a consumer that does nothing else reads from the drain's topic, with the
+    live source's fetch settings: the broker's ceiling for the job on this machine."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    c = Consumer(client_settings(broker.bootstrap, **{
+        "group.id": "bare", "enable.auto.commit": False, "fetch.wait.max.ms": 2,
+        "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20,
+        "queued.min.messages": 100_000, "isolation.level": "read_committed"}))
+    c.assign([TopicPartition("bench-drain", 0, OFFSET_BEGINNING)])
+    n = 0
+    start = time.perf_counter()
+    while n < ticks:
+        n += sum(1 for m in c.consume(20_000, timeout=0.5) if m.error() is None)
+    seconds = time.perf_counter() - start
+    c.close()
+    return n / seconds
+
+
 def seed_peer(broker: EmbeddedBroker, ticks: int) -> dict:
     """The seed's consumer: json.loads per message, z-score and RSI per tick in Python."""
     import json
@@ -273,6 +292,9 @@ def main() -> None:
                   f"{result['cpu_us_per_tick']:.2f} µs of its process's CPU a tick")
             stages += [f"where the drain's time goes (the job's {result['ticks']:,} ticks):",
                        *result["stages"]]
+        if "drain" in parts:  # reads the drain's topic
+            print(f"  a bare consumer (reads, nothing else): "
+                  f"{bare_consumer(broker, args.drain_ticks):,.0f} messages/s")
         if "peer" in parts and "drain" in parts:  # reads the drain's topic
             peer = seed_peer(broker, min(args.drain_ticks, 300_000))
             print(f"  peer, the seed's per-message json.loads + Python z-score/RSI: "

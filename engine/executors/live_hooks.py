@@ -59,8 +59,9 @@ class CommitPolicy:
 
     Every ``interval_s`` (or when idle) the batches written so far become a candidate, with
     each acknowledged sink's delivery mark at that moment; a candidate's offsets are committed
-    once every sink has acknowledged its deliveries up to that mark. Nothing here waits for the
-    sinks: later batches keep flowing while earlier ones are acknowledged.
+    once every sink has acknowledged its deliveries up to that mark. Nothing here waits, for
+    the sinks or the broker: later batches keep flowing while earlier ones are acknowledged,
+    and running commits are asynchronous (the last one, ``durable()``, is not).
 
     Args:
         source: the streaming source whose offsets these are.
@@ -125,14 +126,16 @@ class CommitPolicy:
             return
         acknowledged = [_acknowledged_mark(s) for s in self.acked]
         ready = -1
-        while candidates and all(a >= m for a, m in zip(acknowledged, candidates[0][1])):
+        while candidates and all(a >= m for a, m in zip(acknowledged, candidates[0][1],
+                                                              strict=True)):
             ready = candidates.popleft()[0]
         if ready < 0:
             return
         offsets = self._take(ready)
         self.last_commit = time.monotonic()
-        if offsets and not self.source.commit(offsets):
-            return  # kept by the source; it goes out with the next commit
+        if offsets:  # a failed one is kept by the source and goes out with the next
+            commit = getattr(self.source, "commit_async", self.source.commit)
+            commit(offsets)  # while running: the broker's answer is not waited for
 
     def durable(self) -> None:
         """The driver's ``on_durable``: everything processed so far is durable."""
