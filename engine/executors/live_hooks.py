@@ -7,8 +7,8 @@
 - ``CommitPolicy`` decides when consumed offsets may be committed: once the outputs holding
   them are durable. For acknowledged sinks (Kafka) that is when the observer has seen their
   batch written and the sink reports every message of it acknowledged (delivery marks: the
-  driver's thread never waits for a flush); commits are rate-limited so that the
-  synchronous commit round trip stays off the per-batch path. Any other sink is durable only at
+  driver's thread never waits for a flush); commits are rate-limited and, while running,
+  asynchronous, so no broker round trip is on the per-batch path. Any other sink is durable only at
   a checkpoint or once closed (the driver's ``on_durable``).
 - ``LiveObserver`` is the last sink of the main stream, written by the loop right after the
   sinks whose write only enqueues (Kafka): it measures tick-to-signal latency and feeds the
