@@ -17,6 +17,7 @@ on a pseudo-terminal (bench/view.py).
 
     python bench/live.py                       # 20K and 100K ticks/s offered, 10 s each
     python bench/live.py --rates 20000 --seconds 5 --drain-ticks 500000
+    python bench/live.py --only drain,rates --drain-ticks 300000 --seconds 5   # the live path
 """
 
 from __future__ import annotations
@@ -116,8 +117,9 @@ executor: {{workers: 1}}
 
 
 def run_job(bootstrap: str, topic: str, tmp: str, until: callable, linger_ms: int = 2,
-            on_open: callable | None = None) -> tuple[object, list[tuple[float, int]]]:
-    """Run the live job until ``until(runner)``; returns its summary and (time, ticks)."""
+            on_open: callable | None = None) -> tuple[object, list[tuple[float, int, float]]]:
+    """Run the live job until ``until(runner)``; returns its summary and samples of (time,
+    messages consumed, this process's CPU seconds: the job and its librdkafka threads)."""
     from tickflow.engine.compile import compile_job
     from tickflow.engine.executors.live import LiveRunner
     from tickflow.engine.loader import load_job
@@ -127,11 +129,11 @@ def run_job(bootstrap: str, topic: str, tmp: str, until: callable, linger_ms: in
                                linger_ms=linger_ms))
     stop = threading.Event()
     runner = LiveRunner(compile_job(load_job(path)), stop=stop, on_open=on_open)
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, float]] = []
 
     def watch() -> None:
         while not stop.is_set():
-            samples.append((time.perf_counter(), runner.summary.messages))
+            samples.append((time.perf_counter(), runner.summary.messages, time.process_time()))
             if until(runner):
                 stop.set()
             time.sleep(0.05)
@@ -197,12 +199,32 @@ def drain(broker: EmbeddedBroker, ticks: int, tmp: str) -> dict:
         summary, samples = run_job(broker.bootstrap, topic, tmp,
                                    lambda r: r.summary.messages >= ticks, linger_ms=20)
     # from the first consumed batch to the last: excludes start-up (numba cache loading)
-    started = next(t for t, n in samples if n > 0)
-    ended = next(t for t, n in samples if n >= ticks)
-    first_n = next(n for t, n in samples if n > 0)
+    started = next(s for s in samples if s[1] > 0)
+    ended = next(s for s in samples if s[1] >= ticks)
+    drained = ticks - started[1]
     return {"ticks": summary.ticks,
-            "ticks_per_s": (ticks - first_n) / max(ended - started, 1e-9),
+            "ticks_per_s": drained / max(ended[0] - started[0], 1e-9),
+            "cpu_us_per_tick": 1e6 * (ended[2] - started[2]) / max(drained, 1),
             "stages": clock.table(summary.ticks, summary.seconds)}
+
+
+def bare_consumer(broker: EmbeddedBroker, ticks: int) -> float:
+    """Messages/s a consumer that does nothing else reads from the drain's topic, with the
+    live source's fetch settings: the broker's ceiling for the job on this machine."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    c = Consumer(client_settings(broker.bootstrap, **{
+        "group.id": "bare", "enable.auto.commit": False, "fetch.wait.max.ms": 2,
+        "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20,
+        "queued.min.messages": 100_000, "isolation.level": "read_committed"}))
+    c.assign([TopicPartition("bench-drain", 0, OFFSET_BEGINNING)])
+    n = 0
+    start = time.perf_counter()
+    while n < ticks:
+        n += sum(1 for m in c.consume(20_000, timeout=0.5) if m.error() is None)
+    seconds = time.perf_counter() - start
+    c.close()
+    return n / seconds
 
 
 def seed_peer(broker: EmbeddedBroker, ticks: int) -> dict:
@@ -256,34 +278,48 @@ def main() -> None:
     ap.add_argument("--view-ticks", type=int, default=100_000,
                     help="ticks replayed piped and on a pseudo-terminal")
     ap.add_argument("--view-repeat", type=int, default=3, help="runs of each view mode")
+    ap.add_argument("--only", default="drain,peer,rates,members,view",
+                    help="parts to run, comma-separated (e.g. drain,rates)")
     args = ap.parse_args()
+    parts = set(args.only.split(","))
     print(f"# bench/live.py on {os.cpu_count()} cores; broker, producer and job share them")
+    stages: list[str] = []
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
-        result = drain(broker, args.drain_ticks, tmp)
-        print(f"sustained (drain {args.drain_ticks:,} pre-filled ticks): "
-              f"tickflow live job {result['ticks_per_s']:,.0f} ticks/s")
-        peer = seed_peer(broker, min(args.drain_ticks, 300_000))
-        print(f"  peer, the seed's per-message json.loads + Python z-score/RSI: "
-              f"{peer['ticks_per_s']:,.0f} ticks/s")
-        stages = [f"where the drain's time goes (the job's {result['ticks']:,} ticks):",
-                  *result["stages"]]
-        print("| offered ticks/s | consumed | lag 1st third | lag last third | "
-              "p50 ms | p99 ms | p99.9 ms |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
-        for rate in (float(r) for r in args.rates.split(",")):
-            r = offered_rate(broker, rate, args.seconds, tmp)
-            print(f"| {rate:,.0f} | {r['ticks']:,} | {r['lag_first_third']:,.0f} | "
-                  f"{r['lag_last_third']:,.0f} | {r.get('p50', float('nan')):.2f} | "
-                  f"{r.get('p99', float('nan')):.2f} | {r.get('p99.9', float('nan')):.2f} |",
-                  flush=True)
-            stages += ["", f"where the time goes at {rate:,.0f} ticks/s offered:", *r["stages"]]
+        if "drain" in parts:
+            result = drain(broker, args.drain_ticks, tmp)
+            print(f"sustained (drain {args.drain_ticks:,} pre-filled ticks): "
+                  f"tickflow live job {result['ticks_per_s']:,.0f} ticks/s, "
+                  f"{result['cpu_us_per_tick']:.2f} µs of its process's CPU a tick")
+            stages += [f"where the drain's time goes (the job's {result['ticks']:,} ticks):",
+                       *result["stages"]]
+        if "drain" in parts:  # reads the drain's topic
+            print(f"  a bare consumer (reads, nothing else): "
+                  f"{bare_consumer(broker, args.drain_ticks):,.0f} messages/s")
+        if "peer" in parts and "drain" in parts:  # reads the drain's topic
+            peer = seed_peer(broker, min(args.drain_ticks, 300_000))
+            print(f"  peer, the seed's per-message json.loads + Python z-score/RSI: "
+                  f"{peer['ticks_per_s']:,.0f} ticks/s")
+        if "rates" in parts:
+            print("| offered ticks/s | consumed | lag 1st third | lag last third | "
+                  "p50 ms | p99 ms | p99.9 ms |")
+            print("|---:|---:|---:|---:|---:|---:|---:|")
+            for rate in (float(r) for r in args.rates.split(",")):
+                r = offered_rate(broker, rate, args.seconds, tmp)
+                print(f"| {rate:,.0f} | {r['ticks']:,} | {r['lag_first_third']:,.0f} | "
+                      f"{r['lag_last_third']:,.0f} | {r.get('p50', float('nan')):.2f} | "
+                      f"{r.get('p99', float('nan')):.2f} | {r.get('p99.9', float('nan')):.2f} |",
+                      flush=True)
+                stages += ["", f"where the time goes at {rate:,.0f} ticks/s offered:",
+                           *r["stages"]]
         print()
         print("\n".join(stages), flush=True)
-        scale_out(broker, args.members_ticks, tmp)
-    print()
-    from bench.view import measure
+        if "members" in parts:
+            scale_out(broker, args.members_ticks, tmp)
+    if "view" in parts:
+        print()
+        from bench.view import measure
 
-    print("\n".join(measure(args.view_ticks, repeat=args.view_repeat)))
+        print("\n".join(measure(args.view_ticks, repeat=args.view_repeat)))
 
 
 def scale_out(broker: EmbeddedBroker, ticks: int, tmp: str) -> None:

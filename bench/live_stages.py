@@ -18,7 +18,7 @@ from typing import Any
 INSIDE = {"poll": ("decode",), "process": ("kernels", "rules"),
           "commit": ("commit_call", "sink_flush")}
 LABELS = {
-    "poll": "consume (librdkafka fetch, waiting up to linger_ms)",
+    "poll": "consume (librdkafka fetch; waits up to linger_ms when nothing has arrived)",
     "decode": "decode messages to ticks",
     "quality": "quality stage",
     "kernels": "kernels",
@@ -27,8 +27,8 @@ LABELS = {
     "produce": "Kafka sink: signal rows to messages, produce",
     "observe": "latency observer and view",
     "commit": "offset commits: deciding what is durable",
-    "commit_call": "offset commits: the broker call (synchronous)",
-    "sink_flush": "offset commits: waiting for the sink's acknowledgements",
+    "commit_call": "offset commits: the broker call (asynchronous while running)",
+    "sink_flush": "offset commits: waiting for the sink's acknowledgements (flush)",
 }
 
 
@@ -73,6 +73,8 @@ class StageClock:
         self._wrap(LiveObserver, "write", "observe")
         self._wrap(CommitPolicy, "maybe_commit", "commit")
         self._wrap(kafka_source.KafkaSource, "commit", "commit_call")
+        if hasattr(kafka_source.KafkaSource, "commit_async"):
+            self._wrap(kafka_source.KafkaSource, "commit_async", "commit_call")
         self._wrap(KafkaSink, "flush", "sink_flush")
         return self
 

@@ -1,6 +1,11 @@
 """``kind: kafka`` sink: result rows to a topic, keyed, acknowledged before the live executor
 commits the input offsets.
 
+Deliveries are tracked per ``write``: ``delivery_mark()`` names the latest write and
+``acknowledged_mark()`` the latest one whose messages, and every earlier write's, the broker has
+acknowledged, so the live executor commits the offsets of acknowledged batches while later ones
+are still in flight, without ever flushing on its thread.
+
 Checkpointed live jobs: the sink records the end offset per partition at each checkpoint and,
 after a resume, skips each re-computed message that the killed run had already written past it
 (read back from the topic), so the topic holds every output message once, provided this job is
@@ -78,7 +83,10 @@ class KafkaSink(Sink):
         self.producer: Any = None
         self.broker: EmbeddedBroker | None = None
         self.count = 0
-        self._failed: list[tuple[bytes, bytes]] = []
+        # (key, value, its write's delivery callback) of deliveries that failed, to resend
+        self._failed: list[tuple[bytes, bytes, Callable[[Any, Any], None]]] = []
+        self._writes = 0  # write() calls that produced messages: the latest one's mark
+        self._unacked: dict[int, int] = {}  # write mark -> messages not acknowledged (in order)
         self._checkpointed = False  # seek() was called: a checkpointed run
         self._resume: dict[str, Any] | None = None
         self._ends: dict[int, int] = {}  # per partition: offset after our last delivery
@@ -109,12 +117,37 @@ class KafkaSink(Sink):
         if self._checkpointed:
             self._ends_and_tail()
 
-    def _delivered(self, err: Any, msg: Any) -> None:
-        if err is not None:
-            self._failed.append((msg.key(), msg.value()))
-        elif self._checkpointed:
-            p = msg.partition()
-            self._ends[p] = max(self._ends.get(p, 0), msg.offset() + 1)
+    def _on_delivery(self, mark: int) -> Callable[[Any, Any], None]:
+        """The delivery callback of every message of write ``mark``: counts it acknowledged,
+        or keeps it to be sent again."""
+        unacked = self._unacked
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                self._failed.append((msg.key(), msg.value(), delivered))
+                return
+            left = unacked[mark] - 1
+            if left:
+                unacked[mark] = left
+            else:
+                del unacked[mark]
+            if self._checkpointed:
+                p = msg.partition()
+                self._ends[p] = max(self._ends.get(p, 0), msg.offset() + 1)
+
+        return delivered
+
+    def delivery_mark(self) -> int:
+        """The latest write that produced messages (0: none yet)."""
+        return self._writes
+
+    def acknowledged_mark(self) -> int:
+        """The latest write whose messages, and every earlier write's, are acknowledged
+        (serves delivery reports and resends failed deliveries first; never blocks)."""
+        self.producer.poll(0)
+        self._resend_failed()
+        unacked = self._unacked
+        return next(iter(unacked)) - 1 if unacked else self._writes
 
     # checkpointed runs: a resume drops the re-computed messages the topic already holds
 
@@ -177,18 +210,33 @@ class KafkaSink(Sink):
         self._produce(self._encode(batch))
 
     def _produce(self, rows: list[tuple[bytes, bytes]]) -> None:
-        produce, topic = self.producer.produce, self.config.topic
         if self._dupes:
             rows = self._drop_written(rows)
+        if not rows:
+            return
+        self._writes += 1
+        self._unacked[self._writes] = len(rows)
+        delivered = self._on_delivery(self._writes)
+        produce, topic = self.producer.produce, self.config.topic
         for key, value in rows:
-            while True:
-                try:
-                    produce(topic, value=value, key=key, on_delivery=self._delivered)
-                    break
-                except BufferError:  # local queue full: let deliveries drain
-                    self.producer.poll(0.05)
+            try:
+                produce(topic, value=value, key=key, on_delivery=delivered)
+            except BufferError:  # local queue full
+                self._send([(key, value, delivered)])
         self.producer.poll(0)
         self.count += len(rows)
+
+    def _send(self, rows: list[tuple[bytes, bytes, Callable[[Any, Any], None]]]) -> None:
+        """Produce, letting deliveries drain while the local queue is full."""
+        produce, topic = self.producer.produce, self.config.topic
+        for key, value, delivered in rows:
+            while True:
+                try:
+                    produce(topic, value=value, key=key, on_delivery=delivered)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+        self.producer.poll(0)
 
     def _drop_written(self, rows: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """Rows minus the ones the topic already holds from before a resume (each once)."""
@@ -216,8 +264,7 @@ class KafkaSink(Sink):
             return False
         failed, self._failed = self._failed, []
         ensure_topic(self.settings, self.config.topic, self.config.create_partitions)
-        self.count -= len(failed)
-        self._produce(failed)
+        self._send(failed)  # each keeps its write's callback: acknowledged once, in its write
         return True
 
     def flush(self, timeout_s: float | None = None) -> None:

@@ -27,6 +27,7 @@ from tickflow.connectors.kafka_client import (
     topic_id,
     wait_for_broker,
 )
+from tickflow.connectors.kafka_commits import OffsetCommits
 from tickflow.connectors.kafka_decode import decode_messages
 from tickflow.connectors.kafka_group import GroupMember, Handler, partition_source_data
 from tickflow.connectors.kafka_source_config import ConsumedBatch, KafkaSourceConfig
@@ -56,12 +57,11 @@ class KafkaSource(Source):
         self._dlq_producer: Any = None
         self._partitions: list[int] = []
         self._position: dict[int, int] = {}
-        self._committed: dict[int, int] = {}
         self._down_since: float | None = None
         self._topic_id: str | None = None
         self._broker_error = False
         self._said_down = False
-        self._pending: dict[int, int] = {}
+        self.offsets = OffsetCommits(config.topic)
         self._last_message = time.monotonic()
         self.message_count = 0
         self._assigned: dict[int, int] = {}
@@ -89,10 +89,13 @@ class KafkaSource(Source):
                 "group.id": cfg.group_id or f"tickflow-{self.context.job_name}",
                 "enable.auto.commit": False, "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest", "enable.partition.eof": False,
-                "fetch.wait.max.ms": max(1, cfg.linger_ms), "fetch.min.bytes": 1,
+                # a broker may hold an empty fetch this long even when ticks come meanwhile
+                # (Tansu does): short, so that a caught-up job sees new ticks at once
+                "fetch.wait.max.ms": max(1, min(cfg.linger_ms, 2)), "fetch.min.bytes": 1,
                 "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20,
                 "queued.min.messages": max(100_000, 2 * cfg.batch_size),
                 "isolation.level": "read_committed", "error_cb": self._on_error,
+                "on_commit": self.offsets.on_commit,
                 **cfg.consumer})
         n = ensure_topic(self.settings, cfg.topic, cfg.create_partitions)
         self._partitions = list(cfg.partitions if cfg.partitions is not None else range(n))
@@ -127,14 +130,14 @@ class KafkaSource(Source):
         start = OFFSET_END if self.config.start_offset == "latest" else OFFSET_BEGINNING
         if fresh_broker:
             where = dict.fromkeys(self._partitions, OFFSET_BEGINNING)
-            self._pending.clear()
+            self.offsets.forget()
         else:
             base = {} if self._fresh_start else committed
             where = {p: self._position.get(p, base.get(p, start)) for p in self._partitions}
         self.consumer.assign([TopicPartition(self.config.topic, p, o)
                               for p, o in where.items()])
         self._assigned = where
-        self._committed = committed
+        self.offsets.committed = committed
 
     def _on_error(self, err: Any) -> None:
         from confluent_kafka import KafkaError
@@ -176,7 +179,13 @@ class KafkaSource(Source):
             self.open()
         cfg = self.config
         wait = cfg.linger_ms / 1000 if timeout_s is None else timeout_s
-        messages = self.consumer.consume(cfg.batch_size, timeout=max(wait, 0.001))
+        # what has arrived, at once; only when nothing has, wait for the first message (a
+        # consume of n waits for n messages or the timeout: a batch would wait out linger_ms)
+        messages = self.consumer.consume(cfg.batch_size, timeout=0)
+        if not messages:
+            messages = self.consumer.consume(1, timeout=max(wait, 0.001))
+            if messages and cfg.batch_size > 1:
+                messages.extend(self.consumer.consume(cfg.batch_size - 1, timeout=0))
         good = [m for m in messages if m.error() is None]
         broker_error = False
         if len(good) < len(messages):
@@ -217,7 +226,7 @@ class KafkaSource(Source):
         topic_missing = partition_count(self.settings, self.config.topic) == 0
         ensure_topic(self.settings, self.config.topic, max(self.config.create_partitions,
                                                            len(self._partitions)))
-        lost_commits = bool(self._committed) and not self._committed_on_broker()
+        lost_commits = bool(self.offsets.committed) and not self._committed_on_broker()
         new_id = None
         for _ in range(10):  # a broker that has just started may not describe topics yet
             new_id = topic_id(self.settings, self.config.topic)
@@ -331,23 +340,19 @@ class KafkaSource(Source):
                                   f"--reset-state")
 
     def commit(self, offsets: dict[int, int]) -> bool:
-        """Commit offsets whose outputs are written. On failure (broker away) they stay
-        pending and go out with the next commit; returns whether everything is committed."""
-        from confluent_kafka import KafkaException, TopicPartition
-
-        self._pending.update(offsets)
-        if not self._pending:
-            return True
+        """Commit offsets whose outputs are written, waiting for the broker. On failure (broker
+        away) they stay pending and go out with the next commit; returns whether everything
+        is committed."""
         if self.dead_letters is not None:
             self.dead_letters.flush()
-        tps = [TopicPartition(self.config.topic, p, o) for p, o in self._pending.items()]
-        try:
-            self.consumer.commit(offsets=tps, asynchronous=False)
-        except KafkaException:
-            return False
-        self._committed.update(self._pending)
-        self._pending.clear()
-        return True
+        return self.offsets.commit(self.consumer, offsets)
+
+    def commit_async(self, offsets: dict[int, int]) -> bool:
+        """As ``commit``, without waiting: the broker's answer is served by a later poll (a
+        failed commit's offsets go out again with the next one)."""
+        if self.dead_letters is not None:
+            self.dead_letters.flush()
+        return self.offsets.commit_async(self.consumer, offsets)
 
     def lag(self) -> int:
         """Messages behind the partitions' high watermarks (cached; 0 when unknown)."""

@@ -58,7 +58,8 @@ class KafkaSourceConfig(ConnectorConfig):
                                                         "source has to create it")
     batch_size: int = Field(20_000, ge=1, description="most messages per consumed batch")
     linger_ms: int = Field(20, ge=0, le=60_000,
-                           description="longest wait to fill a batch (latency vs throughput)")
+                           description="longest wait for a message when none has arrived (a "
+                                       "batch is what has arrived, up to batch_size)")
     connect_timeout_s: SecondsOrZero = Field(30.0, ge=0,
                                              description="how long to wait for a broker "
                                                          "that is down at start")

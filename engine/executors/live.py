@@ -5,7 +5,8 @@ from batch to batch), so a live run and a research run over the same ticks give 
 columns. What makes a kill or a broker outage lose nothing and repeat nothing is the driver's
 commit hook (``live_hooks.CommitPolicy``): outputs are written first, offsets committed only
 once the sinks holding them are durable. Sinks that are durable once acknowledged (Kafka) get
-commits as their queues drain, a few times a second, off the per-batch path; with any other sink
+commits a few times a second for every batch whose messages they have acknowledged (never a
+flush on the driver's thread); with any other sink
 (Parquet, whose file is complete only when closed) offsets are committed at each checkpoint and
 once the sinks are closed.
 

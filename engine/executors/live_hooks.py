@@ -6,8 +6,9 @@
   ends the run on ``stop``, ``max_seconds``, ``expected_messages`` or the source's idle end.
 - ``CommitPolicy`` decides when consumed offsets may be committed: once the outputs holding
   them are durable. For acknowledged sinks (Kafka) that is when the observer has seen their
-  batch written and the producer's queue is empty; commits are rate-limited so that the
-  synchronous commit round trip stays off the per-batch path. Any other sink is durable only at
+  batch written and the sink reports every message of it acknowledged (delivery marks: the
+  driver's thread never waits for a flush); commits are rate-limited and, while running,
+  asynchronous, so no broker round trip is on the per-batch path. Any other sink is durable only at
   a checkpoint or once closed (the driver's ``on_durable``).
 - ``LiveObserver`` is the last sink of the main stream, written by the loop right after the
   sinks whose write only enqueues (Kafka): it measures tick-to-signal latency and feeds the
@@ -56,14 +57,21 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 class CommitPolicy:
     """Consumed offsets, batch by batch, committed once the outputs holding them are durable.
 
+    Every ``interval_s`` (or when idle) the batches written so far become a candidate, with
+    each acknowledged sink's delivery mark at that moment; a candidate's offsets are committed
+    once every sink has acknowledged its deliveries up to that mark. Nothing here waits, for
+    the sinks or the broker: later batches keep flowing while earlier ones are acknowledged,
+    and running commits are asynchronous (the last one, ``durable()``, is not).
+
     Args:
         source: the streaming source whose offsets these are.
         sinks: the job's real sinks.
         per_batch: whether offsets may go out while running (every sink is durable once
             acknowledged and there is no checkpointer); otherwise only ``durable()`` commits.
-        interval_s: the least time between two commits while running; past ``4 *
-            interval_s`` with the producer never idle, the sinks are flushed so commits keep up.
+        interval_s: the least time between two commits while running.
     """
+
+    MAX_CANDIDATES = 8  # past this, the newest one is moved on instead of another added
 
     def __init__(self, source: Any, sinks: list[Any], per_batch: bool,
                  interval_s: float = 0.2):
@@ -74,6 +82,8 @@ class CommitPolicy:
         self.pending: collections.deque[tuple[int, dict[int, int]]] = collections.deque()
         # (seq, send times, lag) of each batch given to the writer and not yet written
         self.unwritten: collections.deque[tuple[int, np.ndarray, int]] = collections.deque()
+        # (last batch written, each acked sink's delivery mark then), oldest first
+        self.candidates: collections.deque[tuple[int, list[int]]] = collections.deque()
         self.processed = -1  # the last batch the graph has been given
         self.last_commit = time.monotonic()
 
@@ -102,21 +112,30 @@ class CommitPolicy:
         """Between batches: commit what is written and acknowledged, at most every interval."""
         if not self.per_batch or not self.pending:
             return
-        since = time.monotonic() - self.last_commit
-        if since < self.interval_s and not idle:
+        if not idle and time.monotonic() - self.last_commit < self.interval_s:
             return
+        candidates = self.candidates
         upto = self._written_up_to()
-        if upto < self.pending[0][0]:
+        if upto >= self.pending[0][0] and (not candidates or candidates[-1][0] < upto):
+            marks = [_delivery_mark(s) for s in self.acked]
+            if len(candidates) < self.MAX_CANDIDATES:
+                candidates.append((upto, marks))
+            else:
+                candidates[-1] = (upto, marks)
+        if not candidates:
             return
-        if any(s.in_flight() for s in self.acked):
-            if since < 4 * self.interval_s:
-                return
-            for s in self.acked:  # never idle: wait for the acknowledgements now and then
-                s.flush()
-        offsets = self._take(upto)
+        acknowledged = [_acknowledged_mark(s) for s in self.acked]
+        ready = -1
+        while candidates and all(a >= m for a, m in zip(acknowledged, candidates[0][1],
+                                                              strict=True)):
+            ready = candidates.popleft()[0]
+        if ready < 0:
+            return
+        offsets = self._take(ready)
         self.last_commit = time.monotonic()
-        if offsets and not self.source.commit(offsets):
-            return  # kept by the source; it goes out with the next commit
+        if offsets:  # a failed one is kept by the source and goes out with the next
+            commit = getattr(self.source, "commit_async", self.source.commit)
+            commit(offsets)  # while running: the broker's answer is not waited for
 
     def durable(self) -> None:
         """The driver's ``on_durable``: everything processed so far is durable."""
@@ -124,6 +143,20 @@ class CommitPolicy:
         if offsets:
             self.source.commit(offsets)
         self.last_commit = time.monotonic()
+
+
+def _delivery_mark(sink: Any) -> int:
+    """The sink's latest write (a sink that does not count them: 0, acknowledged when empty)."""
+    mark = getattr(sink, "delivery_mark", None)
+    return mark() if mark is not None else 0
+
+
+def _acknowledged_mark(sink: Any) -> int:
+    """The sink's latest write acknowledged with every earlier one (never blocks)."""
+    mark = getattr(sink, "acknowledged_mark", None)
+    if mark is not None:
+        return int(mark())
+    return -1 if sink.in_flight() else 0
 
 
 class InlineFeed:

@@ -122,3 +122,74 @@ def test_offsets_are_committed_while_running(kafka_broker, tmp_path: Path) -> No
         f"no offset was committed while the job was running: {samples}"
     assert _committed(kafka_broker.bootstrap, topic, f"{topic}-g") == ROWS
     assert len(read_topic(kafka_broker.bootstrap, signals, ROWS)) == ROWS
+
+
+def test_commits_follow_acknowledgements_without_flushing(kafka_broker, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    """The sink's producer holds each message 300 ms before sending it (``linger_ms``), and
+    ticks keep coming, so its queue is never empty. Every commit the job makes still covers
+    only ticks whose output messages are already in the output topic (read back at the moment
+    of the commit), commits go out all along the run, and the sink is never flushed on the
+    driver's thread before it closes; the running commits are asynchronous and answered."""
+    from tickflow.connectors.kafka_commits import OffsetCommits
+    from tickflow.connectors.kafka_sink import KafkaSink
+    from tickflow.connectors.kafka_source import KafkaSource
+    from tickflow.connectors.kafka_topics import read_to_end
+
+    ticks = simulated(ROWS, symbols=3, seed=5)
+    capture = tmp_path / "capture.parquet"
+    pq.write_table(ticks, capture)
+    topic, out = unique("acked"), unique("acked-out")
+    bootstrap = kafka_broker.bootstrap
+    job = _job(tmp_path, bootstrap, topic,
+               f'  - {{kind: kafka, bootstrap: "{bootstrap}", topic: {out}, linger_ms: 300}}')
+    runner = LiveRunner(job, max_seconds=120)
+    runner.on_open = replay_then_end(runner, str(capture), "10x", follow=False)  # ~3 s
+    commits: list[tuple[int, int, int]] = []  # (committed offset, outputs in the topic, seen)
+    flushes: list[bool] = []  # per flush: whether the sink was closing
+    closing: list[bool] = []
+    sink_flush, sink_close = KafkaSink.flush, KafkaSink.close
+
+    def watched(commit):  # both the running (asynchronous) and the last (synchronous) commits
+        def check(self: KafkaSource, offsets: dict[int, int]) -> bool:
+            if self.config.topic == topic and offsets:
+                ends, _ = read_to_end(client_settings(bootstrap), out, {0: 0})
+                commits.append((max(offsets.values()), ends.get(0, 0), runner.summary.ticks))
+            return commit(self, offsets)
+
+        return check
+
+    def flush(self: KafkaSink, timeout_s: float | None = None) -> None:
+        flushes.append(bool(closing))
+        sink_flush(self, timeout_s)
+
+    def close(self: KafkaSink) -> str | None:
+        closing.append(True)
+        return sink_close(self)
+
+    answers: list[bool] = []  # the broker's answers to the asynchronous commits
+    on_commit = OffsetCommits.on_commit
+
+    def answered(self: OffsetCommits, err: object, partitions: list) -> None:
+        answers.extend(err is None and tp.error is None for tp in partitions
+                       if self.sent.get(tp.partition) == tp.offset)
+        on_commit(self, err, partitions)
+
+    monkeypatch.setattr(OffsetCommits, "on_commit", answered)
+    monkeypatch.setattr(KafkaSource, "commit", watched(KafkaSource.commit))
+    monkeypatch.setattr(KafkaSource, "commit_async", watched(KafkaSource.commit_async))
+    monkeypatch.setattr(KafkaSink, "flush", flush)
+    monkeypatch.setattr(KafkaSink, "close", close)
+    summary = runner.run()
+    assert not runner.errors and summary.ticks == ROWS
+    # every commit: the outputs of all ticks before the committed offset are in the topic
+    # (one output message per tick, in order, on one partition)
+    for offset, in_topic, _ in commits:
+        assert in_topic >= offset, f"offset {offset} committed with {in_topic} outputs: {commits}"
+    while_running = [c for c in commits if c[2] < ROWS]
+    assert len(while_running) >= 5, f"commits did not keep up: {commits}"
+    assert [c[0] for c in while_running] == sorted({c[0] for c in while_running})
+    assert not [f for f in flushes if not f], f"flushed while running: {flushes}"
+    assert len(answers) >= 3 and all(answers), f"asynchronous commits answered: {answers}"
+    assert _committed(bootstrap, topic, f"{topic}-g") == ROWS
+    assert len(read_topic(bootstrap, out, ROWS)) == ROWS
