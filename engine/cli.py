@@ -172,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     workers = worker_lanes(spec, args.workers)
     quiet = args.quiet
     job.context.quiet = quiet
-    console = _console()
+    console = None if quiet else _console()  # rich costs ~30 ms to import: not for --quiet
     if not quiet:
         console.print(f"[bold]tickflow[/] job [cyan]{spec.name}[/] ({spec.mode}): "
                       f"{len(job.steps)} steps, {len(job.output_columns)} columns, "
@@ -185,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if streaming and not args.replay and not args.cluster and \
             (spec.mode == "arbitrage" or (live and job.is_multi_stream)):
         gc_after_start_up()
-        return bridge.run_live_graph_cli(job, args, workers, console)
+        return bridge.run_live_graph_cli(job, args, workers, console or _console())
     if live and job.is_multi_stream:
         from tickflow.engine.errors import CompileError, Problem
 
@@ -197,10 +197,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         gc_after_start_up()
         with rich_view_allowed(not args.no_view):
-            return bridge.run_live_cli(job, args, workers, console)
+            return bridge.run_live_cli(job, args, workers, console or _console())
     if args.cluster or spec.executor.kind == "dask":
         gc_after_start_up()
-        summary = bridge.run_dask(job, args.cluster, args.workers, console,
+        summary = bridge.run_dask(job, args.cluster, args.workers, console or _console(),
                                   show_progress=spec.executor.progress and not quiet)
         rows, seconds = summary.rows, summary.seconds
         counts, sink_lines = summary.signal_counts, summary.sink_summaries
@@ -209,7 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         import tickflow.api as tf
         from tickflow.engine.cli_tools import progress_bar, source_rows
 
-        enabled = spec.executor.progress and not quiet and console.is_terminal
+        enabled = console is not None and spec.executor.progress and console.is_terminal
         progress_cb, stop = progress_bar(console, enabled,
                                          source_rows(job) if enabled else None)
         try:
