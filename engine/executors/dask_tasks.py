@@ -8,8 +8,10 @@ See :mod:`tickflow.engine.executors.dask` for the client side and the output lay
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
+import gc
 import os
 import sys
 import time
@@ -86,6 +88,27 @@ def _tune_allocator() -> None:
         libc.mallopt(_M_TRIM_THRESHOLD, 128 << 20)
     except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to undo
         pass
+
+
+_started = False
+
+
+@contextlib.contextmanager
+def _start_up_without_gc() -> Iterator[None]:
+    """The first task of a worker process imports the engine, compiles and starts numba: no
+    cyclic GC passes over those objects (they live as long as the worker), then frozen so that
+    later passes skip them. ``run-job`` does the same for its own process (engine/cli.py)."""
+    global _started
+    if _started or not gc.isenabled():
+        yield
+        return
+    _started = True
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def _compiled(plan: DaskPlan) -> CompiledJob:
@@ -217,19 +240,20 @@ def _run_partition(plan: DaskPlan, partition: int, start: float) -> PartResult:
     """The driver over this partition's rows of every source; its outputs are the parts."""
     from tickflow.engine.runtime.driver import Driver
 
-    job = _compiled(plan)
-    scanned = ScanCounts()
-    sources = {u.label: _PartitionView(u.definition.cls(u.config, plan.context), job.key,
-                                       plan, partition, scanned) for u in job.sources}
-    streams = plan.streams or (job.main_stream,) * len(plan.outputs)
-    metadata = _part_metadata(plan, partition)
-    parted = partitioned_sinks(job, plan.context, plan.outputs)
-    parts = [sink.part(plan.run_id, partition, metadata) for sink in parted]
-    sinks: list[tuple[Any, str]] = list(zip(parts, streams, strict=True))
-    merged = _mergeable_sinks(job, plan.context)
-    sinks.extend((_KeptSink(m), job.main_stream) for m in merged)
-    driver = Driver(job, workers=1, morsel_rows=plan.morsel_rows, sources=sources,
-                    sinks=sinks, threads=False)  # a Dask task is given one core
+    with _start_up_without_gc():
+        job = _compiled(plan)
+        scanned = ScanCounts()
+        sources = {u.label: _PartitionView(u.definition.cls(u.config, plan.context), job.key,
+                                           plan, partition, scanned) for u in job.sources}
+        streams = plan.streams or (job.main_stream,) * len(plan.outputs)
+        metadata = _part_metadata(plan, partition)
+        parted = partitioned_sinks(job, plan.context, plan.outputs)
+        parts = [sink.part(plan.run_id, partition, metadata) for sink in parted]
+        sinks: list[tuple[Any, str]] = list(zip(parts, streams, strict=True))
+        merged = _mergeable_sinks(job, plan.context)
+        sinks.extend((_KeptSink(m), job.main_stream) for m in merged)
+        driver = Driver(job, workers=1, morsel_rows=plan.morsel_rows, sources=sources,
+                        sinks=sinks, threads=False)  # a Dask task is given one core
     summary = driver.run()
     main = driver.graph.main_pipeline
     keys = sorted(str(k) for k in main.keys.values) if main is not None else []
