@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tickflow.engine import start_up_gc
 from tickflow.engine.cli_parser import build_parser  # re-exported: tests and completion
 from tickflow.engine.errors import TickflowError
 
@@ -156,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tickflow import _engine_bridge as bridge
 
     if args.parquet or args.sweep or bridge.is_backtest_job(args.job, args.set or []):
-        gc_after_start_up()
+        start_up_gc.resume()
         return _backtest(args)
     api_job = _api_job(args)
     job = api_job.compiled()
@@ -184,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         isinstance(u.definition.cls(u.config, job.context), StreamingSource) for u in job.sources)
     if streaming and not args.replay and not args.cluster and \
             (spec.mode == "arbitrage" or (live and job.is_multi_stream)):
-        gc_after_start_up()
+        start_up_gc.resume()
         return bridge.run_live_graph_cli(job, args, workers, console or _console())
     if live and job.is_multi_stream:
         from tickflow.engine.errors import CompileError, Problem
@@ -195,11 +196,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if live:
         from tickflow.engine.live_view import rich_view_allowed
 
-        gc_after_start_up()
+        start_up_gc.resume()
         with rich_view_allowed(not args.no_view):
             return bridge.run_live_cli(job, args, workers, console or _console())
     if args.cluster or spec.executor.kind == "dask":
-        gc_after_start_up()
+        start_up_gc.resume()
         summary = bridge.run_dask(job, args.cluster, args.workers, console or _console(),
                                   show_progress=spec.executor.progress and not quiet)
         rows, seconds = summary.rows, summary.seconds
@@ -214,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                          source_rows(job) if enabled else None)
         try:
             result = tf.run(api_job, workers=workers, keep_table=False,
-                            progress=_gc_after_first_batch(progress_cb),
+                            progress=start_up_gc.resume_after_first_call(progress_cb),
                             reset_state=args.reset_state, quiet=quiet)
         finally:
             stop()
@@ -331,51 +332,20 @@ def _out_of_memory(exc: MemoryError, args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``run-job``; with ``argv`` None this is the process's own command line, which exits next.
-
-    The process then skips the cyclic garbage collector's full passes over what start-up built
-    (numba, pyarrow and pydantic leave about 150,000 objects that live until exit): 0.3 s of a
-    research run's start-up and 0.4 s of its exit went to those passes (docs/performance.md).
-    """
+    """``run-job``; with ``argv`` None this is the process's own command line, which exits next:
+    it then starts without cyclic GC passes over start-up and ends without the final ones
+    (engine/start_up_gc.py)."""
     if argv is None:
         return _own_process(sys.argv[1:])
     return _main(list(argv))
 
 
 def _own_process(argv: list[str]) -> int:
-    import gc
-
-    gc.disable()  # start-up makes objects that live until exit; gc_after_start_up re-enables
+    start_up_gc.pause()  # resumed once the run is going (engine/start_up_gc.py)
     try:
         return _main(argv)
     finally:
-        gc.freeze()  # nothing left to collect that exit would not free: skip the final passes
-
-
-def gc_after_start_up() -> None:
-    """Collection back on for the run, without walking what start-up made again and again."""
-    import gc
-
-    if not gc.isenabled():
-        gc.freeze()
-        gc.enable()
-
-
-def _gc_after_first_batch(progress: Callable[[int], None] | None,
-                          ) -> Callable[[int], None] | None:
-    """The progress hook, also turning collection back on once the first batch is done (the
-    driver's set-up, numba's start above all, is start-up too)."""
-    import gc
-
-    if gc.isenabled():
-        return progress
-
-    def hook(rows: int) -> None:
-        gc_after_start_up()
-        if progress is not None:
-            progress(rows)
-
-    return hook
+        start_up_gc.before_exit()
 
 
 def _main(argv: list[str]) -> int:
@@ -390,7 +360,7 @@ def _main(argv: list[str]) -> int:
             argv.insert(argv.index(first), "run")
         args = build_parser().parse_args(argv)
     if args.command != "run":
-        gc_after_start_up()  # only a run's start-up is worth the care
+        start_up_gc.resume()  # only a run's start-up is worth the care
     try:
         return HANDLERS[args.command](args)
     except TickflowError as exc:

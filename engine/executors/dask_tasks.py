@@ -8,10 +8,8 @@ See :mod:`tickflow.engine.executors.dask` for the client side and the output lay
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import ctypes
-import gc
 import os
 import sys
 import time
@@ -21,6 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tickflow.engine import start_up_gc
 from tickflow.engine.compile import CompiledJob, compile_job
 from tickflow.engine.contract import FileSource, MergeableSink, PartitionedSink, RunContext
 from tickflow.engine.errors import TickflowError
@@ -88,27 +87,6 @@ def _tune_allocator() -> None:
         libc.mallopt(_M_TRIM_THRESHOLD, 128 << 20)
     except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to undo
         pass
-
-
-_started = False
-
-
-@contextlib.contextmanager
-def _start_up_without_gc() -> Iterator[None]:
-    """The first task of a worker process imports the engine, compiles and starts numba: no
-    cyclic GC passes over those objects (they live as long as the worker), then frozen so that
-    later passes skip them. ``run-job`` does the same for its own process (engine/cli.py)."""
-    global _started
-    if _started or not gc.isenabled():
-        yield
-        return
-    _started = True
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.enable()
 
 
 def _compiled(plan: DaskPlan) -> CompiledJob:
@@ -240,7 +218,7 @@ def _run_partition(plan: DaskPlan, partition: int, start: float) -> PartResult:
     """The driver over this partition's rows of every source; its outputs are the parts."""
     from tickflow.engine.runtime.driver import Driver
 
-    with _start_up_without_gc():
+    with start_up_gc.paused_the_first_time():  # a worker's start-up: once per process
         job = _compiled(plan)
         scanned = ScanCounts()
         sources = {u.label: _PartitionView(u.definition.cls(u.config, plan.context), job.key,
