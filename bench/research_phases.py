@@ -4,7 +4,8 @@ Runs the command line in this process (as ``run-job`` does) with time stamps aro
 phases, so the figures add up to the user's wait. Reading, computing and writing overlap on
 threads (read-ahead, kernel lanes, writer), so their sums can exceed the loop's wall time;
 CPU seconds are the process's (all threads) at each stamp. Optional ``--profile FILE`` writes
-a cProfile of the main thread as well.
+a cProfile of the main thread as well. The interpreter's own exit (after "exit of run-job") is
+not in these figures: time the whole process for that (``/usr/bin/time``).
 
 Usage::
 
@@ -115,18 +116,22 @@ def main() -> int:
     args = sys.argv[1:]
     if args[:1] == ["--profile"]:
         profile, args = args[1], args[2:]
+    import gc
+
+    gc.disable()  # as run-job does during start-up (engine/cli.py main)
     instrument()
     from tickflow.engine.cli import main as cli_main
 
     stamp("imports (CLI)")
+    sys.argv = ["run-job", "run", *args]  # main() without argv: as the run-job process runs
     if profile:
         import cProfile
 
         prof = cProfile.Profile()
-        code = prof.runcall(cli_main, ["run", *args])
+        code = prof.runcall(cli_main)
         prof.dump_stats(profile)
     else:
-        code = cli_main(["run", *args])
+        code = cli_main()
     stamp("exit of run-job")
     report()
     return code

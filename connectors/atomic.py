@@ -9,6 +9,12 @@ temporary name, is deleted after. A reader opening ``path`` sees the old output 
 whole, never a missing or partial file; a crash between the two steps leaves the new output in
 place and the old one under the hidden temporary name.
 
+Deleting a large file takes time too (0.2-0.8 s for 2 GB on ext4: the file system frees every
+extent). So a previous output of ``DETACHED_DELETE_BYTES`` or more is deleted by an ``rm`` in a
+session of its own: the caller (and ``run-job``) returns at once, and the delete finishes even
+if this process exits or is killed first. A smaller one, or when ``rm`` cannot start, is
+deleted here.
+
 Elsewhere (other systems, file systems without exchange, no previous output) this is
 ``os.replace``.
 """
@@ -18,12 +24,17 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 _renameat2: object = None  # resolved on first use: False when unavailable
+
+DETACHED_DELETE_BYTES = 64 << 20
+"""A previous output this large is deleted by a detached process (smaller ones take ~ms)."""
 
 
 def publish(tmp: str | Path, path: str | Path) -> None:
@@ -32,18 +43,40 @@ def publish(tmp: str | Path, path: str | Path) -> None:
     Raises:
         OSError: neither the exchange nor the rename could be done.
     """
-    if _is_file(path) and _exchange(os.fsencode(tmp), os.fsencode(path)):
-        Path(tmp).unlink(missing_ok=True)  # the previous output, now under the temp name
+    size = _file_size(path)
+    if size is not None and _exchange(os.fsencode(tmp), os.fsencode(path)):
+        # the previous output, now under the temp name
+        if size < DETACHED_DELETE_BYTES or not delete_detached(Path(tmp)):
+            Path(tmp).unlink(missing_ok=True)
         return
     os.replace(tmp, path)
 
 
-def _is_file(path: str | Path) -> bool:
-    """A regular file (not a directory or link, which ``os.replace`` handles or rejects)."""
+def delete_detached(path: Path) -> bool:
+    """Start deleting ``path`` in a process of its own session; False when it cannot start.
+
+    The process outlives this one if need be (a new session: no terminal signal reaches it);
+    a daemon thread reaps it when this process lives longer.
+    """
     try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
+        proc = subprocess.Popen(["rm", "-f", "--", os.fspath(path)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
     except OSError:
         return False
+    threading.Thread(target=proc.wait, name="tickflow-delete-previous-output",
+                     daemon=True).start()
+    return True
+
+
+def _file_size(path: str | Path) -> int | None:
+    """The size of a regular file; None for anything else (a directory or link, which
+    ``os.replace`` handles or rejects) or nothing."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 def _exchange(tmp: bytes, path: bytes) -> bool:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tickflow.engine import start_up_gc
 from tickflow.engine.cli_parser import build_parser  # re-exported: tests and completion
 from tickflow.engine.errors import TickflowError
 
@@ -156,6 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tickflow import _engine_bridge as bridge
 
     if args.parquet or args.sweep or bridge.is_backtest_job(args.job, args.set or []):
+        start_up_gc.resume()
         return _backtest(args)
     api_job = _api_job(args)
     job = api_job.compiled()
@@ -171,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     workers = worker_lanes(spec, args.workers)
     quiet = args.quiet
     job.context.quiet = quiet
-    console = _console()
+    console = None if quiet else _console()  # rich costs ~30 ms to import: not for --quiet
     if not quiet:
         console.print(f"[bold]tickflow[/] job [cyan]{spec.name}[/] ({spec.mode}): "
                       f"{len(job.steps)} steps, {len(job.output_columns)} columns, "
@@ -183,7 +185,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         isinstance(u.definition.cls(u.config, job.context), StreamingSource) for u in job.sources)
     if streaming and not args.replay and not args.cluster and \
             (spec.mode == "arbitrage" or (live and job.is_multi_stream)):
-        return bridge.run_live_graph_cli(job, args, workers, console)
+        start_up_gc.resume()
+        return bridge.run_live_graph_cli(job, args, workers, console or _console())
     if live and job.is_multi_stream:
         from tickflow.engine.errors import CompileError, Problem
 
@@ -193,10 +196,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if live:
         from tickflow.engine.live_view import rich_view_allowed
 
+        start_up_gc.resume()
         with rich_view_allowed(not args.no_view):
-            return bridge.run_live_cli(job, args, workers, console)
+            return bridge.run_live_cli(job, args, workers, console or _console())
     if args.cluster or spec.executor.kind == "dask":
-        summary = bridge.run_dask(job, args.cluster, args.workers, console,
+        start_up_gc.resume()
+        summary = bridge.run_dask(job, args.cluster, args.workers, console or _console(),
                                   show_progress=spec.executor.progress and not quiet)
         rows, seconds = summary.rows, summary.seconds
         counts, sink_lines = summary.signal_counts, summary.sink_summaries
@@ -205,11 +210,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         import tickflow.api as tf
         from tickflow.engine.cli_tools import progress_bar, source_rows
 
-        enabled = spec.executor.progress and not quiet and console.is_terminal
+        enabled = console is not None and spec.executor.progress and console.is_terminal
         progress_cb, stop = progress_bar(console, enabled,
                                          source_rows(job) if enabled else None)
         try:
-            result = tf.run(api_job, workers=workers, keep_table=False, progress=progress_cb,
+            result = tf.run(api_job, workers=workers, keep_table=False,
+                            progress=start_up_gc.resume_after_first_call(progress_cb),
                             reset_state=args.reset_state, quiet=quiet)
         finally:
             stop()
@@ -326,7 +332,23 @@ def _out_of_memory(exc: MemoryError, args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """``run-job``; with ``argv`` None this is the process's own command line, which exits next:
+    it then starts without cyclic GC passes over start-up and ends without the final ones
+    (engine/start_up_gc.py)."""
+    if argv is None:
+        return _own_process(sys.argv[1:])
+    return _main(list(argv))
+
+
+def _own_process(argv: list[str]) -> int:
+    start_up_gc.pause()  # resumed once the run is going (engine/start_up_gc.py)
+    try:
+        return _main(argv)
+    finally:
+        start_up_gc.before_exit()
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] in ("collect", "serve"):  # their own parsers read the rest (--help)
         rest = argv[1:]
         exchange = rest[0] if rest and not rest[0].startswith("-") else None
@@ -337,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if first is not None and first not in COMMANDS:
             argv.insert(argv.index(first), "run")
         args = build_parser().parse_args(argv)
+    if args.command != "run":
+        start_up_gc.resume()  # only a run's start-up is worth the care
     try:
         return HANDLERS[args.command](args)
     except TickflowError as exc:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 import tickflow.engine.builtin_connectors  # noqa: F401  (names the built-in connectors)
 import tickflow.engine.ml  # registers the model_score batch step
 import tickflow.engine.state  # noqa: F401  (names the state backends)
-import tickflow.kernels  # noqa: F401  (registers built-in kernels)
+import tickflow.kernels  # noqa: F401  (names the built-in kernels; each loads on first use)
 from tickflow.engine import __version__
 from tickflow.engine.compile_outputs import OutputChecks
 from tickflow.engine.compile_streams import StreamPlanner

@@ -209,6 +209,12 @@ class _Walker:
         return result
 
 
+_PARSED: dict[tuple[str, str, tuple[tuple[str, str | None], ...]], tuple[Any, Marks]] = {}
+"""Files already walked without a problem, by (shown name, text, the variables they use).
+``run-job`` loads a job up to three times (mode check, the API's job, its compile)."""
+_PARSED_MAX = 32
+
+
 def _load_file(path: Path, problems: list[Problem], env: dict[str, str],
                shown: str) -> tuple[Any, Marks, str]:
     try:
@@ -219,8 +225,28 @@ def _load_file(path: Path, problems: list[Problem], env: dict[str, str],
     if text is None:
         problems.append(Problem(shown, line, col, "", why))
         return None, Marks(default_file=shown), ""
-    walker = _Walker(shown, text, problems, env)
-    return walker.load(), walker.marks, text
+    key = (shown, text, tuple((name, env.get(name)) for name, _ in _ENV.findall(text)))
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        walker = _Walker(shown, text, problems, env)
+        before = len(problems)
+        parsed = walker.load(), walker.marks
+        if len(problems) > before:
+            return (*parsed, text)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = parsed
+    data, marks = parsed
+    return _copy(data), Marks(dict(marks.values), dict(marks.keys), marks.default_file), text
+
+
+def _copy(value: Any) -> Any:
+    """A copy of loaded data that the caller may change (mappings, lists and scalars only)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
 
 
 def _packaged_jobs_dir() -> Path:

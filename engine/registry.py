@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -61,10 +62,14 @@ class Registry(Generic[T]):
         self._lazy: dict[str, str] = {}  # name -> module that registers it when imported
 
     def add(self, name: str, obj: T, summary: str = "", **meta: Any) -> T:
+        module = self._lazy.pop(name, None)
+        if module is not None and module not in sys.modules:
+            # another module claims a lazily known name: import its owner first, so that the
+            # clash is refused now, as it would be had the owner been imported already
+            importlib.import_module(module)
         if name in self._entries and self._entries[name].obj is not obj:
             raise RegistrationError(f"{self.what} {name!r} is registered twice")
         self._entries[name] = Entry(name, obj, summary, meta)
-        self._lazy.pop(name, None)
         return obj
 
     def register(self, name: str, summary: str = "", **meta: Any) -> Callable[[T], T]:

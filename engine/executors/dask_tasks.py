@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tickflow.engine import start_up_gc
 from tickflow.engine.compile import CompiledJob, compile_job
 from tickflow.engine.contract import FileSource, MergeableSink, PartitionedSink, RunContext
 from tickflow.engine.errors import TickflowError
@@ -217,19 +218,20 @@ def _run_partition(plan: DaskPlan, partition: int, start: float) -> PartResult:
     """The driver over this partition's rows of every source; its outputs are the parts."""
     from tickflow.engine.runtime.driver import Driver
 
-    job = _compiled(plan)
-    scanned = ScanCounts()
-    sources = {u.label: _PartitionView(u.definition.cls(u.config, plan.context), job.key,
-                                       plan, partition, scanned) for u in job.sources}
-    streams = plan.streams or (job.main_stream,) * len(plan.outputs)
-    metadata = _part_metadata(plan, partition)
-    parted = partitioned_sinks(job, plan.context, plan.outputs)
-    parts = [sink.part(plan.run_id, partition, metadata) for sink in parted]
-    sinks: list[tuple[Any, str]] = list(zip(parts, streams, strict=True))
-    merged = _mergeable_sinks(job, plan.context)
-    sinks.extend((_KeptSink(m), job.main_stream) for m in merged)
-    driver = Driver(job, workers=1, morsel_rows=plan.morsel_rows, sources=sources,
-                    sinks=sinks, threads=False)  # a Dask task is given one core
+    with start_up_gc.paused_the_first_time():  # a worker's start-up: once per process
+        job = _compiled(plan)
+        scanned = ScanCounts()
+        sources = {u.label: _PartitionView(u.definition.cls(u.config, plan.context), job.key,
+                                           plan, partition, scanned) for u in job.sources}
+        streams = plan.streams or (job.main_stream,) * len(plan.outputs)
+        metadata = _part_metadata(plan, partition)
+        parted = partitioned_sinks(job, plan.context, plan.outputs)
+        parts = [sink.part(plan.run_id, partition, metadata) for sink in parted]
+        sinks: list[tuple[Any, str]] = list(zip(parts, streams, strict=True))
+        merged = _mergeable_sinks(job, plan.context)
+        sinks.extend((_KeptSink(m), job.main_stream) for m in merged)
+        driver = Driver(job, workers=1, morsel_rows=plan.morsel_rows, sources=sources,
+                        sinks=sinks, threads=False)  # a Dask task is given one core
     summary = driver.run()
     main = driver.graph.main_pipeline
     keys = sorted(str(k) for k in main.keys.values) if main is not None else []

@@ -134,3 +134,61 @@ def test_publishing_without_a_previous_output(tmp_path):
     publish(tmp_path / "new", tmp_path / "out")
     assert (tmp_path / "out").read_text() == "y"
     assert not (tmp_path / "new").exists()
+
+
+def _wait_gone(path: Path, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_large_previous_output_is_deleted_by_another_process(tmp_path, monkeypatch):
+    import tickflow.connectors.atomic as atomic
+
+    out = tmp_path / "out.parquet"
+    _write_version(out, 0)
+    old_inode = out.stat().st_ino
+    monkeypatch.setattr(atomic, "DETACHED_DELETE_BYTES", 1)  # every previous output is "large"
+    unlinked: list[Path] = []
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: unlinked.append(self))
+    _write_version(out, 1)
+    assert _version(out) == 1
+    assert unlinked == []  # not deleted in this process
+    leftovers = [p for p in tmp_path.iterdir() if p != out]
+    assert all(_wait_gone(p) for p in leftovers), "the detached delete never happened"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+    assert out.stat().st_ino != old_inode
+
+
+_DETACHED_CHILD = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    import tickflow.connectors.atomic as atomic
+    import tests.connectors.test_publish as t
+    atomic.DETACHED_DELETE_BYTES = 1
+    t._write_version(Path(sys.argv[1]), 1)
+    os.kill(os.getpid(), 9)  # dies at once: the delete is not this process's to finish
+""")
+
+
+def test_the_detached_delete_finishes_after_the_writer_is_killed(tmp_path):
+    out = tmp_path / "out.parquet"
+    _write_version(out, 0)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.run([sys.executable, "-c", _DETACHED_CHILD, str(out)], env=env,
+                           timeout=120)
+    assert child.returncode == -signal.SIGKILL
+    assert _version(out) == 1
+    for leftover in [p for p in tmp_path.iterdir() if p != out]:
+        assert _wait_gone(leftover), f"{leftover.name} was left behind"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+
+
+def test_a_small_previous_output_is_deleted_before_publish_returns(tmp_path):
+    out = tmp_path / "out.parquet"
+    _write_version(out, 0)
+    _write_version(out, 1)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
