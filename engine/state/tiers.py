@@ -1,0 +1,163 @@
+"""One width tier of a step's state: every field's array for some keys, at one per-row width.
+
+:class:`~tickflow.engine.state.arrays.KernelState` keeps a tier for most keys (tier 0, indexed
+by key id) and side tiers, wider, for the few keys whose rows need more room; a kernel runs on
+one tier's arrays at a time with tier-local key ids. Moving a key between tiers (or saving
+state from tiers of different widths) re-lays its rings from their heads with :func:`fit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from tickflow.kernels.base import Field
+
+
+def grown(cap: int, n: int) -> int:
+    """The key-axis capacity after growing from ``cap`` to hold ``n`` rows: it doubles up to
+    4,096 and grows by a quarter past it (at 100,000 keys a fifth is unused, not half)."""
+    return max(n, cap + (cap if cap < 4096 else cap // 4))
+
+
+def relaid(values: dict[str, np.ndarray], f: Field) -> np.ndarray:
+    """A ring field's rows re-laid so that each key's oldest value is at index 0."""
+    arr = values[f.name]
+    cap = arr.shape[-1]
+    head = values[f"{f.group}_head"]
+    idx = (head[:, None] + np.arange(cap)[None, :]) % cap
+    return np.take_along_axis(arr, idx, axis=-1)
+
+
+def fit(fields: Iterable[Field], values: dict[str, np.ndarray],
+        widths: dict[str, int]) -> dict[str, np.ndarray]:
+    """``values`` (rows of saved state) with every growable field at the width in ``widths``.
+
+    Rings are re-laid from their heads first (the heads become 0), then padded with the fill
+    value or cut: a per-row buffer may be cut to any width not below its keys' counts.
+    """
+    out = dict(values)
+    relaid_groups: set[str] = set()
+    for f in fields:
+        if f.grow is None or f.name not in widths:
+            continue
+        saved = values[f.name]
+        new = widths[f.name]
+        if saved.shape[-1] == new:
+            continue
+        if f.grow == "ring":
+            saved = relaid(values, f)
+            relaid_groups.add(f.group)
+        arr = np.full((*saved.shape[:-1], new), f.fill, dtype=f.dtype)
+        keep = min(new, saved.shape[-1])
+        arr[..., :keep] = saved[..., :keep]
+        out[f.name] = arr
+    for g in relaid_groups:
+        out[f"{g}_head"] = np.zeros_like(values[f"{g}_head"])
+    return out
+
+
+class Tier:
+    """Arrays of every field for ``capacity`` rows; per-row buffers ``width`` wide.
+
+    A side tier also records which lane key id each of its rows holds (``keys``) and how many
+    of its rows are live (a key that moved on leaves a dead row behind).
+    """
+
+    def __init__(self, fields: list[Field], width: int, n: int = 8):
+        self.fields = fields
+        self.width = width
+        self.arrays = {f.name: _new(f, n, self.shape(f)) for f in fields}
+        self.keys = np.zeros(n, dtype=np.int64)
+        self.size = 0  # rows handed out (side tiers)
+        self.live = 0  # rows still holding a key (side tiers)
+
+    def shape(self, f: Field) -> tuple[int, ...]:
+        if not f.per_row:
+            return f.shape
+        return (*f.shape[:-1], min(f.shape[-1], self.width))
+
+    @property
+    def capacity(self) -> int:
+        return next(iter(self.arrays.values())).shape[0] if self.arrays else 0
+
+    def ensure_rows(self, n: int) -> None:
+        """Room for rows < n (new rows start from each field's fill value)."""
+        cap = self.capacity
+        if n <= cap:
+            return
+        new_cap = grown(cap, n)
+        for f in self.fields:
+            old = self.arrays[f.name]
+            arr = _new(f, new_cap, old.shape[1:])
+            arr[: old.shape[0]] = old
+            self.arrays[f.name] = arr
+        keys = np.zeros(new_cap, dtype=np.int64)
+        keys[: self.keys.size] = self.keys
+        self.keys = keys
+
+    def widths(self) -> dict[str, int]:
+        return {f.name: self.arrays[f.name].shape[-1] for f in self.fields
+                if f.grow is not None}
+
+    def widen(self, width: int) -> None:
+        """Re-lay every per-row buffer at ``width`` (never past its window)."""
+        self.width = width
+        self.resize([f for f in self.fields if f.per_row
+                     and self.arrays[f.name].shape[-1] < self.shape(f)[-1]],
+                    lambda f: self.shape(f)[-1])
+
+    def resize(self, fields: list[Field], width) -> None:  # noqa: ANN001
+        """Give ``fields`` their new last-axis width; rings are re-laid so their head is 0."""
+        if not fields:
+            return
+        values = fit(fields, self.arrays, {f.name: width(f) for f in fields})
+        self.arrays.update(values)
+
+    def grow_time(self) -> None:
+        """Double every growable buffer that is not per-row (a time window filled up)."""
+        self.resize([f for f in self.fields if f.grow is not None and not f.per_row],
+                    lambda f: 2 * self.arrays[f.name].shape[-1])
+
+    def grow_to(self, widths: dict[str, int], full: int) -> None:
+        """Grow until every growable buffer is at least as wide as in ``widths``."""
+        per_row = max((widths[f.name] for f in self.fields if f.per_row and f.name in widths),
+                      default=0)
+        if per_row > self.width:
+            width = self.width
+            while width < per_row and width < full:
+                width *= 2
+            self.widen(min(width, full))
+        others = [f for f in self.fields if f.grow is not None and not f.per_row]
+        while any(self.arrays[f.name].shape[-1] < widths.get(f.name, 0) for f in others):
+            self.grow_time()
+
+    def rows(self, fields: list[Field], local: np.ndarray) -> dict[str, np.ndarray]:
+        return {f.name: self.arrays[f.name][local] for f in fields}
+
+    def put(self, fields: list[Field], local: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        """Write saved rows (any widths) at ``local``; time buffers grow to hold them first."""
+        self.grow_to({f.name: values[f.name].shape[-1] for f in fields if f.grow is not None
+                      and not f.per_row}, 0)
+        values = fit(fields, values, self.widths())
+        for f in fields:
+            self.arrays[f.name][local] = values[f.name]
+
+    def append(self, fields: list[Field], keys: np.ndarray,
+               values: dict[str, np.ndarray]) -> np.ndarray:
+        """Give ``keys`` new rows holding ``values``; returns their tier-local ids."""
+        local = np.arange(self.size, self.size + keys.size, dtype=np.int64)
+        self.ensure_rows(self.size + keys.size)
+        self.size += keys.size
+        self.live += keys.size
+        self.keys[local] = keys
+        self.put(fields, local, values)
+        return local
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays.values()) + self.keys.nbytes
+
+
+def _new(f: Field, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    return np.full((n, *shape), f.fill, dtype=f.dtype)
