@@ -7,7 +7,8 @@ ticks file, samples the process RSS every 10 ms, and after the run prints:
 - the kernel state held after the run, by step (and its largest fields), every lane summed;
   for a step with width tiers (engine/state/arrays.py), the keys and width of each tier;
 - Arrow's memory pool: its peak and what it holds at the end (batches in flight, the writer);
-- the resident size before the run (interpreter, imports, numba code).
+- the resident size before the run (interpreter, imports), and after the run once glibc
+  (``malloc_trim``) and Arrow's pool gave back the memory they keep for reuse.
 
 Usage::
 
@@ -47,10 +48,14 @@ class Sampler(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
+        self.trace: list[tuple[float, int]] = []
         while not self.done.is_set():
             r = rss_bytes()
+            t = time.perf_counter() - self.t0
             if r > self.peak:
-                self.peak, self.at = r, time.perf_counter() - self.t0
+                self.peak, self.at = r, t
+            if not self.trace or t - self.trace[-1][0] >= 1.0:
+                self.trace.append((t, r))
             time.sleep(self.every)
 
 
@@ -89,6 +94,7 @@ def main() -> None:
     p.add_argument("--backend", default="memory", choices=("memory", "rocksdb", "tiledb"))
     p.add_argument("--workers", type=int, default=0, help="lanes (0: the job's default)")
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--trace", action="store_true", help="print the RSS every second")
     args = p.parse_args()
 
     import pyarrow as pa
@@ -119,7 +125,15 @@ def main() -> None:
               f"{wall:.2f} s ({summary.rows / wall:,.0f} ticks/s in process)")
         print(f"RSS before the run {before / 1e6:,.0f} MB; peak {sampler.peak / 1e6:,.0f} MB at "
               f"{sampler.at:.1f} s; at the end {rss_bytes() / 1e6:,.0f} MB")
+        if args.trace:
+            print("RSS each second: " + " ".join(f"{r / 1e6:,.0f}" for _, r in sampler.trace))
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        print(f"RSS after malloc_trim (freed heap memory glibc kept): {rss_bytes() / 1e6:,.0f} MB")
         pool = pa.default_memory_pool()
+        pool.release_unused()
+        print(f"RSS after Arrow's pool released its unused memory: {rss_bytes() / 1e6:,.0f} MB")
         print(f"Arrow pool ({pool.backend_name}): peak {pool.max_memory() / 1e6:,.0f} MB, "
               f"held at the end {pool.bytes_allocated() / 1e6:,.0f} MB")
         pipe = driver.graph.main_pipeline

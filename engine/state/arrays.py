@@ -64,9 +64,11 @@ class KernelState:
 
     def ensure_keys(self, n_keys: int) -> None:
         """Make room for key ids < n_keys; new keys start from each field's fill value."""
-        if n_keys > self.capacity:
-            self.tiers[0].ensure_rows(n_keys)
-            if self.tier_of is not None:
+        t0 = self.tiers[0]
+        if n_keys > t0.filled:
+            maps = n_keys > t0.capacity and self.tier_of is not None
+            t0.ensure_rows(n_keys)
+            if maps:
                 self._grow_maps()
         self.n_keys = max(self.n_keys, n_keys)
 
@@ -282,7 +284,7 @@ class KernelState:
             self.tier_of.nbytes if self.tier_of is not None else 0)
 
     def field_bytes(self) -> dict[str, int]:
-        return {f.name: sum(t.arrays[f.name].nbytes for t in self.tiers) for f in self.fields}
+        return {f.name: sum(t.field_bytes(f.name) for t in self.tiers) for f in self.fields}
 
     def describe(self) -> str:
         """Keys x per-row width of each tier (bench/state_memory.py)."""

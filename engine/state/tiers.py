@@ -8,7 +8,9 @@ state from tiers of different widths) re-lays its rings from their heads with :f
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +63,8 @@ def fit(fields: Iterable[Field], values: dict[str, np.ndarray],
 class Tier:
     """Arrays of every field for ``capacity`` rows; per-row buffers ``width`` wide.
 
+    Rows past ``filled`` hold nothing yet: they get their fill values when first needed, so
+    that a large array's unused rows (room to grow) are never written and cost no memory.
     A side tier also records which lane key id each of its rows holds (``keys``) and how many
     of its rows are live (a key that moved on leaves a dead row behind).
     """
@@ -68,10 +72,12 @@ class Tier:
     def __init__(self, fields: list[Field], width: int, n: int = 8):
         self.fields = fields
         self.width = width
-        self.arrays = {f.name: _new(f, n, self.shape(f)) for f in fields}
+        self.arrays = {f.name: blank((n, *self.shape(f)), f.dtype) for f in fields}
         self.keys = np.zeros(n, dtype=np.int64)
+        self.filled = 0
         self.size = 0  # rows handed out (side tiers)
         self.live = 0  # rows still holding a key (side tiers)
+        self.ensure_rows(n)
 
     def shape(self, f: Field) -> tuple[int, ...]:
         if not f.per_row:
@@ -84,18 +90,21 @@ class Tier:
 
     def ensure_rows(self, n: int) -> None:
         """Room for rows < n (new rows start from each field's fill value)."""
-        cap = self.capacity
-        if n <= cap:
-            return
-        new_cap = grown(cap, n)
-        for f in self.fields:
-            old = self.arrays[f.name]
-            arr = _new(f, new_cap, old.shape[1:])
-            arr[: old.shape[0]] = old
-            self.arrays[f.name] = arr
-        keys = np.zeros(new_cap, dtype=np.int64)
-        keys[: self.keys.size] = self.keys
-        self.keys = keys
+        cap, done = self.capacity, self.filled
+        if n > cap:
+            new_cap = grown(cap, n)
+            for f in self.fields:
+                old = self.arrays[f.name]
+                arr = blank((new_cap, *old.shape[1:]), f.dtype)
+                arr[:done] = old[:done]
+                self.arrays[f.name] = arr
+            keys = np.zeros(new_cap, dtype=np.int64)
+            keys[: self.keys.size] = self.keys
+            self.keys = keys
+        if n > done:
+            for f in self.fields:
+                self.arrays[f.name][done:n] = f.fill
+            self.filled = n
 
     def widths(self) -> dict[str, int]:
         return {f.name: self.arrays[f.name].shape[-1] for f in self.fields
@@ -109,11 +118,25 @@ class Tier:
                     lambda f: self.shape(f)[-1])
 
     def resize(self, fields: list[Field], width) -> None:  # noqa: ANN001
-        """Give ``fields`` their new last-axis width; rings are re-laid so their head is 0."""
+        """Give ``fields`` their new last-axis width; rings are re-laid so their head is 0.
+
+        Rows are re-laid a block at a time: the temporaries stay small.
+        """
         if not fields:
             return
-        values = fit(fields, self.arrays, {f.name: width(f) for f in fields})
-        self.arrays.update(values)
+        widths = {f.name: width(f) for f in fields}
+        cap, n = self.capacity, self.filled
+        new = {f.name: blank((cap, *self.arrays[f.name].shape[1:-1], widths[f.name]), f.dtype)
+               for f in fields}
+        for lo in range(0, n, RELAY_ROWS):
+            hi = min(n, lo + RELAY_ROWS)
+            part = fit(fields, {k: a[lo:hi] for k, a in self.arrays.items()}, widths)
+            for f in fields:
+                new[f.name][lo:hi] = part[f.name]
+        for g in {f.group for f in fields if f.grow == "ring"
+                  and self.arrays[f.name].shape[-1] != widths[f.name]}:
+            self.arrays[f"{g}_head"][:n] = 0
+        self.arrays.update(new)
 
     def grow_time(self) -> None:
         """Double every growable buffer that is not per-row (a time window filled up)."""
@@ -156,8 +179,35 @@ class Tier:
         return local
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.arrays.values()) + self.keys.nbytes
+        """Bytes of the rows in use (rows past ``filled`` of a mapped array are not resident)."""
+        return self.field_bytes_sum() + self.keys.nbytes
+
+    def field_bytes(self, name: str) -> int:
+        a = self.arrays[name]
+        return a.nbytes * self.filled // max(a.shape[0], 1)
+
+    def field_bytes_sum(self) -> int:
+        return sum(self.field_bytes(name) for name in self.arrays)
 
 
-def _new(f: Field, n: int, shape: tuple[int, ...]) -> np.ndarray:
-    return np.full((n, *shape), f.fill, dtype=f.dtype)
+MAP_BYTES = 1 << 20
+"""State arrays this large get their own anonymous memory map (see :func:`blank`)."""
+
+
+RELAY_ROWS = 8192
+"""Rows re-laid at a time when a tier's buffers change width."""
+
+
+def blank(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised array; large ones are mapped on their own rather than taken from malloc.
+
+    Once the process has freed a large block, glibc serves blocks up to 32 MB from its heap,
+    where a state array freed by growth leaves a hole that stays resident (a quarter of the
+    state at 100,000 keys). A map goes back to the system when the array is freed, and its
+    pages cost nothing until written.
+    """
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size < MAP_BYTES:
+        return np.empty(shape, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, size), dtype=dtype).reshape(shape)
