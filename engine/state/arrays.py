@@ -304,7 +304,7 @@ class KernelState:
         """
         key_ids = np.asarray(key_ids, dtype=np.int64)
         if not self.n_side or not key_ids.size:
-            return {f.name: self.arrays[f.name][key_ids].copy() for f in self.saved}
+            return {f.name: self.arrays[f.name][key_ids] for f in self.saved}  # (copies)
         return self._take(key_ids)
 
     def restore(self, key_ids: np.ndarray, values: dict[str, np.ndarray]) -> None:
