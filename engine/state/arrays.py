@@ -229,7 +229,7 @@ class KernelState:
             index = self.side.get(int(width))
             if index is None:
                 index = self.side[int(width)] = len(self.tiers)
-                self.tiers.append(Tier(self.fields, int(width)))
+                self.tiers.append(Tier(self.fields, int(width), side=True))
             self.local[keys[sel]] = self.tiers[index].append(self.saved, keys[sel], part)
             self.tier_of[keys[sel]] = index
             self.n_side += sel.size

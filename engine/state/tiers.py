@@ -18,9 +18,11 @@ from tickflow.kernels.base import Field
 
 
 def grown(cap: int, n: int) -> int:
-    """The key-axis capacity after growing from ``cap`` to hold ``n`` rows: it doubles up to
-    4,096 and grows by a quarter past it (at 100,000 keys a fifth is unused, not half)."""
-    return max(n, cap + (cap if cap < 4096 else cap // 4))
+    """The key-axis capacity after growing from ``cap`` to hold ``n`` rows: it doubles. Rows
+    past those in use are never written (see :class:`Tier`), so the room costs no memory
+    in a large (mapped) array, and doubling copies the rows half as often as growing by a
+    quarter would."""
+    return max(n, 2 * cap)
 
 
 def relaid(values: dict[str, np.ndarray], f: Field) -> np.ndarray:
@@ -48,7 +50,8 @@ def fit(fields: Iterable[Field], values: dict[str, np.ndarray],
         new = widths[f.name]
         if saved.shape[-1] == new:
             continue
-        if f.grow == "ring":
+        if f.grow == "ring" and values[f"{f.group}_head"].any():
+            # (a row window's ring below its full width never wraps: its heads are all 0)
             saved = relaid(values, f)
             relaid_groups.add(f.group)
         arr = np.full((*saved.shape[:-1], new), f.fill, dtype=f.dtype)
@@ -69,11 +72,12 @@ class Tier:
     of its rows are live (a key that moved on leaves a dead row behind).
     """
 
-    def __init__(self, fields: list[Field], width: int, n: int = 8):
+    def __init__(self, fields: list[Field], width: int, n: int = 8, side: bool = False):
         self.fields = fields
         self.width = width
+        self.side = side
         self.arrays = {f.name: blank((n, *self.shape(f)), f.dtype) for f in fields}
-        self.keys = np.zeros(n, dtype=np.int64)
+        self.keys = np.zeros(n if side else 0, dtype=np.int64)
         self.filled = 0
         self.size = 0  # rows handed out (side tiers)
         self.live = 0  # rows still holding a key (side tiers)
@@ -98,9 +102,10 @@ class Tier:
                 arr = blank((new_cap, *old.shape[1:]), f.dtype)
                 arr[:done] = old[:done]
                 self.arrays[f.name] = arr
-            keys = np.zeros(new_cap, dtype=np.int64)
-            keys[: self.keys.size] = self.keys
-            self.keys = keys
+            if self.side:
+                keys = np.zeros(new_cap, dtype=np.int64)
+                keys[: self.keys.size] = self.keys
+                self.keys = keys
         if n > done:
             for f in self.fields:
                 self.arrays[f.name][done:n] = f.fill

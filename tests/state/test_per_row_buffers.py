@@ -168,9 +168,11 @@ def test_a_narrow_snapshot_restores_into_a_wide_state_and_back():
     assert back.arrays["vals"][2, :5].tolist() == [20.0, 21.0, 22.0, 23.0, 16.0]
 
 
-def test_the_key_axis_grows_by_a_quarter_past_4096_keys():
+def test_the_key_axis_doubles_but_only_rows_in_use_are_filled():
     state = KernelState([Field("m")])
     for n in range(1, 100_001, 997):
         state.ensure_keys(n)
-        assert n <= state.capacity <= max(8192, 1.25 * n + 1)  # (doubling: up to 2n)
+        assert n <= state.capacity <= max(16, 2 * n)
+        assert state.tiers[0].filled == max(n, 8)  # rows past n are never written
     assert state.arrays["m"].shape == (state.capacity,)
+    assert state.nbytes() == 99_701 * 8  # the rows in use, not the capacity
