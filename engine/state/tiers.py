@@ -215,4 +215,9 @@ def blank(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if size < MAP_BYTES:
         return np.empty(shape, dtype=dtype)
-    return np.frombuffer(mmap.mmap(-1, size), dtype=dtype).reshape(shape)
+    try:
+        buffer = mmap.mmap(-1, size)
+    except OSError as exc:  # as numpy says it: the command line names the step
+        raise MemoryError(f"Unable to allocate {size / (1 << 30):.2f} GiB for an array with "
+                          f"shape {shape} and data type {dtype}") from exc
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
