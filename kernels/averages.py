@@ -82,7 +82,8 @@ def ring_moment_peak_state(p: WindowParams) -> list[Field]:
 
     One push per row: a row window's ring is sized by the key's rows, up to the window.
     """
-    return (ring_fields(initial_capacity(p.window), per_row=isinstance(p.window, int))
+    return (ring_fields(initial_capacity(p.window), per_row=isinstance(p.window, int),
+                         stub_ts=isinstance(p.window, int))
             + moment_fields() + [Field("m_peak", (), np.float64, 0.0)])
 
 
@@ -171,7 +172,8 @@ def rolling_moments(key, ts, x, vals, tss, head, count, shift, s1, s2, since, la
             if pos >= cap:
                 pos -= cap
             vals[k, pos] = v
-            tss[k, pos] = t
+            if rows == 0:  # a row window's tss is a zero-wide stub
+                tss[k, pos] = t
             d = v - sh
             a += d
             b += d * d
@@ -221,7 +223,8 @@ class SmaParams(WindowParams):
 
 
 def _sma_state(p: SmaParams) -> list[Field]:
-    return [*ring_fields(initial_capacity(p.window), per_row=isinstance(p.window, int)),
+    return [*ring_fields(initial_capacity(p.window), per_row=isinstance(p.window, int),
+                         stub_ts=isinstance(p.window, int)),
             Field("m_shift", (), np.float64, 0.0),
             Field("m_s1", (), np.float64, 0.0), Field("m_since", (), np.int64, 0)]
 
@@ -285,7 +288,8 @@ def sma(key, ts, x, vals, tss, head, count, shift, s1, since, out, rows, span, m
             if pos >= cap:
                 pos -= cap
             vals[k, pos] = v
-            tss[k, pos] = t
+            if rows == 0:  # a row window's tss is a zero-wide stub
+                tss[k, pos] = t
             a += v - sh
             c += 1
         n_since += 1

@@ -148,6 +148,9 @@ class Field:
     never holds more than ``{group}_count`` values, which the rows of a key bound: the engine
     then starts the buffer small and widens it (up to ``shape[-1]``) before a chunk could
     fill it, instead of giving every key the whole window (row windows only).
+
+    ``stub`` marks a zero-wide argument the kernel never touches for these params (a row
+    window's timestamps, see :func:`ring_fields`): it holds nothing and is not saved.
     """
 
     name: str
@@ -157,17 +160,22 @@ class Field:
     grow: GrowKind | None = None
     group: str = "ring"
     per_row: bool = False
+    stub: bool = False
 
 
 def ring_fields(capacity: int, values: Sequence[str] = ("vals",), group: str = "ring",
-                with_ts: bool = True, per_row: bool = False) -> list[Field]:
+                with_ts: bool = True, per_row: bool = False,
+                stub_ts: bool = False) -> list[Field]:
     """Fields of a ring buffer: one float64 buffer per name, timestamps, head and count.
 
     ``per_row``: see :class:`Field`; only for a row window whose kernel pushes at most one
-    value per row.
+    value per row. ``stub_ts``: a row window whose kernel reads and writes timestamps only for
+    time windows (``if rows == 0``); its ``{group}_ts`` argument is a zero-wide stub.
     """
     out = [Field(v, (capacity,), np.float64, np.nan, "ring", group, per_row) for v in values]
-    if with_ts:
+    if stub_ts:
+        out.append(Field(f"{group}_ts", (0,), np.int64, 0, stub=True))
+    elif with_ts:
         out.append(Field(f"{group}_ts", (capacity,), np.int64, 0, "ring", group, per_row))
     out += [Field(f"{group}_head", (), np.int64, 0), Field(f"{group}_count", (), np.int64, 0)]
     return out

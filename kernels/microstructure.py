@@ -111,7 +111,8 @@ class OfiParams(WindowParams):
 def _ofi_state(p: OfiParams) -> list[Field]:
     return [Field("prev_bid"), Field("prev_ask"), Field("prev_bid_size"),
             Field("prev_ask_size"),
-            *ring_fields(initial_capacity(p.window), ("e",), per_row=isinstance(p.window, int)),
+            *ring_fields(initial_capacity(p.window), ("e",), per_row=isinstance(p.window, int),
+                         stub_ts=isinstance(p.window, int)),
             Field("e_sum", (), np.float64, 0.0), Field("e_since", (), np.int64, 0)]
 
 
@@ -201,7 +202,8 @@ def ofi(key, ts, bid, ask, bid_size, ask_size, prev_bid, prev_ask, prev_bid_size
         if pos >= cap:
             pos -= cap
         e[k, pos] = flow
-        e_ts[k, pos] = t
+        if rows == 0:  # a row window's e_ts is a zero-wide stub
+            e_ts[k, pos] = t
         c += 1
         total += flow
         n_since = e_since[k] + 1

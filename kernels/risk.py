@@ -82,7 +82,7 @@ class HistoricalVarParams(WindowParams):
 def _sorted_window_state(p: HistoricalVarParams) -> list[Field]:
     cap = initial_capacity(p.window)
     per_row = isinstance(p.window, int)  # one push per row; the sorted prefix holds fewer
-    return [*ring_fields(cap, per_row=per_row),
+    return [*ring_fields(cap, per_row=per_row, stub_ts=per_row),
             Field("sorted", (cap,), np.float64, np.nan, "linear", per_row=per_row),
             Field("tail_count", (), np.int64, 0), Field("tail_max", (), np.float64, np.nan)]
 
@@ -154,7 +154,8 @@ def tail_window_walk(key, ts, x, vals, tss, head, count, sbuf, tcount, tmax, out
         if pos >= cap:
             pos -= cap
         vals[k, pos] = v
-        tss[k, pos] = t
+        if rows == 0:  # a row window's tss is a zero-wide stub
+            tss[k, pos] = t
         c += 1
         count[k] = c
         head[k] = h

@@ -82,7 +82,8 @@ def rolling_sum_walk(key, ts, x, prev_abs, vals, tss, head, count, shift, s1, s2
         if pos >= cap:
             pos -= cap
         vals[k, pos] = v
-        tss[k, pos] = t
+        if rows == 0:  # a row window's tss is a zero-wide stub
+            tss[k, pos] = t
         a += v - sh
         # b: the peak of |sh| c + |a|, what add/remove rounding is relative to
         scale = abs(sh) * (c + 1) + abs(a)

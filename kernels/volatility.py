@@ -26,7 +26,8 @@ from tickflow.kernels.rolling_sums import SUM_OF_BIPOWER, SUM_OF_SQUARES, rollin
 
 def _ring_moment_state(p: WindowParams) -> list[Field]:
     # one push per row (rolling_sum_walk): a row window's ring is sized by the key's rows
-    return (ring_fields(initial_capacity(p.window), per_row=isinstance(p.window, int))
+    return (ring_fields(initial_capacity(p.window), per_row=isinstance(p.window, int),
+                        stub_ts=isinstance(p.window, int))
             + moment_fields())
 
 

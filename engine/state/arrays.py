@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
+from tickflow.engine.state.tiers import Tier, fit, grown
 from tickflow.kernels.base import Field
 
 PER_ROW_START = 8
@@ -19,157 +18,308 @@ class KernelState:
     The kernel only sees the arrays; whether they came from memory, RocksDB or TileDB is the
     backend's business (it reads and writes ``snapshot``/``restore``).
 
-    Per-row buffers (row windows, ``Field.per_row``) start ``PER_ROW_START`` wide rather than
-    a whole window for every key: before each chunk, :meth:`reserve` widens them to the most
-    values a key could hold after it (its ``{group}_count`` plus its rows in the chunk). At
-    100,000 keys of a few dozen ticks each, a 100-row window then costs a third of its size.
-    A kernel sees the same values in the same order at any width, so outputs do not change.
+    Per-row buffers (row windows, ``Field.per_row``) are sized by the keys' row counts, per
+    key rather than by the busiest key: tier 0 holds every key (indexed by key id) at one
+    width, and a key whose ``{group}_count`` plus its rows in the next chunk would not fit
+    moves to a side tier twice as wide or more (its rows copied, rings re-laid), where the
+    kernel runs on that tier's arrays with tier-local ids (:meth:`route`). When half the keys
+    need more than tier 0's width, tier 0 doubles instead and takes back the side tiers it
+    now covers, so a few symbols that all fill their windows run on tier 0 alone, as before.
+    At 100,000 keys of a few dozen ticks, a 100-row window then costs about a third of its
+    size. A kernel sees the same values in the same order at any width or tier, so outputs
+    do not change.
+
+    Args:
+        tiered: False keeps every key in tier 0 (a cross-key step's single state row).
     """
 
-    def __init__(self, fields: list[Field], n_keys: int = 0):
+    def __init__(self, fields: list[Field], n_keys: int = 0, tiered: bool = True):
         self.fields = fields
+        self.saved = [f for f in fields if not f.stub]  # stubs hold nothing and are not saved
         self.per_row = [f for f in fields if f.per_row]
         self._per_row_counts = sorted({f"{f.group}_count" for f in self.per_row})
         self._per_row_full = max((f.shape[-1] for f in self.per_row), default=0)
-        self.width = min(PER_ROW_START, self._per_row_full)
-        self.arrays: dict[str, np.ndarray] = {
-            f.name: self._new(f, max(n_keys, 8), self._shape(f)) for f in fields}
+        self.tiered = tiered
+        self.tiers = [Tier(fields, min(PER_ROW_START, self._per_row_full), max(n_keys, 8))]
+        self.side: dict[int, int] = {}  # side tier width -> index in self.tiers
+        self.tier_of: np.ndarray | None = None  # key id -> tier (only once a side tier exists)
+        self.local = np.zeros(0, dtype=np.int64)  # key id -> row in its side tier
+        self.n_side = 0  # keys living in a side tier
         self.n_keys = 0
 
-    @staticmethod
-    def _new(f: Field, n: int, shape: tuple[int, ...]) -> np.ndarray:
-        return np.full((n, *shape), f.fill, dtype=f.dtype)
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Tier 0's arrays (every key's, when no side tier is in use)."""
+        return self.tiers[0].arrays
 
-    def _shape(self, f: Field) -> tuple[int, ...]:
-        if not f.per_row:
-            return f.shape
-        return (*f.shape[:-1], min(f.shape[-1], self.width))
+    @property
+    def width(self) -> int:
+        return self.tiers[0].width
 
     @property
     def capacity(self) -> int:
         if not self.fields:
             return 1 << 62
-        return next(iter(self.arrays.values())).shape[0]
+        return self.tiers[0].capacity
 
     def ensure_keys(self, n_keys: int) -> None:
-        """Make room for key ids < n_keys; new keys start from each field's fill value.
+        """Make room for key ids < n_keys; new keys start from each field's fill value."""
+        t0 = self.tiers[0]
+        if n_keys > t0.filled:
+            maps = n_keys > t0.capacity and self.tier_of is not None
+            t0.ensure_rows(n_keys)
+            if maps:
+                self._grow_maps()
+        self.n_keys = max(self.n_keys, n_keys)
 
-        The key axis grows by a quarter (not double) past 4096 keys: at 100,000 keys at most
-        a fifth of the state is unused rather than half.
-        """
-        if n_keys <= self.capacity:
-            self.n_keys = max(self.n_keys, n_keys)
-            return
+    def _grow_maps(self) -> None:
         cap = self.capacity
-        new_cap = max(n_keys, cap + (cap if cap < 4096 else cap // 4))
-        for f in self.fields:
-            old = self.arrays[f.name]
-            arr = self._new(f, new_cap, old.shape[1:])
-            arr[: old.shape[0]] = old
-            self.arrays[f.name] = arr
-        self.n_keys = n_keys
+        tier_of = np.zeros(cap, dtype=np.int8)
+        local = np.zeros(cap, dtype=np.int64)
+        if self.tier_of is not None:
+            tier_of[: self.tier_of.size] = self.tier_of
+            local[: self.local.size] = self.local
+        self.tier_of, self.local = tier_of, local
+
+    # ------------------------------------------------------------------ tiers
+
+    def _counts(self, keys: np.ndarray) -> np.ndarray:
+        """The most values any per-row ring of each key holds now."""
+        need = np.zeros(keys.size, dtype=np.int64)
+        tiers = self.tier_of[keys] if self.tier_of is not None else None
+        for i, tier in enumerate(self.tiers):
+            if tiers is None:
+                sel, local = slice(None), keys
+            else:
+                sel = np.flatnonzero(tiers == i)
+                if not sel.size:
+                    continue
+                local = keys[sel] if i == 0 else self.local[keys[sel]]
+            for name in self._per_row_counts:
+                need[sel] = np.maximum(need[sel], tier.arrays[name][local])
+        return need
+
+    def _widths_of(self, keys: np.ndarray) -> np.ndarray:
+        widths = np.array([t.width for t in self.tiers], dtype=np.int64)
+        if self.tier_of is None:
+            return np.full(keys.size, widths[0])
+        return widths[self.tier_of[keys]]
 
     def reserve(self, key: np.ndarray) -> None:
-        """Widen per-row buffers so that the rows of ``key`` (this chunk) cannot fill them."""
-        if self.width >= self._per_row_full or key.size == 0:
+        """Make room for the rows of ``key`` (this chunk): no per-row buffer can fill up."""
+        t0 = self.tiers[0]
+        if not self.per_row or key.size == 0 or (t0.width >= self._per_row_full
+                                                 and not self.n_side):
             return
         rows = np.bincount(key)
-        need = 0
-        for name in self._per_row_counts:
-            count = self.arrays[name]
-            m = min(len(rows), len(count))
-            need = max(need, int((count[:m] + rows[:m]).max()))
-        if need > self.width:
-            self._widen(need)
+        m = min(len(rows), self.n_keys)
+        if not self.n_side:  # the common case: one vectorised check over tier 0
+            need = np.zeros(m, dtype=np.int64)
+            for name in self._per_row_counts:
+                np.maximum(need, t0.arrays[name][:m] + rows[:m], out=need)
+            if int(need.max()) <= t0.width:
+                return
+            keys = np.flatnonzero(need > t0.width)
+            self._place(keys, need[keys])
+            return
+        keys = np.flatnonzero(rows[:m])
+        need = self._counts(keys) + rows[keys]
+        over = need > self._widths_of(keys)
+        if over.any():
+            self._place(keys[over], need[over])
 
-    def _widen(self, need: int) -> None:
-        """Re-lay every per-row buffer at a width >= need (a power of two, or the window)."""
-        width = self.width
-        while width < need and width < self._per_row_full:
-            width *= 2
-        self.width = min(width, self._per_row_full)
-        self._resize([f for f in self.per_row
-                      if self.arrays[f.name].shape[-1] < self._shape(f)[-1]],
-                     lambda f: self._shape(f)[-1])
+    def _target(self, need: np.ndarray) -> np.ndarray:
+        """The tier width for each need: tier 0's if it fits, else a power of two (or full)."""
+        w0 = self.tiers[0].width
+        pow2 = np.left_shift(1, np.ceil(np.log2(np.maximum(need, 1))).astype(np.int64))
+        side = np.minimum(np.maximum(pow2, PER_ROW_START), self._per_row_full)
+        return np.where(need <= w0, w0, side)
 
-    def _resize(self, fields: list[Field], width: Callable[[Field], int]) -> None:
-        """Give ``fields`` their new last-axis width; rings are re-laid so their head is 0."""
-        groups = {f.group for f in fields if f.grow == "ring"}
-        for f in fields:
-            old = self.arrays[f.name]
-            cap = old.shape[-1]
-            new = width(f)
-            arr = np.full((*old.shape[:-1], new), f.fill, dtype=f.dtype)
-            if f.grow == "ring":
-                head = self.arrays[f"{f.group}_head"]
-                idx = (head[:, None] + np.arange(cap)[None, :]) % cap
-                arr[..., :cap] = np.take_along_axis(old, idx, axis=-1)
-            else:
-                arr[..., :cap] = old
-            self.arrays[f.name] = arr
-        for g in groups:
-            self.arrays[f"{g}_head"][:] = 0
+    def _place(self, keys: np.ndarray, need: np.ndarray) -> None:
+        """Give ``keys`` (currently holding their state) tiers wide enough for ``need``."""
+        self._settle(keys, need)
+        target = self._target(need)
+        moving = target != self._widths_of(keys)
+        if moving.any():
+            self._move(keys[moving], target[moving])
 
-    def grow_buffers(self) -> None:
-        """Double every growable buffer (a time window filled up); per-row ones stop at
-        their window. Rings are re-laid so that their head is 0."""
-        if self.per_row and self.width < self._per_row_full:
-            self._widen(2 * self.width)
-        self._resize([f for f in self.fields if f.grow is not None and not f.per_row],
-                     lambda f: 2 * self.arrays[f.name].shape[-1])
+    def _settle(self, keys: np.ndarray, need: np.ndarray) -> None:
+        """Widen tier 0 while half the keys would need more than its width (or always, when
+        untiered), taking back the side tiers it then covers."""
+        t0 = self.tiers[0]
+        full = self._per_row_full
+        while t0.width < full:
+            if self.tiered:
+                in_side = self.n_side - (int(np.count_nonzero(self.tier_of[keys]))
+                                         if self.tier_of is not None else 0)
+                outside = in_side + int(np.count_nonzero(need > t0.width))
+                if 2 * outside < max(self.n_keys, 1):
+                    return
+            elif int(need.max(initial=0)) <= t0.width:
+                return
+            t0.widen(min(2 * t0.width, full))
+            for width in sorted(w for w in self.side if w <= t0.width):
+                self._fold(width)
+
+    def _fold(self, width: int) -> None:
+        """Move a side tier's live keys back into tier 0 and drop the tier."""
+        index = self.side.pop(width)
+        tier = self.tiers[index]
+        assert self.tier_of is not None
+        rows = np.flatnonzero(self.tier_of[tier.keys[:tier.size]] == index)
+        rows = rows[self.local[tier.keys[rows]] == rows]
+        keys = tier.keys[rows]
+        self.tiers[0].put(self.saved, keys, tier.rows(self.saved, rows))
+        self.tier_of[keys] = 0
+        self.n_side -= keys.size
+        self._drop(index)
+
+    def _drop(self, index: int) -> None:
+        """Remove tier ``index`` (no live keys) and renumber the tiers after it."""
+        del self.tiers[index]
+        assert self.tier_of is not None
+        self.tier_of[self.tier_of > index] -= 1
+        self.side = {w: (i - 1 if i > index else i) for w, i in self.side.items()}
+
+    def _take(self, keys: np.ndarray) -> dict[str, np.ndarray]:
+        """The saved fields' rows of ``keys`` from whichever tier holds each (max widths)."""
+        tiers = self.tier_of[keys] if self.tier_of is not None else np.zeros(keys.size, np.int8)
+        present = np.unique(tiers)
+        if present.size == 1:
+            i = int(present[0])
+            local = keys if i == 0 else self.local[keys]
+            return self.tiers[i].rows(self.saved, local)
+        widths = {name: max(self.tiers[i].widths()[name] for i in present)
+                  for name in self.tiers[0].widths()}
+        out = {f.name: np.empty((keys.size, *self.tiers[0].arrays[f.name].shape[1:-1],
+                                 widths[f.name]) if f.grow is not None else
+                                (keys.size, *self.tiers[0].arrays[f.name].shape[1:]),
+                                dtype=f.dtype) for f in self.saved}
+        for i in present:
+            sel = np.flatnonzero(tiers == i)
+            local = keys[sel] if i == 0 else self.local[keys[sel]]
+            part = fit(self.saved, self.tiers[i].rows(self.saved, local), widths)
+            for f in self.saved:
+                out[f.name][sel] = part[f.name]
+        return out
+
+    def _move(self, keys: np.ndarray, widths: np.ndarray) -> None:
+        """Copy ``keys``' state into the tiers of the given widths (side tiers)."""
+        values = self._take(keys)
+        self._put(keys, widths, values)
+
+    def _put(self, keys: np.ndarray, widths: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        """Write saved rows of ``keys`` into the tier of each one's width (tier 0 or a side)."""
+        if self.tier_of is None:
+            self._grow_maps()
+        assert self.tier_of is not None
+        old = self.tier_of[keys].copy()
+        for i in np.unique(old[old > 0]):  # rows left behind in side tiers
+            tier = self.tiers[int(i)]
+            tier.live -= int(np.count_nonzero(old == i))
+        self.n_side -= int(np.count_nonzero(old))
+        w0 = self.tiers[0].width
+        for width in np.unique(widths):
+            sel = np.flatnonzero(widths == width)
+            part = {name: v[sel] for name, v in values.items()}
+            if width <= w0:
+                self.tiers[0].put(self.saved, keys[sel], part)
+                self.tier_of[keys[sel]] = 0
+                continue
+            index = self.side.get(int(width))
+            if index is None:
+                index = self.side[int(width)] = len(self.tiers)
+                self.tiers.append(Tier(self.fields, int(width), side=True))
+            self.local[keys[sel]] = self.tiers[index].append(self.saved, keys[sel], part)
+            self.tier_of[keys[sel]] = index
+            self.n_side += sel.size
+        empty = [w for w, i in self.side.items() if self.tiers[i].live == 0]
+        while empty:  # side tiers whose keys all moved on
+            self._drop(self.side.pop(empty[0]))
+            empty = [w for w, i in self.side.items() if self.tiers[i].live == 0]
+
+    def route(self, key: np.ndarray) -> list[tuple[Tier, np.ndarray | None, np.ndarray]]:
+        """The tiers this chunk's rows run on: (tier, rows or None for all, tier-local ids)."""
+        if not self.n_side:
+            return [(self.tiers[0], None, key)]
+        assert self.tier_of is not None
+        tiers = self.tier_of[key]
+        if not tiers.any():
+            return [(self.tiers[0], None, key)]
+        parts = []
+        for i, tier in enumerate(self.tiers):
+            idx = np.flatnonzero(tiers == i)
+            if idx.size:
+                k = key[idx]
+                parts.append((tier, idx, k if i == 0 else self.local[k]))
+        return parts
+
+    # ------------------------------------------------------------------ growth (tier 0)
+
+    def grow_buffers(self, tier: Tier | None = None) -> bool:
+        """A kernel stopped on a full buffer of ``tier`` (tier 0 by default): double its
+        time-window buffers; tier 0 also widens its per-row ones (up to the window).
+        False when nothing could grow."""
+        tier = tier or self.tiers[0]
+        before = tier.widths()
+        if tier is self.tiers[0] and tier.width < self._per_row_full:
+            tier.widen(min(2 * tier.width, self._per_row_full))
+        tier.grow_time()
+        return tier.widths() != before
 
     def widths(self) -> dict[str, int]:
-        """The last-axis width of every growable buffer (lanes match them before stacking)."""
-        return {f.name: self.arrays[f.name].shape[-1] for f in self.fields
-                if f.grow is not None}
+        """The last-axis width of every growable buffer of tier 0."""
+        return self.tiers[0].widths()
 
     def grow_to(self, widths: dict[str, int]) -> None:
-        """Grow until every growable buffer is at least as wide as in ``widths``."""
-        per_row = max((widths[f.name] for f in self.per_row), default=0)
-        if per_row > self.width:
-            self._widen(per_row)
-        others = [f for f in self.fields if f.grow is not None and not f.per_row]
-        while any(self.arrays[f.name].shape[-1] < widths[f.name] for f in others):
-            self._resize(others, lambda f: 2 * self.arrays[f.name].shape[-1])
+        """Grow tier 0 until every growable buffer is at least as wide as in ``widths``."""
+        self.tiers[0].grow_to(widths, self._per_row_full)
 
-    def ordered(self) -> list[np.ndarray]:
-        return [self.arrays[f.name] for f in self.fields]
+    def ordered(self, tier: Tier | None = None) -> list[np.ndarray]:
+        arrays = (tier or self.tiers[0]).arrays
+        return [arrays[f.name] for f in self.fields]
+
+    def nbytes(self) -> int:
+        return sum(t.nbytes() for t in self.tiers) + self.local.nbytes + (
+            self.tier_of.nbytes if self.tier_of is not None else 0)
+
+    def field_bytes(self) -> dict[str, int]:
+        return {f.name: sum(t.field_bytes(f.name) for t in self.tiers) for f in self.fields}
+
+    def describe(self) -> str:
+        """Keys x per-row width of each tier (bench/state_memory.py)."""
+        if not self.per_row:
+            return ""
+        parts = [f"{self.n_keys - self.n_side} x {self.tiers[0].width}"]
+        parts += [f"{t.live} x {t.width}" for t in self.tiers[1:]]
+        return ", ".join(parts)
 
     # ------------------------------------------------------------------ save / restore
 
     def snapshot(self, key_ids: np.ndarray) -> dict[str, np.ndarray]:
-        """Copies of the given keys' state, field by field (what a backend stores)."""
-        return {f.name: self.arrays[f.name][key_ids].copy() for f in self.fields}
+        """Copies of the given keys' state, field by field (what a backend stores).
+
+        Keys from tiers of different widths are saved at the widest one's widths, rings
+        re-laid from their heads where they were widened.
+        """
+        key_ids = np.asarray(key_ids, dtype=np.int64)
+        if not self.n_side or not key_ids.size:
+            return {f.name: self.arrays[f.name][key_ids] for f in self.saved}  # (copies)
+        return self._take(key_ids)
 
     def restore(self, key_ids: np.ndarray, values: dict[str, np.ndarray]) -> None:
-        """Load saved state for the given keys; buffers are resized to the current capacity.
+        """Load saved state (any widths) for the given keys into the tiers their counts need."""
+        key_ids = np.asarray(key_ids, dtype=np.int64)
+        if not len(key_ids):
+            return
+        self.ensure_keys(int(key_ids.max()) + 1)
+        values = {f.name: values[f.name] for f in self.saved}
+        if not self.per_row:
+            self.tiers[0].put(self.saved, key_ids, values)
+            return
+        need = np.zeros(key_ids.size, dtype=np.int64)
+        for name in self._per_row_counts:
+            need = np.maximum(need, values[name])
+        self._settle(key_ids, need)
+        self._put(key_ids, self._target(need), values)
 
-        Saved rings are first re-laid from their head so a capacity change keeps their order.
-        """
-        if len(key_ids):
-            self.ensure_keys(int(key_ids.max()) + 1)
-        values = dict(values)
-        self.grow_to({f.name: values[f.name].shape[-1] for f in self.fields
-                      if f.grow is not None})
-        relaid: set[str] = set()
-        for f in self.fields:
-            if f.grow is None:
-                continue
-            saved = values[f.name]
-            cap = self.arrays[f.name].shape[-1]
-            if saved.shape[-1] == cap:
-                continue
-            if f.grow == "ring":
-                old_cap = saved.shape[-1]
-                head = values[f"{f.group}_head"]
-                idx = (head[:, None] + np.arange(old_cap)[None, :]) % old_cap
-                saved = np.take_along_axis(saved, idx, axis=-1)
-                relaid.add(f.group)
-            padded = np.full((saved.shape[0], *self.arrays[f.name].shape[1:]), f.fill,
-                             dtype=f.dtype)
-            padded[..., : saved.shape[-1]] = saved
-            values[f.name] = padded
-        for g in relaid:
-            values[f"{g}_head"] = np.zeros_like(values[f"{g}_head"])
-        for f in self.fields:
-            self.arrays[f.name][key_ids] = values[f.name]

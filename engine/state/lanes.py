@@ -13,16 +13,7 @@ import numpy as np
 
 from tickflow.engine.state.arrays import KernelState
 from tickflow.engine.state.backend import StateSnapshot
-
-
-def _equalise(states: list[KernelState]) -> None:
-    """Grow every lane's buffers to the widest lane's so lanes stack into one array."""
-    widths = [s.widths() for s in states]
-    if not widths[0]:
-        return
-    target = {name: max(w[name] for w in widths) for name in widths[0]}
-    for s in states:
-        s.grow_to(target)
+from tickflow.engine.state.tiers import fit
 
 
 def gather(pipeline: Any) -> StateSnapshot:
@@ -40,25 +31,32 @@ def gather(pipeline: Any) -> StateSnapshot:
         if step.is_cross_key:
             st = lanes[0].states[j]
             st.ensure_keys(1)
-            snapshot.steps[step.step_id] = {f.name: st.arrays[f.name][:1].copy()
-                                            for f in st.fields}
+            snapshot.steps[step.step_id] = st.snapshot(np.arange(1))
             continue
         states: list[KernelState] = [lane.states[j] for lane in lanes]
+        parts = []
         for s, st in enumerate(states):
-            st.ensure_keys(len(range(s, n, w)))
-        _equalise(states)
+            count = len(range(s, n, w))
+            st.ensure_keys(count)
+            parts.append(st.snapshot(np.arange(count)))
+        if w == 1:
+            snapshot.steps[step.step_id] = parts[0]
+            continue
+        # lanes' buffers may differ in width: each is saved at the widest lane's
+        widths = {f.name: max(p[f.name].shape[-1] for p in parts)
+                  for f in states[0].saved if f.grow is not None}
+        parts = [fit(states[0].saved, p, widths) for p in parts]
         fields: dict[str, np.ndarray] = {}
-        for f in states[0].fields:
-            first = states[0].arrays[f.name]
+        for f in states[0].saved:
+            first = parts[0][f.name]
             out = np.empty((n, *first.shape[1:]), dtype=first.dtype)
-            for s, st in enumerate(states):
-                out[s::w] = st.arrays[f.name][:len(range(s, n, w))]
+            for s, part in enumerate(parts):
+                out[s::w] = part[f.name]
             fields[f.name] = out
         snapshot.steps[step.step_id] = fields
     for name, st in rule_states(pipeline).items():
         st.ensure_keys(n)
-        snapshot.steps[f"signal.{name}"] = {f.name: st.arrays[f.name][:n].copy()
-                                            for f in st.fields}
+        snapshot.steps[f"signal.{name}"] = st.snapshot(np.arange(n))
     return snapshot
 
 

@@ -64,7 +64,7 @@ def test_outputs_equal_a_whole_window_state_for_any_split(name, monkeypatch):
         np.testing.assert_array_equal(narrow[col], expected, err_msg=f"{name}: {col}")
 
 
-def test_buffers_stay_as_narrow_as_the_busiest_key_needs():
+def test_the_busiest_key_does_not_set_every_keys_width():
     bound = _bind("historical_var", {"window": 100}, None)
     state = bound.new_state()
     rng = np.random.default_rng(0)
@@ -74,13 +74,74 @@ def test_buffers_stay_as_narrow_as_the_busiest_key_needs():
               state)
     assert state.width == 8  # six rows a key: 8 slots, not 100
     assert state.arrays["vals"].shape[1] == state.arrays["sorted"].shape[1] == 8
+    assert "ring_ts" not in state.snapshot(np.arange(3))  # a row window keeps no timestamps
+    assert state.arrays["ring_ts"].nbytes == 0
     bound.run(np.zeros(30, np.int64), np.arange(30, dtype=np.int64) + keys.size,
               [rng.normal(0, 1e-3, 30)], state)
-    assert state.width == 64  # one key's 36 rows widen every key (not per key, yet)
+    assert state.width == 8  # one key's 36 rows move that key to a side tier of 64
+    assert [t.width for t in state.tiers] == [8, 64] and state.n_side == 1
     bound.run(np.zeros(300, np.int64), np.arange(300, dtype=np.int64) + keys.size + 30,
               [rng.normal(0, 1e-3, 300)], state)
-    assert state.width == 100  # never past the window
-    assert int(state.arrays["ring_count"].max()) == 100
+    assert [t.width for t in state.tiers] == [8, 100]  # never past the window; 64 dropped
+    assert state.describe() == "4999 x 8, 1 x 100"
+    assert int(state.snapshot(np.array([0]))["ring_count"][0]) == 100
+
+
+def test_tier_zero_widens_when_half_the_keys_need_it():
+    bound = _bind("sma", {"window": 50}, None)
+    state = bound.new_state()
+    keys = np.repeat(np.arange(10), 12)  # every key 12 rows: all need 16
+    bound.run(keys, np.arange(keys.size, dtype=np.int64), [np.arange(keys.size, dtype=float)],
+              state)
+    assert [t.width for t in state.tiers] == [16] and state.n_side == 0
+    for k in range(4):  # four keys fill their windows: side tier
+        bound.run(np.full(40, k), np.arange(40, dtype=np.int64), [np.ones(40)], state)
+    assert [t.width for t in state.tiers] == [16, 50] and state.n_side == 4  # (the window)
+    # a fifth key makes half: tier 0 doubles (32), then again (50) and takes back the side
+    bound.run(np.full(40, 4), np.arange(40, dtype=np.int64), [np.ones(40)], state)
+    assert [t.width for t in state.tiers] == [50] and state.n_side == 0
+
+
+def _continue(name: str, params: dict, keys: np.ndarray, x: np.ndarray, at: int,
+              workers_state) -> np.ndarray:  # noqa: ANN001
+    bound = _bind(name, params, None)
+    first = bound.new_state()
+    ts = np.arange(keys.size, dtype=np.int64)
+    head = bound.run(keys[:at], ts[:at], [x[:at]], first)[0]
+    saved = first.snapshot(np.arange(first.n_keys))
+    second = workers_state(bound)
+    second.restore(np.arange(first.n_keys), saved)
+    tail = bound.run(keys[at:], ts[at:], [x[at:]], second)[0]
+    return np.concatenate([head, tail]), first, second
+
+
+@pytest.mark.parametrize("name", ["historical_cvar", "rolling_zscore", "autocorr"])
+def test_a_tiered_state_saves_and_restores_bit_identically(name):
+    rng = np.random.default_rng(4)
+    n = 20_000
+    keys = np.where(rng.random(n) < 0.05, rng.integers(0, 5, n), rng.integers(5, 3_000, n))
+    x = rng.normal(0, 1e-3, n)
+    params = {"window": 100} if name != "autocorr" else {"window": 100, "lag": 5}
+    whole = run_kernel(name, {KERNELS.get(name).inputs[0]: x}, keys=keys,
+                       ts=np.arange(n, dtype=np.int64), params=params)
+    out, first, second = _continue(name, params, keys, x, 12_000, lambda b: b.new_state())
+    assert len(first.tiers) > 1  # the busy keys were in side tiers when saved
+    assert len(second.tiers) > 1  # and go back to side tiers on restore
+    np.testing.assert_array_equal(out, next(iter(whole.values())))
+
+
+def test_an_untiered_state_restores_a_tiered_snapshot():
+    rng = np.random.default_rng(5)
+    n = 8_000
+    keys = np.where(rng.random(n) < 0.1, 0, rng.integers(1, 800, n))
+    x = rng.normal(0, 1e-3, n)
+    whole = run_kernel("historical_var", {"log_return": x}, keys=keys,
+                       ts=np.arange(n, dtype=np.int64))
+    out, first, second = _continue(
+        "historical_var", {}, keys, x, 5_000,
+        lambda b: KernelState(b.definition.state(b.params), tiered=False))
+    assert len(first.tiers) >= 2 and len(second.tiers) == 1 and second.width == 100
+    np.testing.assert_array_equal(out, whole["var"])
 
 
 def test_a_narrow_snapshot_restores_into_a_wide_state_and_back():
@@ -103,13 +164,15 @@ def test_a_narrow_snapshot_restores_into_a_wide_state_and_back():
     assert wide.arrays["ring_head"][:3].tolist() == [0, 0, 0]
     back = KernelState(fields)
     back.restore(np.arange(3), wide.snapshot(np.arange(3)))
-    assert back.width == 50
+    assert back.width == 8  # five values a key: a wide snapshot restores narrow
     assert back.arrays["vals"][2, :5].tolist() == [20.0, 21.0, 22.0, 23.0, 16.0]
 
 
-def test_the_key_axis_grows_by_a_quarter_past_4096_keys():
+def test_the_key_axis_doubles_but_only_rows_in_use_are_filled():
     state = KernelState([Field("m")])
     for n in range(1, 100_001, 997):
         state.ensure_keys(n)
-        assert n <= state.capacity <= max(8192, 1.25 * n + 1)  # (doubling: up to 2n)
+        assert n <= state.capacity <= max(16, 2 * n)
+        assert state.tiers[0].filled == max(n, 8)  # rows past n are never written
     assert state.arrays["m"].shape == (state.capacity,)
+    assert state.nbytes() == 99_701 * 8  # the rows in use, not the capacity

@@ -1,0 +1,223 @@
+"""One width tier of a step's state: every field's array for some keys, at one per-row width.
+
+:class:`~tickflow.engine.state.arrays.KernelState` keeps a tier for most keys (tier 0, indexed
+by key id) and side tiers, wider, for the few keys whose rows need more room; a kernel runs on
+one tier's arrays at a time with tier-local key ids. Moving a key between tiers (or saving
+state from tiers of different widths) re-lays its rings from their heads with :func:`fit`.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from tickflow.kernels.base import Field
+
+
+def grown(cap: int, n: int) -> int:
+    """The key-axis capacity after growing from ``cap`` to hold ``n`` rows: it doubles. Rows
+    past those in use are never written (see :class:`Tier`), so the room costs no memory
+    in a large (mapped) array, and doubling copies the rows half as often as growing by a
+    quarter would."""
+    return max(n, 2 * cap)
+
+
+def relaid(values: dict[str, np.ndarray], f: Field) -> np.ndarray:
+    """A ring field's rows re-laid so that each key's oldest value is at index 0."""
+    arr = values[f.name]
+    cap = arr.shape[-1]
+    head = values[f"{f.group}_head"]
+    idx = (head[:, None] + np.arange(cap)[None, :]) % cap
+    return np.take_along_axis(arr, idx, axis=-1)
+
+
+def fit(fields: Iterable[Field], values: dict[str, np.ndarray],
+        widths: dict[str, int]) -> dict[str, np.ndarray]:
+    """``values`` (rows of saved state) with every growable field at the width in ``widths``.
+
+    Rings are re-laid from their heads first (the heads become 0), then padded with the fill
+    value or cut: a per-row buffer may be cut to any width not below its keys' counts.
+    """
+    out = dict(values)
+    relaid_groups: set[str] = set()
+    for f in fields:
+        if f.grow is None or f.name not in widths:
+            continue
+        saved = values[f.name]
+        new = widths[f.name]
+        if saved.shape[-1] == new:
+            continue
+        if f.grow == "ring" and values[f"{f.group}_head"].any():
+            # (a row window's ring below its full width never wraps: its heads are all 0)
+            saved = relaid(values, f)
+            relaid_groups.add(f.group)
+        arr = np.full((*saved.shape[:-1], new), f.fill, dtype=f.dtype)
+        keep = min(new, saved.shape[-1])
+        arr[..., :keep] = saved[..., :keep]
+        out[f.name] = arr
+    for g in relaid_groups:
+        out[f"{g}_head"] = np.zeros_like(values[f"{g}_head"])
+    return out
+
+
+class Tier:
+    """Arrays of every field for ``capacity`` rows; per-row buffers ``width`` wide.
+
+    Rows past ``filled`` hold nothing yet: they get their fill values when first needed, so
+    that a large array's unused rows (room to grow) are never written and cost no memory.
+    A side tier also records which lane key id each of its rows holds (``keys``) and how many
+    of its rows are live (a key that moved on leaves a dead row behind).
+    """
+
+    def __init__(self, fields: list[Field], width: int, n: int = 8, side: bool = False):
+        self.fields = fields
+        self.width = width
+        self.side = side
+        self.arrays = {f.name: blank((n, *self.shape(f)), f.dtype) for f in fields}
+        self.keys = np.zeros(n if side else 0, dtype=np.int64)
+        self.filled = 0
+        self.size = 0  # rows handed out (side tiers)
+        self.live = 0  # rows still holding a key (side tiers)
+        self.ensure_rows(n)
+
+    def shape(self, f: Field) -> tuple[int, ...]:
+        if not f.per_row:
+            return f.shape
+        return (*f.shape[:-1], min(f.shape[-1], self.width))
+
+    @property
+    def capacity(self) -> int:
+        return next(iter(self.arrays.values())).shape[0] if self.arrays else 0
+
+    def ensure_rows(self, n: int) -> None:
+        """Room for rows < n (new rows start from each field's fill value)."""
+        cap, done = self.capacity, self.filled
+        if n > cap:
+            new_cap = grown(cap, n)
+            for f in self.fields:
+                old = self.arrays[f.name]
+                arr = blank((new_cap, *old.shape[1:]), f.dtype)
+                arr[:done] = old[:done]
+                self.arrays[f.name] = arr
+            if self.side:
+                keys = np.zeros(new_cap, dtype=np.int64)
+                keys[: self.keys.size] = self.keys
+                self.keys = keys
+        if n > done:
+            for f in self.fields:
+                self.arrays[f.name][done:n] = f.fill
+            self.filled = n
+
+    def widths(self) -> dict[str, int]:
+        return {f.name: self.arrays[f.name].shape[-1] for f in self.fields
+                if f.grow is not None}
+
+    def widen(self, width: int) -> None:
+        """Re-lay every per-row buffer at ``width`` (never past its window)."""
+        self.width = width
+        self.resize([f for f in self.fields if f.per_row
+                     and self.arrays[f.name].shape[-1] < self.shape(f)[-1]],
+                    lambda f: self.shape(f)[-1])
+
+    def resize(self, fields: list[Field], width) -> None:  # noqa: ANN001
+        """Give ``fields`` their new last-axis width; rings are re-laid so their head is 0.
+
+        Rows are re-laid a block at a time: the temporaries stay small.
+        """
+        if not fields:
+            return
+        widths = {f.name: width(f) for f in fields}
+        cap, n = self.capacity, self.filled
+        new = {f.name: blank((cap, *self.arrays[f.name].shape[1:-1], widths[f.name]), f.dtype)
+               for f in fields}
+        for lo in range(0, n, RELAY_ROWS):
+            hi = min(n, lo + RELAY_ROWS)
+            part = fit(fields, {k: a[lo:hi] for k, a in self.arrays.items()}, widths)
+            for f in fields:
+                new[f.name][lo:hi] = part[f.name]
+        for g in {f.group for f in fields if f.grow == "ring"
+                  and self.arrays[f.name].shape[-1] != widths[f.name]}:
+            self.arrays[f"{g}_head"][:n] = 0
+        self.arrays.update(new)
+
+    def grow_time(self) -> None:
+        """Double every growable buffer that is not per-row (a time window filled up)."""
+        self.resize([f for f in self.fields if f.grow is not None and not f.per_row],
+                    lambda f: 2 * self.arrays[f.name].shape[-1])
+
+    def grow_to(self, widths: dict[str, int], full: int) -> None:
+        """Grow until every growable buffer is at least as wide as in ``widths``."""
+        per_row = max((widths[f.name] for f in self.fields if f.per_row and f.name in widths),
+                      default=0)
+        if per_row > self.width:
+            width = self.width
+            while width < per_row and width < full:
+                width *= 2
+            self.widen(min(width, full))
+        others = [f for f in self.fields if f.grow is not None and not f.per_row]
+        while any(self.arrays[f.name].shape[-1] < widths.get(f.name, 0) for f in others):
+            self.grow_time()
+
+    def rows(self, fields: list[Field], local: np.ndarray) -> dict[str, np.ndarray]:
+        return {f.name: self.arrays[f.name][local] for f in fields}
+
+    def put(self, fields: list[Field], local: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        """Write saved rows (any widths) at ``local``; time buffers grow to hold them first."""
+        self.grow_to({f.name: values[f.name].shape[-1] for f in fields if f.grow is not None
+                      and not f.per_row}, 0)
+        values = fit(fields, values, self.widths())
+        for f in fields:
+            self.arrays[f.name][local] = values[f.name]
+
+    def append(self, fields: list[Field], keys: np.ndarray,
+               values: dict[str, np.ndarray]) -> np.ndarray:
+        """Give ``keys`` new rows holding ``values``; returns their tier-local ids."""
+        local = np.arange(self.size, self.size + keys.size, dtype=np.int64)
+        self.ensure_rows(self.size + keys.size)
+        self.size += keys.size
+        self.live += keys.size
+        self.keys[local] = keys
+        self.put(fields, local, values)
+        return local
+
+    def nbytes(self) -> int:
+        """Bytes of the rows in use (rows past ``filled`` of a mapped array are not resident)."""
+        return self.field_bytes_sum() + self.keys.nbytes
+
+    def field_bytes(self, name: str) -> int:
+        a = self.arrays[name]
+        return a.nbytes * self.filled // max(a.shape[0], 1)
+
+    def field_bytes_sum(self) -> int:
+        return sum(self.field_bytes(name) for name in self.arrays)
+
+
+MAP_BYTES = 1 << 20
+"""State arrays this large get their own anonymous memory map (see :func:`blank`)."""
+
+
+RELAY_ROWS = 8192
+"""Rows re-laid at a time when a tier's buffers change width."""
+
+
+def blank(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised array; large ones are mapped on their own rather than taken from malloc.
+
+    Once the process has freed a large block, glibc serves blocks up to 32 MB from its heap,
+    where a state array freed by growth leaves a hole that stays resident (a quarter of the
+    state at 100,000 keys). A map goes back to the system when the array is freed, and its
+    pages cost nothing until written.
+    """
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size < MAP_BYTES:
+        return np.empty(shape, dtype=dtype)
+    try:
+        buffer = mmap.mmap(-1, size)
+    except OSError as exc:  # as numpy says it: the command line names the step
+        raise MemoryError(f"Unable to allocate {size / (1 << 30):.2f} GiB for an array with "
+                          f"shape {shape} and data type {dtype}") from exc
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape)

@@ -1,0 +1,114 @@
+"""Width tiers of per-row buffers: memory by each key's rows, outputs and checkpoints unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tickflow.connectors.simulator import write_simulated_parquet
+from tickflow.engine.compile import compile_job
+from tickflow.engine.loader import load_job
+from tickflow.engine.runtime.pipeline import Pipeline
+from tickflow.engine.state import tiers
+from tickflow.engine.state.lanes import gather, scatter
+from tickflow.engine.testing import _bind
+
+from ..execution.test_local_executor import JOBS, assert_tables_equal
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """The core feature set over 1,500 symbols of about 20 ticks each: the 100-row windows
+    put most keys in a 32-wide tier 0 and the busiest in side tiers."""
+    tmp = tmp_path_factory.mktemp("tiers")
+    ticks = tmp / "ticks.parquet"
+    write_simulated_parquet(ticks, rows=30_000, symbols=1_500, seed=9)
+    path = tmp / "job.yaml"
+    path.write_text(f"""\
+name: tiers
+mode: research
+sources:
+  - kind: parquet
+    path: {ticks}
+include: [{JOBS / 'features' / 'core.yaml'}]
+sinks:
+  - kind: parquet
+    path: {tmp / 'out.parquet'}
+""")
+    return compile_job(load_job(path))
+
+
+def _batches(job: object) -> list[pa.RecordBatch]:
+    return list(pq.ParquetFile(job.sources[0].config.path).iter_batches(4_000))  # type: ignore[attr-defined]
+
+
+def _run(job: object, workers: int, batches: list[pa.RecordBatch],
+         pipeline: Pipeline | None = None) -> list[pa.RecordBatch]:
+    pipeline = pipeline or Pipeline(job, workers)
+    try:
+        return [pipeline.process(b) for b in batches]
+    finally:
+        pipeline.close()
+
+
+def test_state_saved_from_tiers_restores_into_any_lane_count(job: object) -> None:
+    batches = _batches(job)
+    whole = pa.Table.from_batches(_run(job, 1, batches))
+    first = Pipeline(job, 2)
+    head = [first.process(b) for b in batches[:5]]
+    states = [st for lane in first.lanes for st in lane.states]
+    assert any(len(st.tiers) > 1 for st in states)  # side tiers are in use when saved
+    assert any(st.per_row and st.width < 100 for st in states)
+    snapshot = gather(first)
+    first.close()
+    assert not any(name.endswith("ring_ts") for f in snapshot.steps.values() for name in f
+                   if "ofi" not in name)
+    for workers in (1, 3):
+        second = Pipeline(job, workers)
+        scatter(second, snapshot)
+        tail = _run(job, workers, batches[5:], second)
+        assert_tables_equal(whole, pa.Table.from_batches(head + tail))
+
+
+def test_two_lanes_give_the_one_lane_output(job: object) -> None:
+    batches = _batches(job)
+    assert_tables_equal(pa.Table.from_batches(_run(job, 1, batches)),
+                        pa.Table.from_batches(_run(job, 2, batches)))
+
+
+def test_100k_keys_of_few_rows_cost_their_rows_not_the_window() -> None:
+    bound = _bind("historical_var", {"window": 100}, None)
+    state = bound.new_state()
+    rng = np.random.default_rng(1)
+    keys = np.concatenate([np.repeat(np.arange(100_000), 5), np.zeros(500, np.int64)])
+    rng.shuffle(keys)
+    for lo in range(0, keys.size, 65_536):
+        k = keys[lo:lo + 65_536]
+        bound.run(k, np.arange(k.size, dtype=np.int64), [rng.normal(0, 1e-3, k.size)], state)
+    assert [t.width for t in state.tiers] == [8, 100]
+    whole_window = 100_000 * 100 * 8 * 2  # vals and sorted, 100 wide for every key
+    assert state.nbytes() < whole_window / 6
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def test_unused_rows_of_a_large_array_are_never_written() -> None:
+    before = _rss()
+    arr = tiers.blank((1 << 25, 1), np.float64)  # 256 MB, mapped on its own
+    assert arr.flags.c_contiguous and arr.flags.writeable
+    assert _rss() - before < 16 << 20  # nothing resident until written
+    bound = _bind("sma", {"window": 50}, None)
+    tier = tiers.Tier(bound.definition.state(bound.params), width=8)
+    tier.ensure_rows(200_000)
+    tier.ensure_rows(200_001)  # doubles the capacity; fills one more row
+    assert tier.capacity == 400_000 and tier.filled == 200_001
+    vals = tier.arrays["vals"]
+    assert np.isnan(vals[:200_001]).all()
+    assert not vals[200_001:].any()  # rows past `filled` were never written (NaN when filled)
