@@ -6,7 +6,9 @@ stamps each message with its send time (header ``tickflow-sent-us``); the live j
 rules, a Kafka signals sink, offsets committed after every flushed batch) consumes it in this
 process. For each offered rate it reports the consumed rate, whether the lag grew, and the
 tick-to-signal latency (send -> features and signals computed, written and flushed).
-Sustained throughput is measured by draining a pre-filled topic (the job's max rate).
+Sustained throughput is measured by draining a pre-filled topic (the job's max rate);
+``--formats json,arrow,avro`` drains one topic per message format, the job's source reading
+it with that ``format:`` (bench/live_formats.py).
 
 The seed's approach runs side by side as the peer: one ``json.loads`` per message and the
 z-score/RSI updated tick by tick in Python, on the same broker and data.
@@ -18,6 +20,7 @@ on a pseudo-terminal (bench/view.py).
     python bench/live.py                       # 20K and 100K ticks/s offered, 10 s each
     python bench/live.py --rates 20000 --seconds 5 --drain-ticks 500000
     python bench/live.py --only drain,rates --drain-ticks 300000 --seconds 5   # the live path
+    python bench/live.py --only drain --drain-ticks 300000 --formats json,arrow,avro
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from tickflow.connectors.kafka_topics import SENT_HEADER  # noqa: E402
 from tickflow.connectors.kafka_client import client_settings, ensure_topic  # noqa: E402
 from tickflow.connectors.replay import produce_retrying  # noqa: E402
 
+from live_formats import encoded, fill_messages, parse_formats, registry_for  # noqa: E402
+from live_formats import source_lines  # noqa: E402
 from live_stages import StageClock  # noqa: E402  (beside this file)
 
 
@@ -98,10 +103,10 @@ sources:
     bootstrap: "{bootstrap}"
     topic: {topic}
     group_id: {topic}-job
-    batch_size: 20000
+    batch_size: {batch_size}
     linger_ms: {linger_ms}
     dead_letter_path: {tmp}/dead.jsonl
-include: [{root}/jobs/features/core.yaml]
+{source_format}include: [{root}/jobs/features/core.yaml]
 signals:
   buy: zscore < -2.0 and rsi < 30
   sell: zscore > 2.0 and rsi > 70
@@ -117,23 +122,26 @@ executor: {{workers: 1}}
 
 
 def run_job(bootstrap: str, topic: str, tmp: str, until: callable, linger_ms: int = 2,
-            on_open: callable | None = None) -> tuple[object, list[tuple[float, int, float]]]:
+            on_open: callable | None = None, batch_size: int = 20_000,
+            source_format: str = "") -> tuple[object, list[tuple[float, int, float]]]:
     """Run the live job until ``until(runner)``; returns its summary and samples of (time,
-    messages consumed, this process's CPU seconds: the job and its librdkafka threads)."""
+    ticks processed, this process's CPU seconds: the job and its librdkafka threads).
+    ``source_format``: extra source lines (``format:``), none for JSON."""
     from tickflow.engine.compile import compile_job
     from tickflow.engine.executors.live import LiveRunner
     from tickflow.engine.loader import load_job
 
     path = Path(tmp) / f"{topic}.yaml"
     path.write_text(JOB.format(bootstrap=bootstrap, topic=topic, tmp=tmp, root=ROOT,
-                               linger_ms=linger_ms))
+                               linger_ms=linger_ms, batch_size=batch_size,
+                               source_format=source_format))
     stop = threading.Event()
     runner = LiveRunner(compile_job(load_job(path)), stop=stop, on_open=on_open)
     samples: list[tuple[float, int, float]] = []
 
     def watch() -> None:
         while not stop.is_set():
-            samples.append((time.perf_counter(), runner.summary.messages, time.process_time()))
+            samples.append((time.perf_counter(), runner.summary.ticks, time.process_time()))
             if until(runner):
                 stop.set()
             time.sleep(0.05)
@@ -179,30 +187,41 @@ def offered_rate(broker: EmbeddedBroker, rate: float, seconds: float, tmp: str) 
             "stages": clock.table(summary.ticks, summary.seconds), **pct}
 
 
-def drain(broker: EmbeddedBroker, ticks: int, tmp: str) -> dict:
-    """Pre-fill a topic, then time the job reading it all (its sustained maximum)."""
+def drain(broker: EmbeddedBroker, ticks: int, tmp: str, fmt: str = "json",
+          registry: str | None = None, arrow_rows: int = 5_000) -> dict:
+    """Pre-fill a topic in ``fmt``, then time the job reading it all (its sustained maximum).
+    A job batch holds about 20,000 ticks in every format (fewer messages with Arrow)."""
     from confluent_kafka import Producer
 
-    topic = "bench-drain"
+    topic = "bench-drain" if fmt == "json" else f"bench-drain-{fmt}"
     settings = client_settings(broker.bootstrap)
     ensure_topic(settings, topic, 1)
-    pairs = ticks_values(min(ticks, 1_000_000))
+    if fmt == "json":
+        pairs = ticks_values(min(ticks, 1_000_000))
+        messages = [pairs[i % len(pairs)] for i in range(ticks)]
+    else:
+        pairs, counts = encoded(fmt, topic, min(ticks, 1_000_000), arrow_rows, registry)
+        messages, ticks = fill_messages(pairs, counts, ticks)
+    per_message = ticks / len(messages)
+    batch_size = max(1, round(20_000 / per_message))
     p = Producer(client_settings(broker.bootstrap, **{"linger.ms": 5,
                                                       "batch.num.messages": 10_000,
                                                       "queue.buffering.max.messages":
                                                           2_000_000}))
-    for i in range(ticks):
-        key, value = pairs[i % len(pairs)]
+    for key, value in messages:
         produce_retrying(p, topic, value, key)
     p.flush()
     with StageClock() as clock:
         summary, samples = run_job(broker.bootstrap, topic, tmp,
-                                   lambda r: r.summary.messages >= ticks, linger_ms=20)
+                                   lambda r: r.summary.ticks >= ticks, linger_ms=20,
+                                   batch_size=batch_size,
+                                   source_format=source_lines(fmt, registry))
     # from the first consumed batch to the last: excludes start-up (numba cache loading)
     started = next(s for s in samples if s[1] > 0)
     ended = next(s for s in samples if s[1] >= ticks)
     drained = ticks - started[1]
-    return {"ticks": summary.ticks,
+    return {"ticks": summary.ticks, "messages": len(messages), "per_message": per_message,
+            "batch_size": batch_size, "bytes_per_tick": sum(len(v) for _, v in messages) / ticks,
             "ticks_per_s": drained / max(ended[0] - started[0], 1e-9),
             "cpu_us_per_tick": 1e6 * (ended[2] - started[2]) / max(drained, 1),
             "stages": clock.table(summary.ticks, summary.seconds)}
@@ -273,6 +292,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds per offered rate")
     ap.add_argument("--drain-ticks", type=int, default=1_000_000,
                     help="pre-filled ticks for the sustained-throughput run")
+    ap.add_argument("--formats", default="json",
+                    help="message formats drained, comma-separated: json,arrow,avro (Avro "
+                         "against the tests' loopback Schema Registry)")
+    ap.add_argument("--arrow-rows", type=int, default=5_000,
+                    help="rows a sink hands the Arrow encoder at once (a message holds one "
+                         "symbol's rows of them)")
     ap.add_argument("--members-ticks", type=int, default=400_000,
                     help="pre-filled ticks (4 partitions) for 1 against 2 member processes")
     ap.add_argument("--view-ticks", type=int, default=100_000,
@@ -283,19 +308,16 @@ def main() -> None:
     args = ap.parse_args()
     parts = set(args.only.split(","))
     print(f"# bench/live.py on {os.cpu_count()} cores; broker, producer and job share them")
+    formats = parse_formats(args.formats)
     stages: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker, \
+            registry_for(formats if "drain" in parts else []) as registry:
         if "drain" in parts:
-            result = drain(broker, args.drain_ticks, tmp)
-            print(f"sustained (drain {args.drain_ticks:,} pre-filled ticks): "
-                  f"tickflow live job {result['ticks_per_s']:,.0f} ticks/s, "
-                  f"{result['cpu_us_per_tick']:.2f} µs of its process's CPU a tick")
-            stages += [f"where the drain's time goes (the job's {result['ticks']:,} ticks):",
-                       *result["stages"]]
-        if "drain" in parts:  # reads the drain's topic
+            stages += drains(broker, args.drain_ticks, tmp, formats, registry, args.arrow_rows)
+        if "drain" in parts and "json" in formats:  # reads the JSON drain's topic
             print(f"  a bare consumer (reads, nothing else): "
                   f"{bare_consumer(broker, args.drain_ticks):,.0f} messages/s")
-        if "peer" in parts and "drain" in parts:  # reads the drain's topic
+        if "peer" in parts and "drain" in parts and "json" in formats:
             peer = seed_peer(broker, min(args.drain_ticks, 300_000))
             print(f"  peer, the seed's per-message json.loads + Python z-score/RSI: "
                   f"{peer['ticks_per_s']:,.0f} ticks/s")
@@ -320,6 +342,33 @@ def main() -> None:
         from bench.view import measure
 
         print("\n".join(measure(args.view_ticks, repeat=args.view_repeat)))
+
+
+def drains(broker: EmbeddedBroker, ticks: int, tmp: str, formats: list[str],
+           registry: str | None, arrow_rows: int) -> list[str]:
+    """Drain a pre-filled topic per format; print the rate(s), return the stage tables.
+    JSON alone prints the one line it always has; several formats print a row each."""
+    stages: list[str] = []
+    if formats != ["json"]:
+        print(f"sustained (drain {ticks:,} pre-filled ticks), by message format:")
+        print("| format | messages | ticks a message | bytes a tick | job batch, messages | "
+              "ticks/s | CPU µs a tick |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+    for fmt in formats:
+        r = drain(broker, ticks, tmp, fmt, registry, arrow_rows)
+        if formats == ["json"]:
+            print(f"sustained (drain {ticks:,} pre-filled ticks): "
+                  f"tickflow live job {r['ticks_per_s']:,.0f} ticks/s, "
+                  f"{r['cpu_us_per_tick']:.2f} µs of its process's CPU a tick")
+        else:
+            print(f"| {fmt} | {r['messages']:,} | {r['per_message']:,.1f} | "
+                  f"{r['bytes_per_tick']:.1f} | {r['batch_size']:,} | {r['ticks_per_s']:,.0f} | "
+                  f"{r['cpu_us_per_tick']:.2f} |", flush=True)
+        label = "" if formats == ["json"] else f" ({fmt})"
+        stages += [*([""] if stages else []),
+                   f"where the drain's time goes{label} (the job's {r['ticks']:,} ticks):",
+                   *r["stages"]]
+    return stages
 
 
 def scale_out(broker: EmbeddedBroker, ticks: int, tmp: str) -> None:
