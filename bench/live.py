@@ -44,8 +44,8 @@ from tickflow.connectors.kafka_topics import SENT_HEADER  # noqa: E402
 from tickflow.connectors.kafka_client import client_settings, ensure_topic  # noqa: E402
 from tickflow.connectors.replay import produce_retrying  # noqa: E402
 
-from live_formats import encoded, fill_messages, parse_formats, registry_for  # noqa: E402
-from live_formats import source_lines  # noqa: E402
+from live_formats import (  # noqa: E402  (beside this file)
+    encoded, fill_messages, parse_formats, registry_for, source_lines)
 from live_stages import StageClock  # noqa: E402  (beside this file)
 
 
@@ -221,6 +221,7 @@ def drain(broker: EmbeddedBroker, ticks: int, tmp: str, fmt: str = "json",
     ended = next(s for s in samples if s[1] >= ticks)
     drained = ticks - started[1]
     return {"ticks": summary.ticks, "messages": len(messages), "per_message": per_message,
+            "signals": sum(summary.signal_counts.values()),
             "batch_size": batch_size, "bytes_per_tick": sum(len(v) for _, v in messages) / ticks,
             "ticks_per_s": drained / max(ended[0] - started[0], 1e-9),
             "cpu_us_per_tick": 1e6 * (ended[2] - started[2]) / max(drained, 1),
@@ -352,8 +353,8 @@ def drains(broker: EmbeddedBroker, ticks: int, tmp: str, formats: list[str],
     if formats != ["json"]:
         print(f"sustained (drain {ticks:,} pre-filled ticks), by message format:")
         print("| format | messages | ticks a message | bytes a tick | job batch, messages | "
-              "ticks/s | CPU µs a tick |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+              "signals | ticks/s | CPU µs a tick |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for fmt in formats:
         r = drain(broker, ticks, tmp, fmt, registry, arrow_rows)
         if formats == ["json"]:
@@ -362,7 +363,8 @@ def drains(broker: EmbeddedBroker, ticks: int, tmp: str, formats: list[str],
                   f"{r['cpu_us_per_tick']:.2f} µs of its process's CPU a tick")
         else:
             print(f"| {fmt} | {r['messages']:,} | {r['per_message']:,.1f} | "
-                  f"{r['bytes_per_tick']:.1f} | {r['batch_size']:,} | {r['ticks_per_s']:,.0f} | "
+                  f"{r['bytes_per_tick']:.1f} | {r['batch_size']:,} | {r['signals']:,} | "
+                  f"{r['ticks_per_s']:,.0f} | "
                   f"{r['cpu_us_per_tick']:.2f} |", flush=True)
         label = "" if formats == ["json"] else f" ({fmt})"
         stages += [*([""] if stages else []),
