@@ -10,13 +10,14 @@ time each took, per tick and per batch. Lanes run on the calling thread with ``w
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from typing import Any
 
-# stage -> the stages timed inside it (reported exclusive of them)
-INSIDE = {"poll": ("decode",), "process": ("kernels", "rules"),
-          "commit": ("commit_call", "sink_flush")}
+# a stage called outside any other is this one instead: the sink's flush when the job closes,
+# after the run's seconds (the summary stops its clock first)
+ALONE = {"sink_flush": "close_flush"}
 LABELS = {
     "poll": "consume (librdkafka fetch; waits up to linger_ms when nothing has arrived)",
     "decode": "decode messages to ticks",
@@ -38,19 +39,28 @@ class StageClock:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        self.nested: dict[str, float] = defaultdict(float)  # time of stages called inside
+        self._active = threading.local()  # the stages running in this thread, outermost first
         self._undo: list[tuple[Any, str, Any]] = []
 
     def _wrap(self, owner: Any, attr: str, stage: str) -> None:
         original = getattr(owner, attr)
-        seconds, calls = self.seconds, self.calls
+        seconds, calls, nested, active = self.seconds, self.calls, self.nested, self._active
 
         def timed(*args: Any, **kwargs: Any) -> Any:
+            stack = active.__dict__.setdefault("stack", [])
+            name = stage if stack else ALONE.get(stage, stage)
+            stack.append(name)
             start = time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
-                seconds[stage] += time.perf_counter() - start
-                calls[stage] += 1
+                took = time.perf_counter() - start
+                stack.pop()
+                seconds[name] += took
+                calls[name] += 1
+                if stack:
+                    nested[stack[-1]] += took
 
         setattr(owner, attr, timed)
         self._undo.append((owner, attr, original))
@@ -84,12 +94,9 @@ class StageClock:
         self._undo.clear()
 
     def exclusive(self) -> dict[str, float]:
-        """Seconds per stage, without the stages timed inside it."""
-        out = dict(self.seconds)
-        for outer, inner in INSIDE.items():
-            if outer in out:
-                out[outer] -= sum(self.seconds.get(i, 0.0) for i in inner)
-        return out
+        """Seconds per stage, without the stages timed inside it (counted when they were
+        called inside it: the sink's last flush at the end is not inside a commit)."""
+        return {stage: s - self.nested.get(stage, 0.0) for stage, s in self.seconds.items()}
 
     def table(self, ticks: int, seconds: float) -> list[str]:
         """A Markdown table: each stage's share of the run, µs per tick and ms per batch."""
@@ -101,10 +108,13 @@ class StageClock:
             s = own.get(stage, 0.0)
             rows.append(f"| {LABELS[stage]} | {s:.2f} | {100 * s / max(seconds, 1e-9):.1f}% | "
                         f"{1e6 * s / max(ticks, 1):.2f} | {1e3 * s / batches:.2f} |")
-        rest = seconds - sum(own.values())
+        rest = seconds - sum(s for stage, s in own.items() if stage in LABELS)
         rows.append(f"| the rest (driver loop, threads, GC) | {rest:.2f} | "
                     f"{100 * rest / max(seconds, 1e-9):.1f}% | {1e6 * rest / max(ticks, 1):.2f} | "
                     f"{1e3 * rest / batches:.2f} |")
         rows.append(f"| {ticks:,} ticks in {batches:,} batches | {seconds:.2f} | 100% | "
                     f"{1e6 * seconds / max(ticks, 1):.2f} | {1e3 * seconds / batches:.2f} |")
+        if own.get("close_flush"):
+            rows.append(f"| and after the run: the sink's flush when the job closes | "
+                        f"{own['close_flush']:.2f} | | | |")
         return rows
