@@ -1,14 +1,21 @@
 """Avro in the Confluent wire format: magic byte 0, a 4-byte big-endian schema id, the
 Avro body; the schema itself lives in a Schema Registry.
 
-Encoding and decoding go through confluent-kafka's ``AvroSerializer``/``AvroDeserializer``
-(fastavro underneath), so tickflow's messages are what any Confluent client reads and
-writes. A message that is not Avro of a known schema is rejected with a reason (the source
+Encoding goes through confluent-kafka's ``AvroSerializer`` (fastavro underneath), so
+tickflow's messages are what any Confluent client reads and writes. Decoding does what its
+``AvroDeserializer`` does for these topics (no data-contract rules): the writer schema is
+fetched by the message's id through the registry client (which caches it) and fastavro
+reads the body against it and the reader schema. The deserializer itself re-walked the
+schema's tags and rules for every message, 34 us a tick against about 5 (a test checks both
+give the same records). A message that is not Avro of a known schema is rejected with a reason (the source
 sends it to the dead letters); a registry that cannot be reached is an error of the run.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +28,12 @@ from tickflow.engine.errors import SinkError, SourceError
 
 Rejected = list[tuple[int, str]]
 MAGIC_BYTE = 0
+
+
+def _parsed(schema_str: str) -> Any:
+    from fastavro import parse_schema
+
+    return parse_schema(json.loads(schema_str))
 
 
 def _context(topic: str) -> Any:
@@ -92,32 +105,52 @@ class AvroTickDecoder:
 
     def __init__(self, registry_url: str, reader_schema: str | None = None,
                  topic: str = "ticks"):
-        from confluent_kafka.schema_registry.avro import AvroDeserializer
-
         self.registry_url = registry_url
-        self._deserialize = AvroDeserializer(registry_client(registry_url),
-                                             reader_schema)
-        self._ctx = _context(topic)
+        self._registry = registry_client(registry_url)
+        self._reader = _parsed(reader_schema) if reader_schema else None
+        self._writers: dict[int, Any] = {}
+        self.topic = topic
+
+    def _writer(self, schema_id: int) -> Any:
+        """The parsed writer schema of ``schema_id`` (KeyError: the registry does not know it)."""
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        writer = self._writers.get(schema_id)
+        if writer is not None:
+            return writer
+        try:
+            schema = self._registry.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                raise KeyError(schema_id) from None
+            msg = f"avro: schema registry {self.registry_url}: {exc}"
+            raise SourceError(msg) from None
+        except Exception as exc:  # connection errors: the run's problem, not the message's
+            msg = f"avro: schema registry {self.registry_url}: {exc}"
+            raise SourceError(msg) from None
+        writer = self._writers[schema_id] = _parsed(schema.schema_str)
+        return writer
 
     def decode_one(self, value: bytes) -> tuple[dict[str, Any] | None, str]:
         """One message: the record, or None and the reason it is unusable."""
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
-        from confluent_kafka.serialization import SerializationError
+        from fastavro import schemaless_reader
+        from fastavro.read import SchemaResolutionError
 
         if len(value) < 5 or value[0] != MAGIC_BYTE:
             return None, "not_confluent_avro"
         try:
-            record = self._deserialize(value, self._ctx)
-        except SchemaRegistryError as exc:
-            if exc.http_status_code == 404:
-                return None, "unknown_schema_id"
-            msg = f"avro: schema registry {self.registry_url}: {exc}"
-            raise SourceError(msg) from None
-        except (SerializationError, EOFError, ValueError, TypeError, IndexError):
+            writer = self._writer(int.from_bytes(value[1:5], "big"))
+        except KeyError:
+            return None, "unknown_schema_id"
+        if len(value) == 5:
             return None, "malformed_avro"
-        except Exception as exc:  # connection errors: the run's problem, not the message's
-            msg = f"avro: schema registry {self.registry_url}: {exc}"
+        try:
+            record = schemaless_reader(io.BytesIO(value[5:]), writer, self._reader)
+        except SchemaResolutionError as exc:
+            msg = f"avro: the reader schema cannot read topic {self.topic}'s writer schema: {exc}"
             raise SourceError(msg) from None
+        except (EOFError, ValueError, TypeError, IndexError, struct.error, UnicodeDecodeError):
+            return None, "malformed_avro"
         if not isinstance(record, dict) or record.get("timestamp") is None or \
                 not record.get("symbol"):
             return None, "missing_timestamp_or_symbol"
@@ -135,8 +168,8 @@ class AvroTickDecoder:
             else:
                 rows.append(record)
                 origin.append(i)
-        table = pa.Table.from_pylist(rows, schema=CANONICAL_TICK_SCHEMA)
-        batches = table.combine_chunks().to_batches()
-        batch = batches[0] if batches else \
-            pa.RecordBatch.from_pylist([], schema=CANONICAL_TICK_SCHEMA)
+        # column by column: a third of the cost of RecordBatch.from_pylist over the rows
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array([r.get(f.name) for r in rows], type=f.type)
+             for f in CANONICAL_TICK_SCHEMA], schema=CANONICAL_TICK_SCHEMA)
         return batch, rejected, np.asarray(origin, dtype=np.int64)

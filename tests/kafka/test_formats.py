@@ -85,6 +85,30 @@ def test_schema_evolution_adding_an_optional_field_is_backward_compatible() -> N
         assert "'venue' has no default" in str(refused.value)
 
 
+def test_avro_decoder_reads_what_confluents_deserializer_reads() -> None:
+    """The decoder reads the framing itself and decodes with fastavro; records must equal
+    confluent-kafka's AvroDeserializer's, for the writer schema and for an evolved reader."""
+    from confluent_kafka.schema_registry import Schema
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    ticks = simulated(200, symbols=3, seed=5)
+    ctx = SerializationContext("t5", MessageField.VALUE)
+    with SchemaRegistryServer(compatibility="BACKWARD") as registry:
+        old = [v for _, v in AvroTickEncoder(registry.url, "t5").encode_rows(ticks, "symbol")]
+        registry_client(registry.url).register_schema("t5-value",
+                                                      Schema(_schema_with(V2_FIELD), "AVRO"))
+        new = [v for _, v in AvroTickEncoder(registry.url, "t5", _schema_with(V2_FIELD))
+               .encode_rows(ticks, "symbol")]
+        assert {schema_id(v) for v in old} == {1} and {schema_id(v) for v in new} == {2}
+        for reader_schema in (None, _schema_with(V2_FIELD)):
+            ours = AvroTickDecoder(registry.url, reader_schema=reader_schema)
+            theirs = AvroDeserializer(registry_client(registry.url), reader_schema)
+            for value in old + new:
+                record, reason = ours.decode_one(value)
+                assert reason == "" and record == theirs(value, ctx)
+
+
 def test_removing_a_field_without_default_is_refused_where_old_readers_must_read() -> None:
     """BACKWARD lets a reader drop a field; FORWARD/FULL (old readers read new data) refuse
     removing one that has no default."""
