@@ -39,11 +39,14 @@ from tickflow.engine.state.backend import (
     StepLayout,
     layout_from_json,
     layout_to_json,
+    read_keys_state,
 )
 
 MANIFEST = "MANIFEST.json"
 KEYS_FILE = "keys.arrow"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS_FORMATS = (1, 2)
+"""Format 2 saves the keys of a step's wider width tiers apart (``<step>@w<width>``)."""
 DEFAULT_ROOT = ".tickflow/state"
 
 
@@ -240,7 +243,7 @@ class CheckpointStore:
             raise StateError(f"checkpoint {path.name}: no manifest (incomplete)") from None
         except (OSError, ValueError, TypeError) as exc:
             raise StateError(f"checkpoint {path.name}: unreadable manifest: {exc}") from None
-        if manifest.format != FORMAT_VERSION:
+        if manifest.format not in READS_FORMATS:
             raise StateError(f"checkpoint {path.name}: format {manifest.format}, this tickflow "
                              f"reads format {FORMAT_VERSION}")
         for rel, (size, digest) in manifest.files.items():
@@ -265,11 +268,10 @@ class CheckpointStore:
             raise StateError(f"checkpoint {path.name}: {len(keys)} keys stored, the manifest "
                              f"says {manifest.n_keys}")
         layout = manifest.step_layout()
-        if key_ids is not None:  # a subset of keys: per-key steps only
-            layout = {sid: f for sid, f in layout.items()
-                      if manifest.step_rows.get(sid) == manifest.n_keys}
-        steps = backend.read(path, layout, manifest.step_rows, key_ids)
-        return StateSnapshot(keys=keys, steps=steps)
+        if key_ids is None:
+            return StateSnapshot(keys=keys, steps=backend.read(path, layout, manifest.step_rows))
+        return StateSnapshot(keys=keys, steps=read_keys_state(
+            backend, path, layout, manifest.step_rows, manifest.n_keys, key_ids))
 
     def latest_good(self, backend: StateBackend,
                     problems: list[str] | None = None) -> tuple[Manifest, StateSnapshot] | None:

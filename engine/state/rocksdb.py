@@ -18,6 +18,7 @@ import rocksdict
 
 from tickflow.engine.errors import StateError
 from tickflow.engine.state.backend import (
+    TIER_KEY,
     StateBackend,
     StateSnapshot,
     StepLayout,
@@ -43,8 +44,15 @@ def _cf(step_id: str) -> str:
 
 def key_bytes(key_ids: np.ndarray) -> list[bytes]:
     """Key ids as 8-byte big-endian keys (sorted bytes = sorted ids)."""
-    raw = np.asarray(key_ids, dtype=">u8").tobytes()
-    return [raw[i:i + 8] for i in range(0, len(raw), 8)]
+    return values(np.asarray(key_ids, dtype=">u8"))
+
+
+def values(rec: np.ndarray) -> list[bytes]:
+    """Each row of a contiguous array as one bytes object (made in C, not sliced in Python)."""
+    rec = np.ascontiguousarray(rec)
+    if not rec.dtype.itemsize:  # a stateless step: an empty value per key
+        return [b""] * len(rec)
+    return rec.view(np.dtype((np.void, rec.dtype.itemsize))).tolist()
 
 
 class RocksDBStateBackend(StateBackend):
@@ -60,6 +68,13 @@ class RocksDBStateBackend(StateBackend):
         """
         path = directory / _DIR
         layout, rows = snapshot.layout(), snapshot.rows()
+        cache: list[bytes] = []
+
+        def all_keys(n: int) -> list[bytes]:  # ids 0..n-1, made once for every step
+            if len(cache) < n:
+                cache[:] = key_bytes(np.arange(n))
+            return cache[:n]
+
         opts = _options(create=True)
         db = rocksdict.Rdict(str(path), opts)
         try:
@@ -73,13 +88,13 @@ class RocksDBStateBackend(StateBackend):
                 rec = np.empty(n, dtype=record_dtype(layout[sid]))
                 for name, arr in fields.items():
                     rec[name] = arr
-                raw = rec.tobytes()
-                size = rec.dtype.itemsize
                 sst = directory / f".{len(sid)}-{abs(hash(sid))}.sst"
                 writer = rocksdict.SstFileWriter(options=opts)
                 writer.open(str(sst))
-                for i, key in enumerate(key_bytes(np.arange(n))):
-                    writer[key] = raw[i * size:(i + 1) * size]
+                ids = snapshot.steps[sid].get(TIER_KEY)  # a step's keys saved apart
+                keys = key_bytes(ids) if ids is not None else all_keys(n)
+                for key, value in zip(keys, values(rec), strict=True):
+                    writer[key] = value
                 writer.finish()
                 cf.ingest_external_file([str(sst)], ingest)
                 sst.unlink(missing_ok=True)
