@@ -262,7 +262,7 @@ class CheckpointStore:
             raise StateError(f"checkpoint {path.name}: unreadable manifest: {exc}") from None
         if manifest.format not in READS_FORMATS:
             raise StateError(f"checkpoint {path.name}: format {manifest.format}, this tickflow "
-                             f"reads format {FORMAT_VERSION}")
+                             f"reads formats {READS_FORMATS}")
         for rel, (size, _) in manifest.files.items():
             try:
                 actual = (path / rel).stat().st_size

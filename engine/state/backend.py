@@ -6,11 +6,12 @@ axis = global key id) and hands it to the job's backend, which writes it under t
 directory in its own format; a restart reads it back. Backends differ only in storage:
 
 - ``memory`` keeps nothing on disk (a restart starts from empty state);
-- ``rocksdb`` keeps one value per (step, key): a column family per step, keyed by key id;
+- ``rocksdb`` keeps one value per (step, block of key ids): a column family per step;
 - ``tiledb`` keeps one dense array per step, one attribute per field, indexed by key id.
 
 A backend may also read a subset of keys (``key_ids``), which is what ``run-job state`` and
-shard paging use.
+shard paging use. A step's keys of wider width tiers are saved apart, as the step
+``<step>@w<width>`` (:func:`side_step_id`): a backend stores it like any other step.
 """
 
 from __future__ import annotations
