@@ -5,10 +5,10 @@ step (named by the step id; the database itself belongs to one job). A value pac
 step state (every field, in declared order) of consecutive key ids as numpy records, about 256
 KB of them (:func:`block_keys`); its key is the first key id as 8 big-endian bytes, so iteration
 runs in key id order and the values joined are every key's records. The keys per value follow
-from the first value's length, so checkpoints of format 1 (one value per key) read the same. Each step is written as one sorted SST
-file ingested into its column family (a bulk write batch that bypasses the memtable); the
-database is closed before the checkpoint is committed, and RocksDB's block checksums catch a
-damaged file on read.
+from the first value's length, so checkpoints of format 1 (one value per key) read the same.
+Each step is written as one sorted SST file ingested into its column family (a bulk write batch
+that bypasses the memtable); the database is closed before the checkpoint is committed, and
+RocksDB's block checksums catch a damaged file on read.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def block_keys(itemsize: int) -> int:
 
 
 class RocksDBStateBackend(StateBackend):
-    """State as RocksDB key-values: column family = step, key = key id, value = packed record."""
+    """State as RocksDB key-values: column family = step, key = a block's first key id, value =
+    the packed records of the block's keys."""
 
     name = "rocksdb"
 
