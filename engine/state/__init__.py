@@ -9,6 +9,6 @@ from tickflow.engine.registry import STATE_BACKENDS
 STATE_BACKENDS.add("memory", "tickflow.engine.state.memory:MemoryStateBackend",
                    summary="state in RAM only; lost when the job ends")
 STATE_BACKENDS.add("rocksdb", "tickflow.engine.state.rocksdb:RocksDBStateBackend",
-                   summary="one RocksDB value per (step, key); a column family per step")
+                   summary="RocksDB values of blocks of keys; a column family per step")
 STATE_BACKENDS.add("tiledb", "tickflow.engine.state.tiledb:TileDBStateBackend",
                    summary="one dense TileDB array per step, one attribute per state field")

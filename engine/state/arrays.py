@@ -307,6 +307,31 @@ class KernelState:
             return {f.name: self.arrays[f.name][key_ids] for f in self.saved}  # (copies)
         return self._take(key_ids)
 
+    def snapshot_tiers(self, count: int) -> tuple[dict[str, np.ndarray], dict[
+            int, tuple[np.ndarray, dict[str, np.ndarray]]]]:
+        """Keys ``0..count-1`` as saved, each at its own tier's width (what a checkpoint holds).
+
+        Returns tier 0's rows (views, valid until the kernels run again) and, by side tier
+        width, ``(key ids, copies of their rows)``. The tier-0 rows of keys living in a side
+        tier are dead (never read again): they are reset to the fill values, so they read as
+        fresh keys and a restore of the side rows puts the keys back where they belong.
+        """
+        self.ensure_keys(count)
+        main = {f.name: self.arrays[f.name][:count] for f in self.saved}
+        side: dict[int, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+        if not self.n_side or not count:
+            return main, side
+        assert self.tier_of is not None
+        tier_of = self.tier_of[:count]
+        for width, index in sorted(self.side.items()):
+            keys = np.flatnonzero(tier_of == index)
+            if keys.size:
+                side[width] = (keys, self.tiers[index].rows(self.saved, self.local[keys]))
+        moved = np.flatnonzero(tier_of)
+        for f in self.saved:
+            main[f.name][moved] = f.fill
+        return main, side
+
     def restore(self, key_ids: np.ndarray, values: dict[str, np.ndarray]) -> None:
         """Load saved state (any widths) for the given keys into the tiers their counts need."""
         key_ids = np.asarray(key_ids, dtype=np.int64)

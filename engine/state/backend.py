@@ -6,11 +6,12 @@ axis = global key id) and hands it to the job's backend, which writes it under t
 directory in its own format; a restart reads it back. Backends differ only in storage:
 
 - ``memory`` keeps nothing on disk (a restart starts from empty state);
-- ``rocksdb`` keeps one value per (step, key): a column family per step, keyed by key id;
+- ``rocksdb`` keeps one value per (step, block of key ids): a column family per step;
 - ``tiledb`` keeps one dense array per step, one attribute per field, indexed by key id.
 
 A backend may also read a subset of keys (``key_ids``), which is what ``run-job state`` and
-shard paging use.
+shard paging use. A step's keys of wider width tiers are saved apart, as the step
+``<step>@w<width>`` (:func:`side_step_id`): a backend stores it like any other step.
 """
 
 from __future__ import annotations
@@ -77,6 +78,67 @@ class StateSnapshot:
 
     def nbytes(self) -> int:
         return sum(a.nbytes for f in self.steps.values() for a in f.values())
+
+
+SIDE_MARK = "@w"
+"""Separates a step id from a width in the id of a step's side rows (step ids have no ``@``)."""
+
+TIER_KEY = "tier_key"
+"""The field of side rows that holds each row's key id."""
+
+
+def side_step_id(step_id: str, width: int) -> str:
+    """Where a step's keys of one wider tier are saved: ``<step>@w<width>``.
+
+    Most keys of a step are saved in the step's own rows, at tier 0's width; the few whose
+    per-row buffers need more room are saved apart, at their own width, with their key ids in
+    :data:`TIER_KEY` (their rows in the step's own arrays hold fresh state). So a checkpoint
+    costs what the state costs in RAM, not every key at the widest key's width.
+    """
+    return f"{step_id}{SIDE_MARK}{width}"
+
+
+def side_of(name: str) -> str | None:
+    """The step whose side rows ``name`` holds (None for a step's own rows)."""
+    step, mark, width = name.rpartition(SIDE_MARK)
+    return step if mark and width.isdigit() else None
+
+
+def with_side_rows(steps: dict[str, dict[str, np.ndarray]],
+                   side: dict[str, dict[str, np.ndarray]],
+                   key_ids: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """``steps`` (rows of ``key_ids``) with the rows of keys saved apart (``side``) put in."""
+    for name, fields in side.items():
+        step = side_of(name)
+        if step not in steps or not fields:
+            continue
+        stored = fields[TIER_KEY]
+        pos = np.minimum(np.searchsorted(stored, key_ids), max(stored.size - 1, 0))
+        hit = stored[pos] == key_ids if stored.size else np.zeros(key_ids.size, bool)
+        if not hit.any():
+            continue
+        rows = {k: v[pos] for k, v in fields.items() if k != TIER_KEY}
+        if hit.all():
+            steps[step] = rows
+            continue
+        for k, v in rows.items():
+            if steps[step][k].shape[1:] != v.shape[1:]:
+                raise StateError(f"step '{step}': the keys asked for are saved at different "
+                                 f"widths; read them one at a time")
+            steps[step][k][hit] = v[hit]
+    return steps
+
+
+def read_keys_state(backend: StateBackend, path: Path, layout: dict[str, StepLayout],
+                    rows: dict[str, int], n_keys: int,
+                    key_ids: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """The per-key steps' state of some keys, wherever each key's rows were saved."""
+    side = {sid: f for sid, f in layout.items() if side_of(sid) is not None}
+    own = {sid: f for sid, f in layout.items() if sid not in side and rows.get(sid) == n_keys}
+    steps = backend.read(path, own, rows, key_ids)
+    if side:  # a few keys saved apart at a wider width (read whole: they are few)
+        steps = with_side_rows(steps, backend.read(path, side, rows), np.asarray(key_ids))
+    return steps
 
 
 def layout_to_json(layout: dict[str, StepLayout]) -> dict[str, list[list[Any]]]:

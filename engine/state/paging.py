@@ -33,6 +33,7 @@ from tickflow.engine.state.backend import (
     StateSnapshot,
     layout_from_json,
     layout_to_json,
+    read_keys_state,
 )
 from tickflow.engine.state.lanes import gather, scatter
 
@@ -184,6 +185,5 @@ def read_paged_key(backend: StateBackend, checkpoint: Path, page_keys: int,
     if meta_file is None or not meta_file.is_file():
         raise StateError(f"checkpoint {checkpoint.name}: key id {key_id} has no saved page")
     meta = json.loads(meta_file.read_text())
-    layout = {sid: f for sid, f in layout_from_json(meta["layout"]).items()
-              if meta["rows"][sid] == meta["n_keys"]}
-    return backend.read(path, layout, meta["rows"], np.array([key_id % page_keys]))
+    return read_keys_state(backend, path, layout_from_json(meta["layout"]), meta["rows"],
+                           meta["n_keys"], np.array([key_id % page_keys]))

@@ -163,3 +163,32 @@ def test_a_half_written_checkpoint_without_manifest_is_ignored(name: str,
     problems: list[str] = []
     manifest, _ = store.latest_good(backend, problems)
     assert manifest.seq == 1 and "no manifest" in problems[0]
+
+
+@pytest.mark.parametrize("block_bytes", [1, 1 << 12])
+def test_rocksdb_reads_values_of_one_key_or_of_a_block_of_keys(
+        block_bytes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One value per key is how checkpoints of format 1 were written; a block of keys per
+    value (a few hundred puts per step instead of one per key) is how they are written now."""
+    from tickflow.engine.state import rocksdb
+
+    monkeypatch.setattr(rocksdb, "BLOCK_BYTES", block_bytes)
+    backend = get_backend("rocksdb")
+    snap = make_snapshot(1_000, seed=5)
+    backend.write(tmp_path, snap)
+    monkeypatch.undo()
+    assert_same(snap.steps, backend.read(tmp_path, snap.layout(), snap.rows()))
+    ids = np.array([999, 0, 12, 13, 500, 12])
+    per_key = {sid: f for sid, f in snap.layout().items() if snap.rows()[sid] == 1_000}
+    back = backend.read(tmp_path, per_key, snap.rows(), ids)
+    assert_same({sid: {k: v[ids] for k, v in snap.steps[sid].items()} for sid in per_key}, back)
+    import rocksdict
+
+    db = rocksdict.Rdict(str(tmp_path / "rocksdb"), rocksdict.Options(raw_mode=True),
+                         column_families={"step.zscore_fast": rocksdict.Options(raw_mode=True)},
+                         access_type=rocksdict.AccessType.read_only())
+    try:
+        puts = len(list(db.get_column_family("step.zscore_fast").keys()))
+    finally:
+        db.close()
+    assert puts == (1_000 if block_bytes == 1 else -(-1_000 // (block_bytes // 321)))

@@ -1,4 +1,5 @@
-"""Width tiers of per-row buffers: memory by each key's rows, outputs and checkpoints unchanged."""
+"""Width tiers of per-row buffers: memory by each key's rows, outputs unchanged, checkpoints
+at each key's width."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.compile import compile_job
 from tickflow.engine.loader import load_job
 from tickflow.engine.runtime.pipeline import Pipeline
+from tickflow.engine.checkpoint import CheckpointStore, Manifest
 from tickflow.engine.state import tiers
+from tickflow.engine.state.backend import TIER_KEY, get_backend, side_of
 from tickflow.engine.state.lanes import gather, scatter
 from tickflow.engine.testing import _bind
 
@@ -70,6 +73,51 @@ def test_state_saved_from_tiers_restores_into_any_lane_count(job: object) -> Non
     for workers in (1, 3):
         second = Pipeline(job, workers)
         scatter(second, snapshot)
+        tail = _run(job, workers, batches[5:], second)
+        assert_tables_equal(whole, pa.Table.from_batches(head + tail))
+
+
+@pytest.mark.parametrize("backend_name", ["rocksdb", "tiledb"])
+def test_a_checkpoint_saves_each_key_at_its_tier_width(job: object, tmp_path: Path,
+                                                      backend_name: str) -> None:
+    """Keys of wider tiers are saved apart (``<step>@w<width>``), so a checkpoint costs what
+    the state costs in RAM; a restore into any lane count and ``run-job state``'s one-key read
+    find them."""
+    batches = _batches(job)
+    whole = pa.Table.from_batches(_run(job, 1, batches))
+    first = Pipeline(job, 2)
+    head = [first.process(b) for b in batches[:5]]
+    snapshot = gather(first)
+    side = {sid: f for sid, f in snapshot.steps.items() if side_of(sid) is not None}
+    assert side  # the busiest keys live in wider tiers
+    for sid, fields in side.items():
+        own = snapshot.steps[side_of(sid)]
+        ids = fields[TIER_KEY]
+        assert ids.size < snapshot.n_keys / 4 and (np.diff(ids) > 0).all()
+        wide = [n for n in own if own[n].ndim > 1 and fields[n].shape[1:] != own[n].shape[1:]]
+        assert wide and all(fields[n].shape[-1] > own[n].shape[-1] for n in wide)
+    saved = sum(a.nbytes for f in snapshot.steps.values() for a in f.values())
+    dense = sum(a.nbytes for lane in first.lanes for st in lane.states
+                for a in st.snapshot(np.arange(st.n_keys)).values())  # all at the widest width
+    assert saved < 0.8 * dense
+    first.close()
+    backend = get_backend(backend_name)
+    store = CheckpointStore(tmp_path / "state")
+    manifest = Manifest(seq=1, job_name="tiers", spec_sha256="", layout_sha256="",
+                        backend=backend_name, n_keys=0, rows=0, batches=5, sources=[],
+                        sinks=[])
+    path = store.commit(backend, snapshot, manifest)
+    manifest = store.verify(path)
+    loaded = store.load(backend, path, manifest)
+    assert set(loaded.steps) == set(snapshot.steps)
+    sid, fields = next(iter(side.items()))
+    kid = int(fields[TIER_KEY][-1])
+    one = store.load(backend, path, manifest, key_ids=np.array([kid])).steps[side_of(sid)]
+    for name, arr in one.items():
+        np.testing.assert_array_equal(arr[0], fields[name][-1], err_msg=name)
+    for workers in (1, 3):
+        second = Pipeline(job, workers)
+        scatter(second, loaded)
         tail = _run(job, workers, batches[5:], second)
         assert_tables_equal(whole, pa.Table.from_batches(head + tail))
 
