@@ -9,12 +9,11 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from tickflow.connectors.kafka_client import client_settings
 from tickflow.engine.compile import compile_job
 from tickflow.engine.executors.live import LiveRunner, replay_then_end
 from tickflow.engine.loader import load_job
 
-from tests.kafka.util import simulated, unique
+from tests.kafka.util import committed_offset, simulated, unique
 
 ROWS = 6_000
 
@@ -33,18 +32,6 @@ sinks:
   - {{kind: parquet, path: {out}}}
 executor: {{workers: 1}}
 """
-
-
-def _committed(bootstrap: str, topic: str, group: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(client_settings(bootstrap, **{"group.id": group,
-                                                      "enable.auto.commit": False}))
-    try:
-        got = consumer.committed([TopicPartition(topic, 0)], timeout=10)
-    finally:
-        consumer.close()
-    return max(0, got[0].offset)
 
 
 def test_offsets_waiting_for_a_parquet_sink_stay_bounded(kafka_broker, tmp_path: Path) -> None:
@@ -80,5 +67,5 @@ def test_offsets_waiting_for_a_parquet_sink_stay_bounded(kafka_broker, tmp_path:
     assert max(n for _, n in held) <= 3, held[-20:]
     assert any(b > 30 for b, _ in held), "the watcher saw none of the run"
     assert not runner.feed.policy.pending  # all committed at the end ...
-    assert _committed(kafka_broker.bootstrap, topic, f"{topic}-g") == ROWS  # ... every offset
+    assert committed_offset(kafka_broker.bootstrap, topic, f"{topic}-g") == ROWS  # ... every offset
     assert pq.read_metadata(out).num_rows == ROWS

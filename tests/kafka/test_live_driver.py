@@ -18,7 +18,7 @@ from tickflow.engine.executors.live import LiveRunner, replay_then_end
 from tickflow.engine.loader import load_job
 
 from tests.kafka.schema_registry_server import SchemaRegistryServer
-from tests.kafka.util import read_topic, simulated, unique
+from tests.kafka.util import committed_offset, read_topic, simulated, unique
 
 ROWS = 6_000
 
@@ -77,18 +77,6 @@ def test_replay_produces_in_the_source_format(kafka_broker, tmp_path: Path, fmt:
     assert summary.latency.count == ROWS  # every tick's latency, measured once
 
 
-def _committed(bootstrap: str, topic: str, group: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(client_settings(bootstrap, **{"group.id": group,
-                                                      "enable.auto.commit": False}))
-    try:
-        got = consumer.committed([TopicPartition(topic, 0)], timeout=10)
-    finally:
-        consumer.close()
-    return max(0, got[0].offset)
-
-
 def test_offsets_are_committed_while_running(kafka_broker, tmp_path: Path) -> None:
     """Commits go out a few times a second while ticks keep coming, and at the end every
     offset is committed and every output message is in the topic."""
@@ -106,7 +94,7 @@ def test_offsets_are_committed_while_running(kafka_broker, tmp_path: Path) -> No
 
     def watch() -> None:
         while not done.is_set():
-            committed = _committed(kafka_broker.bootstrap, topic, f"{topic}-g")
+            committed = committed_offset(kafka_broker.bootstrap, topic, f"{topic}-g")
             samples.append((committed, runner.summary.ticks))
             time.sleep(0.1)
 
@@ -120,7 +108,7 @@ def test_offsets_are_committed_while_running(kafka_broker, tmp_path: Path) -> No
     assert not runner.errors and summary.ticks == ROWS
     assert any(committed > 0 and seen < ROWS for committed, seen in samples), \
         f"no offset was committed while the job was running: {samples}"
-    assert _committed(kafka_broker.bootstrap, topic, f"{topic}-g") == ROWS
+    assert committed_offset(kafka_broker.bootstrap, topic, f"{topic}-g") == ROWS
     assert len(read_topic(kafka_broker.bootstrap, signals, ROWS)) == ROWS
 
 
@@ -191,5 +179,5 @@ def test_commits_follow_acknowledgements_without_flushing(kafka_broker, tmp_path
     assert [c[0] for c in while_running] == sorted({c[0] for c in while_running})
     assert not [f for f in flushes if not f], f"flushed while running: {flushes}"
     assert len(answers) >= 3 and all(answers), f"asynchronous commits answered: {answers}"
-    assert _committed(bootstrap, topic, f"{topic}-g") == ROWS
+    assert committed_offset(bootstrap, topic, f"{topic}-g") == ROWS
     assert len(read_topic(bootstrap, out, ROWS)) == ROWS

@@ -77,3 +77,16 @@ def simulated(rows: int, symbols: int = 3, seed: int = 7) -> pa.Table:
     src = SimulatorSource(SimulatorConfig(kind="simulator", rows=rows, symbols=symbols,
                                           seed=seed), RunContext(job_name="test"))
     return pa.Table.from_batches(list(src.batches(None, 65_536)))
+
+
+def committed_offset(bootstrap: str, topic: str, group: str) -> int:
+    """The group's committed offset of partition 0 (0 when none is committed)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(client_settings(bootstrap, **{"group.id": group,
+                                                      "enable.auto.commit": False}))
+    try:
+        got = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+    finally:
+        consumer.close()
+    return max(0, got[0].offset)
