@@ -177,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not quiet:
         console.print(f"[bold]tickflow[/] job [cyan]{spec.name}[/] ({spec.mode}): "
                       f"{len(job.steps)} steps, {len(job.output_columns)} columns, "
-                      f"{workers} workers")
+                      f"{workers} worker{'s' if workers != 1 else ''}")
     live = spec.mode in ("live", "export") or args.replay
     from tickflow.engine.contract import StreamingSource
 

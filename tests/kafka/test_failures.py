@@ -25,7 +25,7 @@ from tickflow.engine.executors.live import LiveRunner
 from tickflow.engine.executors.local import Pipeline
 from tickflow.engine.live_view import LiveView
 from tickflow.engine.loader import load_job
-from tests.kafka.util import produce_ticks, read_topic, simulated, unique
+from tests.kafka.util import committed_offset, produce_ticks, read_topic, simulated, unique
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,18 +128,6 @@ def kafka_sink(bootstrap: str, topic: str) -> str:
             f"columns: [symbol, sequence, zscore]}}")
 
 
-def committed_offset(bootstrap: str, topic: str, group: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    from tickflow.connectors.kafka_client import client_settings
-
-    c = Consumer(client_settings(bootstrap, **{"group.id": group}))
-    try:
-        return max(0, c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset)
-    finally:
-        c.close()
-
-
 def output_ids(bootstrap: str, topic: str, expected: int) -> list[tuple[str, int]]:
     return [(v["symbol"], v["sequence"]) for v in
             (json.loads(m.value()) for m in read_topic(bootstrap, topic, expected))]
@@ -190,8 +178,8 @@ def test_killed_consumer_loses_nothing(kafka_broker, tmp_path: Path) -> None:
                            group_id=group, batch_size=200, end_when_idle_s=120)
     log = tmp_path / "job.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tickflow.engine.cli", str(killed_job), "-q"],
-                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        proc = subprocess.Popen([sys.executable, "-m", "tickflow.engine.cli", str(killed_job),
+                                 "-q"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                 stdout=out, stderr=subprocess.STDOUT)
     replay = threading.Thread(target=replay_to_kafka, args=(rest, bootstrap, topic, "10x"))
     try:
