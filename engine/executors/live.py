@@ -227,9 +227,10 @@ class LiveRunner:
         return summary
 
     def _started(self, driver: Driver, checkpointer: Any, sources: dict[str, Any]) -> None:
-        """On the feed's first pull: the sinks opened (not on the first tick's path), the
-        empty-state checkpoint, then ``on_open``."""
+        """On the feed's first pull: the sinks opened and the kernels loaded (not on the
+        first tick's path), the empty-state checkpoint, then ``on_open``."""
         driver.open_outputs()
+        driver.warm()
         if checkpointer is not None and checkpointer.resumed_from is None:
             # where this run's state begins: a kill before the next checkpoint resumes here
             checkpointer.positions = [s.position() for s in sources.values()]

@@ -176,6 +176,11 @@ class Driver:
         for out in self.outputs.values():
             out.open()
 
+    def warm(self) -> None:
+        """Load what the first batch would (numba's machine code) before it comes: a live
+        run calls it before reading (``StreamGraph.warm``)."""
+        self.graph.warm()
+
     def _dictionary_keys(self) -> None:
         """Sources that can read the key column dictionary-encoded do so when one pipeline
         reads them and decodes it on output (a one-stream job without checkpoints)."""
