@@ -12,9 +12,9 @@ once the sinks are closed.
 
 With an on-disk state backend (``--state-backend rocksdb|tiledb``) the driver checkpoints like
 a research run (engine/state/recovery.py); a restart resumes from the newest good checkpoint.
-A checkpoint due while running takes the state at once and is written, and its offsets
-committed, once the Kafka sinks have acknowledged its outputs (checked between batches and
-when idle): the driver's thread does not wait for the broker there.
+A checkpoint due while running takes the state at once and is written (on a thread of its
+own), then its offsets committed, once the Kafka sinks have acknowledged its outputs (checked
+between batches and when idle): the driver's thread waits for neither the broker nor the disk.
 A run from empty state checkpoints once before it reads, so a kill at any moment resumes
 somewhere. The last checkpoint is never *final*: a stream has no end, the next run goes on.
 """

@@ -127,9 +127,10 @@ class Driver:
         on_durable: called once the output is durable (after each checkpoint, and after the
             sinks closed): the live placement commits its consumer offsets there.
         checkpoint_token, on_checkpointed: when given, a checkpoint due while running is
-            deferred (``Checkpointer.begin``): its state is taken at once and written once
-            its acknowledged sinks (Kafka) have acknowledged its outputs, checked between
-            batches (``settle_checkpoints``), so the loop never waits for the broker there;
+            deferred (``Checkpointer.begin``): its state is taken at once and written, on a
+            thread of its own, once its acknowledged sinks (Kafka) have acknowledged its
+            outputs, checked between batches (``settle_checkpoints``), so the loop waits for
+            neither the broker nor the disk there;
             ``on_checkpointed`` then gets what ``checkpoint_token()`` gave when it began.
         inline: which sinks the loop writes itself instead of the writer thread (live: the
             sinks whose write only enqueues, and the latency observer after them).

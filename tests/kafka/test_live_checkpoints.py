@@ -1,6 +1,7 @@
-"""Checkpointed live jobs with a Kafka sink, on the embedded broker: a checkpoint does not
-flush the sink on the driver's thread, yet a checkpoint's state and offsets are committed only
-once its outputs are acknowledged, and its sink position names exactly its own outputs."""
+"""Checkpointed live jobs with a Kafka sink, on the embedded broker: a checkpoint neither
+flushes the sink nor writes the state on the driver's thread, yet a checkpoint's state and
+offsets are committed only once its outputs are acknowledged, and its sink position names
+exactly its own outputs."""
 
 from __future__ import annotations
 
@@ -46,11 +47,12 @@ executor: {{workers: 1}}
 def test_checkpoints_wait_for_acknowledgements_not_on_the_driver(kafka_broker, tmp_path: Path,
                                                                   monkeypatch) -> None:
     """The sink's producer holds each message 300 ms (``linger_ms``) while ticks keep coming.
-    Checkpoints are still written all along the run, and the sink is never flushed on the
-    driver's thread before it closes. When each checkpoint's manifest is written, every output
-    of the ticks it covers is in the output topic, and its sink position is exactly those
-    outputs (one message per tick, one partition: the source's offset), not the later ones
-    already acknowledged; every committed consumer offset is covered by a written manifest."""
+    Checkpoints are still written all along the run, on a thread of their own, and the sink
+    is never flushed on the driver's thread before it closes. When each checkpoint's manifest
+    is written, every output of the ticks it covers is in the output topic, and its sink
+    position is exactly those outputs (one message per tick, one partition: the source's
+    offset), not the later ones already acknowledged; every committed consumer offset is
+    covered by a written manifest."""
     from tickflow.connectors.kafka_sink import KafkaSink
     from tickflow.connectors.kafka_source import KafkaSource
     from tickflow.connectors.kafka_topics import read_to_end
@@ -65,7 +67,8 @@ def test_checkpoints_wait_for_acknowledgements_not_on_the_driver(kafka_broker, t
     path.write_text(JOB.format(bootstrap=bootstrap, topic=topic, out=out, tmp=tmp_path))
     runner = LiveRunner(compile_job(load_job(path)), max_seconds=120)
     runner.on_open = replay_then_end(runner, str(capture), "10x", follow=False)  # ~3 s
-    manifests: list[tuple[int, int, int, int]] = []  # (source offset, sink offset, in topic, seen)
+    # (source offset, sink offset, outputs in the topic, written on the driver's thread)
+    manifests: list[tuple[int, int, int, bool]] = []
     commits: list[tuple[int, int]] = []  # (committed offset, newest manifest's source offset)
     flushes: list[bool] = []  # per flush on the driver's thread: whether ticks were flowing
     driver_thread = threading.current_thread()
@@ -75,7 +78,8 @@ def test_checkpoints_wait_for_acknowledgements_not_on_the_driver(kafka_broker, t
         source = manifest.sources[0]["offsets"]["0"]
         sink = manifest.sinks[0]["offsets"].get("0", 0)
         ends, _ = read_to_end(client_settings(bootstrap), out, {0: 0})
-        manifests.append((source, sink, ends.get(0, 0), runner.summary.ticks))
+        manifests.append((source, sink, ends.get(0, 0),
+                          threading.current_thread() is driver_thread))
         return store_commit(self, backend, snapshot, manifest, extra)
 
     def flush(self: KafkaSink, timeout_s: float | None = None) -> None:
@@ -102,6 +106,7 @@ def test_checkpoints_wait_for_acknowledgements_not_on_the_driver(kafka_broker, t
     assert not runner.errors and summary.ticks == ROWS
     while_running = [m for m in manifests if 0 < m[0] < ROWS]
     assert len(while_running) >= 3, f"no checkpoints while running: {manifests}"
+    assert not any(m[3] for m in while_running), f"written on the driver's thread: {manifests}"
     for source, sink, in_topic, _ in manifests:
         assert in_topic >= source, f"checkpoint at {source} written with {in_topic} outputs"
         assert sink == source, f"checkpoint at {source} names sink offset {sink}: {manifests}"
