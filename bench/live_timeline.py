@@ -78,6 +78,9 @@ class Timeline:
         self._wrap(kafka_source.KafkaSource, "commit_async", "commit_call")
         self._wrap(KafkaSink, "flush", "sink_flush")
         self._wrap(Checkpointer, "commit", "checkpoint")
+        for deferred in ("begin", "settle"):  # a checkpoint taken now, written once acked
+            if hasattr(Checkpointer, deferred):
+                self._wrap(Checkpointer, deferred, "checkpoint")
         self._wrap_poll(kafka_source.KafkaSource)
         self._wrap_observe(LiveObserver)
         gc.callbacks.append(self._on_gc)
@@ -251,7 +254,8 @@ def producer_lines(p: dict[str, Any]) -> list[str]:
 def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms: int = 2,
                batch_size: int = 20_000, consumer: dict[str, str] | None = None,
                gc_mode: str = "default", switch_interval: float | None = None,
-               worst: int = 12) -> tuple[dict[str, float], list[str]]:
+               worst: int = 12, state: str | None = None,
+               ) -> tuple[dict[str, float], list[str]]:
     """One offered rate as ``live.py`` runs it, with the timeline; (percentiles, report)."""
     import multiprocessing as mp
     import os
@@ -298,6 +302,11 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
     extra = ""
     if consumer:
         extra = "    consumer: {" + ", ".join(f'"{k}": {v}' for k, v in consumer.items()) + "}\n"
+    if state:  # BACKEND:EVERY, e.g. rocksdb:200ms: a top-level block after the source's lines
+        backend, every = state.split(":")
+        extra += (f"state: {{backend: {backend}, path: {tmp}/state-{topic}, "
+                  f"checkpoint: {{every: {every}}}}}\n")
+        lines[0] += f", state {state}"
     try:
         with Timeline() as tl, _gc(gc_mode):
             summary, _ = run_job(broker.bootstrap, topic, tmp, until, linger_ms=linger_ms,
@@ -359,6 +368,8 @@ def main() -> None:
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval for the job's process")
     ap.add_argument("--worst", type=int, default=12, help="slowest batches listed")
+    ap.add_argument("--state", default=None,
+                    help="checkpointed job: BACKEND:EVERY, e.g. rocksdb:200ms")
     args = ap.parse_args()
     consumer = dict(kv.split("=", 1) for kv in args.consumer)
     print(f"# {os.cpu_count()} cores; load {os.getloadavg()}")
@@ -367,7 +378,7 @@ def main() -> None:
             _, lines = timed_rate(broker, args.rate, args.seconds, tmp,
                                   linger_ms=args.linger_ms, consumer=consumer,
                                   gc_mode=args.gc, switch_interval=args.switch_interval,
-                                  worst=args.worst)
+                                  worst=args.worst, state=args.state)
             print("\n".join(lines), "\n", flush=True)
 
 
