@@ -66,8 +66,7 @@ def producer_main(bootstrap: str, topic: str, rate: float, seconds: float, rows:
                   produced: mp.Value, ready: mp.Event,  # type: ignore[type-arg]
                   timeline: str | None = None) -> None:
     """Offer ``rate`` ticks/s for ``seconds`` (paced every millisecond), stamping send time.
-    ``timeline``: an .npz path for each pacing step's lateness behind the planned send time
-    of its first tick and each sleep's length (bench/live_timeline.py)."""
+    ``timeline``: an .npz path for the producer's own record (bench/live_timeline.py)."""
     from confluent_kafka import Producer
 
     pairs = ticks_values(rows)
@@ -77,26 +76,20 @@ def producer_main(bootstrap: str, topic: str, rate: float, seconds: float, rows:
     start = time.perf_counter()
     sent = 0
     total = int(rate * seconds) if rate > 0 else len(pairs)
-    late: list[float] = []
-    slept: list[float] = []
-    acked: list[float] = []  # each delivery report's time after the message's create time
+    from live_producer import ProducerRecord  # beside this file
 
-    def delivered(err: object, msg: object) -> None:
-        acked.append(time.time() * 1e3 - msg.timestamp()[1])  # type: ignore[attr-defined]
-
-    extra = {} if timeline is None else {"on_delivery": delivered}
-    cpu = time.process_time()
+    record = ProducerRecord(timeline, start, rate)  # records nothing without a path
     while sent < total:
         now = time.perf_counter()
         due = total if rate <= 0 else min(total, int((now - start) * rate))
-        if timeline is not None and sent < due:
-            late.append(1e3 * (now - start - sent / rate))
+        if sent < due:
+            record.step(now, sent)
         while sent < due:
             key, value = pairs[sent % len(pairs)]
             stamp = str(time.time_ns() // 1000).encode()
             try:
                 p.produce(topic, value=value, key=key, headers=[(SENT_HEADER, stamp)],
-                          **extra)
+                          **record.options)
             except BufferError:
                 p.poll(0.01)
                 continue
@@ -107,12 +100,9 @@ def producer_main(bootstrap: str, topic: str, rate: float, seconds: float, rows:
         if rate > 0:
             before = time.perf_counter()
             time.sleep(0.001)
-            if timeline is not None:
-                slept.append(1e3 * (time.perf_counter() - before))
+            record.slept(before)
     p.flush()
-    if timeline is not None:
-        np.savez(timeline, late_ms=np.array(late), sleep_ms=np.array(slept), sent=sent,
-                 cpu_s=time.process_time() - cpu, ack_ms=np.array(acked))
+    record.save(sent)
     with produced.get_lock():
         produced.value = sent
 

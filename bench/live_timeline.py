@@ -162,7 +162,7 @@ class Timeline:
                             "observed", self.batches[i - 1]["poll_end"])) * 1e3 if i else 0.0})
         return out
 
-    def report(self, worst: int = 12, producer: dict[str, Any] | None = None) -> list[str]:
+    def report(self, worst: int = 12) -> list[str]:
         rows = [b for b in self.per_batch() if "lat_max_ms" in b]
         if not rows:
             return ["no batch measured"]
@@ -201,54 +201,7 @@ class Timeline:
                      *[f"{b['stages'].get(s, 0.0):.1f}" for s in stage_names],
                      f"{b['gc_ms']:.1f}", ",".join(map(str, b["gc_gens"]))]
             lines.append("| " + " | ".join(cells) + " |")
-        if producer:
-            lines += ["", *producer_lines(producer)]
-            if "ack_ms" in producer:
-                lines += tail_lines(self.batches, np.asarray(producer["ack_ms"]))
         return lines
-
-
-def tail_lines(batches: list[dict[str, Any]], ack_ms: np.ndarray) -> list[str]:
-    """Each tick's latency split in three, joined to the producer's delivery reports by
-    order (one partition: reports and offsets come in the same order): until the broker
-    acknowledged it (producer linger, broker append), until the job polled it (the rest of
-    the broker, the consumer's fetch, the job busy with earlier batches), and the job's own
-    work on its batch. Percentiles of each, and their means over the ticks past the p99."""
-    done = [b for b in batches if "observed_us" in b]
-    sent = np.concatenate([b["sent_us"] for b in done])
-    polled = np.concatenate([np.full(b["sent_us"].size, b["polled_us"]) for b in done])
-    observed = np.concatenate([np.full(b["sent_us"].size, b["observed_us"]) for b in done])
-    n = min(sent.size, ack_ms.size)
-    if n == 0 or n != sent.size:
-        return [f"  (latency split skipped: {sent.size} ticks, {ack_ms.size} reports)"]
-    total = (observed - sent) / 1e3
-    parts = {"acknowledged": ack_ms[:n], "polled": (polled - sent) / 1e3 - ack_ms[:n],
-             "job": (observed - polled) / 1e3}
-    tail = total >= np.percentile(total, 99)
-    out = [f"latency split ({n:,} ticks; ms): total p50 {np.median(total):.1f} "
-           f"p99 {np.percentile(total, 99):.1f}"]
-    for name, v in parts.items():
-        out.append(f"  {name:<12} p50 {np.median(v):6.1f} p99 {np.percentile(v, 99):6.1f}; "
-                   f"mean over the slowest 1% {v[tail].mean():6.1f}")
-    return out
-
-
-def producer_lines(p: dict[str, Any]) -> list[str]:
-    """The producer's own schedule: how far behind its planned send times it stamped ticks."""
-    late = np.asarray(p["late_ms"])
-    sleep = np.asarray(p["sleep_ms"])
-    out = [f"producer: {p['sent']:,} ticks; stamped behind the planned send time p50 "
-           f"{np.median(late):.2f} p99 {np.percentile(late, 99):.2f} max {late.max():.2f} ms "
-           f"(per 1 ms pacing step); sleep(1 ms) took p50 {np.median(sleep):.2f} p99 "
-           f"{np.percentile(sleep, 99):.2f} max {sleep.max():.2f} ms"]
-    if "ack_ms" in p and len(p["ack_ms"]):
-        ack = np.asarray(p["ack_ms"])
-        out.append(f"  broker's acknowledgement after produce(): p50 {np.median(ack):.1f} p99 "
-                   f"{np.percentile(ack, 99):.1f} max {ack.max():.1f} ms (ms clock)")
-    for name in ("producer_cpu_s", "broker_cpu_s", "job_cpu_s", "loadavg"):
-        if name in p:
-            out.append(f"  {name}: {p[name]}")
-    return out
 
 
 def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms: int = 2,
@@ -263,6 +216,7 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
 
     import psutil
     from live import producer_main, run_job  # beside this file
+    from live_producer import producer_lines, tail_lines
     from tickflow.connectors.kafka_client import client_settings, ensure_topic
 
     topic = f"timeline-{int(rate)}-{int(time.time() * 1000) % 10**8}"
@@ -329,7 +283,10 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
     producer["broker_cpu_s"] = f"{b_cpu:.2f}"
     producer["job_cpu_s"] = f"{job_cpu:.2f} (the job's process, librdkafka threads included)"
     producer["loadavg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return pct, lines + tl.report(worst, producer)
+    lines += [*tl.report(worst), "", *producer_lines(producer)]
+    if "ack_ms" in producer:
+        lines += tail_lines(tl.batches, np.asarray(producer["ack_ms"]))
+    return pct, lines
 
 
 class _gc:
