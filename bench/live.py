@@ -63,8 +63,10 @@ def ticks_values(rows: int, symbols: int = 14) -> list[tuple[bytes, bytes]]:
 
 
 def producer_main(bootstrap: str, topic: str, rate: float, seconds: float, rows: int,
-                  produced: mp.Value, ready: mp.Event) -> None:  # type: ignore[type-arg]
-    """Offer ``rate`` ticks/s for ``seconds`` (paced every millisecond), stamping send time."""
+                  produced: mp.Value, ready: mp.Event,  # type: ignore[type-arg]
+                  timeline: str | None = None) -> None:
+    """Offer ``rate`` ticks/s for ``seconds`` (paced every millisecond), stamping send time.
+    ``timeline``: an .npz path for the producer's own record (bench/live_timeline.py)."""
     from confluent_kafka import Producer
 
     pairs = ticks_values(rows)
@@ -74,13 +76,20 @@ def producer_main(bootstrap: str, topic: str, rate: float, seconds: float, rows:
     start = time.perf_counter()
     sent = 0
     total = int(rate * seconds) if rate > 0 else len(pairs)
+    from live_producer import ProducerRecord  # beside this file
+
+    record = ProducerRecord(timeline, start, rate)  # records nothing without a path
     while sent < total:
-        due = total if rate <= 0 else min(total, int((time.perf_counter() - start) * rate))
+        now = time.perf_counter()
+        due = total if rate <= 0 else min(total, int((now - start) * rate))
+        if sent < due:
+            record.step(now, sent)
         while sent < due:
             key, value = pairs[sent % len(pairs)]
             stamp = str(time.time_ns() // 1000).encode()
             try:
-                p.produce(topic, value=value, key=key, headers=[(SENT_HEADER, stamp)])
+                p.produce(topic, value=value, key=key, headers=[(SENT_HEADER, stamp)],
+                          **record.options)
             except BufferError:
                 p.poll(0.01)
                 continue
@@ -89,8 +98,11 @@ def producer_main(bootstrap: str, topic: str, rate: float, seconds: float, rows:
         with produced.get_lock():
             produced.value = sent
         if rate > 0:
+            before = time.perf_counter()
             time.sleep(0.001)
+            record.slept(before)
     p.flush()
+    record.save(sent)
     with produced.get_lock():
         produced.value = sent
 

@@ -9,7 +9,9 @@ are still in flight, without ever flushing on its thread.
 Checkpointed live jobs: the sink records the end offset per partition at each checkpoint and,
 after a resume, skips each re-computed message that the killed run had already written past it
 (read back from the topic), so the topic holds every output message once, provided this job is
-the topic's only writer.
+the topic's only writer. A checkpoint taken while running does not flush: it takes the delivery
+mark (``checkpoint_mark``) and is written once ``checkpoint_at(mark)`` gives the ends after
+exactly those writes, all acknowledged (engine/state/recovery.py ``Checkpointer.begin``).
 """
 
 from __future__ import annotations
@@ -89,7 +91,11 @@ class KafkaSink(Sink):
         self._unacked: dict[int, int] = {}  # write mark -> messages not acknowledged (in order)
         self._checkpointed = False  # seek() was called: a checkpointed run
         self._resume: dict[str, Any] | None = None
-        self._ends: dict[int, int] = {}  # per partition: offset after our last delivery
+        # checkpointed runs: per write mark, the offset after its messages per partition, until
+        # folded into _acked_ends: per partition, the offset after every write up to the
+        # latest checkpoint_at (at open: the partition's end)
+        self._write_ends: dict[int, dict[int, int]] = {}
+        self._acked_ends: dict[int, int] = {}
         self._dupes: Counter[tuple[bytes, bytes]] = Counter()
         self.skipped = 0
         self._encode: Callable[[pa.RecordBatch], list[tuple[bytes, bytes]]] | None = None
@@ -132,8 +138,9 @@ class KafkaSink(Sink):
             else:
                 del unacked[mark]
             if self._checkpointed:
-                p = msg.partition()
-                self._ends[p] = max(self._ends.get(p, 0), msg.offset() + 1)
+                p, end = msg.partition(), msg.offset() + 1
+                ends = self._write_ends.setdefault(mark, {})
+                ends[p] = max(ends.get(p, 0), end)
 
         return delivered
 
@@ -166,8 +173,26 @@ class KafkaSink(Sink):
         """Flush, then the offset after the last message per partition."""
         self.flush()
         self.producer.poll(0)
+        position = self.checkpoint_at(self._writes)
+        assert position is not None  # flushed: every write is acknowledged
+        return position
+
+    def checkpoint_mark(self) -> int:
+        """A deferred checkpoint's mark: every write so far (sent on, not waited for)."""
+        self.producer.poll(0)
+        return self._writes
+
+    def checkpoint_at(self, mark: int) -> dict[str, Any] | None:
+        """The offset after the messages of writes up to ``mark``, per partition, once they
+        are all acknowledged; None before (never blocks). Later writes, even acknowledged,
+        are not in it: a resume skips exactly the messages past it."""
+        if self.acknowledged_mark() < mark:
+            return None
+        for m in sorted(m for m in self._write_ends if m <= mark):
+            for p, end in self._write_ends.pop(m).items():
+                self._acked_ends[p] = max(self._acked_ends.get(p, 0), end)
         return {"topic": self.config.topic,
-                "offsets": {str(p): o for p, o in sorted(self._ends.items())}}
+                "offsets": {str(p): o for p, o in sorted(self._acked_ends.items())}}
 
     def _ends_and_tail(self) -> None:
         """Find each partition's end (and, after a resume, the messages past the checkpoint)
@@ -192,7 +217,7 @@ class KafkaSink(Sink):
                 raise SinkError(f"kafka sink {topic}: partition {p} ends at offset "
                                 f"{ends.get(p, 0):,}, before the checkpoint's {o:,} (the "
                                 f"topic was truncated or re-created); run with --reset-state")
-        self._ends = ends
+        self._acked_ends = ends
         self._dupes = Counter(row for p, row in tail if p in starts)
 
     def write(self, batch: pa.RecordBatch) -> None:

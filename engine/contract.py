@@ -227,6 +227,23 @@ class CheckpointedSink(Protocol):
 
 
 @runtime_checkable
+class DeferredCheckpointSink(Protocol):
+    """A checkpointed sink whose writes become durable on their own, once a broker has
+    acknowledged them (Kafka), so a checkpoint need not wait for them on the driver's thread.
+
+    ``checkpoint_mark()`` names everything written so far, without waiting;
+    ``checkpoint_at(mark)`` is the position after exactly those writes once they (and every
+    earlier one) are acknowledged, None until then (never blocks); ``flush()`` waits.
+    """
+
+    def checkpoint_mark(self) -> int: ...
+
+    def checkpoint_at(self, mark: int) -> dict[str, Any] | None: ...
+
+    def flush(self, timeout_s: float | None = None) -> None: ...
+
+
+@runtime_checkable
 class ReleasableSink(Protocol):
     """A checkpointed sink with recovery files to remove after the final checkpoint."""
 

@@ -12,6 +12,9 @@ once the sinks are closed.
 
 With an on-disk state backend (``--state-backend rocksdb|tiledb``) the driver checkpoints like
 a research run (engine/state/recovery.py); a restart resumes from the newest good checkpoint.
+A checkpoint due while running takes the state at once and is written (on a thread of its
+own), then its offsets committed, once the Kafka sinks have acknowledged its outputs (checked
+between batches and when idle): the driver's thread waits for neither the broker nor the disk.
 A run from empty state checkpoints once before it reads, so a kill at any moment resumes
 somewhere. The last checkpoint is never *final*: a stream has no end, the next run goes on.
 """
@@ -203,7 +206,11 @@ class LiveRunner:
                         checkpointer=checkpointer, stop=self.stop, final_is_end=False,
                         feed=feed if many is None else many, on_durable=durable,
                         progress=feed.processed if many is None else None,
-                        inline=lambda s: s is observer or isinstance(s, AcknowledgedSink))
+                        inline=lambda s: s is observer or isinstance(s, AcknowledgedSink),
+                        # one source: a checkpoint waits for no acknowledgement on this thread
+                        checkpoint_token=policy.checkpoint_mark if many is None else None,
+                        on_checkpointed=policy.checkpointed)
+        feed.on_idle = driver.settle_checkpoints
         try:
             result = driver.run()
         finally:
@@ -227,9 +234,10 @@ class LiveRunner:
         return summary
 
     def _started(self, driver: Driver, checkpointer: Any, sources: dict[str, Any]) -> None:
-        """On the feed's first pull: the sinks opened (not on the first tick's path), the
-        empty-state checkpoint, then ``on_open``."""
+        """On the feed's first pull: the sinks opened and the kernels loaded (not on the
+        first tick's path), the empty-state checkpoint, then ``on_open``."""
         driver.open_outputs()
+        driver.warm()
         if checkpointer is not None and checkpointer.resumed_from is None:
             # where this run's state begins: a kill before the next checkpoint resumes here
             checkpointer.positions = [s.position() for s in sources.values()]

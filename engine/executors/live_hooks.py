@@ -85,16 +85,34 @@ class CommitPolicy:
         # (last batch written, each acked sink's delivery mark then), oldest first
         self.candidates: collections.deque[tuple[int, list[int]]] = collections.deque()
         self.processed = -1  # the last batch the graph has been given
+        self.boundary = -1  # the last batch of the latest deferred checkpoint
         self.last_commit = time.monotonic()
 
     def consumed(self, seq: int, offsets: dict[int, int]) -> None:
         pending = self.pending
-        if not self.per_batch and len(pending) > 1 and pending[-1][0] <= self.processed:
-            # only durable() takes these, all processed ones at once: one entry holds them
-            # (without this, a run with no checkpoints kept one entry a batch until its end)
+        if not self.per_batch and len(pending) > 1 and pending[-1][0] <= self.processed \
+                and pending[-2][0] > self.boundary:
+            # only durable() or checkpointed() take these, all processed ones (up to a
+            # checkpoint's boundary) at once: one entry holds them (without this, a run with
+            # no checkpoints kept one entry a batch until its end)
             last_seq, last = pending.pop()
             pending[-1] = (last_seq, {**pending[-1][1], **last})
         pending.append((seq, offsets))
+
+    def checkpoint_mark(self) -> int:
+        """The driver's ``checkpoint_token``: a deferred checkpoint begins after the batches
+        processed so far; their offsets are kept apart from later ones'."""
+        self.boundary = self.processed
+        return self.processed
+
+    def checkpointed(self, upto: int) -> None:
+        """The driver's ``on_checkpointed``: the checkpoint that covers batches up to
+        ``upto`` is written (its outputs acknowledged), so their offsets go out, without
+        waiting for the broker's answer (a failed one goes out with the next)."""
+        offsets = self._take(upto)
+        if offsets:
+            commit = getattr(self.source, "commit_async", self.source.commit)
+            commit(offsets)
 
     def _written_up_to(self) -> int:
         try:
@@ -186,6 +204,7 @@ class InlineFeed:
         self.expected_messages: int | None = None
         self.totals = totals
         self.single = False  # set by the runner: outputs map one to one on batches
+        self.on_idle: Callable[[], None] | None = None  # when a poll brought nothing
         self.lag = 0
         self.seq = -1
         self._consumed: Any = None
@@ -214,6 +233,8 @@ class InlineFeed:
                 if source.is_idle_end():
                     break
                 policy.maybe_commit(idle=True)
+                if self.on_idle is not None:
+                    self.on_idle()
                 continue
             self.seq += 1
             policy.consumed(self.seq, consumed.offsets)

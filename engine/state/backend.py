@@ -79,6 +79,13 @@ class StateSnapshot:
     def nbytes(self) -> int:
         return sum(a.nbytes for f in self.steps.values() for a in f.values())
 
+    def copy(self) -> StateSnapshot:
+        """A snapshot of its own: ``gather`` gives views of the live state, which the next
+        batch changes (a checkpoint written later must hold the state as it was)."""
+        return StateSnapshot(keys=list(self.keys),
+                             steps={sid: {name: arr.copy() for name, arr in fields.items()}
+                                    for sid, fields in self.steps.items()})
+
 
 SIDE_MARK = "@w"
 """Separates a step id from a width in the id of a step's side rows (step ids have no ``@``)."""

@@ -1,0 +1,88 @@
+"""The benchmark producer's own record and the latency split it allows (bench/live_timeline.py).
+
+``ProducerRecord`` is kept by ``live.producer_main`` in the producer process and saved as an
+.npz; ``producer_lines`` says how late the producer was on its own schedule; ``tail_lines``
+joins the job's per-tick latencies to the producer's delivery reports.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+
+class ProducerRecord:
+    """The benchmark producer's own record (``live.producer_main``), when given a path: each
+    pacing step's lateness behind the planned send time of its first tick, each 1 ms sleep's
+    length, each delivery report's time after its message's create time (ms clock), and its
+    CPU seconds. ``options`` go to each ``produce`` (the delivery callback)."""
+
+    def __init__(self, path: str | None, start: float, rate: float):
+        self.path, self.start, self.rate = path, start, rate
+        self.late: list[float] = []
+        self.sleeps: list[float] = []
+        self.acked: list[float] = []
+        self.cpu = time.process_time()
+        self.options: dict[str, Any] = {} if path is None else {"on_delivery": self.delivered}
+
+    def step(self, now: float, sent: int) -> None:
+        if self.path is not None and self.rate > 0:
+            self.late.append(1e3 * (now - self.start - sent / self.rate))
+
+    def slept(self, before: float) -> None:
+        if self.path is not None:
+            self.sleeps.append(1e3 * (time.perf_counter() - before))
+
+    def delivered(self, err: Any, msg: Any) -> None:
+        self.acked.append(time.time() * 1e3 - msg.timestamp()[1])
+
+    def save(self, sent: int) -> None:
+        if self.path is not None:
+            np.savez(self.path, late_ms=np.array(self.late), sleep_ms=np.array(self.sleeps),
+                     sent=sent, cpu_s=time.process_time() - self.cpu,
+                     ack_ms=np.array(self.acked))
+
+
+def tail_lines(batches: list[dict[str, Any]], ack_ms: np.ndarray) -> list[str]:
+    """Each tick's latency split in three, joined to the producer's delivery reports by
+    order (one partition: reports and offsets come in the same order): until the broker
+    acknowledged it (producer linger, broker append), until the job polled it (the rest of
+    the broker, the consumer's fetch, the job busy with earlier batches), and the job's own
+    work on its batch. Percentiles of each, and their means over the ticks past the p99."""
+    done = [b for b in batches if "observed_us" in b]
+    sent = np.concatenate([b["sent_us"] for b in done])
+    polled = np.concatenate([np.full(b["sent_us"].size, b["polled_us"]) for b in done])
+    observed = np.concatenate([np.full(b["sent_us"].size, b["observed_us"]) for b in done])
+    n = min(sent.size, ack_ms.size)
+    if n == 0 or n != sent.size:
+        return [f"  (latency split skipped: {sent.size} ticks, {ack_ms.size} reports)"]
+    total = (observed - sent) / 1e3
+    parts = {"acknowledged": ack_ms[:n], "polled": (polled - sent) / 1e3 - ack_ms[:n],
+             "job": (observed - polled) / 1e3}
+    tail = total >= np.percentile(total, 99)
+    out = [f"latency split ({n:,} ticks; ms): total p50 {np.median(total):.1f} "
+           f"p99 {np.percentile(total, 99):.1f}"]
+    for name, v in parts.items():
+        out.append(f"  {name:<12} p50 {np.median(v):6.1f} p99 {np.percentile(v, 99):6.1f}; "
+                   f"mean over the slowest 1% {v[tail].mean():6.1f}")
+    return out
+
+
+def producer_lines(p: dict[str, Any]) -> list[str]:
+    """The producer's own schedule: how far behind its planned send times it stamped ticks."""
+    late = np.asarray(p["late_ms"])
+    sleep = np.asarray(p["sleep_ms"])
+    out = [f"producer: {p['sent']:,} ticks; stamped behind the planned send time p50 "
+           f"{np.median(late):.2f} p99 {np.percentile(late, 99):.2f} max {late.max():.2f} ms "
+           f"(per 1 ms pacing step); sleep(1 ms) took p50 {np.median(sleep):.2f} p99 "
+           f"{np.percentile(sleep, 99):.2f} max {sleep.max():.2f} ms"]
+    if "ack_ms" in p and len(p["ack_ms"]):
+        ack = np.asarray(p["ack_ms"])
+        out.append(f"  broker's acknowledgement after produce(): p50 {np.median(ack):.1f} p99 "
+                   f"{np.percentile(ack, 99):.1f} max {ack.max():.1f} ms (ms clock)")
+    for name in ("producer_cpu_s", "broker_cpu_s", "job_cpu_s", "loadavg"):
+        if name in p:
+            out.append(f"  {name}: {p[name]}")
+    return out
