@@ -5,8 +5,9 @@
      "last_size": null, "volume_24h": ..., "sequence": 123}
 
 Both directions work on whole batches. Encoding builds every JSON text with Arrow string
-kernels; decoding hands the newline-joined values to ``pyarrow.json.read_json`` at once. Only
-when a batch fails does the decoder look closer: numbers sent as strings (Coinbase does) are
+kernels; decoding first tries msgspec on a batch of clean ticks (tick_json_fast.py), else
+hands the newline-joined values to ``pyarrow.json.read_json`` at once. Only when that fails
+does the decoder look closer: numbers sent as strings (Coinbase does) are
 unquoted in one regex pass, and a batch that still fails is bisected so that the few bad
 messages are isolated and explained while the rest keep the fast path.
 """
@@ -26,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
+from tickflow.connectors.tick_json_fast import decode_clean
 
 NUMERIC_FIELDS = ("price", "best_bid", "best_ask", "best_bid_size", "best_ask_size",
                   "last_size", "volume_24h")
@@ -218,6 +220,17 @@ def decode_tick_values(values: list[bytes]) -> tuple[pa.RecordBatch, Rejected]:
         ``too_deep`` (JSON nested past the decoder's limit).
         ``kept_indices(len(values), rejected)`` maps rows back to indices of ``values``.
     """
+    if not values:
+        return pa.RecordBatch.from_pylist([], schema=CANONICAL_TICK_SCHEMA), []
+    clean = decode_clean(values)
+    if clean is not None:
+        return clean, []
+    return decode_tick_values_arrow(values)
+
+
+def decode_tick_values_arrow(values: list[bytes]) -> tuple[pa.RecordBatch, Rejected]:
+    """``decode_tick_values`` without the msgspec fast path: Arrow's reader, then bisection
+    (the verdicts the fast path must agree with; tests/kafka/test_tick_json_fast.py)."""
     if not values:
         return pa.RecordBatch.from_pylist([], schema=CANONICAL_TICK_SCHEMA), []
     rejected: Rejected = []
