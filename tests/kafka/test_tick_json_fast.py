@@ -45,6 +45,13 @@ def raw_tick(**fields: bytes) -> bytes:
     return b"{" + b",".join(body + [f'"{k}":'.encode() + v for k, v in fields.items()]) + b"}"
 
 
+def text_tick(**fields: Any) -> bytes:
+    """A tick with every number sent as a string, as Coinbase sends them."""
+    obj = {**GOOD, **fields}
+    return json.dumps({k: str(v) if k in (*NUMERIC, "sequence") and type(v) in (int, float)
+                       else v for k, v in obj.items()}).encode()
+
+
 # (value, what the Arrow path says of it alone: a reason, or "" when it is a row)
 HOSTILE: list[tuple[bytes, str]] = [
     (b"not json at all", "malformed_json"),
@@ -77,6 +84,15 @@ HOSTILE: list[tuple[bytes, str]] = [
     # rows, each by the path that handles it: the fast path must leave them alone or agree
     (tick(price="60000.5", sequence="123"), ""),  # numbers as strings (Coinbase)
     (tick(price="1e-3", best_bid="-0", volume_24h="1.5E+3"), ""),
+    (text_tick(), ""),
+    (text_tick(price="1e-3", best_bid="-0", volume_24h="1.5E+3", sequence="-0"), ""),
+    (text_tick(price="1.", sequence=5), "malformed_json"),
+    (text_tick(price="1e400"), ""),
+    (text_tick(price="nan"), ""),
+    (text_tick(sequence="9" * 19), "bad_sequence"),
+    (text_tick(sequence="12.0"), ""),
+    (text_tick(best_ask=7.5), ""),  # one column numbers, the others strings
+    (text_tick()[:-1] + b', "best_ask": "-0"}', ""),  # twice: json.loads reads it as 0
     (tick(price=" 1.5"), ""),  # json.loads and float()
     (tick(price="nan"), ""),
     (tick(price=True), ""),  # NaN, by the Arrow path's bisection
@@ -253,6 +269,14 @@ def clean_tick_values(draw: Any) -> bytes:
 def test_generated_clean_values_decode_alike(values: list[bytes]) -> None:
     event("fast path" if decode_clean(values) is not None else "Arrow path")
     assert_same(values)
+
+
+@settings(max_examples=int(os.environ.get("TICK_FUZZ_EXAMPLES", 300)), deadline=None)
+@given(values=st.lists(clean_tick_values(), min_size=1, max_size=6))
+def test_generated_clean_values_as_strings_decode_alike(values: list[bytes]) -> None:
+    texts = [text_tick(**json.loads(v)) for v in values]
+    event("fast path" if decode_clean(texts) is not None else "Arrow path")
+    assert_same(texts)
 
 
 @settings(max_examples=int(os.environ.get("TICK_FUZZ_EXAMPLES", 300)), deadline=None,
