@@ -6,7 +6,7 @@ numbers as numbers, or every number of a column as a string holding a JSON numbe
 sends them) and the batch needs no dead letter; anything else returns ``None`` and the caller
 falls back to its Arrow reader and bisection, so hostile input keeps that path's semantics and
 reasons (tests/kafka/test_tick_json_fast.py checks the two agree). Less CPU a tick than the
-Arrow reader: see bench/live_decode.py and docs/performance.md.
+Arrow reader, above all for numbers sent as strings: bench/README.md, ``live_decode.py``.
 """
 
 from __future__ import annotations
