@@ -9,6 +9,7 @@ in turn so that the machine's drift hits them alike. Runs against whichever tick
 
     python bench/live_decode.py --messages 20000 --repeat 30
     python bench/live_decode.py --strings   # numbers sent as strings, as Coinbase does
+    python bench/live_decode.py --nanoseconds --repeat 3
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 
-def drain_values(rows: int, strings: bool = False) -> list[bytes]:
+def drain_values(rows: int, strings: bool = False, nanoseconds: bool = False) -> list[bytes]:
     """The values ``bench/live.py``'s drain produces (the same simulator and seed)."""
     from tickflow.connectors.base import RunContext
     from tickflow.connectors.simulator import SimulatorConfig, SimulatorSource
@@ -29,6 +30,8 @@ def drain_values(rows: int, strings: bool = False) -> list[bytes]:
     src = SimulatorSource(SimulatorConfig(kind="simulator", rows=rows, symbols=14, seed=3),
                           RunContext(job_name="bench"))
     values = [v for batch in src.batches(None, 65_536) for _, v in encode_tick_rows(batch)]
+    if nanoseconds:  # RFC 3339 with nanoseconds, as Go and Coinbase write them
+        values = [v.replace(b'Z","symbol"', b'789Z","symbol"', 1) for v in values]
     if strings:
         values = [json.dumps({k: str(v) if isinstance(v, float | int) else v
                               for k, v in json.loads(v).items()}).encode() for v in values]
@@ -65,10 +68,12 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=20_000, help="messages a poll (the drain's)")
     ap.add_argument("--repeat", type=int, default=30, help="timed rounds; the best is shown")
     ap.add_argument("--strings", action="store_true", help="numbers sent as JSON strings")
+    ap.add_argument("--nanoseconds", action="store_true",
+                    help="timestamps with 9 fractional digits")
     args = ap.parse_args()
     import tickflow
 
-    values = drain_values(args.messages, args.strings)
+    values = drain_values(args.messages, args.strings, args.nanoseconds)
     messages = messages_of(values)
     runs = variants(values, messages)
     best = dict.fromkeys(runs, float("inf"))
@@ -79,7 +84,8 @@ def main() -> None:
             best[name] = min(best[name], time.process_time() - start)
     size = sum(map(len, values)) / len(values)
     print(f"# {tickflow.__file__}: {len(values):,} values, {size:.0f} bytes each"
-          f"{', numbers as strings' if args.strings else ''}")
+          f"{', numbers as strings' if args.strings else ''}"
+          f"{', nanosecond timestamps' if args.nanoseconds else ''}")
     for name, seconds in best.items():
         print(f"{name:>20}: {1e6 * seconds / len(values):.3f} µs CPU a tick "
               f"(best of {args.repeat})")

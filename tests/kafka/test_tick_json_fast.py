@@ -186,6 +186,14 @@ def test_simulated_ticks_take_the_fast_path_and_round_trip() -> None:
     assert pa.Table.from_batches([batch]).equals(ticks)
 
 
+def test_nanosecond_timestamps_take_the_fast_path_truncated() -> None:
+    values = [tick(timestamp=f"2026-08-09T12:00:00.123456{i % 10}89Z", sequence=i)
+              for i in range(100)]
+    assert decode_clean(values) is not None
+    batch, _ = assert_same(values)
+    assert batch.column("timestamp")[7].as_py().microsecond == 123456
+
+
 def test_a_batch_the_fast_path_leaves_alone_still_decodes() -> None:
     values = [tick(sequence=i) for i in range(100)]
     values[50] = tick(price="1.5", sequence=50)
@@ -245,7 +253,7 @@ def tick_values(draw: Any) -> bytes:
 clean_fields = {
     "timestamp": st.builds(
         lambda d, us, zone: f"2026-08-{d:02d}T12:30:15{us}{zone}", st.integers(1, 28),
-        st.sampled_from(["", ".5", ".000001", ".123456"]),
+        st.sampled_from(["", ".5", ".000001", ".123456", ".1234567", ".123456789"]),
         st.sampled_from(["Z", "+00:00", "-05:30", "+0100"])),
     "symbol": st.sampled_from(["BTC-USD", "ETH-USD", "é", "A\\B", "\u2028"]),
     "exchange": st.sampled_from(["sim", None, ""]),
