@@ -4,8 +4,9 @@
 (consume, decode, quality stage, kernels, rules, assembling the output batch, the Kafka sink's
 produce, the latency observer and view, offset commits) by wrapping them for the duration of
 the run; nothing in tickflow changes. ``clock.table(ticks, seconds)`` says how much of the job's
-time each took, per tick and per batch. Lanes run on the calling thread with ``workers: 1``
-(the benchmark's job), so the stages add up.
+time each took, per tick and per batch, in wall time and in the calling thread's CPU time (on a
+loaded machine a stage's wall time also counts the time other processes had the core). Lanes
+run on the calling thread with ``workers: 1`` (the benchmark's job), so the stages add up.
 """
 
 from __future__ import annotations
@@ -40,27 +41,34 @@ class StageClock:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self.nested: dict[str, float] = defaultdict(float)  # time of stages called inside
+        # the calling thread's CPU seconds: what a stage costs, whatever else runs meanwhile
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.nested_cpu: dict[str, float] = defaultdict(float)
         self._active = threading.local()  # the stages running in this thread, outermost first
         self._undo: list[tuple[Any, str, Any]] = []
 
     def _wrap(self, owner: Any, attr: str, stage: str) -> None:
         original = getattr(owner, attr)
         seconds, calls, nested, active = self.seconds, self.calls, self.nested, self._active
+        cpu, nested_cpu = self.cpu, self.nested_cpu
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             stack = active.__dict__.setdefault("stack", [])
             name = stage if stack else ALONE.get(stage, stage)
             stack.append(name)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             try:
                 return original(*args, **kwargs)
             finally:
                 took = time.perf_counter() - start
+                took_cpu = time.thread_time() - start_cpu
                 stack.pop()
                 seconds[name] += took
+                cpu[name] += took_cpu
                 calls[name] += 1
                 if stack:
                     nested[stack[-1]] += took
+                    nested_cpu[stack[-1]] += took_cpu
 
         setattr(owner, attr, timed)
         self._undo.append((owner, attr, original))
@@ -98,23 +106,31 @@ class StageClock:
         called inside it: the sink's last flush at the end is not inside a commit)."""
         return {stage: s - self.nested.get(stage, 0.0) for stage, s in self.seconds.items()}
 
+    def exclusive_cpu(self) -> dict[str, float]:
+        """As ``exclusive``, in the calling thread's CPU seconds."""
+        return {stage: s - self.nested_cpu.get(stage, 0.0) for stage, s in self.cpu.items()}
+
     def table(self, ticks: int, seconds: float) -> list[str]:
         """A Markdown table: each stage's share of the run, µs per tick and ms per batch."""
         batches = max(1, self.calls.get("decode", 0))
-        rows = ["| stage | seconds | share of the run | µs per tick | ms per batch |",
-                "|---|---:|---:|---:|---:|"]
-        own = self.exclusive()
+        rows = ["| stage | seconds | share of the run | µs per tick | CPU µs per tick "
+                "| ms per batch |", "|---|---:|---:|---:|---:|---:|"]
+        own, own_cpu = self.exclusive(), self.exclusive_cpu()
+        per_tick = 1e6 / max(ticks, 1)
         for stage in LABELS:
             s = own.get(stage, 0.0)
             rows.append(f"| {LABELS[stage]} | {s:.2f} | {100 * s / max(seconds, 1e-9):.1f}% | "
-                        f"{1e6 * s / max(ticks, 1):.2f} | {1e3 * s / batches:.2f} |")
+                        f"{per_tick * s:.2f} | {per_tick * own_cpu.get(stage, 0.0):.2f} | "
+                        f"{1e3 * s / batches:.2f} |")
         rest = seconds - sum(s for stage, s in own.items() if stage in LABELS)
         rows.append(f"| the rest (driver loop, threads, GC) | {rest:.2f} | "
-                    f"{100 * rest / max(seconds, 1e-9):.1f}% | {1e6 * rest / max(ticks, 1):.2f} | "
+                    f"{100 * rest / max(seconds, 1e-9):.1f}% | {per_tick * rest:.2f} | | "
                     f"{1e3 * rest / batches:.2f} |")
+        staged_cpu = sum(s for stage, s in own_cpu.items() if stage in LABELS)
         rows.append(f"| {ticks:,} ticks in {batches:,} batches | {seconds:.2f} | 100% | "
-                    f"{1e6 * seconds / max(ticks, 1):.2f} | {1e3 * seconds / batches:.2f} |")
+                    f"{per_tick * seconds:.2f} | {per_tick * staged_cpu:.2f} (the stages) | "
+                    f"{1e3 * seconds / batches:.2f} |")
         if own.get("close_flush"):
             rows.append(f"| and after the run: the sink's flush when the job closes | "
-                        f"{own['close_flush']:.2f} | | | |")
+                        f"{own['close_flush']:.2f} | | | | |")
         return rows

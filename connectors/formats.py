@@ -18,7 +18,12 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from tickflow.connectors.tick_codec import decode_tick_values, encode_json_values, kept_indices
+from tickflow.connectors.tick_codec import (
+    decode_tick_values,
+    encode_json_values,
+    kept_indices,
+    key_bytes,
+)
 
 Format = Literal["json", "avro", "arrow"]
 Rejected = list[tuple[int, str]]
@@ -40,6 +45,8 @@ def check_format(config: Any) -> Any:
 
 def _json_decode(values: list[bytes]) -> tuple[pa.RecordBatch, Rejected, np.ndarray]:
     ticks, rejected = decode_tick_values(values)
+    if not rejected:
+        return ticks, rejected, np.arange(len(values))
     return ticks, rejected, kept_indices(len(values), rejected)
 
 
@@ -71,9 +78,7 @@ def row_encoder(fmt: Format, topic: str, schema: pa.Schema, key: str,
         return lambda batch: encode_arrow_messages(batch, key, columns)
 
     def encode_json(batch: pa.RecordBatch) -> list[tuple[bytes, bytes]]:
-        values = encode_json_values(batch, columns).to_pylist()
-        keys = batch.column(key).to_pylist()
-        return list(zip([str(k).encode() for k in keys], [v.encode() for v in values],
-                        strict=True))
+        values = encode_json_values(batch, columns).cast(pa.binary()).to_pylist()
+        return list(zip(key_bytes(batch.column(key), "None"), values, strict=True))
 
     return encode_json

@@ -1,0 +1,95 @@
+"""CPU a tick of the live source's decode, without a broker: JSON values to a tick batch.
+
+Times, on one poll's worth of the drain's messages (``bench/live.py``'s simulated ticks, built
+as confluent-kafka ``Message`` objects), the codec alone (``decode_tick_values``, and where it
+exists the Arrow reader path it falls back to) and the whole of ``decode_messages`` (values,
+offsets, send times, dead letters). Process CPU time, best of ``--repeat``, the variants taken
+in turn so that the machine's drift hits them alike. Runs against whichever tickflow is on
+``PYTHONPATH`` (a base worktree's too: a variant it lacks is skipped).
+
+    python bench/live_decode.py --messages 20000 --repeat 30
+    python bench/live_decode.py --strings   # numbers sent as strings, as Coinbase does
+    python bench/live_decode.py --nanoseconds --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def drain_values(rows: int, strings: bool = False, nanoseconds: bool = False) -> list[bytes]:
+    """The values ``bench/live.py``'s drain produces (the same simulator and seed)."""
+    from tickflow.connectors.base import RunContext
+    from tickflow.connectors.simulator import SimulatorConfig, SimulatorSource
+    from tickflow.connectors.tick_codec import encode_tick_rows
+
+    src = SimulatorSource(SimulatorConfig(kind="simulator", rows=rows, symbols=14, seed=3),
+                          RunContext(job_name="bench"))
+    values = [v for batch in src.batches(None, 65_536) for _, v in encode_tick_rows(batch)]
+    if nanoseconds:  # RFC 3339 with nanoseconds, as Go and Coinbase write them
+        values = [v.replace(b'Z","symbol"', b'789Z","symbol"', 1) for v in values]
+    if strings:
+        values = [json.dumps({k: str(v) if isinstance(v, float | int) else v
+                              for k, v in json.loads(v).items()}).encode() for v in values]
+    return values
+
+
+def messages_of(values: list[bytes], topic: str = "bench") -> list[Any]:
+    from confluent_kafka import Message
+
+    now_ms = int(time.time() * 1000)
+    return [Message(topic=topic, partition=0, offset=i, key=b"K", value=v,
+                    timestamp=(1, now_ms)) for i, v in enumerate(values)]
+
+
+def variants(values: list[bytes], messages: list[Any]) -> dict[str, Callable[[], Any]]:
+    from tickflow.connectors import tick_codec
+    from tickflow.connectors.dead_letter import DeadLetters
+    from tickflow.connectors.formats import tick_decoder
+    from tickflow.connectors.kafka_decode import decode_messages
+
+    out: dict[str, Callable[[], Any]] = {
+        "decode_tick_values": lambda: tick_codec.decode_tick_values(values)}
+    arrow = getattr(tick_codec, "decode_tick_values_arrow", None)
+    if arrow is not None:
+        out["arrow reader path"] = lambda: arrow(values)
+    decoder = tick_decoder("json", "bench")
+    dead = DeadLetters(None, source="bench")
+    out["decode_messages"] = lambda: decode_messages(messages, decoder, dead, True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=20_000, help="messages a poll (the drain's)")
+    ap.add_argument("--repeat", type=int, default=30, help="timed rounds; the best is shown")
+    ap.add_argument("--strings", action="store_true", help="numbers sent as JSON strings")
+    ap.add_argument("--nanoseconds", action="store_true",
+                    help="timestamps with 9 fractional digits")
+    args = ap.parse_args()
+    import tickflow
+
+    values = drain_values(args.messages, args.strings, args.nanoseconds)
+    messages = messages_of(values)
+    runs = variants(values, messages)
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(args.repeat):
+        for name, run in runs.items():
+            start = time.process_time()
+            run()
+            best[name] = min(best[name], time.process_time() - start)
+    size = sum(map(len, values)) / len(values)
+    print(f"# {tickflow.__file__}: {len(values):,} values, {size:.0f} bytes each"
+          f"{', numbers as strings' if args.strings else ''}"
+          f"{', nanosecond timestamps' if args.nanoseconds else ''}")
+    for name, seconds in best.items():
+        print(f"{name:>20}: {1e6 * seconds / len(values):.3f} µs CPU a tick "
+              f"(best of {args.repeat})")
+
+
+if __name__ == "__main__":
+    main()
