@@ -18,7 +18,7 @@ import io
 import json
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -185,6 +185,8 @@ def _explain(value: bytes) -> tuple[dict[str, Any] | None, str]:
 
 
 def _timestamp(raw: Any) -> datetime | None:
+    """ISO 8601 text as an aware datetime; no zone means UTC, as Arrow's batch reader takes it
+    (a message's fate must not depend on the batch it arrives in)."""
     if not isinstance(raw, str):
         return None
     text = re.sub(r"(\.\d{6})\d+", r"\1", raw.strip())  # nanoseconds: keep microseconds
@@ -192,7 +194,7 @@ def _timestamp(raw: Any) -> datetime | None:
         ts = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return ts if ts.tzinfo is not None else None
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
 def _decode_part(values: list[bytes], offset: int, tables: list[pa.Table],
@@ -258,6 +260,10 @@ def decode_tick_values_arrow(values: list[bytes]) -> tuple[pa.RecordBatch, Rejec
         col = table.column(name)
         if col.null_count:
             missing |= col.is_null().to_numpy(zero_copy_only=False)
+    # an empty symbol names no key: refused as when the message is explained alone
+    empty = pc.equal(table.column("symbol"), "")
+    if pc.any(empty).as_py():
+        missing |= empty.fill_null(False).to_numpy(zero_copy_only=False)
     if missing.any():
         kept = kept_indices(len(values), rejected)
         for row in np.flatnonzero(missing):

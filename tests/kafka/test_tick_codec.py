@@ -89,3 +89,19 @@ def test_several_bad_values_in_one_batch() -> None:
     assert rejected == [(3, "malformed_json"), (500, "malformed_json"), (999, "malformed_json")]
     assert batch.num_rows == 997
     assert batch.column("price")[9].as_py() == 1.5  # row 10 once row 3 is out
+
+
+@pytest.mark.parametrize("fields", [
+    {"symbol": ""},
+    {"timestamp": "2026-08-09T12:00:00"},  # no zone: UTC
+    {"timestamp": "2026-08-09T12:00:00.123456789Z"},
+])
+def test_a_message_fares_the_same_in_arrows_reader_and_explained_alone(fields) -> None:
+    """A clean batch goes through Arrow's reader; a value the reader refuses (here: a field
+    given twice, the last one counts) is explained on its own. Either way the same value is
+    kept, or refused for the same reason."""
+    plain = json.dumps({**GOOD, **fields, "price": 2.0}).encode()
+    twice = json.dumps({**GOOD, **fields, "price": 1.0}).encode()[:-1] + b', "price": 2.0}'
+    read, explained = decode_tick_values([plain]), decode_tick_values([twice])
+    assert read[1] == explained[1]
+    assert read[0].to_pylist() == explained[0].to_pylist()

@@ -99,7 +99,7 @@ HOSTILE: list[tuple[bytes, str]] = [
     (tick(sequence=1.0), ""),
     (tick(sequence=2**60), ""),
     (tick(sequence=-(2**63)), ""),
-    (tick(symbol=""), ""),
+    (tick(symbol=""), "missing_symbol"),
     (tick(exchange=5), ""),
     (tick(exchange=None, last_size=None), ""),
     (tick(timestamp="2026-08-09T12:00:00.123456789Z"), ""),  # truncated to microseconds
