@@ -14,8 +14,8 @@ between them is given as hooks, not written again:
   a point the next run goes on from (streams).
 
 Finite sources are read ahead on threads and merged by time at batch granularity (the next
-batch comes from the source whose waiting batch starts earliest). Each stream's sinks get one
-writer thread, opened on the stream's first batch; a stream with no rows still leaves
+batch comes from the source whose waiting batch starts earliest). Each sink of a stream gets
+its own writer thread, opened on the stream's first batch; a stream with no rows still leaves
 well-formed (empty) outputs.
 """
 
@@ -135,7 +135,7 @@ class Driver:
             placement's pollers).
         on_durable: called once the output is durable (after each checkpoint, and after the
             sinks closed): the live placement commits its consumer offsets there.
-        inline: which sinks the loop writes itself instead of the writer thread (live: the
+        inline: which sinks the loop writes itself instead of their writer threads (live: the
             sinks whose write only enqueues, and the latency observer after them).
         threads: False runs everything on the calling thread (no read-ahead, no writer): a Dask
             task has one core, where those threads would only contend for it and the GIL.
