@@ -14,8 +14,8 @@ between them is given as hooks, not written again:
   a point the next run goes on from (streams).
 
 Finite sources are read ahead on threads and merged by time at batch granularity (the next
-batch comes from the source whose waiting batch starts earliest). Each stream's sinks get one
-writer thread, opened on the stream's first batch; a stream with no rows still leaves
+batch comes from the source whose waiting batch starts earliest). Each sink of a stream gets
+its own writer thread, opened on the stream's first batch; a stream with no rows still leaves
 well-formed (empty) outputs.
 """
 
@@ -37,11 +37,14 @@ from tickflow.engine.runtime.quality import QualitySpec, QualityStage
 
 
 class StreamOutput:
-    """A stream's sinks behind one writer thread, opened with the first batch's schema.
+    """A stream's sinks, each behind its own writer thread, opened with the first batch's schema.
 
-    ``inline`` sinks are written by the loop itself, before the others are handed to the
-    writer (sinks whose write only enqueues, such as Kafka's producer: a thread hand-off would
-    cost more than it saves on the tick-to-signal path).
+    One thread per sink, not one for all: a research run's Parquet file (whose encoding and
+    write release the GIL) and its report (numpy statistics) then run beside each other and
+    beside the kernels, instead of one after the other on a single writer thread that the
+    kernels wait for. ``inline`` sinks are written by the loop itself, before the others are
+    handed to their writers (sinks whose write only enqueues, such as Kafka's producer: a
+    thread hand-off would cost more than it saves on the tick-to-signal path).
     """
 
     def __init__(self, sinks: list[Any], schema: pa.Schema,
@@ -50,45 +53,51 @@ class StreamOutput:
         self.schema = schema
         self.direct = [s for s in sinks if inline is not None and inline(s)]
         self.threaded = [s for s in sinks if s not in self.direct]
-        self.writer: Writer | None = None
+        self.writers: list[Writer] = []
         self.opened = False
 
     def open(self, schema: pa.Schema | None = None) -> None:
-        """Open the sinks and the writer (done by the first batch unless called before)."""
+        """Open the sinks and the writers (done by the first batch unless called before)."""
         if not self.opened:
             for s in self.sinks:
                 s.open(schema or self.schema)
             self.opened = True
-            if self.threaded:
-                self.writer = Writer(self.threaded)
+            self.writers = [Writer([s], name=f"tickflow-write-{type(s).__name__}")
+                            for s in self.threaded]
 
     def put(self, batch: pa.RecordBatch) -> None:
         if not self.opened:
             self.open(batch.schema)
         for s in self.direct:
             s.write(batch)
-        if self.writer is not None:
-            self.writer.put(batch)
+        for writer in self.writers:
+            writer.put(batch)
 
     def drain(self) -> None:
-        if self.writer is not None:
-            self.writer.drain()
+        for writer in self.writers:
+            writer.drain()
 
     def finish(self) -> None:
-        """Flush the writer; a stream that never had a row writes one empty batch."""
+        """Flush the writers; a stream that never had a row writes one empty batch."""
         if not self.opened:
             self.put(empty_batch(self.schema))
-        writer, self.writer = self.writer, None
-        if writer is not None:
-            writer.finish()
+        errors = self._finish_writers()
+        if errors:
+            raise errors[0]
 
     def stop(self) -> None:
-        if self.writer is not None:
-            writer, self.writer = self.writer, None
+        self._finish_writers()  # the run is failing already: the first error is the one raised
+
+    def _finish_writers(self) -> list[BaseException]:
+        """End every writer thread (one failing does not leave the others running)."""
+        writers, self.writers = self.writers, []
+        errors: list[BaseException] = []
+        for writer in writers:
             try:
                 writer.finish()
-            except Exception:  # the run is failing already: the first error is the one raised
-                pass
+            except BaseException as exc:
+                errors.append(exc)
+        return errors
 
 
 class GraphState:
@@ -133,7 +142,7 @@ class Driver:
             outputs, checked between batches (``settle_checkpoints``), so the loop waits for
             neither the broker nor the disk there;
             ``on_checkpointed`` then gets what ``checkpoint_token()`` gave when it began.
-        inline: which sinks the loop writes itself instead of the writer thread (live: the
+        inline: which sinks the loop writes itself instead of their writer threads (live: the
             sinks whose write only enqueues, and the latency observer after them).
         threads: False runs everything on the calling thread (no read-ahead, no writer): a Dask
             task has one core, where those threads would only contend for it and the GIL.

@@ -251,11 +251,11 @@ def prefetch(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
 class Writer:
     """Writes batches to the sinks on a thread, in order, so compute is not blocked."""
 
-    def __init__(self, sinks: list[Any]):
+    def __init__(self, sinks: list[Any], name: str = "tickflow-write"):
         self.sinks = sinks
         self.q: queue.Queue[Any] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._loop, name="tickflow-write", daemon=True)
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.thread.start()
 
     def _loop(self) -> None:
