@@ -213,8 +213,8 @@ def run_dask(job: CompiledJob, *, address: str | None = None, client: Any = None
                                    "executor.address (tcp://host:8786) or pass --cluster")
             client, cluster = connect(address, workers=workers)
     finally:
-        if started is not None:
-            started.close()  # unless handed over above
+        if started is not None:  # unless handed over above: closed in the background
+            started.close(wait=False)
     try:
         return _submit(job, client, partitions, on_connect, progress)
     finally:
