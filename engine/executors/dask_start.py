@@ -17,18 +17,47 @@ import threading
 from typing import Any
 
 
-def local_cluster(workers: int | None, *, dashboard: bool = True) -> tuple[Any, Any]:
+def local_cluster(workers: int | None, *, dashboard: bool = True,
+                  forkserver: bool = False) -> tuple[Any, Any]:
     """A new LocalCluster of ``workers`` single-threaded processes, and a client of it.
 
     Without ``dashboard`` the scheduler serves none (``--quiet`` prints no link to it): its
-    Bokeh app took 0.3-0.6 CPU-s of the client before any worker was spawned.
+    Bokeh app took 0.3-0.6 CPU-s of the client before any worker was spawned. With
+    ``forkserver`` (after :func:`start_forkserver`) the workers are forked from it.
     """
+    import dask
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                           processes=True, dashboard_address=":0" if dashboard else None,
-                           silence_logs=logging.CRITICAL)  # worker chatter at shutdown
+    method = "forkserver" if forkserver else dask.config.get(
+        "distributed.worker.multiprocessing-method")
+    with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                               processes=True, dashboard_address=":0" if dashboard else None,
+                               silence_logs=logging.CRITICAL)  # worker chatter at shutdown
     return Client(cluster), cluster
+
+
+def start_forkserver() -> bool:
+    """Start multiprocessing's forkserver now, loading engine/executors/dask_boot.py; False
+    where it cannot be used (then the workers are spawned as before).
+
+    Distributed would set the forkserver's preload itself on first use (importing pandas and
+    more into the client to do so); it is told the preload is set.
+    """
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return False
+    multiprocessing.get_context("forkserver").set_forkserver_preload(
+        ["tickflow.engine.executors.dask_boot"])
+    forkserver.ensure_running()  # returns at once: the server imports in its own process
+    import distributed.utils
+
+    if not hasattr(distributed.utils, "_forkserver_preload_set"):
+        return False  # another distributed: its workers are spawned (the server exits with us)
+    distributed.utils._forkserver_preload_set = True
+    return True
 
 
 def start_for_job(path: str, sets: list[str], workers: int | None, *,
@@ -42,23 +71,27 @@ def start_for_job(path: str, sets: list[str], workers: int | None, *,
 
     if load_job(path, overrides=list(sets)).data.get("mode") in ("live", "export", "backtest"):
         return None
-    return ClusterStart(workers, dashboard=dashboard)
+    forked = start_forkserver()  # first: it loads the workers' imports meanwhile
+    return ClusterStart(workers, dashboard=dashboard, forkserver=forked)
 
 
 class ClusterStart:
     """:func:`local_cluster` running in a thread until :meth:`result` is asked."""
 
-    def __init__(self, workers: int | None, *, dashboard: bool = True):
+    def __init__(self, workers: int | None, *, dashboard: bool = True,
+                 forkserver: bool = False):
         self._client_cluster: tuple[Any, Any] | None = None
         self._error: BaseException | None = None
         self._taken = False
-        self._thread = threading.Thread(target=self._start, args=(workers, dashboard),
+        self._thread = threading.Thread(target=self._start,
+                                        args=(workers, dashboard, forkserver),
                                         name="tickflow-dask-start", daemon=True)
         self._thread.start()
 
-    def _start(self, workers: int | None, dashboard: bool) -> None:
+    def _start(self, workers: int | None, dashboard: bool, forkserver: bool) -> None:
         try:  # imports distributed only: the client's thread imports the engine meanwhile
-            self._client_cluster = local_cluster(workers, dashboard=dashboard)
+            self._client_cluster = local_cluster(workers, dashboard=dashboard,
+                                                 forkserver=forkserver)
         except BaseException as exc:  # re-raised in the caller's thread by result()
             self._error = exc
 

@@ -24,15 +24,24 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     made: list[dict[str, Any]] = []
     real = dask_start.local_cluster
 
-    def recording(workers: int | None, *, dashboard: bool = True) -> tuple[Any, Any]:
-        entry: dict[str, Any] = {"at": time.monotonic(), "dashboard": dashboard}
+    def recording(workers: int | None, *, dashboard: bool = True,
+                  forkserver: bool = False) -> tuple[Any, Any]:
+        entry: dict[str, Any] = {"at": time.monotonic(), "dashboard": dashboard,
+                                 "forkserver": forkserver}
         made.append(entry)
-        client, cluster = real(workers, dashboard=dashboard)
+        client, cluster = real(workers, dashboard=dashboard, forkserver=forkserver)
         entry["cluster"] = cluster
+        entry["booted"] = set(client.run(_booted).values())  # what each worker came with
         return client, cluster
 
     monkeypatch.setattr(dask_start, "local_cluster", recording)
     return made
+
+
+def _booted() -> bool:
+    import sys
+
+    return "tickflow.engine.executors.dask_boot" in sys.modules
 
 
 def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,6 +77,8 @@ def test_the_cluster_starts_before_the_compile_and_the_run_closes_it(
     assert len(started) == 1 and compiled_at
     assert started[0]["at"] < compiled_at[0]  # the workers come up while the client compiles
     assert started[0]["dashboard"] is False  # --quiet shows no link: no dashboard is served
+    # the worker is a fork of the forkserver that loaded the engine before it was asked for one
+    assert started[0]["forkserver"] is True and started[0]["booted"] == {True}
     assert started[0]["cluster"].status.name == "closed"
     out = tmp_path / "out" / "research_features.parquet"
     assert pq.read_table(out).num_rows == 3_000
