@@ -37,6 +37,14 @@ def local_cluster(workers: int | None, *, dashboard: bool = True,
     return Client(cluster), cluster
 
 
+# distributed's ``distributed.nanny.pre-spawn-environ`` defaults, which a Nanny puts in its
+# own environment just before spawning a worker: one thread for OpenMP, BLAS and Arrow's
+# pool per single-threaded worker. A forked worker inherits the forkserver's environment
+# instead, so they are set before the server starts.
+_PRE_SPAWN_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1",
+                      "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
 def start_forkserver() -> bool:
     """Start multiprocessing's forkserver now, loading engine/executors/dask_boot.py; False
     where it cannot be used (then the workers are spawned as before).
@@ -49,6 +57,8 @@ def start_forkserver() -> bool:
 
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return False
+    for name, value in _PRE_SPAWN_ENVIRON.items():  # a fork has the server's environment
+        os.environ.setdefault(name, value)
     multiprocessing.get_context("forkserver").set_forkserver_preload(
         ["tickflow.engine.executors.dask_boot"])
     forkserver.ensure_running()  # returns at once: the server imports in its own process

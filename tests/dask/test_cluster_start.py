@@ -38,10 +38,12 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return made
 
 
-def _booted() -> bool:
+def _booted() -> tuple[bool, str | None]:
+    import os
     import sys
 
-    return "tickflow.engine.executors.dask_boot" in sys.modules
+    return "tickflow.engine.executors.dask_boot" in sys.modules, os.environ.get(
+        "OMP_NUM_THREADS")
 
 
 def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,7 +80,8 @@ def test_the_cluster_starts_before_the_compile_and_the_run_closes_it(
     assert started[0]["at"] < compiled_at[0]  # the workers come up while the client compiles
     assert started[0]["dashboard"] is False  # --quiet shows no link: no dashboard is served
     # the worker is a fork of the forkserver that loaded the engine before it was asked for one
-    assert started[0]["forkserver"] is True and started[0]["booted"] == {True}
+    # with the environment a spawned worker gets from its Nanny (one OpenMP/Arrow thread)
+    assert started[0]["forkserver"] is True and started[0]["booted"] == {(True, "1")}
     assert started[0]["cluster"].status.name == "closed"
     out = tmp_path / "out" / "research_features.parquet"
     assert pq.read_table(out).num_rows == 3_000
