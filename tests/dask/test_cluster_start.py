@@ -39,11 +39,16 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 
 def _booted() -> tuple[bool, str | None]:
+    """Whether this worker came with the engine loaded, and the OMP_NUM_THREADS its parent
+    (the forkserver, which imported numpy) started with."""
     import os
     import sys
+    from pathlib import Path
 
-    return "tickflow.engine.executors.dask_boot" in sys.modules, os.environ.get(
-        "OMP_NUM_THREADS")
+    environ = Path(f"/proc/{os.getppid()}/environ").read_bytes().split(b"\0")
+    omp = next((v.split(b"=", 1)[1].decode() for v in environ
+                if v.startswith(b"OMP_NUM_THREADS=")), None)
+    return "tickflow.engine.executors.dask_boot" in sys.modules, omp
 
 
 def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,7 +85,7 @@ def test_the_cluster_starts_before_the_compile_and_the_run_closes_it(
     assert started[0]["at"] < compiled_at[0]  # the workers come up while the client compiles
     assert started[0]["dashboard"] is False  # --quiet shows no link: no dashboard is served
     # the worker is a fork of the forkserver that loaded the engine before it was asked for one
-    # with the environment a spawned worker gets from its Nanny (one OpenMP/Arrow thread)
+    # and it was loaded with the environment a Nanny gives a spawned worker (one BLAS thread)
     assert started[0]["forkserver"] is True and started[0]["booted"] == {(True, "1")}
     assert started[0]["cluster"].status.name == "closed"
     out = tmp_path / "out" / "research_features.parquet"
