@@ -52,14 +52,16 @@ def publish(tmp: str | Path, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def delete_detached(path: Path) -> bool:
-    """Start deleting ``path`` in a process of its own session; False when it cannot start.
+def delete_detached(path: Path, *, tree: bool = False) -> bool:
+    """Start deleting ``path`` (a directory and all below it when ``tree``) in a process of
+    its own session; False when it cannot start.
 
     The process outlives this one if need be (a new session: no terminal signal reaches it);
     a daemon thread reaps it when this process lives longer.
     """
     try:
-        proc = subprocess.Popen(["rm", "-f", "--", os.fspath(path)], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(["rm", "-rf" if tree else "-f", "--", os.fspath(path)],
+                                stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
     except OSError:

@@ -11,8 +11,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tickflow.connectors.atomic import DETACHED_DELETE_BYTES, delete_detached
 from tickflow.connectors.parquet_writer import AtomicParquetWriter
-from tickflow.connectors.part_checksums import part_digest, verify_part
+from tickflow.connectors.part_checksums import (
+    part_digest,
+    part_identity,
+    verify_identity,
+    verify_part,
+)
 from tickflow.engine.errors import SinkError
 
 
@@ -148,8 +154,10 @@ class PartitionPart:
             self.writer.abort()
 
     def digest(self) -> list[object]:
-        """``[rows, sha256]`` of the finished part: the commit checks the staged file by it."""
-        return part_digest(self.path)
+        """``[rows, file identity]`` of the finished part: the commit checks the staged file
+        by it (:func:`~tickflow.connectors.part_checksums.part_identity`)."""
+        assert self.writer is not None, "open() comes first"
+        return part_identity(self.path, self.writer.rows)
 
 
 def commit_partition_parts(target: Path, run_id: str, partitions: int,
@@ -174,9 +182,9 @@ def commit_partition_parts(target: Path, run_id: str, partitions: int,
         raise SinkError(f"{target}: staged parts {names} are not the expected "
                         f"{len(expected)} parts; the output is left unchanged")
     for k, recorded in sorted((digests or {}).items()):
-        verify_part(staging / PART_NAME.format(k), recorded, f"dask output {target}",
-                    since="its task finished",
-                    remedy="the output is left unchanged; run the job again")
+        verify_identity(staging / PART_NAME.format(k), recorded, f"dask output {target}",
+                        since="its task finished",
+                        remedy="the output is left unchanged; run the job again")
     trash = target.with_name(f".{target.name}.old-{run_id}")
     if target.is_dir():
         strays = [p.name for p in target.iterdir() if not is_part(p.name)]
@@ -186,8 +194,16 @@ def commit_partition_parts(target: Path, run_id: str, partitions: int,
     if target.exists():
         os.replace(target, trash)
     os.replace(staging, target)
+    _delete_previous(trash)
+    return [str(target / n) for n in names]
+
+
+def _delete_previous(trash: Path) -> None:
+    """Delete the output this run replaced; a large one by a detached ``rm`` (freeing 1.6 GB
+    of extents took 0.3-0.9 s here, at the very end of the run)."""
     if trash.is_dir():
-        shutil.rmtree(trash, ignore_errors=True)
+        size = sum(p.stat().st_size for p in trash.iterdir() if p.is_file())
+        if size < DETACHED_DELETE_BYTES or not delete_detached(trash, tree=True):
+            shutil.rmtree(trash, ignore_errors=True)
     elif trash.exists():
         trash.unlink()
-    return [str(target / n) for n in names]

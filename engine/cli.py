@@ -154,6 +154,19 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    started = None  # --cluster local: its workers start while this compiles (dask_start.py)
+    if args.cluster == "local" and not (args.parquet or args.sweep or args.replay):
+        from tickflow.engine.executors.dask_start import start_for_job
+
+        started = start_for_job(args.job, args.set or [], args.workers, dashboard=not args.quiet)
+    try:
+        return _run(args, started)
+    finally:
+        if started is not None:  # unused after an error (a run closes it itself)
+            started.close(wait=False)
+
+
+def _run(args: argparse.Namespace, started: Any) -> int:
     from tickflow import _engine_bridge as bridge
 
     if args.parquet or args.sweep or bridge.is_backtest_job(args.job, args.set or []):
@@ -202,7 +215,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.cluster or spec.executor.kind == "dask":
         start_up_gc.resume()
         summary = bridge.run_dask(job, args.cluster, args.workers, console or _console(),
-                                  show_progress=spec.executor.progress and not quiet)
+                                  show_progress=spec.executor.progress and not quiet,
+                                  started=started)
         rows, seconds = summary.rows, summary.seconds
         counts, sink_lines = summary.signal_counts, summary.sink_summaries
         quality = dict(getattr(summary, "quality_counts", {}) or {})

@@ -276,9 +276,9 @@ class PartitionedSink(Protocol):
     part is staged beside the target, ``metadata`` added to the provenance); after every task
     finished, ``commit_parts(run_id, partitions, digests)`` checks that each partition's part
     is staged and unchanged since its task (``digests``: partition -> what the part's
-    ``digest()`` returned) and publishes them at once, returning the files;
-    ``discard_parts(run_id)`` drops the staged parts of a failed run. The sink's paths must be
-    absolute (the executor sees to it).
+    ``digest()`` returned, checked without reading the part again) and publishes them at
+    once, returning the files; ``discard_parts(run_id)`` drops the staged parts of a failed
+    run. The sink's paths must be absolute (the executor sees to it).
     """
 
     def part(self, run_id: str, partition: int, metadata: dict[str, str]) -> Any: ...

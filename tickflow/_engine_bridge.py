@@ -105,10 +105,11 @@ def run_live(job: CompiledJob, *, workers: int | None, stop: threading.Event,
 
 
 def run_dask(job: CompiledJob, cluster: str | None, workers: int | None, console: Any,
-             show_progress: bool) -> Any:
+             show_progress: bool, started: Any = None) -> Any:
     from tickflow.engine.executors.dask import run_dask_from_cli
 
-    return run_dask_from_cli(job, cluster, workers, console, show_progress=show_progress)
+    return run_dask_from_cli(job, cluster, workers, console, show_progress=show_progress,
+                             started=started)
 
 
 def run_live_cli(job: CompiledJob, args: Any, workers: int, console: Any) -> int:

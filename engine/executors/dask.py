@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import logging
-import os
 import sys
 import time
 import uuid
@@ -38,6 +36,7 @@ from typing import Any
 
 from tickflow.engine.compile import CompiledJob
 from tickflow.engine.contract import FileSource, MergeableSink, PartitionedSink
+from tickflow.engine.executors.dask_start import ClusterStart, local_cluster
 from tickflow.engine.executors.dask_tasks import (
     ClusterError,
     DaskPlan,
@@ -49,8 +48,9 @@ from tickflow.engine.executors.dask_tasks import (
 )
 from tickflow.engine.executors.local import RunSummary
 
-__all__ = ["ClusterError", "DaskRunSummary", "connect", "describe_cluster", "make_plan",
-           "require_workers", "run_dask", "run_dask_from_cli", "run_partition", "task_progress"]
+__all__ = ["ClusterError", "ClusterStart", "DaskRunSummary", "connect", "describe_cluster",
+           "make_plan", "require_workers", "run_dask", "run_dask_from_cli", "run_partition",
+           "task_progress"]
 
 CONNECT_TIMEOUT_S = 5.0
 WORKER_WAIT_S = 30.0
@@ -78,13 +78,10 @@ def connect(address: str, *, workers: int | None = None,
     Raises:
         ClusterError: the scheduler did not answer within ``timeout_s`` seconds.
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if address == "local":
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                               processes=True, dashboard_address=":0",
-                               silence_logs=logging.CRITICAL)  # worker chatter at shutdown
-        return Client(cluster), cluster
+        return local_cluster(workers)
     try:
         return Client(address, timeout=timeout_s, set_as_default=False), None
     except (OSError, TimeoutError, ValueError) as exc:
@@ -186,7 +183,8 @@ def make_plan(job: CompiledJob, partitions: int) -> DaskPlan:
 def run_dask(job: CompiledJob, *, address: str | None = None, client: Any = None,
              partitions: int | None = None, workers: int | None = None,
              on_connect: Callable[[Any, int], None] | None = None,
-             progress: Callable[[PartResult], None] | None = None) -> DaskRunSummary:
+             progress: Callable[[PartResult], None] | None = None,
+             started: ClusterStart | None = None) -> DaskRunSummary:
     """Run a compiled job on a Dask cluster; returns the same totals as the local executor.
 
     Args:
@@ -197,18 +195,26 @@ def run_dask(job: CompiledJob, *, address: str | None = None, client: Any = None
         workers: worker processes of ``local``.
         on_connect: called with the client and the partition count before submitting.
         progress: called with each partition's result as it finishes.
+        started: a LocalCluster already starting (``run-job --cluster local``); this run
+            closes it (``address`` and ``workers`` are then not used).
 
     Raises:
         ClusterError: unreachable scheduler, no workers, or a partition that kept failing.
     """
-    check_supported(job)
     cluster = None
-    if client is None:
-        address = address or job.spec.executor.address
-        if not address:
-            raise ClusterError("executor.kind is dask but no scheduler is given: set "
-                               "executor.address (tcp://host:8786) or pass --cluster")
-        client, cluster = connect(address, workers=workers)
+    try:
+        check_supported(job)
+        if client is None and started is not None:
+            client, cluster = started.result()
+        elif client is None:
+            address = address or job.spec.executor.address
+            if not address:
+                raise ClusterError("executor.kind is dask but no scheduler is given: set "
+                                   "executor.address (tcp://host:8786) or pass --cluster")
+            client, cluster = connect(address, workers=workers)
+    finally:
+        if started is not None:  # unless handed over above: closed in the background
+            started.close(wait=False)
     try:
         return _submit(job, client, partitions, on_connect, progress)
     finally:
@@ -300,7 +306,8 @@ def _discard(client: Any, plan: DaskPlan, futures: list[Any]) -> None:
 
 
 def run_dask_from_cli(job: CompiledJob, cluster: str | None, workers: int | None,
-                      console: Any, *, show_progress: bool) -> RunSummary:
+                      console: Any, *, show_progress: bool,
+                      started: ClusterStart | None = None) -> RunSummary:
     """``run-job JOB --cluster ...``: the dashboard link, then a partition progress bar."""
     bar: Any = None
 
@@ -320,7 +327,7 @@ def run_dask_from_cli(job: CompiledJob, cluster: str | None, workers: int | None
 
     try:
         return run_dask(job, address=cluster, workers=workers, on_connect=connected,
-                        progress=advanced)
+                        progress=advanced, started=started)
     finally:
         if bar is not None:
             bar.stop()

@@ -60,7 +60,8 @@ class PartResult:
     row_groups_read: int = 0
     row_groups_skipped: int = 0  # input row groups without a key of this partition
     quality_counts: dict[str, int] = field(default_factory=dict)
-    # [rows, sha256] of each part this task wrote, in the plan's output order: the commit checks
+    # [rows, file identity] of each part this task wrote, in the plan's output order: the
+    # commit checks that it publishes exactly these files
     digests: list[list[Any]] = field(default_factory=list)
 
 

@@ -192,3 +192,39 @@ def test_a_small_previous_output_is_deleted_before_publish_returns(tmp_path):
     _write_version(out, 0)
     _write_version(out, 1)
     assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+
+
+def _stage_parts(target: Path, run_id: str, version: int, parts: int = 2) -> dict[int, list]:
+    from tickflow.connectors.parquet_parts import PART_NAME, PartitionPart, staging_dir
+
+    digests = {}
+    for k in range(parts):
+        part = PartitionPart(staging_dir(target, run_id) / PART_NAME.format(k),
+                             {"row_group_rows": 50_000}, {})
+        table = pa.table({"v": pa.array([version] * ROWS, pa.int64())})
+        part.open(table.schema)
+        part.write(table.to_batches()[0])
+        part.close()
+        digests[k] = part.digest()
+    return digests
+
+
+def test_a_large_replaced_partitioned_output_is_deleted_by_another_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tickflow.connectors.parquet_parts as parts_module
+
+    target = tmp_path / "out.parquet"
+    parts_module.commit_partition_parts(target, "run0", 2, _stage_parts(target, "run0", 0))
+    monkeypatch.setattr(parts_module, "DETACHED_DELETE_BYTES", 1)  # every previous one is large
+    removed: list[Path] = []
+    monkeypatch.setattr(parts_module.shutil, "rmtree",
+                        lambda path, ignore_errors=False: removed.append(Path(path)))
+    files = parts_module.commit_partition_parts(target, "run1", 2,
+                                                _stage_parts(target, "run1", 1))
+    assert [Path(f).name for f in files] == ["part-00000.parquet", "part-00001.parquet"]
+    assert all(_version(Path(f)) == 1 for f in files)
+    assert removed == []  # not deleted in this process
+    leftovers = [p for p in tmp_path.iterdir() if p != target]  # gone already, or soon
+    assert all(p.name == ".out.parquet.old-run1" for p in leftovers)
+    assert all(_wait_gone(p) for p in leftovers), "the detached delete never happened"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]  # by another process

@@ -235,7 +235,8 @@ def test_a_job_the_cluster_cannot_partition_is_refused_before_submitting(
 
 
 def test_a_part_changed_after_its_task_is_refused_at_commit(ticks: Path, tmp_path: Path) -> None:
-    """Each task records its part's rows and sha256; the commit checks them and names the part."""
+    """Each task records its part's rows and file identity; the commit checks them and names
+    the part."""
     from tickflow.engine.executors.dask import make_plan
     from tickflow.engine.executors.dask_tasks import commit_outputs, run_partition
 
@@ -250,6 +251,15 @@ def test_a_part_changed_after_its_task_is_refused_at_commit(ticks: Path, tmp_pat
     with pytest.raises(SinkError, match=r"part-00001\.parquet.*(cannot be read|changed since)"):
         commit_outputs(plan, results)
     assert not (out / "research_features.parquet").exists()  # the output is left unchanged
-    staged.write_bytes(data)  # restored: the commit goes through
+    # rewritten in place at the same size, its times set back: still not the task's file
+    st = staged.stat()
+    staged.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    os.utime(staged, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(SinkError, match=r"part-00001\.parquet.*changed since its task"):
+        commit_outputs(plan, results)
+    assert not (out / "research_features.parquet").exists()
+    results[1] = run_partition(plan, 1)  # the partition run again: the commit goes through
     committed = commit_outputs(plan, results)
     assert [len(files) for files in committed] == [2]
+    assert pq.read_table(out / "research_features.parquet").num_rows == sum(
+        r.rows for r in results)
