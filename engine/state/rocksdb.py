@@ -80,12 +80,16 @@ class RocksDBStateBackend(StateBackend):
         path = directory / _DIR
         layout, rows = snapshot.layout(), snapshot.rows()
         opts = _options(create=True)
-        db = rocksdict.Rdict(str(path), opts)
+        # every column family made by the open, at once: one by one, RocksDB rewrites its
+        # OPTIONS file for each (1.2 s for 53 steps, 0.2 s at once)
+        opts.create_missing_column_families(True)
+        db = rocksdict.Rdict(str(path), opts, column_families={
+            _cf(sid): _options(create=True) for sid in snapshot.steps})
         try:
             ingest = rocksdict.IngestExternalFileOptions()
             ingest.set_move_files(True)
             for sid, fields in snapshot.steps.items():
-                cf = db.create_column_family(_cf(sid), _options(create=True))
+                cf = db.get_column_family(_cf(sid))
                 n = rows[sid]
                 dtype = record_dtype(layout[sid])
                 if n == 0 or not dtype.itemsize:  # no keys, or a stateless step
