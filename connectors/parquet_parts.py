@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tickflow.connectors.parquet_concat import Unsupported
 from tickflow.connectors.parquet_writer import AtomicParquetWriter
 from tickflow.connectors.part_checksums import part_digest, verify_part
 from tickflow.engine.errors import SinkError
@@ -83,7 +84,33 @@ class PartFiles:
         return {"parts": self.count, "rows": self.rows, "digests": list(self.digests)}
 
     def merge(self, metadata: dict[str, str]) -> AtomicParquetWriter:
-        """Write every committed part, in order, into the target file (atomically)."""
+        """Every committed part, in order, in the target file (published by ``close``).
+
+        The parts' row groups are copied as they are (``parquet_concat``), each part's sha256
+        checked against its commit's in the same read; parts that cannot be joined that way
+        are decoded and written again.
+        """
+        assert self.schema is not None
+        out = AtomicParquetWriter(self.path, self.schema, metadata=metadata, **self.options)
+        parts = [self._part(k) for k in range(self.count)]
+        try:
+            digests = out.join(parts)
+        except (Unsupported, OSError):  # the rewrite names a missing or damaged part
+            out.abort()
+            return self._rewrite(metadata)
+        except BaseException:
+            out.abort()
+            raise
+        for k, (recorded, actual) in enumerate(zip(self.digests, digests, strict=False)):
+            if recorded[1] != actual:
+                out.abort()
+                verify_part(parts[k], recorded, f"parquet sink {str(self.path)!r}")  # raises
+                raise SinkError(f"parquet sink {str(self.path)!r}: committed part {parts[k]} "
+                                f"changed while it was merged; run with --reset-state")
+        return out
+
+    def _rewrite(self, metadata: dict[str, str]) -> AtomicParquetWriter:
+        """The merge by decoding every part and encoding it again."""
         assert self.schema is not None
         out = AtomicParquetWriter(self.path, self.schema, metadata=metadata, **self.options)
         try:

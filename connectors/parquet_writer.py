@@ -55,6 +55,7 @@ class AtomicParquetWriter:
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._closed = False
+        self._joined = False  # filled by join(): nothing left to write
         try:
             self._writer = pq.ParquetWriter(
                 self.tmp_path, self.schema,
@@ -98,6 +99,25 @@ class AtomicParquetWriter:
         self._pending = rest.to_batches() if rest.num_rows else []
         self._pending_rows = rest.num_rows
 
+    def join(self, parts: list[Path]) -> list[str]:
+        """Fill the file with the row groups of ``parts`` (Parquet files of this schema,
+        written with these options), copied without decoding them (``parquet_concat``);
+        nothing may have been written before. Returns each part's sha256; ``close`` then
+        publishes the file.
+
+        Raises:
+            parquet_concat.Unsupported: a part cannot be joined as it is (the caller decodes).
+        """
+        from tickflow.connectors.parquet_concat import concat
+
+        assert not self.rows and not self._closed, "join() fills an empty writer"
+        self._writer.close()  # no row group yet: the file is the footer the result takes
+        template = self.tmp_path.read_bytes()
+        with self.tmp_path.open("wb") as out:
+            digests, self.rows, self.row_groups = concat(parts, template, out)
+        self._joined = True
+        return digests
+
     def close(self) -> None:
         """Write what is buffered, finish the file and move it to its final path."""
         if self._closed:
@@ -105,7 +125,8 @@ class AtomicParquetWriter:
         self._flush(final=True)
         self._closed = True
         try:
-            self._writer.close()
+            if not self._joined:
+                self._writer.close()
             publish(self.tmp_path, self.path)
         except (OSError, pa.ArrowException) as exc:
             self._remove_tmp()
