@@ -71,14 +71,15 @@ class PartFiles:
             return
         if self._writer is None:
             self._writer = AtomicParquetWriter(self._part(self.count),
-                                               self.schema or batch.schema, **self.options)
+                                               self.schema or batch.schema, **self.options,
+                                               hashed=True)
         self._writer.write(batch)
 
     def commit(self) -> dict[str, int]:
         if self._writer is not None:
             self._writer.close()
             self.rows += self._writer.rows
-            self.digests.append(part_digest(self._part(self.count)))
+            self.digests.append([self._writer.rows, self._writer.sha256])
             self.count += 1
             self._writer = None
         return {"parts": self.count, "rows": self.rows, "digests": list(self.digests)}

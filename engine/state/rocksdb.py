@@ -65,6 +65,22 @@ def block_keys(itemsize: int) -> int:
     return max(1, BLOCK_BYTES // max(itemsize, 1))
 
 
+def _pack(writer: rocksdict.SstFileWriter, fields: dict[str, np.ndarray], dtype: np.dtype,
+          n: int, per: int) -> None:
+    """Put the records of keys ``0..n`` a block of ``per`` keys at a time.
+
+    One block's records are packed at a time, in a buffer that stays in cache: packing the
+    whole step first wrote each field across all of it (a step of 100,000 keys is up to
+    100 MB) and held that copy as well as the state.
+    """
+    block = np.empty(per, dtype=dtype)
+    for key, lo in zip(key_bytes(np.arange(0, n, per)), range(0, n, per), strict=True):
+        rec = block[:min(per, n - lo)]
+        for name, arr in fields.items():
+            rec[name] = arr[lo:lo + len(rec)]
+        writer[key] = rec.tobytes()
+
+
 class RocksDBStateBackend(StateBackend):
     """State as RocksDB key-values: column family = step, key = a block's first key id, value =
     the packed records of the block's keys."""
@@ -94,18 +110,11 @@ class RocksDBStateBackend(StateBackend):
                 dtype = record_dtype(layout[sid])
                 if n == 0 or not dtype.itemsize:  # no keys, or a stateless step
                     continue
-                rec = np.empty(n, dtype=dtype)
-                for name, arr in fields.items():
-                    rec[name] = arr
-                raw = memoryview(rec.view(np.uint8))
                 per = block_keys(dtype.itemsize)
-                size = per * dtype.itemsize
                 sst = directory / f".{len(sid)}-{abs(hash(sid))}.sst"
                 writer = rocksdict.SstFileWriter(options=opts)
                 writer.open(str(sst))
-                for key, lo in zip(key_bytes(np.arange(0, n, per)), range(0, len(raw), size),
-                                   strict=True):
-                    writer[key] = bytes(raw[lo:lo + size])
+                _pack(writer, fields, dtype, n, per)
                 writer.finish()
                 cf.ingest_external_file([str(sst)], ingest)
                 sst.unlink(missing_ok=True)

@@ -103,3 +103,17 @@ def test_footers_decode_and_encode_byte_for_byte(tmp_path):
         path = tmp_path / f"f{i}.parquet"
         pq.write_table(table, path, row_group_size=900, **kwargs)
         assert encode(decode(_footer(path))) == _footer(path)
+
+
+def test_a_committed_part_digest_is_that_of_the_file_read_back(tmp_path):
+    """The digest is taken as the part is written (on the writer's thread), not read back."""
+    from tickflow.connectors.part_checksums import part_digest
+
+    parts = PartFiles(str(tmp_path / "out.parquet"), compression="zstd", row_group_rows=1024,
+                      statistics=True)
+    parts.seek(None)
+    for k in range(3):
+        parts.write(_batch(k, n=1500 + k))
+        position = parts.commit()
+    assert position["digests"] == [part_digest(parts._part(k)) for k in range(3)]
+    assert [d[0] for d in position["digests"]] == [1500, 1501, 1502]
