@@ -212,6 +212,41 @@ def concat(parts: list[Path], template: bytes, out: BinaryIO) -> tuple[list[str]
         Unsupported: a part is encrypted, has column chunks in other files, or its schema
             differs from the template's.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    hasher = ThreadPoolExecutor(1, thread_name_prefix="tickflow-join-sha256")
+    try:
+        return _concat(parts, template, out, hasher)
+    finally:
+        hasher.shutdown()
+
+
+def _copy(fh: BinaryIO, size: int, lo: int, hi: int, out: BinaryIO,
+          hasher: Any) -> str:
+    """Copy bytes ``lo..hi`` of ``fh`` to ``out``; the sha256 of all ``size`` bytes, hashed
+    on ``hasher``'s thread while this one writes (sha256 lets go of the GIL)."""
+    digest = hashlib.sha256()
+    pending: list[Any] = []
+    fh.seek(0)
+    pos = 0
+    while pos < size:
+        block = fh.read(min(CHUNK, size - pos))
+        if not block:
+            raise Unsupported("a part shorter than its size")
+        pending.append(hasher.submit(digest.update, block))  # in order: one thread
+        if len(pending) > 2:
+            pending.pop(0).result()
+        a, b = max(pos, lo), min(pos + len(block), hi)
+        if a < b:
+            out.write(memoryview(block)[a - pos:b - pos])
+        pos += len(block)
+    for f in pending:
+        f.result()
+    return digest.hexdigest()
+
+
+def _concat(parts: list[Path], template: bytes, out: BinaryIO,
+            hasher: Any) -> tuple[list[str], int, int]:
     import io
 
     meta, _ = footer(io.BytesIO(template), len(template))
@@ -242,19 +277,7 @@ def concat(parts: list[Path], template: bytes, out: BinaryIO) -> tuple[list[str]
                         _shift(meta_field[2], _CMD_OFFSETS, shift)
                 groups.append(group)
             rows += _field(part, _FMD_NUM_ROWS)[2]
-            digest = hashlib.sha256()
-            fh.seek(0)
-            pos = 0
-            while pos < size:
-                block = fh.read(min(CHUNK, size - pos))
-                if not block:
-                    raise Unsupported(f"{path.name}: shorter than its size")
-                digest.update(block)
-                lo, hi = max(pos, len(MAGIC)), min(pos + len(block), end)
-                if lo < hi:
-                    out.write(memoryview(block)[lo - pos:hi - pos])
-                pos += len(block)
-            digests.append(digest.hexdigest())
+            digests.append(_copy(fh, size, len(MAGIC), end, out, hasher))
             at += end - len(MAGIC)
     for i, group in enumerate(groups):
         if _field(group, _RG_ORDINAL) is not None:

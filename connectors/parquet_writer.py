@@ -3,8 +3,9 @@
 It streams batches to a ``pq.ParquetWriter`` with the settings measured fastest here
 (dictionary encoding only on string columns, no statistics, no compression by default), into a
 hidden temporary file beside the target that takes its place on ``close``
-(``tickflow.connectors.atomic.publish``): a file at the target path is always complete. Its key-value metadata records the run's provenance (job YAML, its sha256, tickflow
-version, git commit); :func:`read_provenance` reads it back.
+(``tickflow.connectors.atomic.publish``): a file at the target path is always complete. Its
+key-value metadata records the run's provenance (job YAML, its sha256, tickflow version, git
+commit); :func:`read_provenance` reads it back.
 """
 
 from __future__ import annotations
