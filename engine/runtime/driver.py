@@ -180,10 +180,10 @@ class Driver:
 
     def _dictionary_keys(self) -> None:
         """Sources that can read the key column dictionary-encoded do so when one pipeline
-        reads them and decodes it on output (a one-stream job without checkpoints)."""
+        reads them and decodes it on output (a one-stream job whose state is not paged)."""
         main = self.graph.main_pipeline
-        if main is None or not self.graph.is_single or self.checkpointer is not None \
-                or self.feed is not None:
+        paged = getattr(self.checkpointer, "page_keys", None)
+        if main is None or not self.graph.is_single or paged or self.feed is not None:
             return
         for source in self.sources.values():
             if isinstance(source, DictionaryKeySource):
