@@ -226,24 +226,25 @@ def _copy(fh: BinaryIO, size: int, lo: int, hi: int, out: BinaryIO,
     """Copy bytes ``lo..hi`` of ``fh`` to ``out``; the sha256 of all ``size`` bytes.
 
     The kernel copies (``os.copy_file_range``: no pass through this process) while
-    ``hasher``'s thread hashes the part through a memory map (sha256 lets go of the GIL), so
-    the part's bytes are copied once, not read into Python and written back.
+    ``hasher``'s thread reads the part into one reused buffer and hashes it (sha256 lets go
+    of the GIL). (A memory map of the part would save that read, but its pages count in the
+    process's resident size: 1.78 GB peak against 1.19 at 100K symbols.)
     """
-    import mmap
     import os
 
     def digest() -> str:
-        if size == 0:
-            return hashlib.sha256().hexdigest()
-        with mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ) as mm:
-            h = hashlib.sha256()
-            view = memoryview(mm)
-            try:
-                for at in range(0, size, CHUNK):
-                    h.update(view[at:at + CHUNK])
-            finally:
-                view.release()
-            return h.hexdigest()
+        h = hashlib.sha256()
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        fd, at = fh.fileno(), 0
+        while at < size:
+            n = os.preadv(fd, [view[:min(CHUNK, size - at)]], at)
+            if n <= 0:
+                break
+            h.update(view[:n])
+            at += n
+        view.release()
+        return h.hexdigest()
 
     hashed = hasher.submit(digest)
     out.flush()
