@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tickflow.connectors.atomic import DETACHED_DELETE_BYTES, delete_detached
+from tickflow.connectors.parquet_concat import Unsupported
 from tickflow.connectors.parquet_writer import AtomicParquetWriter
 from tickflow.connectors.part_checksums import (
-    part_digest,
     part_identity,
     verify_identity,
     verify_part,
@@ -76,20 +76,47 @@ class PartFiles:
             return
         if self._writer is None:
             self._writer = AtomicParquetWriter(self._part(self.count),
-                                               self.schema or batch.schema, **self.options)
+                                               self.schema or batch.schema, **self.options,
+                                               hashed=True)
         self._writer.write(batch)
 
     def commit(self) -> dict[str, int]:
         if self._writer is not None:
             self._writer.close()
             self.rows += self._writer.rows
-            self.digests.append(part_digest(self._part(self.count)))
+            self.digests.append([self._writer.rows, self._writer.sha256])
             self.count += 1
             self._writer = None
         return {"parts": self.count, "rows": self.rows, "digests": list(self.digests)}
 
     def merge(self, metadata: dict[str, str]) -> AtomicParquetWriter:
-        """Write every committed part, in order, into the target file (atomically)."""
+        """Every committed part, in order, in the target file (published by ``close``).
+
+        The parts' row groups are copied as they are (``parquet_concat``), each part's sha256
+        checked against its commit's in the same read; parts that cannot be joined that way
+        are decoded and written again.
+        """
+        assert self.schema is not None
+        out = AtomicParquetWriter(self.path, self.schema, metadata=metadata, **self.options)
+        parts = [self._part(k) for k in range(self.count)]
+        try:
+            digests = out.join(parts)
+        except (Unsupported, OSError):  # the rewrite names a missing or damaged part
+            out.abort()
+            return self._rewrite(metadata)
+        except BaseException:
+            out.abort()
+            raise
+        for k, (recorded, actual) in enumerate(zip(self.digests, digests, strict=False)):
+            if recorded[1] != actual:
+                out.abort()
+                verify_part(parts[k], recorded, f"parquet sink {str(self.path)!r}")  # raises
+                raise SinkError(f"parquet sink {str(self.path)!r}: committed part {parts[k]} "
+                                f"changed while it was merged; run with --reset-state")
+        return out
+
+    def _rewrite(self, metadata: dict[str, str]) -> AtomicParquetWriter:
+        """The merge by decoding every part and encoding it again."""
         assert self.schema is not None
         out = AtomicParquetWriter(self.path, self.schema, metadata=metadata, **self.options)
         try:

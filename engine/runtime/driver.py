@@ -106,9 +106,11 @@ class GraphState:
     def __init__(self, graph: StreamGraph, stages: dict[str, QualityStage]):
         self.graph = graph
         self.stages = stages
+        # a stage that runs ahead of the loop: its state after the last batch the graph took
+        self.marks: dict[str, Any] = {}
 
     def gather(self, extra: dict[str, Any] | None = None) -> tuple[Any, bytes | None]:
-        quality = {name: st.snapshot() for name, st in self.stages.items()}
+        quality = {name: st.snapshot(self.marks.get(name)) for name, st in self.stages.items()}
         return self.graph.gather({**(extra or {}), "quality": quality})
 
     def scatter(self, snapshot: Any, blob: bytes | None) -> dict[str, Any]:
@@ -215,10 +217,10 @@ class Driver:
 
     def _dictionary_keys(self) -> None:
         """Sources that can read the key column dictionary-encoded do so when one pipeline
-        reads them and decodes it on output (a one-stream job without checkpoints)."""
+        reads them and decodes it on output (a one-stream job whose state is not paged)."""
         main = self.graph.main_pipeline
-        if main is None or not self.graph.is_single or self.checkpointer is not None \
-                or self.feed is not None:
+        paged = getattr(self.checkpointer, "page_keys", None)
+        if main is None or not self.graph.is_single or paged or self.feed is not None:
             return
         for source in self.sources.values():
             if isinstance(source, DictionaryKeySource):
@@ -226,18 +228,22 @@ class Driver:
                 main.decode.add(main.job.key)
 
     def _inputs(self) -> dict[str, Iterator[Any]]:
+        """Each source's batches through its quality stage, on the read-ahead thread. With
+        checkpoints, each batch comes with the source's position and the stage's state after
+        it (``QualityStage.marked``), which a checkpoint records together."""
         cp = self.checkpointer
         inputs: dict[str, Iterator[Any]] = {}
         for name, source in self.sources.items():
             batches = source.batches(self.columns.get(name), self.morsel_rows)
             stage = self.stages[name]
-            if cp is None:  # the quality stage runs on the read-ahead thread
+            if cp is None:
                 wrapped = stage.wrap(batches)
                 inputs[name] = prefetch(wrapped) if self.threads else wrapped
-            else:  # run by the loop: its state must match the position a checkpoint records
+            else:
                 from tickflow.engine.state.recovery import with_positions
 
-                inputs[name] = prefetch(with_positions(source, batches))
+                self.state.marks[name] = stage.mark()  # as resumed, before any batch
+                inputs[name] = prefetch(stage.marked(with_positions(source, batches)))
         return inputs
 
     def run(self) -> RunSummary:
@@ -263,9 +269,9 @@ class Driver:
                 graph.attach(stream, outputs[stream])
             self._dictionary_keys()
             positions = list(cp.positions) if cp is not None else [None] * len(index)
-            inline = cp is not None or self.feed is not None  # quality checked in this loop
-            items = self.feed if self.feed is not None else merged(self._inputs(),
-                                                                   paired=cp is not None)
+            inline = self.feed is not None  # quality checked in this loop
+            items = self.feed if inline else merged(self._inputs(), paired=cp is not None)
+            marks = self.state.marks
             for name, item in items:
                 if item is None:
                     tail = self.stages[name].flush() if inline else None
@@ -273,9 +279,13 @@ class Driver:
                         graph.emit(name, tail)
                     graph.end(name)
                     continue
-                batch, position = item if inline else (item, None)
                 if inline:
+                    batch, position = item
                     batch = self.stages[name].check(batch)
+                elif cp is not None:
+                    batch, position, marks[name] = item
+                else:
+                    batch, position = item, None
                 graph.emit(name, batch)
                 graph.advance()
                 summary.rows += batch.num_rows
@@ -328,9 +338,13 @@ class Driver:
         return summary
 
     def quality_counts(self) -> dict[str, int]:
-        """Every source's quality counts added up, by reason."""
+        """Every source's quality counts added up, by reason (of the batches the graph took:
+        a stopped run's read-ahead checked a few more)."""
         total: dict[str, int] = {}
-        for stage in self.stages.values():
-            for reason, n in stage.summary().items():
+        for name, stage in self.stages.items():
+            mark = self.state.marks.get(name)
+            counts = stage.summary() if mark is None else {
+                k: v for k, v in mark["counts"].items() if v}
+            for reason, n in counts.items():
                 total[reason] = total.get(reason, 0) + n
         return total

@@ -77,3 +77,43 @@ def test_dictionary_read_keeps_schema_and_values(tmp_path: Path, ticks: Path, wo
     reference = _plain_reference(job, ticks)
     assert_tables_equal(reference, got.replace_schema_metadata(None))
     assert set(got.column("symbol").to_pylist()) == {"BTC-USD", "ETH-USD", "SOL-USD", "ADA-USD"}
+
+
+@pytest.mark.parametrize("backend", ["rocksdb", "tiledb"])
+def test_a_checkpointed_run_reads_keys_as_a_dictionary_and_resumes_the_same(
+        tmp_path: Path, ticks: Path, backend: str) -> None:
+    """With checkpoints (state not paged) the keys are read dictionary-encoded too; a run
+    stopped part way and resumed writes what plain strings give, and the checkpoint's key
+    index holds the plain values."""
+    import threading
+
+    from tickflow.engine.checkpoint import CheckpointStore
+    from tickflow.engine.state.recovery import open_checkpointer
+
+    out = tmp_path / "out.parquet"
+    job = _job(tmp_path, ticks, out, 1_000)
+    path = tmp_path / "job.yaml"
+    path.write_text(path.read_text() + f"state: {{backend: {backend}, path: {tmp_path / 'st'}, "
+                                       f"checkpoint: {{every: 2}}}}\n")
+    job = compile_job(load_job(path))
+    stop = threading.Event()
+    seen = [0]
+
+    def progress(rows: int) -> None:
+        seen[0] += rows
+        if seen[0] >= 7_000:
+            stop.set()
+
+    first = Driver(job, morsel_rows=1_000, checkpointer=open_checkpointer(job), stop=stop,
+                   progress=progress)
+    assert first.run().rows < 15_000
+    assert first.graph.main_pipeline.decode == {"symbol"}  # type: ignore[union-attr]
+    store = CheckpointStore(tmp_path / "st" / "dictionary-keys")
+    keys = store.load(open_checkpointer(job).backend, store.list()[-1][1],
+                      store.verify(store.list()[-1][1])).keys
+    assert set(keys) <= {"BTC-USD", "ETH-USD", "SOL-USD", "ADA-USD"} and len(keys) >= 2
+    job = compile_job(load_job(path))
+    Driver(job, morsel_rows=1_000, checkpointer=open_checkpointer(job)).run()
+    got = pq.read_table(out)
+    assert got.schema.field("symbol").type == pa.string()
+    assert_tables_equal(_plain_reference(job, ticks), got.replace_schema_metadata(None))

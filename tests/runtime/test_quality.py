@@ -195,3 +195,47 @@ def test_sort_puts_late_rows_back_within_the_lateness(tmp_path: Path) -> None:
         a = expected.filter(pa.compute.equal(expected.column("symbol"), sym))
         b = got.filter(pa.compute.equal(got.column("symbol"), sym))
         np.testing.assert_array_equal(a.column("ema").to_numpy(), b.column("ema").to_numpy())
+
+
+@pytest.mark.parametrize("quality", ["{out_of_order: drop}", "{out_of_order: sort, lateness: 1s}"])
+def test_a_checkpoint_records_the_quality_state_of_the_batches_the_graph_took(
+        tmp_path: Path, bad_ticks: Path, quality: str) -> None:
+    """The stage runs on the read-ahead thread, batches ahead of the loop: a run stopped just
+    before the late row, resumed from its checkpoint, counts every broken row once and writes
+    what an uninterrupted run writes."""
+    import threading
+    import time
+
+    from tickflow.engine.runtime.driver import Driver
+    from tickflow.engine.state.recovery import open_checkpointer
+
+    # the same batches: `sort` releases rows batch by batch
+    reference = run_local(_compiled(_job(tmp_path, bad_ticks, quality, name="ref")),
+                          morsel_rows=500)
+    path = _job(tmp_path, bad_ticks, quality, name="ck")
+    path.write_text(path.read_text() + f"state: {{backend: rocksdb, path: {tmp_path / 'st'}, "
+                                       f"checkpoint: {{every: 1}}}}\n")
+    stop = threading.Event()
+    seen = [0]
+
+    def progress(rows: int) -> None:
+        seen[0] += rows
+        if seen[0] >= LATE_ROW - 500:
+            time.sleep(0.3)  # the read-ahead checks the batches with the late row meanwhile
+            stop.set()
+
+    job = _compiled(path)
+    first = Driver(job, morsel_rows=500, checkpointer=open_checkpointer(job), stop=stop,
+                   progress=progress, final_is_end=True).run()
+    assert first.rows < LATE_ROW
+    assert not {"out_of_order", "too_late"} & set(first.quality_counts)
+    job = _compiled(path)
+    second = Driver(job, morsel_rows=500, checkpointer=open_checkpointer(job)).run()
+    assert second.quality_counts == reference.quality_counts
+    assert sum(reference.quality_counts.values()) == sum(EXPECTED.values())
+    assert first.rows + second.rows == reference.rows
+    expected = pq.read_table(tmp_path / "ref_out" / "features.parquet")
+    got = pq.read_table(tmp_path / "ck_out" / "features.parquet")
+    assert got.num_rows == expected.num_rows
+    for name in ("symbol", "timestamp", "price", "ema"):
+        assert got.column(name).to_pylist() == expected.column(name).to_pylist(), name
