@@ -199,13 +199,20 @@ class Driver:
             out.open()
 
     def settle_checkpoints(self) -> None:
-        """Write a deferred checkpoint whose outputs are acknowledged (never waits)."""
+        """Write a deferred checkpoint whose outputs are acknowledged (never waits); once it
+        is written, begin the one that came due meanwhile (``Checkpointer.overdue``)."""
         cp = self.checkpointer
-        if cp is None or cp.pending is None:
+        if cp is None or self.checkpoint_token is None:
             return
-        for token in cp.settle([s for s, _ in self.sinks]):
-            if self.on_checkpointed is not None:
-                self.on_checkpointed(token)
+        sinks = [s for s, _ in self.sinks]
+        if cp.pending is not None:
+            for token in cp.settle(sinks):
+                if self.on_checkpointed is not None:
+                    self.on_checkpointed(token)
+        if cp.pending is None and cp.can_defer() and cp.overdue():
+            for out in self.outputs.values():
+                out.drain()
+            cp.begin(self.state, sinks, self.checkpoint_token())
 
     def warm(self) -> None:
         """Load what the first batch would before it comes (a live run calls it before

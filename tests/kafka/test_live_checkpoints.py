@@ -119,3 +119,51 @@ def test_checkpoints_wait_for_acknowledgements_not_on_the_driver(kafka_broker, t
     assert len(read_topic(bootstrap, out, ROWS)) == ROWS
     latest = max((tmp_path / "state").rglob("MANIFEST.json"), key=lambda p: p.parent.name)
     assert json.loads(latest.read_text())["sinks"][0]["offsets"]["0"] == ROWS
+
+
+def test_an_idle_job_commits_the_batches_that_came_while_a_checkpoint_was_pending(
+        kafka_broker, tmp_path: Path) -> None:
+    """A checkpoint after every batch, but the sink holds its messages 300 ms: batches come
+    while a checkpoint waits for its acknowledgements, and no other begins meanwhile. Once the
+    topic is drained and the job waits for more, the checkpoint that came due meanwhile is
+    taken anyway: every tick's offset is committed while the job still runs, not only when
+    it stops (or when the next tick comes)."""
+    import time
+
+    from tests.kafka.util import produce_ticks
+
+    ticks = simulated(ROWS, symbols=3, seed=7)
+    topic, out = unique("idle"), unique("idle-out")
+    bootstrap = kafka_broker.bootstrap
+    produce_ticks(bootstrap, topic, ticks)
+    path = tmp_path / "job.yaml"
+    path.write_text(JOB.format(bootstrap=bootstrap, topic=topic, out=out, tmp=tmp_path)
+                    .replace("checkpoint: {every: 100ms}", "checkpoint: {every: 1}"))
+    stop = threading.Event()
+    runner = LiveRunner(compile_job(load_job(path)), stop=stop, max_seconds=120)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while runner.summary.ticks < ROWS:
+            assert time.monotonic() < deadline and not errors, errors or runner.summary.ticks
+            time.sleep(0.05)
+        deadline = time.monotonic() + 20
+        committed = committed_offset(bootstrap, topic, f"{topic}-g")
+        while committed < ROWS and time.monotonic() < deadline:
+            time.sleep(0.2)
+            committed = committed_offset(bootstrap, topic, f"{topic}-g")
+        assert thread.is_alive() and not errors, errors
+        assert committed == ROWS, f"idle with {ROWS - committed} ticks not committed"
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not errors, errors

@@ -62,7 +62,8 @@ sinks:
     row_group_rows: 8192
 state:
   backend: ${BACKEND}
-  checkpoint: {every: 200ms}
+  checkpoint:
+    every: ${CHECKPOINT_EVERY:-200ms}
 executor: {kind: local, workers: 1}
 """
 
@@ -190,7 +191,9 @@ def test_a_killed_member_partitions_move_to_the_survivor(
     expected_table, expected_signals = reference
     _write_job(tmp_path, unique("members-g"))
     signals = unique("members-signals-kill")
-    env = _env(kafka_broker, ticks_topic, signals, "rocksdb", "8")
+    # a checkpoint after every batch: the victim's first checkpoints come while it is still
+    # early in its partitions (every 200 ms, it could drain them first on a quiet machine)
+    env = {**_env(kafka_broker, ticks_topic, signals, "rocksdb", "8"), "CHECKPOINT_EVERY": "1"}
     victim, survivor = _start(tmp_path, env), _start(tmp_path, env, quiet=False)
     deadline = time.monotonic() + 60
     while True:  # until the victim owns partitions and has checkpointed some of their rows
