@@ -17,7 +17,7 @@ exactly those writes, all acknowledged (engine/state/recovery.py ``Checkpointer.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -97,6 +97,9 @@ class KafkaSink(Sink):
         self._write_ends: dict[int, dict[int, int]] = {}
         self._acked_ends: dict[int, int] = {}
         self._dupes: Counter[tuple[bytes, bytes]] = Counter()
+        # where each of those messages is (partition, offset), oldest first: a skipped one is
+        # covered by a checkpoint taken after it, and only then
+        self._dupe_at: dict[tuple[bytes, bytes], deque[tuple[int, int]]] = {}
         self.skipped = 0
         self._encode: Callable[[pa.RecordBatch], list[tuple[bytes, bytes]]] | None = None
 
@@ -211,14 +214,22 @@ class KafkaSink(Sink):
                 raise SinkError(f"kafka sink {topic}: the checkpoint is of topic "
                                 f"{self._resume.get('topic')!r}; run with --reset-state")
         scan = {p: starts.get(p, -1) for p in range(n)}  # -1: from ListOffsets' answer
-        ends, tail = read_to_end(self._client_settings, topic, scan)
+        offsets: list[int] = []
+        ends, tail = read_to_end(self._client_settings, topic, scan, offsets=offsets)
         for p, o in starts.items():
             if ends.get(p, 0) < o:
                 raise SinkError(f"kafka sink {topic}: partition {p} ends at offset "
                                 f"{ends.get(p, 0):,}, before the checkpoint's {o:,} (the "
                                 f"topic was truncated or re-created); run with --reset-state")
-        self._acked_ends = ends
+        # a checkpoint covers the tail past the resumed one only as its messages are produced
+        # again (skipped): one taken before that must not name them, or a later resume from it
+        # would not skip them and they would be written twice
+        self._acked_ends = {p: starts.get(p, e) for p, e in ends.items()}
         self._dupes = Counter(row for p, row in tail if p in starts)
+        self._dupe_at = {}
+        for (p, row), offset in zip(tail, offsets, strict=True):
+            if p in starts:
+                self._dupe_at.setdefault(row, deque()).append((p, offset))
 
     def write(self, batch: pa.RecordBatch) -> None:
         cfg = self.config
@@ -235,11 +246,16 @@ class KafkaSink(Sink):
         self._produce(self._encode(batch))
 
     def _produce(self, rows: list[tuple[bytes, bytes]]) -> None:
+        skipped: dict[int, int] = {}
         if self._dupes:
-            rows = self._drop_written(rows)
-        if not rows:
+            rows = self._drop_written(rows, skipped)
+        if not rows and not skipped:
             return
         self._writes += 1
+        if skipped:  # already in the topic: covered by a checkpoint at this mark or later
+            self._write_ends[self._writes] = skipped
+        if not rows:
+            return
         self._unacked[self._writes] = len(rows)
         delivered = self._on_delivery(self._writes)
         produce, topic = self.producer.produce, self.config.topic
@@ -263,14 +279,18 @@ class KafkaSink(Sink):
                     self.producer.poll(0.05)
         self.producer.poll(0)
 
-    def _drop_written(self, rows: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        """Rows minus the ones the topic already holds from before a resume (each once)."""
+    def _drop_written(self, rows: list[tuple[bytes, bytes]],
+                      ends: dict[int, int]) -> list[tuple[bytes, bytes]]:
+        """Rows minus the ones the topic already holds from before a resume (each once);
+        ``ends`` gets, per partition, the offset after the skipped ones."""
         dupes, out = self._dupes, []
         for row in rows:
             if dupes.get(row, 0):
                 dupes[row] -= 1
                 if not dupes[row]:
                     del dupes[row]
+                p, offset = self._dupe_at[row].popleft()
+                ends[p] = max(ends.get(p, 0), offset + 1)
                 self.skipped += 1
             else:
                 out.append(row)

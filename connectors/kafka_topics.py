@@ -18,12 +18,13 @@ tick-to-signal latency; without it the message timestamp (ms) is used."""
 
 
 def read_to_end(settings: dict[str, Any], topic: str, starts: dict[int, int],
-                timeout_s: float = 60.0) -> tuple[dict[int, int], list[tuple[int, tuple[bytes,
-                                                                                     bytes]]]]:
+                timeout_s: float = 60.0, offsets: list[int] | None = None,
+                ) -> tuple[dict[int, int], list[tuple[int, tuple[bytes, bytes]]]]:
     """Read partitions from ``starts`` (-1: from the broker's reported end) to their end.
 
     Returns the end offset per partition (from the end-of-partition event of the fetch,
-    which is exact) and the ``(partition, (key, value))`` of every message read.
+    which is exact) and the ``(partition, (key, value))`` of every message read; ``offsets``,
+    when given, gets each of those messages' offset, in the same order.
     """
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
@@ -52,6 +53,8 @@ def read_to_end(settings: dict[str, Any], topic: str, starts: dict[int, int],
                 err = m.error()
                 if err is None:
                     rows.append((m.partition(), (m.key() or b"", m.value() or b"")))
+                    if offsets is not None:
+                        offsets.append(int(m.offset()))
                 elif err.code() == KafkaError._PARTITION_EOF:
                     ends[m.partition()] = int(m.offset())
                     todo.discard(m.partition())
