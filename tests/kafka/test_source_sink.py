@@ -207,3 +207,37 @@ def test_credentials_come_from_the_environment_and_never_show() -> None:
     assert settings["sasl.mechanism"] == "SCRAM-SHA-512"
     shown = repr(redacted(settings))
     assert "hunter2" not in shown and "alice" not in shown
+
+
+def test_a_checkpoint_after_a_resume_names_only_the_tail_produced_again(kafka_broker) -> None:
+    """A checkpointed sink resumed at offset 4 of a topic holding 10 messages (the killed run's
+    tail): the resumed run produces rows 4.. again, each skipped once. A checkpoint taken after
+    rows 4-6 names offset 7, not the topic's end (10): a resume from it must still skip rows
+    7-9, else they would be written twice."""
+    ticks = simulated(10, symbols=1, seed=4)
+    topic = unique("resumed")
+
+    def new_sink() -> KafkaSink:
+        return KafkaSink(KafkaSinkConfig(kind="kafka", bootstrap=kafka_broker.bootstrap,
+                                         topic=topic, key="symbol"), CONTEXT)
+
+    first = new_sink()
+    first.seek(None)
+    first.open(ticks.schema)
+    first.write(ticks.to_batches()[0])
+    assert first.checkpoint()["offsets"] == {"0": 10}
+    first.close()
+
+    resumed = new_sink()
+    resumed.seek({"topic": topic, "offsets": {"0": 4}})
+    resumed.open(ticks.schema)
+    assert resumed.checkpoint()["offsets"] == {"0": 4}  # nothing produced again yet
+    resumed.write(ticks.slice(4, 3).to_batches()[0])
+    assert resumed.skipped == 3
+    assert resumed.checkpoint()["offsets"] == {"0": 7}
+    resumed.write(ticks.slice(7, 3).to_batches()[0])
+    assert resumed.checkpoint()["offsets"] == {"0": 10}
+    resumed.write(ticks.slice(0, 1).to_batches()[0])  # a new message after the tail
+    assert resumed.checkpoint()["offsets"] == {"0": 11}
+    resumed.close()
+    assert len(read_topic(kafka_broker.bootstrap, topic, 11)) == 11
