@@ -198,21 +198,24 @@ class Driver:
         for out in self.outputs.values():
             out.open()
 
+    def _defers(self, cp: Any) -> bool:
+        return self.checkpoint_token is not None and cp.can_defer()
+
     def settle_checkpoints(self) -> None:
-        """Write a deferred checkpoint whose outputs are acknowledged (never waits); once it
-        is written, begin the one that came due meanwhile (``Checkpointer.overdue``)."""
+        """Deferred checkpoints, between batches and when idle (never waits): begin one that
+        is due (also one that came due while the one before was pending), then write the
+        pending one once its outputs are acknowledged."""
         cp = self.checkpointer
-        if cp is None or self.checkpoint_token is None:
+        if cp is None or not self._defers(cp):
             return
         sinks = [s for s, _ in self.sinks]
-        if cp.pending is not None:
-            for token in cp.settle(sinks):
-                if self.on_checkpointed is not None:
-                    self.on_checkpointed(token)
-        if cp.pending is None and cp.can_defer() and cp.overdue():
+        if cp.overdue():
             for out in self.outputs.values():
                 out.drain()
             cp.begin(self.state, sinks, self.checkpoint_token())
+        for token in cp.settle(sinks):
+            if self.on_checkpointed is not None:
+                self.on_checkpointed(token)
 
     def warm(self) -> None:
         """Load what the first batch would before it comes (a live run calls it before
@@ -301,16 +304,15 @@ class Driver:
                 if cp is not None:
                     if position is not None:
                         positions[index[name]] = position
-                    if cp.advance_all(batch.num_rows, positions):
+                    due = cp.advance_all(batch.num_rows, positions)
+                    if self._defers(cp):
+                        self.settle_checkpoints()  # begins the one due, writes an acked one
+                    elif due:
                         for out in outputs.values():
                             out.drain()
-                        if self.checkpoint_token is not None and cp.can_defer():
-                            cp.begin(self.state, sinks, self.checkpoint_token())
-                        else:
-                            cp.commit(self.state, sinks)
-                            if self.on_durable is not None:
-                                self.on_durable()
-                    self.settle_checkpoints()
+                        cp.commit(self.state, sinks)
+                        if self.on_durable is not None:
+                            self.on_durable()
                 if self.stop is not None and self.stop.is_set():
                     break
             stopped = self.stop is not None and self.stop.is_set()
@@ -349,9 +351,6 @@ class Driver:
         a stopped run's read-ahead checked a few more)."""
         total: dict[str, int] = {}
         for name, stage in self.stages.items():
-            mark = self.state.marks.get(name)
-            counts = stage.summary() if mark is None else {
-                k: v for k, v in mark["counts"].items() if v}
-            for reason, n in counts.items():
+            for reason, n in stage.summary(self.state.marks.get(name)).items():
                 total[reason] = total.get(reason, 0) + n
         return total

@@ -326,5 +326,7 @@ class QualityStage:
         for i, row, reason in zip(idx, rows, reasons, strict=True):
             self.dead_letters.add(reason, row, source=self.source, row=first_row + int(i))
 
-    def summary(self) -> dict[str, int]:
-        return {k: v for k, v in self.counts.items() if v}
+    def summary(self, mark: dict[str, Any] | None = None) -> dict[str, int]:
+        """The counts by reason, now or at ``mark`` (taken by :meth:`mark`)."""
+        counts = self.counts if mark is None else mark["counts"]
+        return {k: v for k, v in counts.items() if v}

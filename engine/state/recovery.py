@@ -232,10 +232,10 @@ class Checkpointer:
         return time.monotonic() - self._last >= self.every_s
 
     def overdue(self) -> bool:
-        """A checkpoint came due while the one before was pending (``_due`` said no then) and
-        batches have come since: an idle run takes it now instead of at the next batch, which
-        may not come for a long time (the tail would stay uncommitted)."""
-        return self.pending is None and self._since > 0 and self._due()
+        """A checkpoint is due and batches have come since the last: also one that came due
+        while the one before was pending (``_due`` said no then), which an idle run takes
+        now instead of at the next batch, which may not come for a long time."""
+        return self._since > 0 and self._due()
 
     def release(self, sinks: list[Any]) -> None:
         """After the final checkpoint: sinks drop their recovery files."""
