@@ -34,6 +34,24 @@ LABELS = {
 }
 
 
+def stage_methods() -> list[tuple[Any, str, str]]:
+    """``(owner, attribute, stage)`` of the live path's stages that are timed as plain calls
+    (bench/live_timeline.py times these too, beside the ones it wraps its own way)."""
+    import tickflow.connectors.kafka_source as kafka_source
+    from tickflow.connectors.kafka_sink import KafkaSink
+    from tickflow.engine.executors.live_hooks import CommitPolicy
+    from tickflow.engine.rules import Rule
+    from tickflow.engine.runtime.pipeline import Lane, Pipeline
+    from tickflow.engine.runtime.quality import QualityStage
+
+    source = kafka_source.KafkaSource
+    return [(kafka_source, "decode_messages", "decode"), (QualityStage, "check", "quality"),
+            (Pipeline, "process", "process"), (Lane, "run", "kernels"), (Rule, "mask", "rules"),
+            (KafkaSink, "write", "produce"), (CommitPolicy, "maybe_commit", "commit"),
+            (source, "commit", "commit_call"), (source, "commit_async", "commit_call"),
+            (KafkaSink, "flush", "sink_flush")]
+
+
 class StageClock:
     """Accumulated seconds and calls per stage while active."""
 
@@ -75,25 +93,12 @@ class StageClock:
 
     def __enter__(self) -> StageClock:
         import tickflow.connectors.kafka_source as kafka_source
-        from tickflow.connectors.kafka_sink import KafkaSink
-        from tickflow.engine.executors.live_hooks import CommitPolicy, LiveObserver
-        from tickflow.engine.rules import Rule
-        from tickflow.engine.runtime.pipeline import Lane, Pipeline
-        from tickflow.engine.runtime.quality import QualityStage
+        from tickflow.engine.executors.live_hooks import LiveObserver
 
         self._wrap(kafka_source.KafkaSource, "poll", "poll")
-        self._wrap(kafka_source, "decode_messages", "decode")
-        self._wrap(QualityStage, "check", "quality")
-        self._wrap(Pipeline, "process", "process")
-        self._wrap(Lane, "run", "kernels")
-        self._wrap(Rule, "mask", "rules")
-        self._wrap(KafkaSink, "write", "produce")
         self._wrap(LiveObserver, "write", "observe")
-        self._wrap(CommitPolicy, "maybe_commit", "commit")
-        self._wrap(kafka_source.KafkaSource, "commit", "commit_call")
-        if hasattr(kafka_source.KafkaSource, "commit_async"):
-            self._wrap(kafka_source.KafkaSource, "commit_async", "commit_call")
-        self._wrap(KafkaSink, "flush", "sink_flush")
+        for owner, attr, stage in stage_methods():
+            self._wrap(owner, attr, stage)
         return self
 
     def __exit__(self, *exc: Any) -> None:

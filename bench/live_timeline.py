@@ -60,23 +60,12 @@ class Timeline:
 
     def __enter__(self) -> Timeline:
         import tickflow.connectors.kafka_source as kafka_source
-        from tickflow.connectors.kafka_sink import KafkaSink
-        from tickflow.engine.executors.live_hooks import CommitPolicy, LiveObserver
-        from tickflow.engine.rules import Rule
-        from tickflow.engine.runtime.pipeline import Lane, Pipeline
-        from tickflow.engine.runtime.quality import QualityStage
+        from live_stages import stage_methods  # beside this file
+        from tickflow.engine.executors.live_hooks import LiveObserver
         from tickflow.engine.state.recovery import Checkpointer
 
-        self._wrap(kafka_source, "decode_messages", "decode")
-        self._wrap(QualityStage, "check", "quality")
-        self._wrap(Pipeline, "process", "process")
-        self._wrap(Lane, "run", "kernels")
-        self._wrap(Rule, "mask", "rules")
-        self._wrap(KafkaSink, "write", "produce")
-        self._wrap(CommitPolicy, "maybe_commit", "commit")
-        self._wrap(kafka_source.KafkaSource, "commit", "commit_call")
-        self._wrap(kafka_source.KafkaSource, "commit_async", "commit_call")
-        self._wrap(KafkaSink, "flush", "sink_flush")
+        for owner, attr, stage in stage_methods():
+            self._wrap(owner, attr, stage)
         self._wrap(Checkpointer, "commit", "checkpoint")
         for deferred in ("begin", "settle"):  # a checkpoint taken now, written once acked
             if hasattr(Checkpointer, deferred):

@@ -45,8 +45,6 @@ def check_format(config: Any) -> Any:
 
 def _json_decode(values: list[bytes]) -> tuple[pa.RecordBatch, Rejected, np.ndarray]:
     ticks, rejected = decode_tick_values(values)
-    if not rejected:
-        return ticks, rejected, np.arange(len(values))
     return ticks, rejected, kept_indices(len(values), rejected)
 
 

@@ -279,7 +279,8 @@ def decode_tick_values_arrow(values: list[bytes]) -> tuple[pa.RecordBatch, Rejec
 
 def kept_indices(n: int, rejected: Rejected) -> np.ndarray:
     """Indices into the decoded ``values`` of the rows that were kept, in order."""
+    if not rejected:
+        return np.arange(n)
     mask = np.ones(n, dtype=bool)
-    if rejected:
-        mask[[i for i, _ in rejected]] = False
+    mask[[i for i, _ in rejected]] = False
     return np.flatnonzero(mask)

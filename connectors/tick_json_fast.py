@@ -141,10 +141,10 @@ def _parse(texts: pa.Array, kind: pa.DataType) -> pa.Array:
 
 
 def _times(texts: pa.Array) -> pa.Array:
-    """ISO 8601 texts as the timestamp column. A zone is required here (Arrow's JSON reader
-    takes a bare time as UTC, which the careful path keeps doing); digits past microseconds
-    are dropped, as the careful path's per-value explanation drops them (its Arrow reader
-    refuses them: a batch of such ticks cost it 570 µs a tick)."""
+    """ISO 8601 texts as the timestamp column. A text without a zone fails the cast and the
+    batch goes to the careful path (which reads it as UTC); digits past microseconds are
+    dropped, as the careful path's per-value explanation drops them (its Arrow reader refuses
+    them: a batch of such ticks cost it 570 µs a tick)."""
     try:
         return texts.cast(_TIMESTAMP)
     except pa.ArrowInvalid:
@@ -180,7 +180,7 @@ def decode_clean(values: list[bytes]) -> pa.RecordBatch | None:
     if timestamps.null_count or symbols.null_count:
         return None  # missing_timestamp / missing_symbol: dead letters
     if pc.any(pc.equal(symbols, "")).as_py():
-        return None  # the careful path's verdict depends on how the batch is split
+        return None  # missing_symbol: a dead letter, which the careful path writes
     if any(pc.any(pc.equal(col, 0.0)).as_py() for col in arrays[3:-1]) and \
             _INTEGER_MINUS_ZERO.search(text):
         return None  # msgspec reads the integer -0 as 0.0, Arrow as -0.0, json.loads as 0
