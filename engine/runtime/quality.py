@@ -282,26 +282,22 @@ class QualityStage:
         ready, self.pending = self.pending, None
         return self._release(ready)
 
-    def wrap(self, batches: Iterator[Any], with_position: bool = False) -> Iterator[Any]:
-        """The source's batches (or ``(batch, position)`` pairs) through the stage."""
-        for item in batches:
-            batch, position = item if with_position else (item, None)
-            out = self.check(batch)
-            yield (out, position) if with_position else out
+    def _through(self, pairs: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+        for batch, position in pairs:
+            yield self.check(batch), position
         tail = self.flush()
         if tail is not None:
-            yield (tail, None) if with_position else tail
+            yield tail, None
+
+    def wrap(self, batches: Iterator[Any]) -> Iterator[Any]:
+        """The source's batches through the stage, then what ``sort`` still holds."""
+        return (out for out, _ in self._through((batch, None) for batch in batches))
 
     def marked(self, pairs: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any, Any]]:
         """``(batch, position)`` pairs through the stage as ``(batch, position, mark)``: run
         ahead of the loop (on the read-ahead thread), a checkpoint records the mark of the
         last batch the loop took, whose position it records too."""
-        for batch, position in pairs:
-            out = self.check(batch)
-            yield out, position, self.mark()
-        tail = self.flush()
-        if tail is not None:
-            yield tail, None, self.mark()
+        return ((out, position, self.mark()) for out, position in self._through(pairs))
 
     # ------------------------------------------------------------------ reporting
 
