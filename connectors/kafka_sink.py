@@ -71,6 +71,14 @@ class KafkaSinkConfig(ConnectorConfig):
     _format_needs_registry = model_validator(mode="after")(check_format)
 
 
+def producer_settings(cfg: KafkaSinkConfig) -> dict[str, Any]:
+    """The sink's librdkafka producer settings (no connection or security): one definition,
+    which the live benchmark's bare consumer (its floor) produces its signals with too."""
+    return {"linger.ms": cfg.linger_ms, "acks": "all", "enable.idempotence": True,
+            "message.timeout.ms": 0, "queue.buffering.max.messages": 1_000_000,
+            "batch.num.messages": 10_000, **cfg.producer}
+
+
 @sink("kafka", config=KafkaSinkConfig,
       summary="result rows as JSON messages to a Kafka topic (one per row, keyed)")
 class KafkaSink(Sink):
@@ -116,10 +124,7 @@ class KafkaSink(Sink):
         if bootstrap is None:
             bootstrap, self.broker = resolve_bootstrap(cfg.bootstrap)
         wait_for_broker(bootstrap, timeout_s=30, what=f"kafka sink {cfg.topic}")
-        self.settings = client_settings(bootstrap, cfg.security, **{
-            "linger.ms": cfg.linger_ms, "acks": "all", "enable.idempotence": True,
-            "message.timeout.ms": 0, "queue.buffering.max.messages": 1_000_000,
-            "batch.num.messages": 10_000, **cfg.producer})
+        self.settings = client_settings(bootstrap, cfg.security, **producer_settings(cfg))
         ensure_topic(self.settings, cfg.topic, cfg.create_partitions)
         self.producer = Producer(self.settings)
         self._client_settings = client_settings(bootstrap, cfg.security)
