@@ -244,6 +244,8 @@ class KafkaSink(Sink):
                 mask |= np.asarray(batch.column(c).to_numpy(zero_copy_only=False)) != 0
             if not mask.any():
                 return
+            if cfg.columns:  # filter the written columns only, not every feature
+                batch = batch.select(list(dict.fromkeys([cfg.key, *cfg.columns])))
             batch = batch.filter(pa.array(mask))
         if self._encode is None:
             self._encode = row_encoder(cfg.format, cfg.topic, batch.schema, cfg.key,
