@@ -265,12 +265,21 @@ class KafkaSink(Sink):
             return
         self._unacked[self._writes] = len(rows)
         delivered = self._on_delivery(self._writes)
-        produce, topic = self.producer.produce, self.config.topic
-        for key, value in rows:
-            try:
-                produce(topic, value=value, key=key, on_delivery=delivered)
-            except BufferError:  # local queue full
-                self._send([(key, value, delivered)])
+        batch = getattr(self.producer, "produce_batch", None)  # confluent-kafka 2.12+
+        if batch is not None:
+            # one call, one wake-up of librdkafka's sender (not one a message). Messages refused
+            # (local queue full) are a suffix: a slot frees only when a delivery report is
+            # served, by poll() on this thread; they are produced again, in order
+            messages = [{"key": key, "value": value} for key, value in rows]
+            if batch(self.config.topic, messages, on_delivery=delivered) < len(messages):
+                self._send([(m["key"], m["value"], delivered) for m in messages if "_error" in m])
+        else:
+            produce, topic = self.producer.produce, self.config.topic
+            for key, value in rows:
+                try:
+                    produce(topic, value=value, key=key, on_delivery=delivered)
+                except BufferError:  # local queue full
+                    self._send([(key, value, delivered)])
         self.producer.poll(0)
         self.count += len(rows)
 
