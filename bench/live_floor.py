@@ -12,6 +12,12 @@ own latency on this machine, which no change inside the job can go below.
 
     python bench/live_floor.py --rate 20000 --seconds 5
     python bench/live_floor.py --rate 20000 --consumer fetch.wait.max.ms=0 --producer linger.ms=1
+    python bench/live_floor.py --probe 0,2000,5000      # the broker's fetch as a partition grows
+
+What sets the floor on the embedded broker (Tansu 0.6.0, docs/performance.md): the consumer's
+``fetch.wait.max.ms`` (0: Tansu answers no fetch with data; 1: fetches stall for seconds; 2,
+the job's: fine), and the number of record batches in the partition, which every fetch that
+finds data lists: a producer without linger (one record batch a message) makes it grow fastest.
 """
 
 from __future__ import annotations
@@ -139,6 +145,48 @@ def split_lines(polled: list[tuple[np.ndarray, int, int]], ack_ms: np.ndarray) -
             f"the slowest 1% {v[tail].mean():6.2f} ms" for name, v in parts.items()]
 
 
+def broker_probe(bootstrap: str, sizes: list[int], ticks: int = 40) -> list[str]:
+    """One tick at a time on a quiet partition: how long after the broker acknowledged it
+    the consumer (the job's fetch settings) has it, once the partition holds each of
+    ``sizes`` record batches (each produced and acknowledged alone, as a producer without
+    linger writes them). Tansu's memory storage lists every record batch of the partition on
+    each fetch that finds data, so this grows with the partition."""
+    import random
+
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from tickflow.connectors.kafka_client import client_settings, ensure_topic
+    from tickflow.connectors.kafka_source_config import KafkaSourceConfig, consumer_settings
+
+    topic = f"probe-{int(time.time() * 1000) % 10**8}"
+    ensure_topic(client_settings(bootstrap), topic, 1)
+    p = Producer(client_settings(bootstrap, **{"linger.ms": 0}))
+    c = Consumer(client_settings(bootstrap, **consumer_settings(
+        KafkaSourceConfig(topic=topic, linger_ms=2), f"{topic}-probe")))
+    c.assign([TopicPartition(topic, 0, 0)])
+    batches, out = 0, []
+    for size in sizes:
+        for _ in range(size - batches):
+            p.produce(topic, b"x")
+            p.flush(10)
+        batches = max(batches, size)
+        c.assign([TopicPartition(topic, 0, batches)])
+        after = []
+        for _ in range(ticks):
+            time.sleep(random.uniform(0.002, 0.01))
+            p.produce(topic, b"y")
+            p.flush(10)
+            acked = time.perf_counter()
+            while not c.consume(1, timeout=1):
+                pass
+            after.append((time.perf_counter() - acked) * 1e3)
+        batches += ticks
+        a = np.array(after)
+        out.append(f"  {size:>6,} record batches: taken after the acknowledgement p50 "
+                   f"{np.median(a):.2f} p90 {np.percentile(a, 90):.2f} max {a.max():.2f} ms")
+    c.close()
+    return out
+
+
 def main() -> None:
     import argparse
     import os
@@ -159,11 +207,18 @@ def main() -> None:
                     help="librdkafka setting KEY=VALUE over the tick producer's (repeatable)")
     ap.add_argument("--split", action="store_true",
                     help="split each tick's latency: acknowledged, taken, produce")
+    ap.add_argument("--probe", default=None,
+                    help="instead: one tick at a time after N record batches, e.g. 0,2000,5000")
     args = ap.parse_args()
     consumer = {k: _value(v) for k, v in (kv.split("=", 1) for kv in args.consumer)}
     producer = {k: _value(v) for k, v in (kv.split("=", 1) for kv in args.producer)}
     upstream = {k: _value(v) for k, v in (kv.split("=", 1) for kv in args.upstream)}
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        if args.probe:
+            print(f"# the broker's fetch, one tick at a time; load {os.getloadavg()[0]:.1f}")
+            print("\n".join(broker_probe(broker.bootstrap,
+                                         [int(n) for n in args.probe.split(",")])))
+            return
         for run in range(args.runs):
             r = floor_rate(broker.bootstrap, args.rate, args.seconds, linger_ms=args.linger_ms,
                            consumer=consumer, producer=producer, upstream=upstream,
