@@ -265,7 +265,7 @@ class KafkaSink(Sink):
             return
         self._unacked[self._writes] = len(rows)
         delivered = self._on_delivery(self._writes)
-        batch = getattr(self.producer, "produce_batch", None)  # confluent-kafka 2.12+
+        batch = getattr(self.producer, "produce_batch", None)  # confluent-kafka since 2025
         if batch is not None:
             # one call, one wake-up of librdkafka's sender (not one a message). Messages refused
             # (local queue full) are a suffix: a slot frees only when a delivery report is
