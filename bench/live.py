@@ -5,7 +5,9 @@ stamps each message with its send time (header ``tickflow-sent-us``); the live j
 ``LiveRunner`` of ``run-job``: decode, quality checks, the 34 core feature steps, 3 signal
 rules, a Kafka signals sink, offsets committed after every flushed batch) consumes it in this
 process. For each offered rate it reports the consumed rate, whether the lag grew, and the
-tick-to-signal latency (send -> features and signals computed, written and flushed).
+tick-to-signal latency (send -> features and signals computed, written and flushed), beside
+the floor: the same producer and a bare consumer with the job's settings that produces one
+message per batch and nothing else (bench/live_floor.py), latency measured the same way.
 Sustained throughput is measured by draining a pre-filled topic (the job's max rate);
 ``--formats json,arrow,avro`` drains one topic per message format, the job's source reading
 it with that ``format:`` (bench/live_formats.py).
@@ -20,6 +22,7 @@ on a pseudo-terminal (bench/view.py).
     python bench/live.py                       # 20K and 100K ticks/s offered, 10 s each
     python bench/live.py --rates 20000 --seconds 5 --drain-ticks 500000
     python bench/live.py --only drain,rates --drain-ticks 300000 --seconds 5   # the live path
+    python bench/live.py --rates 20000,100000 --seconds 5 --only latency        # floor vs job
     python bench/live.py --only drain --drain-ticks 300000 --formats json,arrow,avro
 """
 
@@ -64,14 +67,16 @@ def ticks_values(rows: int, symbols: int = 14) -> list[tuple[bytes, bytes]]:
 
 def producer_main(bootstrap: str, topic: str, rate: float, seconds: float, rows: int,
                   produced: mp.Value, ready: mp.Event,  # type: ignore[type-arg]
-                  timeline: str | None = None) -> None:
+                  timeline: str | None = None, settings: dict | None = None) -> None:
     """Offer ``rate`` ticks/s for ``seconds`` (paced every millisecond), stamping send time.
-    ``timeline``: an .npz path for the producer's own record (bench/live_timeline.py)."""
+    ``timeline``: an .npz path for the producer's own record (bench/live_timeline.py);
+    ``settings``: librdkafka producer settings over the defaults (bench/live_floor.py)."""
     from confluent_kafka import Producer
 
     pairs = ticks_values(rows)
     p = Producer(client_settings(bootstrap, **{"linger.ms": 1, "batch.num.messages": 10_000,
-                                               "queue.buffering.max.messages": 2_000_000}))
+                                               "queue.buffering.max.messages": 2_000_000,
+                                               **(settings or {})}))
     ready.set()
     start = time.perf_counter()
     sent = 0
@@ -317,9 +322,11 @@ def main() -> None:
                     help="ticks replayed piped and on a pseudo-terminal")
     ap.add_argument("--view-repeat", type=int, default=3, help="runs of each view mode")
     ap.add_argument("--only", default="drain,peer,rates,members,view",
-                    help="parts to run, comma-separated (e.g. drain,rates)")
+                    help="parts to run, comma-separated (e.g. drain,rates); latency = rates: "
+                         "each offered rate's floor (bench/live_floor.py), then the job")
     args = ap.parse_args()
     parts = set(args.only.split(","))
+    nan = float("nan")
     print(f"# bench/live.py on {os.cpu_count()} cores; broker, producer and job share them")
     formats = parse_formats(args.formats)
     stages: list[str] = []
@@ -334,16 +341,21 @@ def main() -> None:
             peer = seed_peer(broker, min(args.drain_ticks, 300_000))
             print(f"  peer, the seed's per-message json.loads + Python z-score/RSI: "
                   f"{peer['ticks_per_s']:,.0f} ticks/s")
-        if "rates" in parts:
-            print("| offered ticks/s | consumed | lag 1st third | lag last third | "
+        if parts & {"rates", "latency"}:
+            from live_floor import floor_rate  # beside this file
+
+            print("| offered ticks/s | run | consumed | lag 1st third | lag last third | "
                   "p50 ms | p99 ms | p99.9 ms |")
-            print("|---:|---:|---:|---:|---:|---:|---:|")
+            print("|---:|---|---:|---:|---:|---:|---:|---:|")
             for rate in (float(r) for r in args.rates.split(",")):
-                r = offered_rate(broker, rate, args.seconds, tmp)
-                print(f"| {rate:,.0f} | {r['ticks']:,} | {r['lag_first_third']:,.0f} | "
-                      f"{r['lag_last_third']:,.0f} | {r.get('p50', float('nan')):.2f} | "
-                      f"{r.get('p99', float('nan')):.2f} | {r.get('p99.9', float('nan')):.2f} |",
-                      flush=True)
+                # the floor: the same producer and consumer settings, no tickflow processing
+                for run, r in (("floor", floor_rate(broker.bootstrap, rate, args.seconds)),
+                               ("tickflow job", offered_rate(broker, rate, args.seconds,
+                                                             tmp))):
+                    print(f"| {rate:,.0f} | {run} | {r['ticks']:,} | "
+                          f"{r['lag_first_third']:,.0f} | {r['lag_last_third']:,.0f} | "
+                          f"{r.get('p50', nan):.2f} | {r.get('p99', nan):.2f} | "
+                          f"{r.get('p99.9', nan):.2f} |", flush=True)
                 stages += ["", f"where the time goes at {rate:,.0f} ticks/s offered:",
                            *r["stages"]]
         print()

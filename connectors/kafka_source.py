@@ -30,7 +30,11 @@ from tickflow.connectors.kafka_client import (
 from tickflow.connectors.kafka_commits import OffsetCommits
 from tickflow.connectors.kafka_decode import decode_messages
 from tickflow.connectors.kafka_group import GroupMember, Handler, partition_source_data
-from tickflow.connectors.kafka_source_config import ConsumedBatch, KafkaSourceConfig
+from tickflow.connectors.kafka_source_config import (
+    ConsumedBatch,
+    KafkaSourceConfig,
+    consumer_settings,
+)
 from tickflow.connectors.kafka_topics import read_to_end
 from tickflow.engine.errors import SourceError
 
@@ -85,18 +89,9 @@ class KafkaSource(Source):
                         on_retry=lambda waited: self.status(
                             f"waiting for Kafka at {self.bootstrap} ({waited:.0f} s)"))
         self.settings = client_settings(
-            self.bootstrap, cfg.security, **{
-                "group.id": cfg.group_id or f"tickflow-{self.context.job_name}",
-                "enable.auto.commit": False, "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest", "enable.partition.eof": False,
-                # a broker may hold an empty fetch this long even when ticks come meanwhile
-                # (Tansu does): short, so that a caught-up job sees new ticks at once
-                "fetch.wait.max.ms": max(1, min(cfg.linger_ms, 2)), "fetch.min.bytes": 1,
-                "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20,
-                "queued.min.messages": max(100_000, 2 * cfg.batch_size),
-                "isolation.level": "read_committed", "error_cb": self._on_error,
-                "on_commit": self.offsets.on_commit,
-                **cfg.consumer})
+            self.bootstrap, cfg.security,
+            **consumer_settings(cfg, cfg.group_id or f"tickflow-{self.context.job_name}"),
+            error_cb=self._on_error, on_commit=self.offsets.on_commit)
         n = ensure_topic(self.settings, cfg.topic, cfg.create_partitions)
         self._partitions = list(cfg.partitions if cfg.partitions is not None else range(n))
         self._topic_id = topic_id(self.settings, cfg.topic)

@@ -115,3 +115,19 @@ class ConsumedBatch:
     message_count: int
     sent_us: np.ndarray
     dead_letter_count: int = 0
+
+
+def consumer_settings(cfg: KafkaSourceConfig, group_id: str) -> dict[str, Any]:
+    """The source's librdkafka consumer settings (no connection, security or callbacks):
+    one definition, which the live benchmark's bare consumer (its floor) uses as well."""
+    return {
+        "group.id": group_id,
+        "enable.auto.commit": False, "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest", "enable.partition.eof": False,
+        # a broker may hold an empty fetch this long even when ticks come meanwhile
+        # (Tansu does): short, so that a caught-up job sees new ticks at once
+        "fetch.wait.max.ms": max(1, min(cfg.linger_ms, 2)), "fetch.min.bytes": 1,
+        "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20,
+        "queued.min.messages": max(100_000, 2 * cfg.batch_size),
+        "isolation.level": "read_committed",
+        **cfg.consumer}

@@ -14,6 +14,7 @@ messages are isolated and explained while the rest keep the fast path.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -54,8 +55,13 @@ def _json_numbers(col: pa.Array) -> pa.Array:
 
 
 def _json_strings(col: pa.Array) -> pa.Array:
-    """JSON string literals; the (few) distinct values are escaped by ``json.dumps``."""
-    encoded = pc.dictionary_encode(col)
+    """JSON string literals; the (few) distinct values are escaped by ``json.dumps``
+    (a dictionary column's own dictionary: not decoded to be encoded again)."""
+    if pa.types.is_dictionary(col.type) and (pa.types.is_string(col.type.value_type) or
+                                             pa.types.is_large_string(col.type.value_type)):
+        encoded = col
+    else:
+        encoded = pc.dictionary_encode(col.cast(pa.string()))
     quoted = pa.array([json.dumps(v) for v in encoded.dictionary.to_pylist()], pa.string())
     out = pc.take(quoted, encoded.indices)
     return pc.fill_null(out, "null")
@@ -66,31 +72,65 @@ def encode_json_values(batch: pa.RecordBatch | pa.Table,
     """One JSON object per row over ``columns`` (default: all), as an Arrow string array.
 
     Timestamps become ISO 8601 in UTC with a ``Z``; NaN and infinities become ``null``.
+    Number columns of one type are formatted together (one kernel call each for all of
+    them, then sliced): a live sink's batch holds a few rows, where each call's fixed cost is
+    what counts (tests/kafka/test_json_encode.py).
     """
     names = list(columns or batch.schema.names)
-    parts: list[Any] = []
+    if not names:
+        return pa.array(["{}"] * batch.num_rows, pa.string())
+    texts: list[Any] = [None] * len(names)
+    numbers: dict[pa.DataType, list[tuple[int, pa.Array]]] = {}
     for i, name in enumerate(names):
-        parts.append(pa.scalar(("{" if i == 0 else ",") + json.dumps(name) + ":"))
         col = batch.column(name)
         if isinstance(col, pa.ChunkedArray):
             col = col.combine_chunks()
         if pa.types.is_null(col.type):
-            parts.append(pa.scalar("null"))
+            texts[i] = pa.scalar("null")
         elif pa.types.is_timestamp(col.type):
-            # UTC wall time without a zone: Arrow formats it 3x faster than strftime (or than
-            # the UTC-zoned cast), the same text (tests/kafka/test_tick_codec.py)
-            col = pc.cast(pc.cast(col, pa.timestamp("us", tz="UTC")), pa.timestamp("us"))
-            text = pc.replace_substring(col.cast(pa.string()), " ", "T", max_replacements=1)
-            parts.append(pc.fill_null(pc.binary_join_element_wise('"', text, 'Z"', ""), "null"))
+            texts[i] = _json_timestamps(col)
         elif pa.types.is_dictionary(col.type) or pa.types.is_string(col.type) or \
                 pa.types.is_large_string(col.type):
-            parts.append(_json_strings(col.cast(pa.string())))
+            texts[i] = _json_strings(col)
         else:
-            parts.append(_json_numbers(col))
-    parts.append(pa.scalar("}"))
-    if not names:
-        return pa.array(["{}"] * batch.num_rows, pa.string())
+            numbers.setdefault(col.type, []).append((i, col))
+    rows = batch.num_rows
+    for group in numbers.values():
+        if len(group) == 1:
+            texts[group[0][0]] = _json_numbers(group[0][1])
+            continue
+        joined = _json_numbers(pa.concat_arrays([col for _, col in group]))
+        for k, (i, _) in enumerate(group):
+            texts[i] = joined.slice(k * rows, rows)
+    parts: list[Any] = []
+    for prefix, text in zip(_prefixes(tuple(names)), texts, strict=True):
+        parts += (prefix, text)
+    parts.append(_CLOSE)
     return pc.binary_join_element_wise(*parts, "")
+
+
+_CLOSE = pa.scalar("}")
+
+
+@functools.lru_cache(maxsize=64)
+def _prefixes(names: tuple[str, ...]) -> list[pa.Scalar]:
+    """``{"name":`` then ``,"name":`` ... as Arrow scalars: the same for every batch of a sink."""
+    return [pa.scalar(("{" if i == 0 else ",") + json.dumps(name) + ":")
+            for i, name in enumerate(names)]
+
+
+_UTC_US = pa.timestamp("us", tz="UTC")
+
+
+def _json_timestamps(col: pa.Array) -> pa.Array:
+    """Quoted ISO 8601 text in UTC with a ``Z``, null as ``null``."""
+    if col.type != _UTC_US:
+        col = pc.cast(col, _UTC_US)
+    # UTC wall time without a zone (the same int64, viewed): Arrow formats it 3x faster than
+    # strftime (or than the UTC-zoned cast), the same text (tests/kafka/test_tick_codec.py)
+    text = pc.replace_substring(col.view(pa.timestamp("us")).cast(pa.string()), " ", "T",
+                                max_replacements=1)
+    return pc.fill_null(pc.binary_join_element_wise('"', text, 'Z"', ""), "null")
 
 
 def encode_tick_values(batch: pa.RecordBatch | pa.Table) -> pa.Array:

@@ -189,12 +189,14 @@ class LiveView:
 
     def on_batch(self, result: pa.RecordBatch, latency_us: np.ndarray | None = None,
                  lag: int = 0) -> None:
-        """Count one processed batch; O(rows) numpy and Arrow work, no formatting."""
+        """Count one processed batch; O(rows) numpy and Arrow work, no formatting. A quiet
+        view (nothing is ever drawn) counts ticks and lag only: this runs on the driver's
+        thread between batches, where the next batch's ticks wait."""
         n = result.num_rows
         with self._lock:
             self.lag = lag
             self.ticks += n
-        if n == 0 or self.quiet and not self.signals:
+        if n == 0 or self.quiet:
             return
         keys = result.column(self.key)
         encoded = keys if pa.types.is_dictionary(keys.type) else pc.dictionary_encode(keys)
@@ -228,8 +230,6 @@ class LiveView:
                     SIGNAL_LABELS.get(name, name)
                 self.signal_count += rows.size
                 self._interval_kinds[name] = self._interval_kinds.get(name, 0) + rows.size
-                if self.quiet:
-                    continue
                 if self.is_rich:  # the latest few only: a person reads no more
                     self._latest.extend((name, result, r)
                                         for r in rows[-self._latest.maxlen:].tolist())

@@ -73,3 +73,37 @@ def test_values_are_bytes_of_the_json_text() -> None:
     batch = ticks.to_batches()[0]
     assert [v for _, v in encode(batch)] == \
         [v.encode() for v in encode_json_values(batch).to_pylist()]
+
+
+def test_number_columns_formatted_together_keep_each_columns_text() -> None:
+    """Columns of one type are formatted in one call and sliced back: each row's text is what
+    its column alone gives (the single-column path), in the order of ``columns``."""
+    rng = np.random.default_rng(5)
+    n = 13
+    floats = [rng.standard_normal(n) * 10.0 ** rng.integers(-8, 12, n) for _ in range(3)]
+    floats[1][[2, 5]] = [np.nan, np.inf]
+    columns = {
+        "a": pa.array(floats[0], mask=np.arange(n) % 4 == 1), "k": pa.array(["X"] * n),
+        "b": pa.array(floats[1]), "i": pa.array(rng.integers(-9, 9, n)),
+        "c": pa.array(floats[2]), "f": pa.array(rng.random(n) > 0.5),
+        "j": pa.array(rng.integers(0, 2, n).astype(np.int8)), "g": pa.array(rng.random(n) > 0.3),
+        "m": pa.array(rng.integers(-9, 9, n), mask=np.arange(n) % 3 == 0),
+    }
+    batch = pa.RecordBatch.from_pydict(columns)
+    order = ["c", "k", "m", "a", "g", "i", "b", "f", "j"]
+    alone = {name: [v[len(name) + 4:-1] for v in
+                    encode_json_values(pa.table({name: columns[name]})).to_pylist()]
+             for name in order}
+    expected = ["{" + ",".join(f'"{name}":{alone[name][row]}' for name in order) + "}"
+                for row in range(n)]
+    assert encode_json_values(batch, order).to_pylist() == expected
+
+
+def test_a_dictionary_column_gives_the_text_of_its_strings() -> None:
+    """A dictionary column is quoted from its own dictionary (not decoded first)."""
+    plain = pa.array(["BTC-USD", None, "é", "", 'a"b\\', "BTC-USD"])
+    for column in (plain.dictionary_encode(), plain.cast(pa.large_string()).dictionary_encode(),
+                   pa.DictionaryArray.from_arrays(pa.array([1, 0, None, 1]),
+                                                  pa.array(["x", None]))):
+        assert encode_json_values(pa.table({"s": column})).to_pylist() == \
+            encode_json_values(pa.table({"s": column.cast(pa.string())})).to_pylist()

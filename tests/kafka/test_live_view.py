@@ -109,3 +109,16 @@ def test_replay_on_a_terminal_runs_as_fast_as_piped(tmp_path: Path) -> None:
                     terminal=True)
     assert "tickflow live:" not in plain and "\x1b[" not in plain.split("replaying")[-1]
     assert sum(line.startswith(("BUY ", "SELL ")) for line in plain.splitlines()) > 100
+
+
+def test_a_quiet_view_counts_ticks_and_lag_only() -> None:
+    """Nothing of a quiet view is ever drawn: it keeps no per-symbol or signal counts (its
+    on_batch runs between batches on the driver's thread) and prints nothing."""
+    out = io.StringIO()
+    view = LiveView(["buy"], out=out, quiet=True)
+    for i in range(5):
+        view.on_batch(_batch(300, 10, start=i * 300), np.zeros(300), lag=3)
+    view.close()
+    assert view.ticks == 1_500 and view.lag == 3
+    assert view.signal_count == 0 and not view.symbols
+    assert out.getvalue() == ""

@@ -95,6 +95,27 @@ def test_sink_columns_key_and_row_filter(kafka_broker) -> None:
         (b"A", {"symbol": "A", "price": 3.0, "buy": 0, "sell": 1})]
 
 
+def test_a_write_larger_than_the_local_queue_arrives_whole_and_in_order(kafka_broker) -> None:
+    """A write's messages go out in one call; those the full local queue refused are
+    produced again after the others, so every message arrives once, in order, and the
+    write is acknowledged only when all of them are."""
+    topic = unique("signals")
+    n = 40
+    batch = pa.RecordBatch.from_pydict({"symbol": ["A"] * n, "i": list(range(n)),
+                                        "buy": pa.array([1] * n, pa.int8())})
+    sink = KafkaSink(KafkaSinkConfig(kind="kafka", bootstrap=kafka_broker.bootstrap,
+                                     topic=topic, only_rows_with=["buy"],
+                                     producer={"queue.buffering.max.messages": 7}), CONTEXT)
+    sink.open(batch.schema)
+    sink.write(batch)
+    assert sink.delivery_mark() == 1
+    sink.flush(30)
+    assert sink.acknowledged_mark() == 1
+    sink.close()
+    msgs = read_topic(kafka_broker.bootstrap, topic, expected=n)
+    assert [json.loads(m.value())["i"] for m in msgs] == list(range(n))
+
+
 def test_committed_offsets_are_resumed(kafka_broker, tmp_path: Path) -> None:
     topic, group = unique("ticks"), unique("group")
     produce_ticks(kafka_broker.bootstrap, topic, simulated(3_000, symbols=2))
