@@ -47,6 +47,7 @@ from tickflow.engine.executors.dask_tasks import (
     run_partition,
 )
 from tickflow.engine.executors.local import RunSummary
+from tickflow.engine.executors.placement import run_placement
 
 __all__ = ["ClusterError", "ClusterStart", "DaskRunSummary", "connect", "describe_cluster",
            "make_plan", "require_workers", "run_dask", "run_dask_from_cli", "run_partition",
@@ -175,9 +176,11 @@ def make_plan(job: CompiledJob, partitions: int) -> DaskPlan:
         if isinstance(use.definition.cls(use.config, job.context), PartitionedSink):
             outputs.append(position)
             streams.append(stream)
+    sources = [use.definition.cls(use.config, job.context) for use in job.sources]
+    placement = run_placement(sources, job.key, partitions)
     return DaskPlan(run_id=run_id, loaded=loaded, context=job.context, partitions=partitions,
                     morsel_rows=job.spec.executor.morsel_rows, outputs=tuple(outputs),
-                    streams=tuple(streams))
+                    streams=tuple(streams), placement=dict(placement) if placement else None)
 
 
 def run_dask(job: CompiledJob, *, address: str | None = None, client: Any = None,
