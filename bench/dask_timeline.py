@@ -111,6 +111,14 @@ def _patch_executor(note, events: list) -> None:
     original_run_dask = dask_exec.run_dask
 
     def run_dask(*a: object, **k: object) -> object:
+        shown = k.get("progress")
+
+        def progress(result: object) -> None:
+            note(f"client has task {result.partition}'s result")
+            if shown is not None:
+                shown(result)
+
+        k["progress"] = progress
         summary = original_run_dask(*a, **k)
         note("run_dask returned (cluster closed)")
         for part in summary.parts:

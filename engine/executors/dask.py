@@ -199,7 +199,8 @@ def run_dask(job: CompiledJob, *, address: str | None = None, client: Any = None
         on_connect: called with the client and the partition count before submitting.
         progress: called with each partition's result as it finishes.
         started: a LocalCluster already starting (``run-job --cluster local``); this run
-            closes it (``address`` and ``workers`` are then not used).
+            closes it, unless ``started.exit_with_process`` and the run succeeded
+            (``address`` and ``workers`` are then not used).
 
     Raises:
         ClusterError: unreachable scheduler, no workers, or a partition that kept failing.
@@ -219,11 +220,19 @@ def run_dask(job: CompiledJob, *, address: str | None = None, client: Any = None
         if started is not None:  # unless handed over above: closed in the background
             started.close(wait=False)
     try:
-        return _submit(job, client, partitions, on_connect, progress)
-    finally:
+        summary = _submit(job, client, partitions, on_connect, progress)
+    except BaseException:
         if cluster is not None:
             client.close()
             cluster.close()
+        raise
+    if cluster is not None:
+        if started is not None and started.exit_with_process:
+            started.left_open = True  # the process ends now: its workers exit with it
+        else:
+            client.close()
+            cluster.close()
+    return summary
 
 
 def _submit(job: CompiledJob, client: Any, partitions: int | None,
