@@ -1,10 +1,11 @@
 """The Dask executor: the same job on a cluster, partitioned by key, with identical results.
 
 Only the executor changes, never the job. The client compiles the job once (so every mistake is
-reported before anything is submitted), then submits one task per key partition
-(:mod:`tickflow.engine.executors.partition`: a stable CRC-32 of the symbol modulo ``partitions``). Each
-task compiles the job again on its worker from the loaded YAML data (plain, picklable data:
-nothing compiled crosses the wire), reads the Parquet input itself, keeps the rows of its keys
+reported before anything is submitted), then submits one task per key partition (keys placed
+by their rows, :mod:`tickflow.engine.executors.placement`, else a stable CRC-32 of the symbol
+modulo ``partitions``, :mod:`tickflow.engine.executors.partition`). Each task compiles the
+job again on its worker from the loaded YAML data (plain, picklable data: nothing compiled
+crosses the wire), reads the Parquet input itself, keeps the rows of its keys
 in arrival order, runs the same :class:`~engine.executors.local.Pipeline` as the local executor
 (so every key meets the same kernels in the same order with the same state) and writes its own
 ``part-NNNNN.parquet`` with the provenance metadata. The client never ships data.
