@@ -32,8 +32,11 @@ def local_cluster(workers: int | None, *, dashboard: bool = True,
     method = "forkserver" if forkserver else dask.config.get(
         "distributed.worker.multiprocessing-method")
     with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+        # without a dashboard the scheduler still serves /health on an HTTP port, 8787 unless
+        # told otherwise: a free one, or it warns "Port 8787 is already in use" on stderr
         cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
                                processes=True, dashboard_address=":0" if dashboard else None,
+                               scheduler_kwargs=None if dashboard else {"dashboard_address": ":0"},
                                silence_logs=logging.CRITICAL)  # worker chatter at shutdown
     return Client(cluster), cluster
 
