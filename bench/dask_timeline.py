@@ -15,7 +15,8 @@ same in every process):
 
 Usage::
 
-    python bench/dask_timeline.py --ticks DATASET [--workers 2] [--step 0.1] [-- EXTRA...]
+    python bench/dask_timeline.py --ticks DATASET [--workers 2] [--step 0.1] [--tree CHECKOUT]
+        [-- EXTRA...]
 
 ``DATASET``: e.g. what ``run-job partition ticks.parquet DATASET --parts 8`` wrote. The job is
 ``jobs/research.yaml`` with ``report=null --quiet``; extra arguments go to ``run-job``.
@@ -32,7 +33,8 @@ _T_START = time.monotonic()  # the child's first instant in Python (before any i
 
 from pathlib import Path  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+# the checkout whose engine runs (--tree; the child gets it by the environment)
+ROOT = Path(os.environ.get("DASK_TIMELINE_TREE") or Path(__file__).resolve().parent.parent)
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -207,18 +209,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ticks", required=True)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--step", type=float, default=0.1, help="bucket of the CPU chart, s")
-    ap.add_argument("--job", default=str(ROOT / "jobs" / "research.yaml"))
+    ap.add_argument("--tree", type=Path, default=ROOT,
+                    help="the checkout to run (its engine and jobs/research.yaml)")
     args = ap.parse_args(argv)
+    tree = args.tree.resolve()
     out = Path(tempfile.mkdtemp(prefix="tickflow-dask-timeline-"))
     events_file = out / "events.json"
     env = {**os.environ, "TICKS": args.ticks, "OUT_DIR": str(out / "out"),
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(tree), "DASK_TIMELINE_TREE": str(tree)}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(events_file),
-           args.job, "--cluster", "local", "--workers", str(args.workers),
-           "--set", "report=null", "--quiet", *extra]
+           str(tree / "jobs" / "research.yaml"), "--cluster", "local",
+           "--workers", str(args.workers), "--set", "report=null", "--quiet", *extra]
     load = os.getloadavg()[0]
     t0 = time.monotonic()
-    child = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    child = subprocess.Popen(cmd, env=env, cwd=tree)
     root = psutil.Process(child.pid)
     samples: list[tuple[float, dict[int, tuple[str, float]]]] = []
     labels: dict[int, str] = {}

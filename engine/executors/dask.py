@@ -13,9 +13,10 @@ in arrival order, runs the same :class:`~engine.executors.local.Pipeline` as the
 Output layout: a parquet sink's ``path`` becomes a directory of parts, one per partition
 (``out/research_features.parquet/part-00000.parquet`` ...), readable as one dataset by the
 parquet source, pyarrow, polars or pandas. Parts are written into a hidden staging directory
-beside it; a final task checks that every partition's part is there and swaps the staging
-directory in, so a killed worker (whose partitions the scheduler recomputes elsewhere), a failed
-run or a rerun with another partition count never leaves a mix of parts. Each task also feeds
+beside it; a final step (a task on a worker, or the client itself on the LocalCluster it
+started) checks that every partition's part is there and swaps the staging directory in, so
+a killed worker (whose partitions the scheduler recomputes elsewhere), a failed run or a rerun
+with another partition count never leaves a mix of parts. Each task also feeds
 its output to its own research-report sink (its keys' statistics and grid prices); the client
 merges these and writes the report, so the output is never read back.
 
@@ -44,6 +45,7 @@ from tickflow.engine.executors.dask_tasks import (
     PartResult,
     absolute_file_paths,
     commit_outputs,
+    commit_parts_of,
     discard_staging,
     run_partition,
 )
@@ -221,7 +223,8 @@ def run_dask(job: CompiledJob, *, address: str | None = None, client: Any = None
         if started is not None:  # unless handed over above: closed in the background
             started.close(wait=False)
     try:
-        summary = _submit(job, client, partitions, on_connect, progress)
+        summary = _submit(job, client, partitions, on_connect, progress,
+                          local=cluster is not None)
     except BaseException:
         if cluster is not None:
             client.close()
@@ -238,7 +241,11 @@ def run_dask(job: CompiledJob, *, address: str | None = None, client: Any = None
 
 def _submit(job: CompiledJob, client: Any, partitions: int | None,
             on_connect: Callable[[Any, int], None] | None,
-            progress: Callable[[PartResult], None] | None) -> DaskRunSummary:
+            progress: Callable[[PartResult], None] | None, *,
+            local: bool = False) -> DaskRunSummary:
+    """Submit the partition tasks and publish their parts; ``local``: the cluster runs on this
+    machine (a LocalCluster this run started), so the client publishes them itself instead of
+    a commit task on a worker (a round trip through the scheduler after the last task)."""
     from distributed import as_completed
     from distributed.client import FutureCancelledError
     from distributed.scheduler import KilledWorker
@@ -270,8 +277,11 @@ def _submit(job: CompiledJob, client: Any, partitions: int | None,
                 summary.quality_counts[name] = summary.quality_counts.get(name, 0) + n
             if progress is not None:
                 progress(res)
-        files = client.submit(commit_outputs, plan, futures,
-                              key=f"tickflow-{plan.run_id}-commit").result()
+        if local:
+            files = commit_parts_of(job, plan, summary.parts)
+        else:
+            files = client.submit(commit_outputs, plan, futures,
+                                  key=f"tickflow-{plan.run_id}-commit").result()
     except (KilledWorker, FutureCancelledError) as exc:
         _discard(client, plan, futures)
         raise ClusterError(f"the run failed on the cluster: {type(exc).__name__}: {exc} (a "

@@ -272,8 +272,14 @@ def commit_outputs(plan: DaskPlan, results: list[PartResult]) -> list[list[str]]
     Returns:
         The files of each output of the plan, in the plan's order.
     """
+    return commit_parts_of(_compiled(plan), plan, results)
+
+
+def commit_parts_of(job: CompiledJob, plan: DaskPlan,
+                    results: list[PartResult]) -> list[list[str]]:
+    """:func:`commit_outputs` with ``job`` compiled already (the client's, on its own machine)."""
     assert sorted(r.partition for r in results) == list(range(plan.partitions))
-    parted = partitioned_sinks(_compiled(plan), plan.context, plan.outputs)
+    parted = partitioned_sinks(job, plan.context, plan.outputs)
     return [sink.commit_parts(plan.run_id, plan.partitions,
                               {r.partition: r.digests[i] for r in results})
             for i, sink in enumerate(parted)]
