@@ -49,6 +49,10 @@ _PRE_SPAWN_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1",
                       "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
+# set only while the forkserver is spawned: its value is the client's pid (dask_boot.py)
+FORKSERVER_PARENT = "TICKFLOW_DASK_FORKSERVER_PARENT"
+
+
 def start_forkserver() -> bool:
     """Start multiprocessing's forkserver now, loading engine/executors/dask_boot.py; False
     where it cannot be used (then the workers are spawned as before).
@@ -65,7 +69,11 @@ def start_forkserver() -> bool:
         os.environ.setdefault(name, value)
     multiprocessing.get_context("forkserver").set_forkserver_preload(
         ["tickflow.engine.executors.dask_boot"])
-    forkserver.ensure_running()  # returns at once: the server imports in its own process
+    os.environ[FORKSERVER_PARENT] = str(os.getpid())  # dask_boot: "you are the forkserver"
+    try:
+        forkserver.ensure_running()  # returns at once: the server imports in its own process
+    finally:
+        os.environ.pop(FORKSERVER_PARENT, None)
     import distributed.utils
 
     if not hasattr(distributed.utils, "_forkserver_preload_set"):

@@ -154,3 +154,22 @@ def test_run_job_as_its_own_process_ends_at_once_and_leaves_no_process(tmp_path:
     assert [p.name for p in parts] == ["part-00000.parquet", "part-00001.parquet"]
     assert sum(pq.read_metadata(p).num_rows for p in parts) == 3_000
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("forkserver", [True, False])
+def test_only_the_forkserver_skips_its_interpreter_teardown(forkserver: bool) -> None:
+    """dask_boot.py makes the forkserver end by os._exit (its teardown took 0.3-0.45 CPU-s
+    after run-job returned); any other process importing it keeps its own exit and code."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, tickflow.engine.executors.dask_boot; "
+            "print('exiting', flush=True); sys.exit(3)")
+    env = {k: v for k, v in os.environ.items() if k != dask_start.FORKSERVER_PARENT}
+    if forkserver:  # what start_forkserver sets while it spawns the server: its own pid
+        env[dask_start.FORKSERVER_PARENT] = str(os.getpid())
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout == "exiting\n"
+    assert out.returncode == (0 if forkserver else 3)
