@@ -10,7 +10,10 @@ Usage::
     python bench/dask_trees.py --rounds 4 --ticks DATASET /path/to/main /path/to/branch
 
 ``DATASET``: a Parquet input, e.g. what ``run-job partition ticks.parquet DATASET --parts 8``
-wrote. Each checkout is run with ``PYTHONPATH`` set to it.
+wrote. Each checkout is run with ``PYTHONPATH`` set to it. ``--idle 0.8`` waits (at most
+``--wait`` s) before each run until the cores were at least 80% idle over the last second
+(other jobs' load otherwise decides the figures); each run prints how idle the machine was
+just before it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,25 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+
+def _cpu() -> tuple[float, float]:
+    """(idle, total) jiffies of all cores, from /proc/stat."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])
+
+
+def wait_idle(share: float, most: float) -> float:
+    """Wait until the cores were ``share`` idle over one second (at most ``most`` s); the
+    idle share of the last second."""
+    deadline = time.monotonic() + most
+    while True:
+        i0, t0 = _cpu()
+        time.sleep(1.0)
+        i1, t1 = _cpu()
+        idle = (i1 - i0) / max(t1 - t0, 1.0)
+        if idle >= share or time.monotonic() > deadline:
+            return idle
 
 
 def run(tree: Path, ticks: str, workers: int, out: Path) -> float:
@@ -43,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("trees", nargs="+", type=Path)
     ap.add_argument("--ticks", required=True)
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--idle", type=float, default=0.0,
+                    help="wait before each run until the cores are this idle (0-1)")
+    ap.add_argument("--wait", type=float, default=60.0, help="--idle: at most this long, s")
     args = ap.parse_args(argv)
     out = Path(tempfile.mkdtemp(prefix="tickflow-dask-trees-"))
     times: dict[tuple[Path, int], list[float]] = {(t, w): [] for t in args.trees for w in (1, 2)}
@@ -52,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         for w in (1, 2):
             for tree in args.trees if r % 2 == 0 else args.trees[::-1]:
+                idle = wait_idle(args.idle, args.wait) if args.idle else float("nan")
                 times[(tree, w)].append(run(tree, args.ticks, w, out))
+                print(f"round {r}: {tree.name} --workers {w} {times[(tree, w)][-1]:.2f} s "
+                      f"(idle before {idle:.0%})", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     for tree in args.trees:
         one, two = times[(tree, 1)], times[(tree, 2)]

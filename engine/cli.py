@@ -159,11 +159,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         from tickflow.engine.executors.dask_start import start_for_job
 
         started = start_for_job(args.job, args.set or [], args.workers, dashboard=not args.quiet)
+        if started is not None:  # this process ends with the run: no close of the cluster
+            started.exit_with_process = _OWN_PROCESS
     try:
-        return _run(args, started)
+        code = _run(args, started)
     finally:
         if started is not None:  # unused after an error (a run closes it itself)
             started.close(wait=False)
+    if started is not None and started.left_open:
+        from tickflow.engine.executors.dask_start import exit_now
+
+        exit_now(code)
+    return code
 
 
 def _run(args: argparse.Namespace, started: Any) -> int:
@@ -354,7 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _main(list(argv))
 
 
+_OWN_PROCESS = False  # run-job is this process's own command line (main() without argv)
+
+
 def _own_process(argv: list[str]) -> int:
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
     start_up_gc.pause()  # resumed once the run is going (engine/start_up_gc.py)
     try:
         return _main(argv)

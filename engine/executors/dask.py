@@ -1,10 +1,11 @@
 """The Dask executor: the same job on a cluster, partitioned by key, with identical results.
 
 Only the executor changes, never the job. The client compiles the job once (so every mistake is
-reported before anything is submitted), then submits one task per key partition
-(:mod:`tickflow.engine.executors.partition`: a stable CRC-32 of the symbol modulo ``partitions``). Each
-task compiles the job again on its worker from the loaded YAML data (plain, picklable data:
-nothing compiled crosses the wire), reads the Parquet input itself, keeps the rows of its keys
+reported before anything is submitted), then submits one task per key partition (keys placed
+by their rows, :mod:`tickflow.engine.executors.placement`, else a stable CRC-32 of the symbol
+modulo ``partitions``, :mod:`tickflow.engine.executors.partition`). Each task compiles the
+job again on its worker from the loaded YAML data (plain, picklable data: nothing compiled
+crosses the wire), reads the Parquet input itself, keeps the rows of its keys
 in arrival order, runs the same :class:`~engine.executors.local.Pipeline` as the local executor
 (so every key meets the same kernels in the same order with the same state) and writes its own
 ``part-NNNNN.parquet`` with the provenance metadata. The client never ships data.
@@ -12,9 +13,10 @@ in arrival order, runs the same :class:`~engine.executors.local.Pipeline` as the
 Output layout: a parquet sink's ``path`` becomes a directory of parts, one per partition
 (``out/research_features.parquet/part-00000.parquet`` ...), readable as one dataset by the
 parquet source, pyarrow, polars or pandas. Parts are written into a hidden staging directory
-beside it; a final task checks that every partition's part is there and swaps the staging
-directory in, so a killed worker (whose partitions the scheduler recomputes elsewhere), a failed
-run or a rerun with another partition count never leaves a mix of parts. Each task also feeds
+beside it; a final step (a task on a worker, or the client itself on the LocalCluster it
+started) checks that every partition's part is there and swaps the staging directory in, so
+a killed worker (whose partitions the scheduler recomputes elsewhere), a failed run or a rerun
+with another partition count never leaves a mix of parts. Each task also feeds
 its output to its own research-report sink (its keys' statistics and grid prices); the client
 merges these and writes the report, so the output is never read back.
 
@@ -43,10 +45,12 @@ from tickflow.engine.executors.dask_tasks import (
     PartResult,
     absolute_file_paths,
     commit_outputs,
+    commit_parts_of,
     discard_staging,
     run_partition,
 )
 from tickflow.engine.executors.local import RunSummary
+from tickflow.engine.executors.placement import run_placement
 
 __all__ = ["ClusterError", "ClusterStart", "DaskRunSummary", "connect", "describe_cluster",
            "make_plan", "require_workers", "run_dask", "run_dask_from_cli", "run_partition",
@@ -175,9 +179,11 @@ def make_plan(job: CompiledJob, partitions: int) -> DaskPlan:
         if isinstance(use.definition.cls(use.config, job.context), PartitionedSink):
             outputs.append(position)
             streams.append(stream)
+    sources = [use.definition.cls(use.config, job.context) for use in job.sources]
+    placement = run_placement(sources, job.key, partitions)
     return DaskPlan(run_id=run_id, loaded=loaded, context=job.context, partitions=partitions,
                     morsel_rows=job.spec.executor.morsel_rows, outputs=tuple(outputs),
-                    streams=tuple(streams))
+                    streams=tuple(streams), placement=dict(placement) if placement else None)
 
 
 def run_dask(job: CompiledJob, *, address: str | None = None, client: Any = None,
@@ -196,7 +202,8 @@ def run_dask(job: CompiledJob, *, address: str | None = None, client: Any = None
         on_connect: called with the client and the partition count before submitting.
         progress: called with each partition's result as it finishes.
         started: a LocalCluster already starting (``run-job --cluster local``); this run
-            closes it (``address`` and ``workers`` are then not used).
+            closes it, unless ``started.exit_with_process`` and the run succeeded
+            (``address`` and ``workers`` are then not used).
 
     Raises:
         ClusterError: unreachable scheduler, no workers, or a partition that kept failing.
@@ -216,16 +223,29 @@ def run_dask(job: CompiledJob, *, address: str | None = None, client: Any = None
         if started is not None:  # unless handed over above: closed in the background
             started.close(wait=False)
     try:
-        return _submit(job, client, partitions, on_connect, progress)
-    finally:
+        summary = _submit(job, client, partitions, on_connect, progress,
+                          local=cluster is not None)
+    except BaseException:
         if cluster is not None:
             client.close()
             cluster.close()
+        raise
+    if cluster is not None:
+        if started is not None and started.exit_with_process:
+            started.left_open = True  # the process ends now: its workers exit with it
+        else:
+            client.close()
+            cluster.close()
+    return summary
 
 
 def _submit(job: CompiledJob, client: Any, partitions: int | None,
             on_connect: Callable[[Any, int], None] | None,
-            progress: Callable[[PartResult], None] | None) -> DaskRunSummary:
+            progress: Callable[[PartResult], None] | None, *,
+            local: bool = False) -> DaskRunSummary:
+    """Submit the partition tasks and publish their parts; ``local``: the cluster runs on this
+    machine (a LocalCluster this run started), so the client publishes them itself instead of
+    a commit task on a worker (a round trip through the scheduler after the last task)."""
     from distributed import as_completed
     from distributed.client import FutureCancelledError
     from distributed.scheduler import KilledWorker
@@ -257,8 +277,11 @@ def _submit(job: CompiledJob, client: Any, partitions: int | None,
                 summary.quality_counts[name] = summary.quality_counts.get(name, 0) + n
             if progress is not None:
                 progress(res)
-        files = client.submit(commit_outputs, plan, futures,
-                              key=f"tickflow-{plan.run_id}-commit").result()
+        if local:
+            files = commit_parts_of(job, plan, summary.parts)
+        else:
+            files = client.submit(commit_outputs, plan, futures,
+                                  key=f"tickflow-{plan.run_id}-commit").result()
     except (KilledWorker, FutureCancelledError) as exc:
         _discard(client, plan, futures)
         raise ClusterError(f"the run failed on the cluster: {type(exc).__name__}: {exc} (a "

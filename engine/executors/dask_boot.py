@@ -5,12 +5,16 @@ and set up numba's registries (about 1.3 CPU-s), before its first task could sta
 workers did all of it twice, and only once the client had imported distributed and started the
 scheduler. The forkserver (engine/executors/dask_start.py) is started first, imports this
 module while the client starts up, and each worker is a fork of it that has all of it already.
-Only imports and numba's own set-up happen here: no thread, no file, nothing of a job.
+Only imports and numba's own set-up happen here: no thread, no file, nothing of a job; and, in
+the forkserver only, an exit without the interpreter's teardown.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import os
+import sys
 
 import distributed.nanny  # noqa: F401  (the worker process's own code)
 
@@ -28,3 +32,20 @@ def _numba_registries() -> None:
 
 
 _numba_registries()
+
+
+def _exit_at_once() -> None:
+    """The forkserver's exit (once its last client has gone) skips the interpreter's teardown
+    of all it loaded: 0.3-0.45 CPU-s after ``run-job`` had returned, taken from whatever ran
+    next. It holds no file or state to flush but its standard streams."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
+
+# only in the forkserver itself (whose parent, the client, set this while spawning it): its
+# forked workers end by os._exit anyway, and no other process that imports this module is
+# cut short
+if os.environ.pop("TICKFLOW_DASK_FORKSERVER_PARENT", None) == str(os.getppid()):
+    atexit.register(_exit_at_once)

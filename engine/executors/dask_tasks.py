@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-
 from tickflow.engine import start_up_gc
 from tickflow.engine.compile import CompiledJob, compile_job
 from tickflow.engine.contract import FileSource, MergeableSink, PartitionedSink, RunContext
@@ -43,6 +42,8 @@ class DaskPlan:
     morsel_rows: int
     outputs: tuple[int, ...]  # positions in the compiled job's sinks of its partitioned sinks
     streams: tuple[str, ...] = ()  # the stream each output writes (the main one when empty)
+    # keys placed on partitions by their rows (executors/placement.py); others by the hash
+    placement: dict[str | None, int] | None = None
 
 
 @dataclass
@@ -134,9 +135,13 @@ def absolute_file_paths(job: CompiledJob, loaded: LoadedJob) -> None:
                     block["path"] = os.path.abspath(path)
 
 
+PLACED_BY_ROWS = f"keys placed by their rows; keys not placed: {PARTITION_HASH}"
+
+
 def _part_metadata(plan: DaskPlan, partition: int) -> dict[str, str]:
+    how = PLACED_BY_ROWS if plan.placement else PARTITION_HASH
     return {"tickflow.run_id": plan.run_id, "tickflow.partition": str(partition),
-            "tickflow.partitions": str(plan.partitions), "tickflow.partition_hash": PARTITION_HASH}
+            "tickflow.partitions": str(plan.partitions), "tickflow.partition_hash": how}
 
 
 def partitioned_sinks(job: CompiledJob, context: RunContext,
@@ -185,14 +190,15 @@ class _PartitionView:
         # on a dataset `run-job partition` wrote, only the files holding this partition's keys
         plan = self.plan
         read_rows = min(plan.morsel_rows * plan.partitions, 1 << 20)
-        dataset = dataset_files(self.source, self.key, plan.partitions, self.partition)
+        dataset = dataset_files(self.source, self.key, plan.partitions, self.partition,
+                                plan.placement)
         files = None
         if dataset is not None:
             files, skipped = dataset
             self.scanned.row_groups_skipped += skipped
         mine = partition_batches(self.source, self.key, plan.partitions, self.partition,
                                  read_rows, self.scanned, files=files,
-                                 whole_rows=plan.morsel_rows)
+                                 whole_rows=plan.morsel_rows, placement=plan.placement)
         return _coalesce(mine, max(1, plan.morsel_rows // 2))
 
     def close(self) -> None:
@@ -266,8 +272,14 @@ def commit_outputs(plan: DaskPlan, results: list[PartResult]) -> list[list[str]]
     Returns:
         The files of each output of the plan, in the plan's order.
     """
+    return commit_parts_of(_compiled(plan), plan, results)
+
+
+def commit_parts_of(job: CompiledJob, plan: DaskPlan,
+                    results: list[PartResult]) -> list[list[str]]:
+    """:func:`commit_outputs` with ``job`` compiled already (the client's, on its own machine)."""
     assert sorted(r.partition for r in results) == list(range(plan.partitions))
-    parted = partitioned_sinks(_compiled(plan), plan.context, plan.outputs)
+    parted = partitioned_sinks(job, plan.context, plan.outputs)
     return [sink.commit_parts(plan.run_id, plan.partitions,
                               {r.partition: r.digests[i] for r in results})
             for i, sink in enumerate(parted)]

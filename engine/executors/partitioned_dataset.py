@@ -30,7 +30,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
 from tickflow.connectors.base import RunContext
 from tickflow.connectors.parquet import (
     AtomicParquetWriter,
@@ -39,7 +38,12 @@ from tickflow.connectors.parquet import (
     resolve_parquet_paths,
 )
 from tickflow.engine.errors import SinkError, SourceError
-from tickflow.engine.executors.partition import PARTITION_HASH, partition_ids, partition_of
+from tickflow.engine.executors.partition import (
+    PARTITION_HASH,
+    Placement,
+    partition_ids,
+    partition_of,
+)
 
 MANIFEST = "_tickflow_dataset.json"
 PART_NAME = "part-{:05d}.parquet"
@@ -192,14 +196,16 @@ def read_manifest(path: str | Path) -> DatasetManifest | None:
                           f"{exc}") from None
 
 
-def dataset_files(source: Any, key: str, partitions: int,
-                  partition: int) -> tuple[list[tuple[Path, bool]], int] | None:
+def dataset_files(source: Any, key: str, partitions: int, partition: int,
+                  placement: Placement | None = None
+                  ) -> tuple[list[tuple[Path, bool]], int] | None:
     """The files of ``source`` that a task of ``partition`` reads, and row groups it skips.
 
     Each file comes with ``True`` when every key in it belongs to ``partition`` (read whole,
     no key filter); a file holding no key of the partition is not opened. None when the source
     is not a dataset split by ``key`` whose manifest lists exactly the source's files (then the
-    task scans every file, which is always correct).
+    task scans every file, which is always correct). ``placement``: the run's keys placed by
+    rows (:mod:`tickflow.engine.executors.placement`), if any.
     """
     path = getattr(getattr(source, "config", None), "path", None)
     if not isinstance(path, str) or not os.path.isdir(os.path.expanduser(path)):
@@ -215,7 +221,7 @@ def dataset_files(source: Any, key: str, partitions: int,
     skipped = 0
     for file in files:
         entry = listed[file.resolve()]
-        owners = {partition_of(k, partitions) for k in entry.keys}
+        owners = {partition_of(k, partitions, placement) for k in entry.keys}
         if partition in owners:
             rows = _footer_rows(file)
             if rows != entry.rows:

@@ -113,3 +113,63 @@ def test_jobs_that_never_run_on_dask_start_no_cluster(tmp_path: Path, mode: str)
     job.write_text(f"name: j\nmode: {mode}\nsources: [{{kind: simulator}}]\n")
     assert dask_start.start_for_job(str(job), [], 1, dashboard=False) is None
     assert not [t for t in threading.enumerate() if t.name == "tickflow-dask-start"]
+
+
+def test_run_job_as_its_own_process_ends_at_once_and_leaves_no_process(tmp_path: Path) -> None:
+    """The process exits right after the commit (dask_start.exit_now): the outputs are whole,
+    nothing is printed about leaked semaphores, and its workers and forkserver exit with it."""
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+
+    ticks = tmp_path / "ticks.parquet"
+    write_simulated_parquet(ticks, rows=3_000, symbols=3, seed=5)
+    env = {**os.environ, "TICKS": str(ticks), "OUT_DIR": str(tmp_path / "out")}
+    proc = subprocess.Popen([sys.executable, "-m", "tickflow.engine.cli",
+                             str(ROOT / "jobs" / "research.yaml"), "--cluster", "local",
+                             "--workers", "2", "--set", "report=null"],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    family: set[int] = set()
+    while proc.poll() is None:  # the client's descendants: forkserver, workers, tracker
+        try:
+            family |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "processed 3,000 rows" in out and "2 parts" in out  # printed before the exit
+    assert "leaked" not in err and "Traceback" not in err, err
+    assert len(family) >= 3  # at least the forkserver and two workers were seen
+    deadline = time.monotonic() + 30
+    while (alive := [p for p in family if psutil.pid_exists(p) and
+                     psutil.Process(p).status() != psutil.STATUS_ZOMBIE]) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive, [" ".join(psutil.Process(p).cmdline())[:80] for p in alive]
+    parts = sorted((tmp_path / "out" / "research_features.parquet").iterdir())
+    assert [p.name for p in parts] == ["part-00000.parquet", "part-00001.parquet"]
+    assert sum(pq.read_metadata(p).num_rows for p in parts) == 3_000
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("forkserver", [True, False])
+def test_only_the_forkserver_skips_its_interpreter_teardown(forkserver: bool) -> None:
+    """dask_boot.py makes the forkserver end by os._exit (its teardown took 0.3-0.45 CPU-s
+    after run-job returned); any other process importing it keeps its own exit and code."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, tickflow.engine.executors.dask_boot; "
+            "print('exiting', flush=True); sys.exit(3)")
+    env = {k: v for k, v in os.environ.items() if k != dask_start.FORKSERVER_PARENT}
+    if forkserver:  # what start_forkserver sets while it spawns the server: its own pid
+        env[dask_start.FORKSERVER_PARENT] = str(os.getpid())
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout == "exiting\n"
+    assert out.returncode == (0 if forkserver else 3)
