@@ -112,6 +112,9 @@ def exit_now(code: int) -> None:
     # unregistered; else the resource tracker warns of "leaked semaphore objects")
     with contextlib.suppress(Exception):
         util._run_finalizers(0)
+    import logging
+
+    logging.shutdown()  # file handlers flushed and closed, as the interpreter's exit would
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
