@@ -38,6 +38,7 @@ OPTIONS: dict[str, dict] = {
     "batch_16k": {"write_batch_size": 16_384},
     "batch_64k": {"write_batch_size": 65_536},
     "batch_256k": {"write_batch_size": 262_144},
+    "batch_64k_page_v2": {"write_batch_size": 65_536, "data_page_version": "2.0"},
     "rg_1m": {"row_group_rows": 1 << 20},
     "rg_64k": {"row_group_rows": 1 << 16},
     "page_index": {"write_page_index": True},
