@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from tickflow.connectors.research_math import floats, is_numeric
+from tickflow.connectors.research_math import floats, int_array, is_numeric, numbers
 
 SAMPLE_ROWS = 20_000
 
@@ -56,10 +56,10 @@ class SampleColumns:
         for j, (i, plain) in enumerate(self._plan):
             col = batch.column(i)
             if plain and not col.null_count:
-                out[j] = col.to_numpy(zero_copy_only=True)[take]
+                out[j] = numbers(col)[take]
                 continue
             if idx is None:
-                idx = pa.array(take)
+                idx = int_array(take)
             out[j] = floats(col.take(idx))
         return self.names, out
 

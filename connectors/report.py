@@ -41,8 +41,11 @@ from tickflow.connectors.research_math import (
     is_numeric,
     last_per_key,
     mean_offdiag,
+    numbers,
     pairwise_corr,
+    strings,
     to_dt,
+    valid_mask,
 )
 from tickflow.engine.durations import parse_duration_us
 from tickflow.engine.errors import SinkError
@@ -143,7 +146,7 @@ class ResearchReportSink(Sink):
                 self._index[name] = len(self._names)
                 self._names.append(name)
         if len(self._names) > size:  # grow every per-code array (as _codes does)
-            self._codes(pa.array(self._names[size:], pa.string()))
+            self._codes(strings(self._names[size:]))
         lut = np.asarray([self._index[n] for n in other._names], dtype=np.int64)
         if not len(lut):
             return
@@ -204,7 +207,7 @@ class ResearchReportSink(Sink):
             # the usual case, every symbol seen before: a lookup is cheaper than an encoding
             found = pc.index_in(col, value_set=self._known)
             if not found.null_count:
-                return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
+                return numbers(found, np.int64)
         if col.null_count:
             col = pc.fill_null(col.cast(pa.string()) if pa.types.is_dictionary(col.type)
                                else col, "<null>")
@@ -229,8 +232,8 @@ class ResearchReportSink(Sink):
             self._imb_n = np.concatenate([self._imb_n, np.zeros(extra, dtype=np.int64)])
             self._alarms = np.concatenate([self._alarms, np.zeros(extra)])
             self._ret.grow(size)
-        self._known = pa.array(self._names, pa.string())
-        return lut[enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
+        self._known = strings(self._names)
+        return lut[numbers(enc.indices, np.int64)]
 
     def _column(self, batch: pa.RecordBatch, name: str) -> pa.Array:
         idx = batch.schema.get_field_index(name)
@@ -291,10 +294,14 @@ class ResearchReportSink(Sink):
                             f"timestamp ({ts_col.type})")
         ts_arr = ts_col.cast(pa.timestamp("us", tz=ts_col.type.tz), safe=False).cast(pa.int64())
         ts_ok = None  # None: every timestamp is set (the usual case, no masking)
+        if isinstance(ts_arr, pa.ChunkedArray):
+            ts_arr = ts_arr.combine_chunks()
         if ts_arr.null_count:
-            ts_ok = np.asarray(ts_arr.is_valid().to_numpy(zero_copy_only=False))
-            ts_arr = pc.fill_null(ts_arr, 0)
-        ts = np.asarray(ts_arr.to_numpy(zero_copy_only=False), dtype=np.int64)
+            ts_ok = valid_mask(ts_arr)
+            ts = np.where(ts_ok, np.frombuffer(ts_arr.buffers()[1], dtype=np.int64,
+                                               count=len(ts_arr), offset=ts_arr.offset * 8), 0)
+        else:
+            ts = numbers(ts_arr, np.int64)
         valid = ts if ts_ok is None else ts[ts_ok]
         if len(valid):
             lo, hi = int(valid.min()), int(valid.max())
