@@ -63,7 +63,18 @@ class KeyIndex:
         for cached, lookup in reversed(self._lookups):
             if len(cached) == len(dictionary) and cached.equals(dictionary):
                 return lookup
-        lookup = self._map(dictionary)
+        # once a column chunk's dictionary page is full, the writer falls back to plain pages
+        # and the reader's dictionary grows morsel by morsel, each one's starting with the one
+        # before: only the new tail goes through Python (at 100,000 keys each morsel of
+        # 65,536 rows brought a dictionary of 65-91K values, 1.3 s of a 2M-row run)
+        prefix = next(((cached, lookup) for cached, lookup in reversed(self._lookups)
+                       if 0 < len(cached) < len(dictionary)
+                       and dictionary.slice(0, len(cached)).equals(cached)), None)
+        if prefix is not None:
+            tail = self._map(dictionary.slice(len(prefix[0])))
+            lookup = np.concatenate([prefix[1], tail])
+        else:
+            lookup = self._map(dictionary)
         self._lookups.append((dictionary, lookup))
         if len(self._lookups) > _CACHED_DICTIONARIES:
             del self._lookups[0]
