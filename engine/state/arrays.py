@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickflow.engine.state.tiers import Tier, fit, grown
+from tickflow.engine.state.tiers import Tier, fit
 from tickflow.kernels.base import Field
 
 PER_ROW_START = 8
@@ -215,8 +215,7 @@ class KernelState:
         assert self.tier_of is not None
         old = self.tier_of[keys].copy()
         for i in np.unique(old[old > 0]):  # rows left behind in side tiers
-            tier = self.tiers[int(i)]
-            tier.live -= int(np.count_nonzero(old == i))
+            self.tiers[int(i)].release(self.local[keys[old == i]])
         self.n_side -= int(np.count_nonzero(old))
         w0 = self.tiers[0].width
         for width in np.unique(widths):
