@@ -86,11 +86,15 @@ class KeyIndex:
         values = dictionary.to_pylist()
         lookup = np.array(list(map(self.ids.get, values, repeat(-1))), dtype=np.int64)
         new = np.flatnonzero(lookup < 0)
-        if new.size:  # (a hand-built dictionary may repeat a value: ids stay unique)
-            pending: dict[object, int] = {}
-            for j in new:
-                lookup[j] = pending.setdefault(values[j], len(self.values) + len(pending))
-            self._add(list(pending))
+        if new.size:
+            fresh = [values[j] for j in new]
+            distinct = list(dict.fromkeys(fresh))
+            first = len(self.values)
+            self._add(distinct)
+            if len(distinct) == len(fresh):  # new ids in order, without a probe per value
+                lookup[new] = np.arange(first, first + len(fresh))
+            else:  # (a hand-built dictionary may repeat a value: ids stay unique)
+                lookup[new] = list(map(self.ids.__getitem__, fresh))
         return lookup
 
     def _add(self, values: list[object]) -> None:
