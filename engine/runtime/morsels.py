@@ -4,7 +4,9 @@ At 100,000 keys a morsel of 65,536 rows holds 0.65 rows a key, so each of the ~3
 misses cache on every row's state; grouped by key (``key_groups``), a morsel of 262,144 rows
 lets a key's rows reuse its state, and each step's per-morsel bookkeeping (``reserve``) runs a
 quarter as often. Measured on the research job at 100K keys, one lane, thread CPU time of
-``Pipeline.process``: 5.3 s in morsels of 65,536 rows, 4.0 s in morsels of 262,144.
+``Pipeline.process``: 5.3 s in morsels of 65,536 rows, 4.0 s in morsels of 262,144. What a
+joined morsel costs is memory: its output columns, held while computed and while written
+(``MORSEL_BYTES``).
 
 Batches are joined where that is cheap and exact: same schema, and each dictionary column's
 dictionary beginning with the one before (the morsels of one Parquet row group), so indices
@@ -24,9 +26,14 @@ MAX_GROWTH = 4
 """A joined morsel holds at most this many of the job's ``morsel_rows``."""
 ROWS_PER_KEY = 4
 """Rows a morsel aims at for each key seen so far (one lane)."""
-MORSEL_BYTES = 64 << 20
-"""At most about this many bytes of input and output columns per joined morsel: what a morsel
-holds in flight is bounded in bytes, whatever the width of its rows."""
+MORSEL_BYTES = 32 << 20
+"""At most about this many bytes of output row (``row_bytes`` of the output schema) per joined
+morsel: what the loop, the read-ahead and the writer hold is bounded in bytes, whatever the
+width of the rows. About three morsels are in flight (one read ahead, one computed, one
+written), so the peak grows by about three times what a morsel grows. At 32 MB the research
+job's 412-byte rows (55 columns) are not joined, which keeps its peak where it was: at 64 MB
+(131,072 rows) its whole-process CPU fell about 5% for about 40 MB more peak RSS, at 128 MB
+(262,144 rows) 10% for 120 MB more (docs/performance.md)."""
 
 
 def row_bytes(schema: pa.Schema) -> int:
