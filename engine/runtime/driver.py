@@ -194,7 +194,6 @@ class Driver:
                        for name, src in self.sources.items()}
         self.state = GraphState(self.graph, self.stages)
         self.outputs: dict[str, StreamOutput] = {}
-        self._depth = 2  # batches read ahead of the loop, per source
 
     def open_outputs(self) -> None:
         """Open every stream's sinks now (a live run checkpoints its empty state first)."""
@@ -251,7 +250,7 @@ class Driver:
             stage = self.stages[name]
             if cp is None:
                 wrapped = self._joined(stage.wrap(batches), lambda b: (b, ()), lambda b, r: b)
-                inputs[name] = prefetch(wrapped, self._depth) if self.threads else wrapped
+                inputs[name] = prefetch(wrapped) if self.threads else wrapped
             else:
                 from tickflow.engine.state.recovery import with_positions
 
@@ -259,7 +258,7 @@ class Driver:
                 wrapped = self._joined(stage.marked(with_positions(source, batches)),
                                        lambda item: (item[0], item[1:]),
                                        lambda b, rest: (b, *rest))
-                inputs[name] = prefetch(wrapped, self._depth)
+                inputs[name] = prefetch(wrapped)
         return inputs
 
     def _joined(self, items: Iterator[Any], split: Callable[[Any], tuple],
@@ -269,7 +268,6 @@ class Driver:
         main = self.graph.main_pipeline
         if main is None or not self.graph.is_single:
             return items
-        self._depth = 1  # one joined morsel waiting is enough: the kernels are the slow part
         schema = self.graph.schemas.get(self.job.main_stream)
         width = row_bytes(schema) if schema is not None else 0
 

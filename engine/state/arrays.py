@@ -279,8 +279,10 @@ class KernelState:
         return [arrays[f.name] for f in self.fields]
 
     def nbytes(self) -> int:
-        return sum(t.nbytes() for t in self.tiers) + self.local.nbytes + (
-            self.tier_of.nbytes if self.tier_of is not None else 0)
+        """Bytes in use: the maps' rows past the keys in use are never written (room to grow)."""
+        n = self.n_keys
+        return sum(t.nbytes() for t in self.tiers) + self.local[:n].nbytes + (
+            self.tier_of[:n].nbytes if self.tier_of is not None else 0)
 
     def field_bytes(self) -> dict[str, int]:
         return {f.name: sum(t.field_bytes(f.name) for t in self.tiers) for f in self.fields}

@@ -199,7 +199,7 @@ class Tier:
 
     def nbytes(self) -> int:
         """Bytes of the rows in use (rows past ``filled`` of a mapped array are not resident)."""
-        return self.field_bytes_sum() + self.keys.nbytes
+        return self.field_bytes_sum() + self.keys[:self.size].nbytes
 
     def field_bytes(self, name: str) -> int:
         a = self.arrays[name]
