@@ -69,12 +69,18 @@ def joined(items: Iterator[Any], target: Callable[[], int], split: Callable[[Any
     rows = 0
     for item in items:
         batch, rest = split(item)
+        del item
         if parts and (rows + batch.num_rows > target() or not _joinable(parts[-1][0], batch)):
             out, parts, rows = _join(parts, pack), [], 0
             yield out  # (the parts let go first: they are not held while it waits)
             del out
         parts.append((batch, rest))
         rows += batch.num_rows
+        del batch, rest
+        if rows >= target():  # full: out now, without reading the next batch ahead
+            out, parts, rows = _join(parts, pack), [], 0
+            yield out
+            del out
     if parts:
         out, parts = _join(parts, pack), []
         yield out

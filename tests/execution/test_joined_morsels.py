@@ -53,6 +53,15 @@ def test_no_batch_is_joined_below_many_keys_or_past_the_target():
                for i in range(5)]
     same = list(joined(iter(batches), lambda: 3, lambda b: (b, ()), lambda b, r: b))
     assert [b.num_rows for b in same] == [3] * 5
+    pulled: list[int] = []
+
+    def source():  # noqa: ANN202
+        for b in batches:
+            pulled.append(b.num_rows)
+            yield b
+
+    first = joined(source(), lambda: 3, lambda b: (b, ()), lambda b, r: b)
+    assert next(first).num_rows == 3 and len(pulled) == 1  # a full morsel: nothing read ahead
     two = list(joined(iter(batches), lambda: 7, lambda b: (b, ()), lambda b, r: b))
     assert [b.num_rows for b in two] == [6, 6, 3]
     assert pa.Table.from_batches(two).column("x").to_pylist() == \
