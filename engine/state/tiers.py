@@ -19,12 +19,13 @@ from tickflow.kernels.base import Field
 
 def grown(cap: int, n: int, row_bytes: int = 0) -> int:
     """The key-axis capacity after growing from ``cap`` to hold ``n`` rows: it doubles, or
-    grows eightfold once a field is mapped (its rows are ``row_bytes`` at the most). Rows
-    past those in use are never written (see :class:`Tier`), so the room costs no memory
-    in a mapped array, and each growth copies every row into pages touched for the first
-    time: at 100,000 keys doubling faulted in about as much memory again as the state holds
-    (faults cost about 1 ms a MB on this machine)."""
-    factor = 8 if row_bytes * cap >= MAP_BYTES else 2
+    grows eightfold when every field is mapped at that size (its smallest rows are
+    ``row_bytes``). Rows past those in use are never written (see :class:`Tier`), so the
+    room costs no memory in a mapped array (in one from malloc's heap it may), and each
+    growth copies every row into pages touched for the first time: at 100,000 keys doubling
+    faulted in about as much memory again as the state holds (faults cost about 1 ms a MB
+    on this machine)."""
+    factor = 8 if row_bytes * 8 * cap >= MAP_BYTES else 2
     return max(n, factor * cap)
 
 
@@ -100,8 +101,8 @@ class Tier:
         """Room for rows < n (new rows start from each field's fill value)."""
         cap, done = self.capacity, self.filled
         if n > cap:
-            new_cap = grown(cap, n, max((a.nbytes // max(cap, 1) for a in self.arrays.values()),
-                                        default=0))
+            new_cap = grown(cap, n, min((a.nbytes // max(cap, 1) for a in self.arrays.values()
+                                         if a.nbytes), default=0))
             for f in self.fields:
                 old = self.arrays[f.name]
                 arr = blank((new_cap, *old.shape[1:]), f.dtype)
