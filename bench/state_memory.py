@@ -95,6 +95,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0, help="lanes (0: the job's default)")
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--trace", action="store_true", help="print the RSS every second")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                   help="a job override, e.g. executor.morsel_rows=524288 (repeatable)")
     args = p.parse_args()
 
     import pyarrow as pa
@@ -108,7 +110,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tickflow-statemem-") as d:
         os.environ["TICKS"], os.environ["OUT_DIR"] = args.ticks, d
         sets = ["report=null", "executor.progress=false", f"state.backend={args.backend}",
-                f"state.path={d}/state"]
+                f"state.path={d}/state", *args.set]
         job = compile_job(load_job(ROOT / "jobs" / "research.yaml", sets))
         job.context.quiet = True
         workers = worker_lanes(job.spec, args.workers or None)

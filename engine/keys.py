@@ -63,7 +63,18 @@ class KeyIndex:
         for cached, lookup in reversed(self._lookups):
             if len(cached) == len(dictionary) and cached.equals(dictionary):
                 return lookup
-        lookup = self._map(dictionary)
+        # once a column chunk's dictionary page is full, the writer falls back to plain pages
+        # and the reader's dictionary grows morsel by morsel, each one's starting with the one
+        # before: only the new tail goes through Python (at 100,000 keys each morsel of
+        # 65,536 rows brought a dictionary of 65-91K values, 1.3 s of a 2M-row run)
+        prefix = next(((cached, lookup) for cached, lookup in reversed(self._lookups)
+                       if 0 < len(cached) < len(dictionary)
+                       and dictionary.slice(0, len(cached)).equals(cached)), None)
+        if prefix is not None:
+            tail = self._map(dictionary.slice(len(prefix[0])))
+            lookup = np.concatenate([prefix[1], tail])
+        else:
+            lookup = self._map(dictionary)
         self._lookups.append((dictionary, lookup))
         if len(self._lookups) > _CACHED_DICTIONARIES:
             del self._lookups[0]
@@ -75,11 +86,15 @@ class KeyIndex:
         values = dictionary.to_pylist()
         lookup = np.array(list(map(self.ids.get, values, repeat(-1))), dtype=np.int64)
         new = np.flatnonzero(lookup < 0)
-        if new.size:  # (a hand-built dictionary may repeat a value: ids stay unique)
-            pending: dict[object, int] = {}
-            for j in new:
-                lookup[j] = pending.setdefault(values[j], len(self.values) + len(pending))
-            self._add(list(pending))
+        if new.size:
+            fresh = [values[j] for j in new]
+            distinct = list(dict.fromkeys(fresh))
+            first = len(self.values)
+            self._add(distinct)
+            if len(distinct) == len(fresh):  # new ids in order, without a probe per value
+                lookup[new] = np.arange(first, first + len(fresh))
+            else:  # (a hand-built dictionary may repeat a value: ids stay unique)
+                lookup[new] = list(map(self.ids.__getitem__, fresh))
         return lookup
 
     def _add(self, values: list[object]) -> None:

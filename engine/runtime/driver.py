@@ -32,6 +32,8 @@ import pyarrow as pa
 from tickflow.engine.columns import empty_batch
 from tickflow.engine.contract import AbortableSink, DictionaryKeySource, StreamingSource
 from tickflow.engine.runtime.graph import StreamGraph, merged
+from tickflow.engine.runtime.key_groups import GROUP_MIN_KEYS
+from tickflow.engine.runtime.morsels import joined, morsel_target, row_bytes
 from tickflow.engine.runtime.pipeline import RunSummary, Writer, prefetch
 from tickflow.engine.runtime.quality import QualitySpec, QualityStage
 
@@ -247,14 +249,35 @@ class Driver:
             batches = source.batches(self.columns.get(name), self.morsel_rows)
             stage = self.stages[name]
             if cp is None:
-                wrapped = stage.wrap(batches)
+                wrapped = self._joined(stage.wrap(batches), lambda b: (b, ()), lambda b, r: b)
                 inputs[name] = prefetch(wrapped) if self.threads else wrapped
             else:
                 from tickflow.engine.state.recovery import with_positions
 
                 self.state.marks[name] = stage.mark()  # as resumed, before any batch
-                inputs[name] = prefetch(stage.marked(with_positions(source, batches)))
+                wrapped = self._joined(stage.marked(with_positions(source, batches)),
+                                       lambda item: (item[0], item[1:]),
+                                       lambda b, rest: (b, *rest))
+                inputs[name] = prefetch(wrapped)
         return inputs
+
+    def _joined(self, items: Iterator[Any], split: Callable[[Any], tuple],
+                pack: Callable[..., Any]) -> Iterator[Any]:
+        """A one-pipeline job's batches joined into bigger morsels once it has seen many keys
+        (``engine/runtime/morsels.py``); other graphs take the source's batches as they are."""
+        main = self.graph.main_pipeline
+        if main is None or not self.graph.is_single:
+            return items
+        schema = self.graph.schemas.get(self.job.main_stream)
+        width = row_bytes(schema) if schema is not None else 0
+
+        def target() -> int:
+            keys = len(main.keys)  # (read on the read-ahead thread)
+            if keys < GROUP_MIN_KEYS:
+                return self.morsel_rows
+            return morsel_target(self.morsel_rows, keys, width)
+
+        return joined(items, target, split, pack)
 
     def run(self) -> RunSummary:
         job, graph, cp = self.job, self.graph, self.checkpointer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickflow.engine.state.tiers import Tier, fit, grown
+from tickflow.engine.state.tiers import Tier, fit
 from tickflow.kernels.base import Field
 
 PER_ROW_START = 8
@@ -215,8 +215,7 @@ class KernelState:
         assert self.tier_of is not None
         old = self.tier_of[keys].copy()
         for i in np.unique(old[old > 0]):  # rows left behind in side tiers
-            tier = self.tiers[int(i)]
-            tier.live -= int(np.count_nonzero(old == i))
+            self.tiers[int(i)].release(self.local[keys[old == i]])
         self.n_side -= int(np.count_nonzero(old))
         w0 = self.tiers[0].width
         for width in np.unique(widths):
@@ -280,8 +279,10 @@ class KernelState:
         return [arrays[f.name] for f in self.fields]
 
     def nbytes(self) -> int:
-        return sum(t.nbytes() for t in self.tiers) + self.local.nbytes + (
-            self.tier_of.nbytes if self.tier_of is not None else 0)
+        """Bytes in use: the maps' rows past the keys in use are never written (room to grow)."""
+        n = self.n_keys
+        return sum(t.nbytes() for t in self.tiers) + self.local[:n].nbytes + (
+            self.tier_of[:n].nbytes if self.tier_of is not None else 0)
 
     def field_bytes(self) -> dict[str, int]:
         return {f.name: sum(t.field_bytes(f.name) for t in self.tiers) for f in self.fields}

@@ -65,3 +65,24 @@ def test_a_dictionary_repeating_a_value_gives_one_id():
 def test_non_string_keys(values):
     keys = KeyIndex()
     assert keys.encode(pa.array(values)).tolist() == _reference(values)
+
+
+def test_a_dictionary_growing_morsel_by_morsel_maps_only_its_new_values(tmp_path):
+    """Past a full dictionary page the Parquet reader's dictionary grows from morsel to
+    morsel; each is mapped from the one before it plus its new tail."""
+    rng = np.random.default_rng(3)
+    symbols = [f"SYMBOL-{int(i):06d}" for i in rng.integers(0, 60_000, 40_000)]
+    pq.write_table(pa.table({"symbol": symbols}), tmp_path / "k.parquet", row_group_size=40_000,
+                   dictionary_pagesize_limit=64 << 10)
+    pf = pq.ParquetFile(tmp_path / "k.parquet", read_dictionary=["symbol"])
+    batches = list(pf.iter_batches(batch_size=8_000))
+    sizes = [len(b.column(0).dictionary) for b in batches]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]  # the input grows its dictionary
+    keys = KeyIndex()
+    mapped: list[int] = []
+    real_map = keys._map
+    keys._map = lambda d: (mapped.append(len(d)), real_map(d))[1]  # type: ignore[method-assign]
+    got = [keys.encode(b.column(0)) for b in batches]
+    assert np.concatenate(got).tolist() == _reference(symbols)
+    assert keys.values == list(dict.fromkeys(symbols))
+    assert sum(mapped) == sizes[-1]  # every dictionary value went through Python once

@@ -168,11 +168,20 @@ def test_a_narrow_snapshot_restores_into_a_wide_state_and_back():
     assert back.arrays["vals"][2, :5].tolist() == [20.0, 21.0, 22.0, 23.0, 16.0]
 
 
-def test_the_key_axis_doubles_but_only_rows_in_use_are_filled():
+def test_the_key_axis_grows_but_only_rows_in_use_are_filled():
+    """It doubles while its arrays come from malloc, and grows eightfold once every one of
+    them is mapped at that size (its room costs nothing then)."""
+    from tickflow.engine.state.tiers import MAP_BYTES
+
     state = KernelState([Field("m")])
+    grew_eightfold = False
     for n in range(1, 100_001, 997):
+        before = state.capacity
         state.ensure_keys(n)
-        assert n <= state.capacity <= max(16, 2 * n)
+        mapped = before * 8 * 8 >= MAP_BYTES  # 8-byte rows, eightfold
+        assert n <= state.capacity <= max(16, (8 if mapped else 2) * n)
+        grew_eightfold |= state.capacity == 8 * before != before
         assert state.tiers[0].filled == max(n, 8)  # rows past n are never written
+    assert grew_eightfold
     assert state.arrays["m"].shape == (state.capacity,)
     assert state.nbytes() == 99_701 * 8  # the rows in use, not the capacity

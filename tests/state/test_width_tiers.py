@@ -155,8 +155,8 @@ def test_unused_rows_of_a_large_array_are_never_written() -> None:
     bound = _bind("sma", {"window": 50}, None)
     tier = tiers.Tier(bound.definition.state(bound.params), width=8)
     tier.ensure_rows(200_000)
-    tier.ensure_rows(200_001)  # doubles the capacity; fills one more row
-    assert tier.capacity == 400_000 and tier.filled == 200_001
+    tier.ensure_rows(200_001)  # grows the capacity (eightfold: mapped); fills one more row
+    assert tier.capacity == 1_600_000 and tier.filled == 200_001
     vals = tier.arrays["vals"]
     assert np.isnan(vals[:200_001]).all()
     assert not vals[200_001:].any()  # rows past `filled` were never written (NaN when filled)
