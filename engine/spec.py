@@ -116,6 +116,11 @@ class ExecutorSpec(Strict):
     workers: int = Field(0, ge=0, description="kernel worker threads; 0 = one per CPU core but "
                                               "one (left to reading and writing)")
     morsel_rows: int = Field(65_536, ge=1, description="rows per morsel (unit of work)")
+    morsel_mb: int = Field(32, ge=1, le=4096, description=(
+        "once a job has seen >= 4,096 keys, consecutive batches are joined into morsels of "
+        "about 4 rows a key, up to 4x morsel_rows and this many MB of output rows: more is "
+        "faster at many keys (a key's state is reused while in cache) and costs about three "
+        "times as much in peak memory"))
     address: str | None = Field(None, description="Dask scheduler address (kind: dask)")
     partitions: int = Field(0, ge=0, description="key partitions on Dask, one task and one "
                                                  "output part each; 0 = one per worker thread")

@@ -270,12 +270,13 @@ class Driver:
             return items
         schema = self.graph.schemas.get(self.job.main_stream)
         width = row_bytes(schema) if schema is not None else 0
+        budget = self.job.spec.executor.morsel_mb
 
         def target() -> int:
             keys = len(main.keys)  # (read on the read-ahead thread)
             if keys < GROUP_MIN_KEYS:
                 return self.morsel_rows
-            return morsel_target(self.morsel_rows, keys, width)
+            return morsel_target(self.morsel_rows, keys, width, budget)
 
         return joined(items, target, split, pack)
 

@@ -26,14 +26,13 @@ MAX_GROWTH = 4
 """A joined morsel holds at most this many of the job's ``morsel_rows``."""
 ROWS_PER_KEY = 4
 """Rows a morsel aims at for each key seen so far (one lane)."""
-MORSEL_BYTES = 32 << 20
-"""At most about this many bytes of output row (``row_bytes`` of the output schema) per joined
-morsel: what the loop, the read-ahead and the writer hold is bounded in bytes, whatever the
-width of the rows. About three morsels are in flight (one read ahead, one computed, one
-written), so the peak grows by about three times what a morsel grows. At 32 MB the research
-job's 412-byte rows (55 columns) are not joined, which keeps its peak where it was: at 64 MB
-(131,072 rows) its whole-process CPU fell about 5% for about 40 MB more peak RSS, at 128 MB
-(262,144 rows) 10% for 120 MB more (docs/performance.md)."""
+# The joined morsel's bound, ``executor.morsel_mb`` (32 by default), is in bytes of output row
+# (``row_bytes`` of the output schema), so that what the loop, the read-ahead and the writer
+# hold is bounded whatever the width of the rows. About three morsels are in flight (one read
+# ahead, one computed, one written), so the peak grows by about three times what a morsel
+# grows. At 32 MB the research job's 412-byte rows (55 columns) are not joined, which keeps
+# its peak where it was: at 64 MB (131,072 rows) its whole-process CPU fell about 5% for about
+# 40 MB more peak RSS, at 128 MB (262,144 rows) 10% for 120 MB more (docs/performance.md).
 
 
 def row_bytes(schema: pa.Schema) -> int:
@@ -48,11 +47,11 @@ def row_bytes(schema: pa.Schema) -> int:
     return total
 
 
-def morsel_target(morsel_rows: int, keys: int, row_bytes: int) -> int:
+def morsel_target(morsel_rows: int, keys: int, row_bytes: int, morsel_mb: int) -> int:
     """Rows to join into one morsel: ``morsel_rows`` until there are many keys, then about
-    ``ROWS_PER_KEY`` a key, at most ``MAX_GROWTH`` morsels and ``MORSEL_BYTES``."""
+    ``ROWS_PER_KEY`` a key, at most ``MAX_GROWTH`` morsels and ``morsel_mb`` of output rows."""
     want = min(keys * ROWS_PER_KEY, morsel_rows * MAX_GROWTH,
-               MORSEL_BYTES // max(row_bytes, 1))
+               (morsel_mb << 20) // max(row_bytes, 1))
     return max(morsel_rows, want)
 
 

@@ -121,3 +121,19 @@ def test_a_run_of_joined_morsels_stopped_and_resumed_writes_the_same(
     Driver(job, morsel_rows=500, checkpointer=open_checkpointer(job)).run()
     assert_tables_equal(_plain_reference(job, ticks),
                         pq.read_table(out).replace_schema_metadata(None))
+
+
+@pytest.mark.parametrize(("morsel_mb", "largest"), [(1, 1_000), (2, 2_000)])
+def test_executor_morsel_mb_bounds_a_joined_morsel(
+        tmp_path: Path, ticks: Path, many_keys: list[int], monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        morsel_mb: int, largest: int) -> None:
+    monkeypatch.setattr(driver_module, "row_bytes", lambda schema: 1_024)  # 1,024 rows a MB
+    out = tmp_path / "out.parquet"
+    _job(tmp_path, ticks, out, 500)
+    path = tmp_path / "job.yaml"
+    path.write_text(path.read_text() + f"  morsel_mb: {morsel_mb}\n")
+    job = compile_job(load_job(path))
+    assert Driver(job, morsel_rows=500).run().rows == 15_000
+    assert max(many_keys) == largest  # 1 MB: two batches of 500; 2 MB: four (the row cap)
+    assert_tables_equal(_plain_reference(job, ticks),
+                        pq.read_table(out).replace_schema_metadata(None))
