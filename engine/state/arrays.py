@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from tickflow.engine.state.census import overflowing, raise_to, tally
 from tickflow.engine.state.tiers import Tier, fit
 from tickflow.kernels.base import Field
+
+_NO_TIERS = np.zeros(0, dtype=np.int8)
+"""``tier_of`` for the census while every key lives in tier 0."""
 
 PER_ROW_START = 8
 """First width of a per-row buffer (``Field.per_row``); it doubles, up to the window, as the
@@ -46,6 +50,7 @@ class KernelState:
         self.local = np.zeros(0, dtype=np.int64)  # key id -> row in its side tier
         self.n_side = 0  # keys living in a side tier
         self.n_keys = 0
+        self._seen = np.zeros(0, dtype=np.int32)  # scratch for the census of a chunk's keys
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
@@ -83,22 +88,6 @@ class KernelState:
 
     # ------------------------------------------------------------------ tiers
 
-    def _counts(self, keys: np.ndarray) -> np.ndarray:
-        """The most values any per-row ring of each key holds now."""
-        need = np.zeros(keys.size, dtype=np.int64)
-        tiers = self.tier_of[keys] if self.tier_of is not None else None
-        for i, tier in enumerate(self.tiers):
-            if tiers is None:
-                sel, local = slice(None), keys
-            else:
-                sel = np.flatnonzero(tiers == i)
-                if not sel.size:
-                    continue
-                local = keys[sel] if i == 0 else self.local[keys[sel]]
-            for name in self._per_row_counts:
-                need[sel] = np.maximum(need[sel], tier.arrays[name][local])
-        return need
-
     def _widths_of(self, keys: np.ndarray) -> np.ndarray:
         widths = np.array([t.width for t in self.tiers], dtype=np.int64)
         if self.tier_of is None:
@@ -106,27 +95,33 @@ class KernelState:
         return widths[self.tier_of[keys]]
 
     def reserve(self, key: np.ndarray) -> None:
-        """Make room for the rows of ``key`` (this chunk): no per-row buffer can fill up."""
+        """Make room for the rows of ``key`` (this chunk): no per-row buffer can fill up.
+
+        Costs what the chunk holds (engine/state/census.py): its keys' rows are counted in
+        one pass and only its distinct keys' counts are read, not the whole key axis.
+        """
         t0 = self.tiers[0]
         if not self.per_row or key.size == 0 or (t0.width >= self._per_row_full
                                                  and not self.n_side):
             return
-        rows = np.bincount(key)
-        m = min(len(rows), self.n_keys)
-        if not self.n_side:  # the common case: one vectorised check over tier 0
-            need = np.zeros(m, dtype=np.int64)
+        n = min(self.n_keys, t0.filled)
+        if self._seen.size < n:
+            self._seen = np.zeros(t0.capacity, dtype=np.int32)
+        uniq, need = tally(key, self._seen, n)
+        tier_of = self.tier_of if self.n_side else _NO_TIERS
+        rows = need.copy()
+        need[:] = 0
+        for i, tier in enumerate(self.tiers):
             for name in self._per_row_counts:
-                np.maximum(need, t0.arrays[name][:m] + rows[:m], out=need)
-            if int(need.max()) <= t0.width:
-                return
-            keys = np.flatnonzero(need > t0.width)
-            self._place(keys, need[keys])
-            return
-        keys = np.flatnonzero(rows[:m])
-        need = self._counts(keys) + rows[keys]
-        over = need > self._widths_of(keys)
-        if over.any():
-            self._place(keys[over], need[over])
+                raise_to(need, uniq, tier_of, i, self.local, tier.arrays[name])
+            if tier_of is _NO_TIERS:
+                break
+        need += rows
+        widths = np.array([t.width for t in self.tiers], dtype=np.int64)
+        over = overflowing(need, uniq, tier_of, widths)
+        if over.size:
+            order = np.argsort(uniq[over], kind="stable")  # key order, as a census by id
+            self._place(uniq[over][order], need[over][order])
 
     def _target(self, need: np.ndarray) -> np.ndarray:
         """The tier width for each need: tier 0's if it fits, else a power of two (or full)."""
@@ -169,7 +164,12 @@ class KernelState:
         rows = np.flatnonzero(self.tier_of[tier.keys[:tier.size]] == index)
         rows = rows[self.local[tier.keys[rows]] == rows]
         keys = tier.keys[rows]
-        self.tiers[0].put(self.saved, keys, tier.rows(self.saved, rows))
+        t0 = self.tiers[0]
+        heads = [f"{f.group}_head" for f in self.per_row if f.grow == "ring"]
+        if t0.copyable(self.saved, tier, all(not tier.arrays[h][rows].any() for h in heads)):
+            t0.take(self.saved, tier, rows, keys)
+        else:
+            t0.put(self.saved, keys, tier.rows(self.saved, rows))
         self.tier_of[keys] = 0
         self.n_side -= keys.size
         self._drop(index)
@@ -204,12 +204,59 @@ class KernelState:
         return out
 
     def _move(self, keys: np.ndarray, widths: np.ndarray) -> None:
-        """Copy ``keys``' state into the tiers of the given widths (side tiers)."""
-        values = self._take(keys)
-        self._put(keys, widths, values)
+        """Copy ``keys``' state into the tiers of the given widths (side tiers).
 
-    def _put(self, keys: np.ndarray, widths: np.ndarray, values: dict[str, np.ndarray]) -> None:
-        """Write saved rows of ``keys`` into the tier of each one's width (tier 0 or a side)."""
+        Keys go to wider side tiers row to row (:meth:`Tier.take`, one copy): below its
+        window a ring never wraps, so it is copied as it is and padded. Anything else (a
+        time buffer narrower in the target, say) goes through :meth:`_take` and :meth:`_put`.
+        """
+        if self.tier_of is None:
+            self._grow_maps()
+        assert self.tier_of is not None
+        old = self.tier_of[keys].copy()
+        w0 = self.tiers[0].width
+        for width in np.unique(widths):
+            sel = np.flatnonzero(widths == width)
+            if width <= w0 or not self._move_direct(keys[sel], old[sel], int(width)):
+                self._put(keys[sel], widths[sel], self._take(keys[sel]), drop=False)
+        self._drop_empty()
+
+    def _move_direct(self, keys: np.ndarray, old: np.ndarray, width: int) -> bool:
+        """Move ``keys`` (living in tiers ``old``) to the side tier ``width`` wide, row to row;
+        False, having done nothing, when some field cannot be copied as it is."""
+        index = self.side.get(width)
+        dst = self.tiers[index] if index is not None else Tier(self.fields, width, side=True)
+        sources = [int(i) for i in np.unique(old)]
+        heads = [f"{f.group}_head" for f in self.per_row if f.grow == "ring"]
+        for i in sources:
+            src = self.tiers[i]
+            rows = self._rows_in(keys[old == i], i)
+            zero = all(not src.arrays[h][rows].any() for h in heads)
+            if not dst.copyable(self.saved, src, zero):
+                return False
+        if index is None:
+            index = self.side[width] = len(self.tiers)
+            self.tiers.append(dst)
+        local = dst.claim(keys)
+        for i in sources:
+            sel = np.flatnonzero(old == i)
+            rows = self._rows_in(keys[sel], i)
+            dst.take(self.saved, self.tiers[i], rows, local[sel])
+            if i:
+                self.tiers[i].release(rows)
+        assert self.tier_of is not None
+        self.n_side += int(np.count_nonzero(old == 0))
+        self.local[keys] = local
+        self.tier_of[keys] = index
+        return True
+
+    def _rows_in(self, keys: np.ndarray, tier: int) -> np.ndarray:
+        return keys if tier == 0 else self.local[keys]
+
+    def _put(self, keys: np.ndarray, widths: np.ndarray, values: dict[str, np.ndarray],
+             drop: bool = True) -> None:
+        """Write saved rows of ``keys`` into the tier of each one's width (tier 0 or a side);
+        then drop the side tiers left empty (renumbering the tiers), unless not ``drop``."""
         if self.tier_of is None:
             self._grow_maps()
         assert self.tier_of is not None
@@ -232,8 +279,13 @@ class KernelState:
             self.local[keys[sel]] = self.tiers[index].append(self.saved, keys[sel], part)
             self.tier_of[keys[sel]] = index
             self.n_side += sel.size
+        if drop:
+            self._drop_empty()
+
+    def _drop_empty(self) -> None:
+        """Drop the side tiers whose keys all moved on."""
         empty = [w for w, i in self.side.items() if self.tiers[i].live == 0]
-        while empty:  # side tiers whose keys all moved on
+        while empty:
             self._drop(self.side.pop(empty[0]))
             empty = [w for w, i in self.side.items() if self.tiers[i].live == 0]
 
