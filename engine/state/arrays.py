@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickflow.engine.state.census import overflowing, raise_to, tally
+from tickflow.engine.state.census import overflowing, raise_to, seen_scratch, tally
 from tickflow.engine.state.tiers import Tier, fit
 from tickflow.kernels.base import Field
 
@@ -50,7 +50,6 @@ class KernelState:
         self.local = np.zeros(0, dtype=np.int64)  # key id -> row in its side tier
         self.n_side = 0  # keys living in a side tier
         self.n_keys = 0
-        self._seen = np.zeros(0, dtype=np.int32)  # scratch for the census of a chunk's keys
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
@@ -105,9 +104,7 @@ class KernelState:
                                                  and not self.n_side):
             return
         n = min(self.n_keys, t0.filled)
-        if self._seen.size < n:
-            self._seen = np.zeros(t0.capacity, dtype=np.int32)
-        uniq, need = tally(key, self._seen, n)
+        uniq, need = tally(key, seen_scratch(n), n)
         tier_of = self.tier_of if self.n_side else _NO_TIERS
         rows = need.copy()
         need[:] = 0
@@ -165,8 +162,7 @@ class KernelState:
         rows = rows[self.local[tier.keys[rows]] == rows]
         keys = tier.keys[rows]
         t0 = self.tiers[0]
-        heads = [f"{f.group}_head" for f in self.per_row if f.grow == "ring"]
-        if t0.copyable(self.saved, tier, all(not tier.arrays[h][rows].any() for h in heads)):
+        if t0.copyable(self.saved, tier, rows):
             t0.take(self.saved, tier, rows, keys)
         else:
             t0.put(self.saved, keys, tier.rows(self.saved, rows))
@@ -227,12 +223,8 @@ class KernelState:
         index = self.side.get(width)
         dst = self.tiers[index] if index is not None else Tier(self.fields, width, side=True)
         sources = [int(i) for i in np.unique(old)]
-        heads = [f"{f.group}_head" for f in self.per_row if f.grow == "ring"]
         for i in sources:
-            src = self.tiers[i]
-            rows = self._rows_in(keys[old == i], i)
-            zero = all(not src.arrays[h][rows].any() for h in heads)
-            if not dst.copyable(self.saved, src, zero):
+            if not dst.copyable(self.saved, self.tiers[i], self._rows_in(keys[old == i], i)):
                 return False
         if index is None:
             index = self.side[width] = len(self.tiers)

@@ -9,8 +9,22 @@ per tier and count field.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit
+
+_SCRATCH = threading.local()
+
+
+def seen_scratch(n_keys: int) -> np.ndarray:
+    """This thread's zeroed scratch for :func:`tally`, at least ``n_keys`` long (one per lane
+    thread rather than one per step: a step's census runs to its end before the next)."""
+    seen = getattr(_SCRATCH, "seen", None)
+    if seen is None or seen.size < n_keys:
+        seen = _SCRATCH.seen = np.zeros(max(n_keys, 2 * (seen.size if seen is not None else 0)),
+                                        dtype=np.int32)
+    return seen
 
 
 @njit(nogil=True, cache=True)

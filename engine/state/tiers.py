@@ -199,17 +199,17 @@ class Tier:
         self.keys[local] = keys
         return local
 
-    def copyable(self, fields: list[Field], src: Tier, heads_zero: bool) -> bool:
-        """Whether rows of ``src`` can be copied into this tier as they are (:meth:`take`):
+    def copyable(self, fields: list[Field], src: Tier, src_rows: np.ndarray) -> bool:
+        """Whether ``src``'s rows ``src_rows`` can be copied here as they are (:meth:`take`):
         every field as wide here or wider, and only per-row buffers wider, whose rings must
-        not wrap (``heads_zero``; they never do below their window)."""
+        not wrap in those rows (their heads all 0, as they are below their window)."""
         for f in fields:
             a, b = src.arrays[f.name], self.arrays[f.name]
             if a.shape[1:] == b.shape[1:]:
                 continue
             if not f.per_row or a.shape[1:-1] != b.shape[1:-1] or a.shape[-1] > b.shape[-1]:
                 return False
-            if f.grow == "ring" and not heads_zero:
+            if f.grow == "ring" and src.arrays[f"{f.group}_head"][src_rows].any():
                 return False
         return True
 
