@@ -104,10 +104,9 @@ class KernelState:
                                                  and not self.n_side):
             return
         n = min(self.n_keys, t0.filled)
-        uniq, need = tally(key, seen_scratch(n), n)
+        uniq, rows = tally(key, seen_scratch(n), n)
         tier_of = self.tier_of if self.n_side else _NO_TIERS
-        rows = need.copy()
-        need[:] = 0
+        need = np.zeros(uniq.size, dtype=np.int64)
         for i, tier in enumerate(self.tiers):
             for name in self._per_row_counts:
                 raise_to(need, uniq, tier_of, i, self.local, tier.arrays[name])
@@ -161,11 +160,7 @@ class KernelState:
         rows = np.flatnonzero(self.tier_of[tier.keys[:tier.size]] == index)
         rows = rows[self.local[tier.keys[rows]] == rows]
         keys = tier.keys[rows]
-        t0 = self.tiers[0]
-        if t0.copyable(self.saved, tier, rows):
-            t0.take(self.saved, tier, rows, keys)
-        else:
-            t0.put(self.saved, keys, tier.rows(self.saved, rows))
+        self.tiers[0].put(self.saved, keys, tier.rows(self.saved, rows))
         self.tier_of[keys] = 0
         self.n_side -= keys.size
         self._drop(index)
@@ -200,55 +195,12 @@ class KernelState:
         return out
 
     def _move(self, keys: np.ndarray, widths: np.ndarray) -> None:
-        """Copy ``keys``' state into the tiers of the given widths (side tiers).
+        """Copy ``keys``' state into the tiers of the given widths (side tiers)."""
+        values = self._take(keys)
+        self._put(keys, widths, values)
 
-        Keys go to wider side tiers row to row (:meth:`Tier.take`, one copy): below its
-        window a ring never wraps, so it is copied as it is and padded. Anything else (a
-        time buffer narrower in the target, say) goes through :meth:`_take` and :meth:`_put`.
-        """
-        if self.tier_of is None:
-            self._grow_maps()
-        assert self.tier_of is not None
-        old = self.tier_of[keys].copy()
-        w0 = self.tiers[0].width
-        for width in np.unique(widths):
-            sel = np.flatnonzero(widths == width)
-            if width <= w0 or not self._move_direct(keys[sel], old[sel], int(width)):
-                self._put(keys[sel], widths[sel], self._take(keys[sel]), drop=False)
-        self._drop_empty()
-
-    def _move_direct(self, keys: np.ndarray, old: np.ndarray, width: int) -> bool:
-        """Move ``keys`` (living in tiers ``old``) to the side tier ``width`` wide, row to row;
-        False, having done nothing, when some field cannot be copied as it is."""
-        index = self.side.get(width)
-        dst = self.tiers[index] if index is not None else Tier(self.fields, width, side=True)
-        sources = [int(i) for i in np.unique(old)]
-        for i in sources:
-            if not dst.copyable(self.saved, self.tiers[i], self._rows_in(keys[old == i], i)):
-                return False
-        if index is None:
-            index = self.side[width] = len(self.tiers)
-            self.tiers.append(dst)
-        local = dst.claim(keys)
-        for i in sources:
-            sel = np.flatnonzero(old == i)
-            rows = self._rows_in(keys[sel], i)
-            dst.take(self.saved, self.tiers[i], rows, local[sel])
-            if i:
-                self.tiers[i].release(rows)
-        assert self.tier_of is not None
-        self.n_side += int(np.count_nonzero(old == 0))
-        self.local[keys] = local
-        self.tier_of[keys] = index
-        return True
-
-    def _rows_in(self, keys: np.ndarray, tier: int) -> np.ndarray:
-        return keys if tier == 0 else self.local[keys]
-
-    def _put(self, keys: np.ndarray, widths: np.ndarray, values: dict[str, np.ndarray],
-             drop: bool = True) -> None:
-        """Write saved rows of ``keys`` into the tier of each one's width (tier 0 or a side);
-        then drop the side tiers left empty (renumbering the tiers), unless not ``drop``."""
+    def _put(self, keys: np.ndarray, widths: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        """Write saved rows of ``keys`` into the tier of each one's width (tier 0 or a side)."""
         if self.tier_of is None:
             self._grow_maps()
         assert self.tier_of is not None
@@ -271,13 +223,8 @@ class KernelState:
             self.local[keys[sel]] = self.tiers[index].append(self.saved, keys[sel], part)
             self.tier_of[keys[sel]] = index
             self.n_side += sel.size
-        if drop:
-            self._drop_empty()
-
-    def _drop_empty(self) -> None:
-        """Drop the side tiers whose keys all moved on."""
         empty = [w for w, i in self.side.items() if self.tiers[i].live == 0]
-        while empty:
+        while empty:  # side tiers whose keys all moved on
             self._drop(self.side.pop(empty[0]))
             empty = [w for w, i in self.side.items() if self.tiers[i].live == 0]
 

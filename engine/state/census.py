@@ -85,19 +85,3 @@ def overflowing(need, uniq, tier_of, widths):
             n += 1
     return out[:n]
 
-
-@njit(nogil=True, cache=True)
-def copy_rows(src, src_rows, dst, dst_rows, fill):
-    """``dst[dst_rows[j], a, :w] = src[src_rows[j], a, :]`` and the rest of the row ``fill``
-    (3-d views: rows x inner x width, the width of ``dst`` at least that of ``src``). One copy
-    where a gather, a pad and a scatter made three."""
-    w = src.shape[2]
-    wd = dst.shape[2]
-    for j in range(src_rows.shape[0]):
-        s = src_rows[j]
-        d = dst_rows[j]
-        for a in range(src.shape[1]):
-            for c in range(w):
-                dst[d, a, c] = src[s, a, c]
-            for c in range(w, wd):
-                dst[d, a, c] = fill

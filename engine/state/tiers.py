@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from tickflow.engine.state.census import copy_rows
 from tickflow.kernels.base import Field
 
 
@@ -184,12 +183,6 @@ class Tier:
         """Give ``keys`` rows holding ``values``, dead ones first; returns their tier-local
         ids. (Keys pass through a side tier as their counts grow: without reuse, the tier of
         width 16 took a row for most of 100,000 keys, each faulted in for the first time.)"""
-        local = self.claim(keys)
-        self.put(fields, local, values)
-        return local
-
-    def claim(self, keys: np.ndarray) -> np.ndarray:
-        """Rows for ``keys`` (dead ones first), their contents not yet written."""
         reused, self.free = self.free[:keys.size], self.free[keys.size:]
         fresh = keys.size - reused.size
         local = np.concatenate([reused, np.arange(self.size, self.size + fresh, dtype=np.int64)])
@@ -197,32 +190,8 @@ class Tier:
         self.size += fresh
         self.live += keys.size
         self.keys[local] = keys
+        self.put(fields, local, values)
         return local
-
-    def copyable(self, fields: list[Field], src: Tier, src_rows: np.ndarray) -> bool:
-        """Whether ``src``'s rows ``src_rows`` can be copied here as they are (:meth:`take`):
-        every field as wide here or wider, and only per-row buffers wider, whose rings must
-        not wrap in those rows (their heads all 0, as they are below their window)."""
-        for f in fields:
-            a, b = src.arrays[f.name], self.arrays[f.name]
-            if a.shape[1:] == b.shape[1:]:
-                continue
-            if not f.per_row or a.shape[1:-1] != b.shape[1:-1] or a.shape[-1] > b.shape[-1]:
-                return False
-            if f.grow == "ring" and src.arrays[f"{f.group}_head"][src_rows].any():
-                return False
-        return True
-
-    def take(self, fields: list[Field], src: Tier, src_rows: np.ndarray,
-             rows: np.ndarray) -> None:
-        """Copy ``src``'s rows into ``rows`` here, padding wider buffers with their fill
-        value (only when :meth:`copyable`)."""
-        for f in fields:
-            a, b = src.arrays[f.name], self.arrays[f.name]
-            copy_rows(a.reshape(a.shape[0], -1, a.shape[-1] if a.ndim > 1 else 1),
-                      src_rows,
-                      b.reshape(b.shape[0], -1, b.shape[-1] if b.ndim > 1 else 1),
-                      rows, b.dtype.type(f.fill))
 
     def release(self, local: np.ndarray) -> None:
         """Rows whose keys moved to another tier: dead, given out again by :meth:`append`."""
