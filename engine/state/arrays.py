@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickflow.engine.state.census import overflowing, raise_to, seen_scratch, tally
+from tickflow.engine.state.census import census, overflowing, raise_to
 from tickflow.engine.state.tiers import Tier, fit
 from tickflow.kernels.base import Field
 
@@ -104,7 +104,7 @@ class KernelState:
                                                  and not self.n_side):
             return
         n = min(self.n_keys, t0.filled)
-        uniq, rows = tally(key, seen_scratch(n), n)
+        uniq, rows = census(key, n)
         tier_of = self.tier_of if self.n_side else _NO_TIERS
         need = np.zeros(uniq.size, dtype=np.int64)
         for i, tier in enumerate(self.tiers):

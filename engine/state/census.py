@@ -3,8 +3,8 @@
 The check that a chunk's rows fit their keys' per-row buffers ran numpy over every key of the
 step (a ``bincount`` as long as the key axis, then gathers per tier): at 100,000 keys that was
 a pass over all of them per step per morsel, whatever the morsel held. Here it costs what the
-chunk holds: one pass over its rows to count each key's rows, then one over its distinct keys
-per tier and count field.
+chunk holds: one pass over its rows to count each key's rows (shared by the steps that run on
+the chunk), then one over its distinct keys per tier and count field.
 """
 
 from __future__ import annotations
@@ -17,14 +17,23 @@ from numba import njit
 _SCRATCH = threading.local()
 
 
-def seen_scratch(n_keys: int) -> np.ndarray:
-    """This thread's zeroed scratch for :func:`tally`, at least ``n_keys`` long (one per lane
-    thread rather than one per step: a step's census runs to its end before the next)."""
+def census(key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tally` of ``key``, shared by the steps that run on the same chunk.
+
+    A lane hands every step of a pipeline the same key array, so the last chunk's answer is
+    kept (per thread: one per lane) with a copy of its keys; a chunk equal to it (compared
+    as bytes, far cheaper than the tally) gets it again. Callers must not change the arrays.
+    """
+    last = getattr(_SCRATCH, "last", None)
+    if last is not None and last[0] == n_keys and np.array_equal(last[1], key):
+        return last[2], last[3]
     seen = getattr(_SCRATCH, "seen", None)
     if seen is None or seen.size < n_keys:
         seen = _SCRATCH.seen = np.zeros(max(n_keys, 2 * (seen.size if seen is not None else 0)),
                                         dtype=np.int32)
-    return seen
+    uniq, rows = tally(key, seen, n_keys)
+    _SCRATCH.last = (n_keys, key.copy(), uniq, rows)
+    return uniq, rows
 
 
 @njit(nogil=True, cache=True)

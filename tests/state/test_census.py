@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tickflow.engine.state.census import overflowing, raise_to, seen_scratch, tally
+from tickflow.engine.state.census import census, overflowing, raise_to, tally
 
 
 def test_tally_counts_each_key_below_the_bound_and_leaves_its_scratch_zeroed():
@@ -17,7 +17,16 @@ def test_tally_counts_each_key_below_the_bound_and_leaves_its_scratch_zeroed():
     assert uniq.tolist() == inside[np.sort(first)].tolist()  # first-seen order
     assert rows.tolist() == np.bincount(inside, minlength=1_000)[uniq].tolist()
     assert not seen.any()
-    assert seen_scratch(10).size >= 10 and not seen_scratch(5_000).any()
+
+
+def test_steps_on_the_same_chunk_share_its_census_and_a_changed_chunk_gets_its_own():
+    key = np.array([3, 1, 3, 0, 3, 9])
+    uniq, rows = census(key, 8)
+    assert (uniq.tolist(), rows.tolist()) == ([3, 1, 0], [3, 1, 1])
+    assert census(key.copy(), 8)[0] is uniq  # equal keys: the same answer, not a new tally
+    key[1] = 0  # the same array changed in place is counted again
+    assert [a.tolist() for a in census(key, 8)] == [[3, 0], [3, 2]]
+    assert [a.tolist() for a in census(key, 10)] == [[3, 0, 9], [3, 2, 1]]  # another bound
 
 
 def test_the_census_reads_each_key_in_its_own_tier():
