@@ -93,4 +93,3 @@ def overflowing(need, uniq, tier_of, widths):
             out[n] = j
             n += 1
     return out[:n]
-

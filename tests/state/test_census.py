@@ -44,4 +44,3 @@ def test_the_census_reads_each_key_in_its_own_tier():
     raise_to(need, uniq, none, 0, local, np.arange(5) * 5)
     assert need.tolist() == [20, 0, 10, 15]
     assert overflowing(need, uniq, none, np.array([12])).tolist() == [0, 3]
-
