@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from tickflow.engine.state.census import census, overflowing, raise_to
 from tickflow.engine.state.tiers import Tier, fit
 from tickflow.kernels.base import Field
+
+_NO_TIERS = np.zeros(0, dtype=np.int8)
+"""``tier_of`` for the census while every key lives in tier 0."""
 
 PER_ROW_START = 8
 """First width of a per-row buffer (``Field.per_row``); it doubles, up to the window, as the
@@ -83,22 +87,6 @@ class KernelState:
 
     # ------------------------------------------------------------------ tiers
 
-    def _counts(self, keys: np.ndarray) -> np.ndarray:
-        """The most values any per-row ring of each key holds now."""
-        need = np.zeros(keys.size, dtype=np.int64)
-        tiers = self.tier_of[keys] if self.tier_of is not None else None
-        for i, tier in enumerate(self.tiers):
-            if tiers is None:
-                sel, local = slice(None), keys
-            else:
-                sel = np.flatnonzero(tiers == i)
-                if not sel.size:
-                    continue
-                local = keys[sel] if i == 0 else self.local[keys[sel]]
-            for name in self._per_row_counts:
-                need[sel] = np.maximum(need[sel], tier.arrays[name][local])
-        return need
-
     def _widths_of(self, keys: np.ndarray) -> np.ndarray:
         widths = np.array([t.width for t in self.tiers], dtype=np.int64)
         if self.tier_of is None:
@@ -106,27 +94,30 @@ class KernelState:
         return widths[self.tier_of[keys]]
 
     def reserve(self, key: np.ndarray) -> None:
-        """Make room for the rows of ``key`` (this chunk): no per-row buffer can fill up."""
+        """Make room for the rows of ``key`` (this chunk): no per-row buffer can fill up.
+
+        Costs what the chunk holds (engine/state/census.py): its keys' rows are counted in
+        one pass and only its distinct keys' counts are read, not the whole key axis.
+        """
         t0 = self.tiers[0]
         if not self.per_row or key.size == 0 or (t0.width >= self._per_row_full
                                                  and not self.n_side):
             return
-        rows = np.bincount(key)
-        m = min(len(rows), self.n_keys)
-        if not self.n_side:  # the common case: one vectorised check over tier 0
-            need = np.zeros(m, dtype=np.int64)
+        n = min(self.n_keys, t0.filled)
+        uniq, rows = census(key, n)
+        tier_of = self.tier_of if self.n_side else _NO_TIERS
+        need = np.zeros(uniq.size, dtype=np.int64)
+        for i, tier in enumerate(self.tiers):
             for name in self._per_row_counts:
-                np.maximum(need, t0.arrays[name][:m] + rows[:m], out=need)
-            if int(need.max()) <= t0.width:
-                return
-            keys = np.flatnonzero(need > t0.width)
-            self._place(keys, need[keys])
-            return
-        keys = np.flatnonzero(rows[:m])
-        need = self._counts(keys) + rows[keys]
-        over = need > self._widths_of(keys)
-        if over.any():
-            self._place(keys[over], need[over])
+                raise_to(need, uniq, tier_of, i, self.local, tier.arrays[name])
+            if tier_of is _NO_TIERS:
+                break
+        need += rows
+        widths = np.array([t.width for t in self.tiers], dtype=np.int64)
+        over = overflowing(need, uniq, tier_of, widths)
+        if over.size:
+            order = np.argsort(uniq[over], kind="stable")  # key order, as a census by id
+            self._place(uniq[over][order], need[over][order])
 
     def _target(self, need: np.ndarray) -> np.ndarray:
         """The tier width for each need: tier 0's if it fits, else a power of two (or full)."""
