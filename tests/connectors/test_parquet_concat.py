@@ -117,3 +117,48 @@ def test_a_committed_part_digest_is_that_of_the_file_read_back(tmp_path):
         position = parts.commit()
     assert position["digests"] == [part_digest(parts._part(k)) for k in range(3)]
     assert [d[0] for d in position["digests"]] == [1500, 1501, 1502]
+
+
+def _parts(path, batches, final: bool) -> PartFiles:
+    parts = PartFiles(str(path), compression="lz4", row_group_rows=1024, statistics=True)
+    parts.seek(None)
+    parts.schema = batches[0].schema
+    for k, batch in enumerate(batches):
+        parts.write(batch)
+        if k % 2 == 1:
+            parts.commit()
+    parts.commit()
+    parts.final = final
+    return parts
+
+
+@pytest.mark.parametrize("n_batches", [1, 2, 5])
+def test_a_final_merge_takes_the_first_part_and_writes_the_same_bytes(tmp_path, n_batches):
+    batches = [_batch(k) for k in range(n_batches)]
+    copied = _parts(tmp_path / "a" / "out.parquet", batches, final=False)
+    taken = _parts(tmp_path / "b" / "out.parquet", batches, final=True)
+    first = taken._part(0)
+    size = first.stat().st_size
+    copied.merge({"job_name": "joined"}).close()
+    out = taken.merge({"job_name": "joined"})
+    out.close()
+    assert not first.exists()  # renamed into the output, not copied
+    assert copied._part(0).exists()
+    a, b = (tmp_path / "a" / "out.parquet").read_bytes(), (tmp_path / "b" / "out.parquet")
+    assert b.read_bytes() == a  # byte for byte what the copy made
+    assert b.stat().st_size >= size - len(_footer(copied._part(0))) - 8
+    assert pq.read_table(b).replace_schema_metadata(None).equals(
+        pa.Table.from_batches(batches).replace_schema_metadata(None))
+
+
+def test_a_final_merge_of_an_unjoinable_part_puts_it_back_and_decodes(tmp_path):
+    batches = [_batch(k) for k in range(3)]
+    parts = _parts(tmp_path / "out.parquet", batches, final=True)
+    parts.schema = pa.schema([(f.name, pa.float32() if f.name == "size" else f.type)
+                              for f in batches[0].schema])  # the output's columns differ
+    out = parts.merge({})
+    out.close()
+    assert parts._part(0).is_file()  # the decoding merge read it where it was
+    got = pq.read_table(tmp_path / "out.parquet")
+    assert got.schema.field("size").type == pa.float32()
+    assert got.num_rows == 2100
