@@ -200,8 +200,7 @@ def footer(fh: BinaryIO, size: int) -> tuple[list[list[Any]], int]:
         raise Unsupported(f"a footer that does not decode: {exc!r}") from None
 
 
-def concat(parts: list[Path], template: bytes, out: BinaryIO,
-           first_in_place: bool = False) -> tuple[list[str], int, int]:
+def concat(parts: list[Path], template: bytes, out: BinaryIO) -> tuple[list[str], int, int]:
     """Write ``parts`` as one Parquet file to ``out``, with the footer of ``template`` (a
     Parquet file of the same columns and no rows: the schema, the key-value metadata and the
     writer's name of the result), its row groups those of the parts in order.
@@ -209,51 +208,17 @@ def concat(parts: list[Path], template: bytes, out: BinaryIO,
     Every part is read once, whole: the sha256 of each is returned (the caller checks them
     against the digests recorded at commit), with the rows and row groups written.
 
-    ``first_in_place``: ``out`` is the first part itself (opened for update): its bytes stay
-    where they are (hashed, then its footer cut off) and the other parts follow, so the
-    result is byte for byte what a copy makes, without writing the first part again.
-
     Raises:
         Unsupported: a part is encrypted, has column chunks in other files, or its schema
-            differs from the template's; raised before ``out`` is changed.
+            differs from the template's.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     hasher = ThreadPoolExecutor(1, thread_name_prefix="tickflow-join-sha256")
     try:
-        return _concat(parts, template, out, hasher, first_in_place)
+        return _concat(parts, template, out, hasher)
     finally:
         hasher.shutdown()
-
-
-def _check(path: Path, part: list[list[Any]], schema: Any) -> None:
-    if _field(part, 2) != schema:
-        raise Unsupported(f"{path.name}: its columns differ from the output's")
-    if _field(part, _FMD_ENCRYPTION) is not None:
-        raise Unsupported(f"{path.name}: encrypted")
-    for group in (_field(part, _FMD_ROW_GROUPS) or [0, (_STRUCT, [])])[2][1]:
-        for chunk in _field(group, _RG_COLUMNS)[2][1]:
-            if any(_field(chunk, f) is not None for f in (_CC_FILE_PATH, _CC_CRYPTO,
-                                                            _CC_ENCRYPTED)):
-                raise Unsupported(f"{path.name}: a column chunk kept elsewhere")
-
-
-def _digest(fh: BinaryIO, size: int) -> str:
-    """The sha256 of the first ``size`` bytes of ``fh``, read into one reused buffer."""
-    import os
-
-    h = hashlib.sha256()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    fd, at = fh.fileno(), 0
-    while at < size:
-        n = os.preadv(fd, [view[:min(CHUNK, size - at)]], at)
-        if n <= 0:
-            break
-        h.update(view[:n])
-        at += n
-    view.release()
-    return h.hexdigest()
 
 
 def _copy(fh: BinaryIO, size: int, lo: int, hi: int, out: BinaryIO,
@@ -267,7 +232,21 @@ def _copy(fh: BinaryIO, size: int, lo: int, hi: int, out: BinaryIO,
     """
     import os
 
-    hashed = hasher.submit(_digest, fh, size)
+    def digest() -> str:
+        h = hashlib.sha256()
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        fd, at = fh.fileno(), 0
+        while at < size:
+            n = os.preadv(fd, [view[:min(CHUNK, size - at)]], at)
+            if n <= 0:
+                break
+            h.update(view[:n])
+            at += n
+        view.release()
+        return h.hexdigest()
+
+    hashed = hasher.submit(digest)
     out.flush()
     src, dst = fh.fileno(), out.fileno()
     at, end = lo, hi
@@ -280,44 +259,40 @@ def _copy(fh: BinaryIO, size: int, lo: int, hi: int, out: BinaryIO,
     return hashed.result()
 
 
-def _concat(parts: list[Path], template: bytes, out: BinaryIO, hasher: Any,
-            first_in_place: bool = False) -> tuple[list[str], int, int]:
+def _concat(parts: list[Path], template: bytes, out: BinaryIO,
+            hasher: Any) -> tuple[list[str], int, int]:
     import io
 
     meta, _ = footer(io.BytesIO(template), len(template))
     schema = _field(meta, 2)
-    footers = []
-    for path in parts:  # every part checked before a byte of ``out`` changes
-        with path.open("rb") as fh:
-            size = path.stat().st_size
-            part, end = footer(fh, size)
-        _check(path, part, schema)
-        footers.append((part, end, size))
     groups: list[list[list[Any]]] = []
     digests: list[str] = []
     rows = 0
+    out.write(MAGIC)
     at = len(MAGIC)
-    if not first_in_place:
-        out.write(MAGIC)
-    for k, (path, (part, end, size)) in enumerate(zip(parts, footers, strict=True)):
-        shift = at - len(MAGIC)
-        for group in (_field(part, _FMD_ROW_GROUPS) or [0, (_STRUCT, [])])[2][1]:
-            _shift(group, (_RG_FILE_OFFSET,), shift)
-            for chunk in _field(group, _RG_COLUMNS)[2][1]:
-                _shift(chunk, _CC_OFFSETS, shift)
-                meta_field = _field(chunk, _CC_META)
-                if meta_field is not None:
-                    _shift(meta_field[2], _CMD_OFFSETS, shift)
-            groups.append(group)
-        rows += _field(part, _FMD_NUM_ROWS)[2]
+    for path in parts:
         with path.open("rb") as fh:
-            if k == 0 and first_in_place:  # hashed whole, then its footer cut off
-                digests.append(_digest(fh, size))
-                out.seek(end)
-                out.truncate()
-            else:
-                digests.append(_copy(fh, size, len(MAGIC), end, out, hasher))
-        at += end - len(MAGIC)
+            size = path.stat().st_size
+            part, end = footer(fh, size)
+            if _field(part, 2) != schema:
+                raise Unsupported(f"{path.name}: its columns differ from the output's")
+            if _field(part, _FMD_ENCRYPTION) is not None:
+                raise Unsupported(f"{path.name}: encrypted")
+            shift = at - len(MAGIC)
+            for group in (_field(part, _FMD_ROW_GROUPS) or [0, (_STRUCT, [])])[2][1]:
+                _shift(group, (_RG_FILE_OFFSET,), shift)
+                for chunk in _field(group, _RG_COLUMNS)[2][1]:
+                    if any(_field(chunk, f) is not None for f in (_CC_FILE_PATH, _CC_CRYPTO,
+                                                                    _CC_ENCRYPTED)):
+                        raise Unsupported(f"{path.name}: a column chunk kept elsewhere")
+                    _shift(chunk, _CC_OFFSETS, shift)
+                    meta_field = _field(chunk, _CC_META)
+                    if meta_field is not None:
+                        _shift(meta_field[2], _CMD_OFFSETS, shift)
+                groups.append(group)
+            rows += _field(part, _FMD_NUM_ROWS)[2]
+            digests.append(_copy(fh, size, len(MAGIC), end, out, hasher))
+            at += end - len(MAGIC)
     for i, group in enumerate(groups):
         if _field(group, _RG_ORDINAL) is not None:
             _set(group, _RG_ORDINAL, _I16, i)

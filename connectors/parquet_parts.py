@@ -44,10 +44,6 @@ class PartFiles:
         self.rows = 0
         self.digests: list[list[object]] = []  # [rows, sha256] per committed part
         self._writer: AtomicParquetWriter | None = None
-        # the final checkpoint is committed (``release`` before the merge): the parts are no
-        # longer needed to resume, so the merge takes the first part as the file's start
-        # instead of copying it (a one-checkpoint run's whole output: 835 MB at 100K symbols)
-        self.final = False
 
     def _part(self, k: int) -> Path:
         return self.dir / f"part-{k:06d}.parquet"
@@ -104,7 +100,7 @@ class PartFiles:
         out = AtomicParquetWriter(self.path, self.schema, metadata=metadata, **self.options)
         parts = [self._part(k) for k in range(self.count)]
         try:
-            digests = out.join(parts, consume_first=self.final)
+            digests = out.join(parts)
         except (Unsupported, OSError):  # the rewrite names a missing or damaged part
             out.abort()
             return self._rewrite(metadata)

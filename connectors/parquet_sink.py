@@ -96,13 +96,7 @@ class ParquetSink(Sink):
         return self._parts.commit()
 
     def release(self) -> None:
-        """The final checkpoint is committed: the parts go (after the merge, when called
-        before ``close``: the merge then takes the first part instead of copying it)."""
-        if self._parts is None:
-            return
-        if self._writer is None and self._parts.schema is not None:  # not merged yet
-            self._parts.final = True
-        else:
+        if self._parts is not None:
             self._parts.remove()
 
     # a partitioned (Dask) run writes a directory of parts, one per key partition: the target
@@ -153,9 +147,6 @@ class ParquetSink(Sink):
         if self._parts is not None and self._parts.schema is not None:
             self._parts.commit()
             self._writer = self._parts.merge(self.context.provenance())
-            if self._parts.final:
-                self._writer.close()
-                self._parts.remove()
         if self._writer is None:
             return f"parquet: nothing written to {self.config.path} (no output)"
         w = self._writer

@@ -110,37 +110,22 @@ class AtomicParquetWriter:
         self._pending = rest.to_batches() if rest.num_rows else []
         self._pending_rows = rest.num_rows
 
-    def join(self, parts: list[Path], consume_first: bool = False) -> list[str]:
+    def join(self, parts: list[Path]) -> list[str]:
         """Fill the file with the row groups of ``parts`` (Parquet files of this schema,
         written with these options), copied without decoding them (``parquet_concat``);
         nothing may have been written before. Returns each part's sha256; ``close`` then
         publishes the file.
 
-        ``consume_first``: the first part becomes the file (renamed, its footer replaced):
-        its bytes are not written again, and it is gone after.
-
         Raises:
-            parquet_concat.Unsupported: a part cannot be joined as it is (the caller decodes);
-                the first part is then back in its place.
+            parquet_concat.Unsupported: a part cannot be joined as it is (the caller decodes).
         """
-        from tickflow.connectors.parquet_concat import Unsupported, concat
+        from tickflow.connectors.parquet_concat import concat
 
         assert not self.rows and not self._closed, "join() fills an empty writer"
         self._writer.close()  # no row group yet: the file is the footer the result takes
         template = self.tmp_path.read_bytes()
-        if not (consume_first and parts):
-            with self.tmp_path.open("wb") as out:
-                digests, self.rows, self.row_groups = concat(parts, template, out)
-            self._joined = True
-            return digests
-        os.replace(parts[0], self.tmp_path)
-        try:
-            with self.tmp_path.open("r+b") as out:
-                digests, self.rows, self.row_groups = concat(
-                    [self.tmp_path, *parts[1:]], template, out, first_in_place=True)
-        except Unsupported:  # raised before the file changed: the part goes back
-            os.replace(self.tmp_path, parts[0])
-            raise
+        with self.tmp_path.open("wb") as out:
+            digests, self.rows, self.row_groups = concat(parts, template, out)
         self._joined = True
         return digests
 

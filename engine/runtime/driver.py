@@ -341,11 +341,8 @@ class Driver:
             stopped = self.stop is not None and self.stop.is_set()
             for out in outputs.values():
                 out.finish()
-            final = cp is not None and self.final_is_end and not stopped
             if cp is not None:
-                cp.commit(self.state, sinks, is_final=final)
-            if final:  # before the sinks close: a Parquet sink's merge then takes its parts
-                cp.release(sinks)
+                cp.commit(self.state, sinks, is_final=self.final_is_end and not stopped)
             summary.seconds = time.perf_counter() - start
             for sink in sinks:
                 text = sink.close()
@@ -354,6 +351,8 @@ class Driver:
             finished = True
             if self.on_durable is not None:
                 self.on_durable()
+            if cp is not None and self.final_is_end and not stopped:
+                cp.release(sinks)
         finally:
             if not finished:
                 for out in outputs.values():
