@@ -38,6 +38,37 @@ executor:
     return compile_job(load_job(path))
 
 
+def _checkpointed(tmp_path: Path, ticks: Path, out: Path, morsel_rows: int,
+                  backend: str) -> Path:
+    """The job of :func:`_job` with ``backend`` state checkpointed every 2 batches."""
+    _job(tmp_path, ticks, out, morsel_rows)
+    path = tmp_path / "job.yaml"
+    path.write_text(path.read_text() + f"state: {{backend: {backend}, path: {tmp_path / 'st'}, "
+                                       f"checkpoint: {{every: 2}}}}\n")
+    return path
+
+
+def _stopped_part_way(path: Path, morsel_rows: int) -> Driver:
+    """A checkpointed run of the job at ``path`` stopped after about 7,000 of its 15,000 rows."""
+    import threading
+
+    from tickflow.engine.state.recovery import open_checkpointer
+
+    job = compile_job(load_job(path))
+    stop = threading.Event()
+    seen = [0]
+
+    def progress(rows: int) -> None:
+        seen[0] += rows
+        if seen[0] >= 7_000:
+            stop.set()
+
+    first = Driver(job, morsel_rows=morsel_rows, checkpointer=open_checkpointer(job),
+                   stop=stop, progress=progress)
+    assert first.run().rows < 15_000
+    return first
+
+
 @pytest.fixture(scope="module")
 def ticks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Small row groups, and symbols that first appear in later row groups."""
@@ -85,28 +116,13 @@ def test_a_checkpointed_run_reads_keys_as_a_dictionary_and_resumes_the_same(
     """With checkpoints (state not paged) the keys are read dictionary-encoded too; a run
     stopped part way and resumed writes what plain strings give, and the checkpoint's key
     index holds the plain values."""
-    import threading
-
     from tickflow.engine.checkpoint import CheckpointStore
     from tickflow.engine.state.recovery import open_checkpointer
 
     out = tmp_path / "out.parquet"
-    job = _job(tmp_path, ticks, out, 1_000)
-    path = tmp_path / "job.yaml"
-    path.write_text(path.read_text() + f"state: {{backend: {backend}, path: {tmp_path / 'st'}, "
-                                       f"checkpoint: {{every: 2}}}}\n")
-    job = compile_job(load_job(path))
-    stop = threading.Event()
-    seen = [0]
-
-    def progress(rows: int) -> None:
-        seen[0] += rows
-        if seen[0] >= 7_000:
-            stop.set()
-
-    first = Driver(job, morsel_rows=1_000, checkpointer=open_checkpointer(job), stop=stop,
-                   progress=progress)
-    assert first.run().rows < 15_000
+    path = _checkpointed(tmp_path, ticks, out, 1_000, backend)
+    first = _stopped_part_way(path, 1_000)
+    job = first.job
     assert first.graph.main_pipeline.decode == {"symbol"}  # type: ignore[union-attr]
     store = CheckpointStore(tmp_path / "st" / "dictionary-keys")
     keys = store.load(open_checkpointer(job).backend, store.list()[-1][1],

@@ -3,7 +3,6 @@ and a checkpoint's position and quality mark are those after the joined batch's 
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,7 +17,13 @@ from tickflow.engine.runtime.driver import Driver
 from tickflow.engine.runtime.morsels import joined
 from tickflow.engine.runtime.pipeline import Pipeline
 
-from .test_dictionary_keys import _job, _plain_reference, ticks  # noqa: F401 (a fixture)
+from .test_dictionary_keys import (  # noqa: F401 (ticks: a fixture)
+    _checkpointed,
+    _job,
+    _plain_reference,
+    _stopped_part_way,
+    ticks,
+)
 from .test_local_executor import assert_tables_equal
 
 
@@ -100,22 +105,8 @@ def test_a_run_of_joined_morsels_stopped_and_resumed_writes_the_same(
     from tickflow.engine.state.recovery import open_checkpointer
 
     out = tmp_path / "out.parquet"
-    _job(tmp_path, ticks, out, 500)
-    path = tmp_path / "job.yaml"
-    path.write_text(path.read_text() + f"state: {{backend: rocksdb, path: {tmp_path / 'st'}, "
-                                       f"checkpoint: {{every: 2}}}}\n")
-    job = compile_job(load_job(path))
-    stop = threading.Event()
-    seen = [0]
-
-    def progress(rows: int) -> None:
-        seen[0] += rows
-        if seen[0] >= 7_000:
-            stop.set()
-
-    first = Driver(job, morsel_rows=500, checkpointer=open_checkpointer(job), stop=stop,
-                   progress=progress)
-    assert first.run().rows < 15_000
+    path = _checkpointed(tmp_path, ticks, out, 500, "rocksdb")
+    _stopped_part_way(path, 500)
     assert max(many_keys) > 500  # joined
     job = compile_job(load_job(path))
     Driver(job, morsel_rows=500, checkpointer=open_checkpointer(job)).run()
