@@ -31,7 +31,8 @@ def main() -> None:
     import pstats
 
     from confluent_kafka import Producer
-    from live import run_job, ticks_values
+    from live import run_job
+    from live_producer import ticks_values
     from live_stages import StageClock
     from tickflow.connectors.embedded_broker import EmbeddedBroker
     from tickflow.connectors.kafka_client import client_settings, ensure_topic

@@ -19,7 +19,7 @@ FORMATS = ("json", "arrow", "avro")
 
 
 def simulated(rows: int, symbols: int = 14) -> pa.Table:
-    """The drain's ticks (the same simulator and seed as ``live.ticks_values``)."""
+    """The drain's ticks (the same simulator and seed as ``live_producer.ticks_values``)."""
     from tickflow.connectors.base import RunContext
     from tickflow.connectors.simulator import SimulatorConfig, SimulatorSource
 

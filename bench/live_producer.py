@@ -1,20 +1,85 @@
 """The benchmark producer's own record and the latency split it allows (bench/live_timeline.py).
 
-``ProducerRecord`` is kept by ``live.producer_main`` in the producer process and saved as an
+``producer_main`` is the benchmarks' paced tick producer (bench/live.py's latency rows, its
+floor in bench/live_floor.py, bench/live_timeline.py); ``ProducerRecord`` is kept by it in the
+producer process and saved as an
 .npz; ``producer_lines`` says how late the producer was on its own schedule; ``tail_lines``
 joins the job's per-tick latencies to the producer's delivery reports.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import time
 from typing import Any
 
 import numpy as np
 
+from tickflow.connectors.kafka_client import client_settings
+from tickflow.connectors.kafka_topics import SENT_HEADER
+
+
+def ticks_values(rows: int, symbols: int = 14) -> list[tuple[bytes, bytes]]:
+    from tickflow.connectors.base import RunContext
+    from tickflow.connectors.simulator import SimulatorConfig, SimulatorSource
+    from tickflow.connectors.tick_codec import encode_tick_rows
+
+    src = SimulatorSource(SimulatorConfig(kind="simulator", rows=rows, symbols=symbols,
+                                          seed=3), RunContext(job_name="bench"))
+    out: list[tuple[bytes, bytes]] = []
+    for batch in src.batches(None, 65_536):
+        out.extend(encode_tick_rows(batch))
+    return out
+
+
+def producer_main(bootstrap: str, topic: str, rate: float, seconds: float, rows: int,
+                  produced: mp.Value, ready: mp.Event,  # type: ignore[type-arg]
+                  timeline: str | None = None, settings: dict | None = None) -> None:
+    """Offer ``rate`` ticks/s for ``seconds`` (paced every millisecond), stamping send time.
+    ``timeline``: an .npz path for the producer's own record (bench/live_timeline.py);
+    ``settings``: librdkafka producer settings over the defaults (bench/live_floor.py)."""
+    from confluent_kafka import Producer
+
+    pairs = ticks_values(rows)
+    p = Producer(client_settings(bootstrap, **{"linger.ms": 1, "batch.num.messages": 10_000,
+                                               "queue.buffering.max.messages": 2_000_000,
+                                               **(settings or {})}))
+    ready.set()
+    start = time.perf_counter()
+    sent = 0
+    total = int(rate * seconds) if rate > 0 else len(pairs)
+
+    record = ProducerRecord(timeline, start, rate)  # records nothing without a path
+    while sent < total:
+        now = time.perf_counter()
+        due = total if rate <= 0 else min(total, int((now - start) * rate))
+        if sent < due:
+            record.step(now, sent)
+        while sent < due:
+            key, value = pairs[sent % len(pairs)]
+            stamp = str(time.time_ns() // 1000).encode()
+            try:
+                p.produce(topic, value=value, key=key, headers=[(SENT_HEADER, stamp)],
+                          **record.options)
+            except BufferError:
+                p.poll(0.01)
+                continue
+            sent += 1
+        p.poll(0)
+        with produced.get_lock():
+            produced.value = sent
+        if rate > 0:
+            before = time.perf_counter()
+            time.sleep(0.001)
+            record.slept(before)
+    p.flush()
+    record.save(sent)
+    with produced.get_lock():
+        produced.value = sent
+
 
 class ProducerRecord:
-    """The benchmark producer's own record (``live.producer_main``), when given a path: each
+    """The benchmark producer's own record (``producer_main``), when given a path: each
     pacing step's lateness behind the planned send time of its first tick, each 1 ms sleep's
     length, each delivery report's time after its message's create time (ms clock), and its
     CPU seconds. ``options`` go to each ``produce`` (the delivery callback)."""

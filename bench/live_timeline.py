@@ -204,7 +204,8 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
     import sys
 
     import psutil
-    from live import producer_main, run_job  # beside this file
+    from live import run_job  # beside this file
+    from live_producer import producer_main  # beside this file
     from live_producer import producer_lines, tail_lines
     from tickflow.connectors.kafka_client import client_settings, ensure_topic
 
