@@ -32,7 +32,6 @@ import pyarrow as pa
 from tickflow.engine.columns import empty_batch
 from tickflow.engine.contract import AbortableSink, DictionaryKeySource, StreamingSource
 from tickflow.engine.runtime.graph import StreamGraph, merged
-from tickflow.engine.runtime.key_groups import GROUP_MIN_KEYS
 from tickflow.engine.runtime.morsels import joined, morsel_target, row_bytes
 from tickflow.engine.runtime.pipeline import RunSummary, Writer, prefetch
 from tickflow.engine.runtime.quality import QualitySpec, QualityStage
@@ -272,11 +271,8 @@ class Driver:
         width = row_bytes(schema) if schema is not None else 0
         budget = self.job.spec.executor.morsel_mb
 
-        def target() -> int:
-            keys = len(main.keys)  # (read on the read-ahead thread)
-            if keys < GROUP_MIN_KEYS:
-                return self.morsel_rows
-            return morsel_target(self.morsel_rows, keys, width, budget)
+        def target() -> int:  # (keys read on the read-ahead thread)
+            return morsel_target(self.morsel_rows, len(main.keys), width, budget)
 
         return joined(items, target, split, pack)
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from tickflow.engine.runtime.key_groups import GROUP_MIN_KEYS
+
 MAX_GROWTH = 4
 """A joined morsel holds at most this many of the job's ``morsel_rows``."""
 ROWS_PER_KEY = 4
@@ -48,8 +50,11 @@ def row_bytes(schema: pa.Schema) -> int:
 
 
 def morsel_target(morsel_rows: int, keys: int, row_bytes: int, morsel_mb: int) -> int:
-    """Rows to join into one morsel: ``morsel_rows`` until there are many keys, then about
-    ``ROWS_PER_KEY`` a key, at most ``MAX_GROWTH`` morsels and ``morsel_mb`` of output rows."""
+    """Rows to join into one morsel: ``morsel_rows`` until there are many keys (as many as
+    make rows worth grouping by key), then about ``ROWS_PER_KEY`` a key, at most
+    ``MAX_GROWTH`` morsels and ``morsel_mb`` of output rows."""
+    if keys < GROUP_MIN_KEYS:
+        return morsel_rows
     want = min(keys * ROWS_PER_KEY, morsel_rows * MAX_GROWTH,
                (morsel_mb << 20) // max(row_bytes, 1))
     return max(morsel_rows, want)

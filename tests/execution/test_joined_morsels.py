@@ -76,7 +76,7 @@ def test_no_batch_is_joined_below_many_keys_or_past_the_target():
 @pytest.fixture
 def many_keys(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Join from the first key on, up to 4 morsels; returns the rows of each morsel run."""
-    monkeypatch.setattr(driver_module, "GROUP_MIN_KEYS", 1)
+    monkeypatch.setattr(morsels, "GROUP_MIN_KEYS", 1)
     monkeypatch.setattr(morsels, "ROWS_PER_KEY", 1 << 20)
     sizes: list[int] = []
     process = Pipeline.process
