@@ -2,15 +2,16 @@
 
 msgspec reads a 258-byte tick in about 0.65 µs and building Arrow columns from its objects
 costs 0.5 µs more (bench/live_decode.py). Ticks are flat objects, so ``decode_scanned`` reads
-every value in one numba pass (no Python object a tick): each string's place, and each
-number's double where one exact IEEE operation gives it (Clinger's fast path: at most 2**53 in
-its digits, a power of ten up to 1e22); the other numbers' texts (17 digits, say) are cast by
+every value in one numba pass (no Python object a tick): each string's place, and each number's
+double where one exact IEEE operation gives it (Clinger's fast path: at most 2**53 in its
+digits, a power of ten up to 1e22); the other numbers' texts (17 digits, say) are cast by
 Arrow's parser, the one its JSON reader uses, and timestamps as ``tick_json_fast`` does. About
 0.1 µs a tick less than msgspec in the drain. It takes a batch only when every value is one
-object of plain fields: strings without escapes, JSON numbers (integers for ``sequence``, none ``-0``),
-nulls, no field twice, no nested value; anything else returns ``None`` and the msgspec and
-Arrow paths decide, with their reasons (tests/kafka/test_tick_json_fast.py runs its corpus and
-generated ticks through ``decode_tick_values``, which tries this first, against the Arrow path).
+object of plain fields: strings without escapes, JSON numbers (integers for ``sequence``, none
+``-0``), nulls, no field twice, no nested value; anything else returns ``None`` and the msgspec
+and Arrow paths decide, with their reasons (tests/kafka/test_tick_json_fast.py runs its corpus
+and generated ticks through ``decode_tick_values``, which tries this first, against the Arrow
+path).
 """
 
 from __future__ import annotations
