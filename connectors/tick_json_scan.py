@@ -254,11 +254,21 @@ def _columns(buf: np.ndarray, where: np.ndarray, lengths: np.ndarray) -> list[pa
     return columns
 
 
+def _scan_one(value: bytes) -> int:
+    shape = (len(_NAMES), 1)
+    return _scan(np.frombuffer(value, dtype=np.uint8), np.zeros(1, dtype=np.int64),
+                 np.array([len(value)], dtype=np.int64), _KEYS, _KEY_LENGTHS, _WANTS, _POWERS,
+                 np.zeros(shape, dtype=np.int64), np.full(shape, -1, dtype=np.int64),
+                 np.zeros(shape, dtype=np.float64))
+
+
 def decode_scanned(values: list[bytes]) -> pa.RecordBatch | None:
     """All of ``values`` as a canonical-schema batch, or None when any of them is not a plain
     tick (the msgspec and Arrow paths then decide)."""
     n = len(values)
     if not n:
+        return None
+    if _scan_one(values[0]) >= 0:  # numbers as strings, say: no batch-sized work
         return None
     sizes = np.fromiter(map(len, values), dtype=np.int64, count=n)
     buf = np.frombuffer(b"".join(values), dtype=np.uint8)
