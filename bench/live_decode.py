@@ -4,8 +4,9 @@ Times, on one poll's worth of the drain's messages (``bench/live.py``'s simulate
 as confluent-kafka ``Message`` objects), the codec alone (``decode_tick_values``, and where they
 exist each path it tries: the compiled scan, msgspec, the Arrow reader) and the whole of
 ``decode_messages`` (values, offsets, send times, dead letters). Process CPU time, best of
-``--repeat``, the variants taken in turn so that the machine's drift hits them alike. Runs against whichever tickflow is on
-``PYTHONPATH`` (a base worktree's too: a variant it lacks is skipped).
+``--repeat``, the variants taken in turn so that the machine's drift hits them alike. Runs
+against whichever tickflow is on ``PYTHONPATH`` (a base worktree's too: a variant it lacks is
+skipped).
 
     python bench/live_decode.py --messages 20000 --repeat 30
     python bench/live_decode.py --strings   # numbers sent as strings, as Coinbase does
