@@ -185,12 +185,15 @@ class KafkaSource(Source):
                 if messages and cfg.batch_size > 1:
                     messages.extend(self.consumer.consume(cfg.batch_size - 1, timeout=0))
             good, lost, problems = usable_messages(messages)
-            self._broker_error |= lost
-            for problem in problems:
-                self.status(f"kafka source {self.label}: {problem}")
-            if good:  # fetched before any outage: use them; the check waits for the next poll
-                self._last_message = time.monotonic()
-                return self._decode(good)
+            # fetched before any outage: use them; the check waits for the next poll
+            batch = self._decode(good) if good else None
+            del messages, good  # freed before the collector resumes (it would walk them all)
+        self._broker_error |= lost
+        for problem in problems:
+            self.status(f"kafka source {self.label}: {problem}")
+        if batch is not None:
+            self._last_message = time.monotonic()
+            return batch
         if self._broker_error:
             self._wait_for_broker()
         return None
