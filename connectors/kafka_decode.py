@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,8 @@ import numpy as np
 from tickflow.connectors.dead_letter import DeadLetters
 from tickflow.connectors.kafka_source_config import ConsumedBatch
 from tickflow.connectors.kafka_topics import SENT_HEADER
+
+_SECOND = itemgetter(1)  # a message's timestamp: (type, milliseconds)
 
 
 def decode_messages(messages: list[Any], decoder: Callable[[list[bytes]], Any],
@@ -37,8 +40,8 @@ def decode_messages(messages: list[Any], decoder: Callable[[list[bytes]], Any],
     if first and any(h[0] == SENT_HEADER for h in first):
         sent = np.array([_sent_us(m.headers()) for m in messages], dtype=np.int64)
     else:
-        sent = np.array([t for _, t in map(Message.timestamp, messages)],
-                        dtype=np.int64) * 1000
+        sent = np.fromiter(map(_SECOND, map(Message.timestamp, messages)), dtype=np.int64,
+                           count=len(messages)) * 1000
     keep: list[int] = list(range(len(messages)))
     if not all(values):
         keep = [i for i, v in enumerate(values) if v]

@@ -220,9 +220,10 @@ def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, keys: np.ndarra
 @njit(cache=True, nogil=True)
 def _gather(buf: np.ndarray, where: np.ndarray, sizes: np.ndarray, offsets: np.ndarray,
             data: np.ndarray) -> None:
-    """Copy every field's texts, column after column, to ``data`` at ``offsets``."""
-    for f in range(where.shape[0]):
-        for i in range(where.shape[1]):
+    """Copy every field's texts to ``data`` at ``offsets``, value by value (one pass over the
+    values' bytes, not one a column)."""
+    for i in range(where.shape[1]):
+        for f in range(where.shape[0]):
             out = offsets[f, i]
             src = where[f, i]
             for j in range(sizes[f, i]):
