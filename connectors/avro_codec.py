@@ -7,8 +7,10 @@ tickflow's messages are what any Confluent client reads and writes. Decoding doe
 fetched by the message's id through the registry client (which caches it) and fastavro
 reads the body against it and the reader schema. The deserializer itself re-walked the
 schema's tags and rules for every message, 34 us a tick against about 5 (a test checks both
-give the same records). A message that is not Avro of a known schema is rejected with a reason (the source
-sends it to the dead letters); a registry that cannot be reached is an error of the run.
+give the same records); a batch of clean ticks without a reader schema is read in one
+compiled pass instead (avro_fast.py, under 1 µs a tick). A message that is not Avro of a known
+schema is rejected with a reason (the source sends it to the dead letters); a registry that
+cannot be reached is an error of the run.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from tickflow.connectors.avro_fast import Plan, decode_batch, plan_for
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
 from tickflow.connectors.schema_registry import avro_schema_for, registry_client, tick_schema_str
 from tickflow.engine.errors import SinkError, SourceError
@@ -109,6 +112,7 @@ class AvroTickDecoder:
         self._registry = registry_client(registry_url)
         self._reader = _parsed(reader_schema) if reader_schema else None
         self._writers: dict[int, Any] = {}
+        self._plans: dict[int, Plan | None] = {}
         self.topic = topic
 
     def _writer(self, schema_id: int) -> Any:
@@ -129,7 +133,14 @@ class AvroTickDecoder:
             msg = f"avro: schema registry {self.registry_url}: {exc}"
             raise SourceError(msg) from None
         writer = self._writers[schema_id] = _parsed(schema.schema_str)
+        self._plans[schema_id] = plan_for(json.loads(schema.schema_str))
         return writer
+
+    def _plan(self, schema_id: int) -> Plan | None:
+        """The fast path's plan of a writer schema (KeyError: the registry does not know it)."""
+        if schema_id not in self._plans:
+            self._writer(schema_id)
+        return self._plans[schema_id]
 
     def decode_one(self, value: bytes) -> tuple[dict[str, Any] | None, str]:
         """One message: the record, or None and the reason it is unusable."""
@@ -149,7 +160,8 @@ class AvroTickDecoder:
         except SchemaResolutionError as exc:
             msg = f"avro: the reader schema cannot read topic {self.topic}'s writer schema: {exc}"
             raise SourceError(msg) from None
-        except (EOFError, ValueError, TypeError, IndexError, struct.error, UnicodeDecodeError):
+        except (EOFError, ValueError, TypeError, IndexError, OverflowError, struct.error,
+                UnicodeDecodeError):  # OverflowError: a timestamp past year 9999
             return None, "malformed_avro"
         if not isinstance(record, dict) or record.get("timestamp") is None or \
                 not record.get("symbol"):
@@ -157,7 +169,13 @@ class AvroTickDecoder:
         return record, ""
 
     def decode(self, values: list[bytes]) -> tuple[pa.RecordBatch, Rejected, np.ndarray]:
-        """Values to ``(ticks, rejected (index, reason), index of each tick's value)``."""
+        """Values to ``(ticks, rejected (index, reason), index of each tick's value)``: a batch
+        of clean ticks of one flat writer schema in one compiled pass (avro_fast.py), anything
+        else (or a reader schema) record by record through fastavro."""
+        if self._reader is None:
+            fast = decode_batch(values, self._plan)
+            if fast is not None:
+                return fast, [], np.arange(len(values), dtype=np.int64)
         rows: list[dict[str, Any]] = []
         origin: list[int] = []
         rejected: Rejected = []

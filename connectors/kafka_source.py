@@ -28,7 +28,11 @@ from tickflow.connectors.kafka_client import (
     wait_for_broker,
 )
 from tickflow.connectors.kafka_commits import OffsetCommits
-from tickflow.connectors.kafka_decode import decode_messages
+from tickflow.connectors.kafka_decode import (
+    collector_paused,
+    decode_messages,
+    usable_messages,
+)
 from tickflow.connectors.kafka_group import GroupMember, Handler, partition_source_data
 from tickflow.connectors.kafka_source_config import (
     ConsumedBatch,
@@ -168,37 +172,28 @@ class KafkaSource(Source):
 
     def poll(self, timeout_s: float | None = None) -> ConsumedBatch | None:
         """The next batch (None when nothing arrived in time). Waits out a broker outage."""
-        from confluent_kafka import KafkaError
-
         if self.consumer is None:
             self.open()
         cfg = self.config
         wait = cfg.linger_ms / 1000 if timeout_s is None else timeout_s
-        # what has arrived, at once; only when nothing has, wait for the first message (a
-        # consume of n waits for n messages or the timeout: a batch would wait out linger_ms)
-        messages = self.consumer.consume(cfg.batch_size, timeout=0)
-        if not messages:
-            messages = self.consumer.consume(1, timeout=max(wait, 0.001))
-            if messages and cfg.batch_size > 1:
-                messages.extend(self.consumer.consume(cfg.batch_size - 1, timeout=0))
-        good = [m for m in messages if m.error() is None]
-        broker_error = False
-        if len(good) < len(messages):
-            for m in messages:
-                err = m.error()
-                if err is None:
-                    continue
-                if err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
-                                  KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                  KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION):
-                    broker_error = True
-                elif err.code() != KafkaError._PARTITION_EOF:
-                    self.status(f"kafka source {self.label}: {err.str()}")
-        if broker_error:
-            self._broker_error = True
-        if good:  # fetched before any outage: use them; the check waits for the next poll
+        with collector_paused():
+            # what has arrived, at once; only when nothing has, wait for the first message (a
+            # consume of n waits for n messages or the timeout: a batch would wait out linger_ms)
+            messages = self.consumer.consume(cfg.batch_size, timeout=0)
+            if not messages:
+                messages = self.consumer.consume(1, timeout=max(wait, 0.001))
+                if messages and cfg.batch_size > 1:
+                    messages.extend(self.consumer.consume(cfg.batch_size - 1, timeout=0))
+            good, lost, problems = usable_messages(messages)
+            # fetched before any outage: use them; the check waits for the next poll
+            batch = self._decode(good) if good else None
+            del messages, good  # freed before the collector resumes (it would walk them all)
+        self._broker_error |= lost
+        for problem in problems:
+            self.status(f"kafka source {self.label}: {problem}")
+        if batch is not None:
             self._last_message = time.monotonic()
-            return self._decode(good)
+            return batch
         if self._broker_error:
             self._wait_for_broker()
         return None

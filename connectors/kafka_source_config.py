@@ -129,5 +129,9 @@ def consumer_settings(cfg: KafkaSourceConfig, group_id: str) -> dict[str, Any]:
         "fetch.wait.max.ms": max(1, min(cfg.linger_ms, 2)), "fetch.min.bytes": 1,
         "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20,
         "queued.min.messages": max(100_000, 2 * cfg.batch_size),
+        # once the local queue holds queued.min.messages, librdkafka (>= 2.x) waits this long
+        # before it fetches again: its default 1 s stalled a drain 150-300 ms every ~130K
+        # ticks (the queue ran dry while the next fetch was postponed; docs/performance.md)
+        "fetch.queue.backoff.ms": 2,
         "isolation.level": "read_committed",
         **cfg.consumer}

@@ -38,7 +38,7 @@ sources:
     bootstrap: ${KAFKA_BOOTSTRAP}
     topic: ${TICKS_TOPIC}
     group_id: ${GROUP}
-    batch_size: 4000
+    batch_size: 1000  # small batches: the job must still be reading when the kills land
     linger_ms: 5
     end_when_idle_s: 1.5
     dead_letter_path: out/dead_letters.jsonl
