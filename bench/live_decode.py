@@ -2,7 +2,7 @@
 
 Times, on one poll's worth of the drain's messages (``bench/live.py``'s simulated ticks, built
 as confluent-kafka ``Message`` objects), the codec alone (``decode_tick_values``, and where they
-exist each path it tries: the compiled scan, msgspec, the Arrow reader) and the whole of
+exist each path it tries: msgspec, the Arrow reader) and the whole of
 ``decode_messages`` (values, offsets, send times, dead letters). Process CPU time, best of
 ``--repeat``, the variants taken in turn so that the machine's drift hits them alike. Runs
 against whichever tickflow is on ``PYTHONPATH`` (a base worktree's too: a variant it lacks is
@@ -55,13 +55,7 @@ def variants(values: list[bytes], messages: list[Any]) -> dict[str, Callable[[],
 
     out: dict[str, Callable[[], Any]] = {
         "decode_tick_values": lambda: tick_codec.decode_tick_values(values)}
-    try:  # the compiled scan (tried first) and msgspec's path, where the checkout has them
-        from tickflow.connectors.tick_json_scan import decode_scanned
-
-        out["compiled scan"] = lambda: decode_scanned(values)
-    except ImportError:
-        pass
-    try:
+    try:  # msgspec's path, where the checkout has it
         from tickflow.connectors.tick_json_fast import decode_clean
 
         out["msgspec path"] = lambda: decode_clean(values)

@@ -5,12 +5,11 @@
      "last_size": null, "volume_24h": ..., "sequence": 123}
 
 Both directions work on whole batches. Encoding builds every JSON text with Arrow string
-kernels; decoding first scans a batch of plain ticks in one compiled pass (tick_json_scan.py),
-then tries msgspec on a batch of clean ticks (tick_json_fast.py), else hands the
-newline-joined values to ``pyarrow.json.read_json`` at once. Only when that fails does the
-decoder look closer: numbers sent as strings (Coinbase does) are unquoted in one regex pass,
-and a batch that still fails is bisected so that the few bad messages are isolated and
-explained while the rest keep the fast path.
+kernels; decoding first tries msgspec on a batch of clean ticks (tick_json_fast.py), else
+hands the newline-joined values to ``pyarrow.json.read_json`` at once. Only when that fails
+does the decoder look closer: numbers sent as strings (Coinbase does) are
+unquoted in one regex pass, and a batch that still fails is bisected so that the few bad
+messages are isolated and explained while the rest keep the fast path.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ import pyarrow.json as pj
 
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
 from tickflow.connectors.tick_json_fast import decode_clean
-from tickflow.connectors.tick_json_scan import decode_scanned
 
 NUMERIC_FIELDS = ("price", "best_bid", "best_ask", "best_bid_size", "best_ask_size",
                   "last_size", "volume_24h")
@@ -277,9 +275,7 @@ def decode_tick_values(values: list[bytes]) -> tuple[pa.RecordBatch, Rejected]:
     """
     if not values:
         return pa.RecordBatch.from_pylist([], schema=CANONICAL_TICK_SCHEMA), []
-    clean = decode_scanned(values)
-    if clean is None:
-        clean = decode_clean(values)
+    clean = decode_clean(values)
     if clean is not None:
         return clean, []
     return decode_tick_values_arrow(values)

@@ -25,7 +25,6 @@ from tickflow.connectors.tick_codec import (
     encode_tick_rows,
 )
 from tickflow.connectors.tick_json_fast import decode_clean
-from tickflow.connectors.tick_json_scan import decode_scanned
 from tests.kafka.util import simulated
 
 GOOD = {"timestamp": "2026-08-09T12:00:00.123456Z", "symbol": "BTC-USD", "exchange": "coinbase",
@@ -181,8 +180,6 @@ def test_simulated_ticks_take_the_fast_path_and_round_trip() -> None:
     values = [v for _, v in encode_tick_rows(ticks)]
     fast = decode_clean(values)
     assert fast is not None
-    scanned = decode_scanned(values)  # what decode_tick_values takes first
-    assert scanned is not None and pa.Table.from_batches([scanned]).equals(ticks)
     batch, rejected = assert_same(values)
     assert rejected == []
     assert pa.Table.from_batches([fast]).equals(ticks)
@@ -195,15 +192,6 @@ def test_nanosecond_timestamps_take_the_fast_path_truncated() -> None:
     assert decode_clean(values) is not None
     batch, _ = assert_same(values)
     assert batch.column("timestamp")[7].as_py().microsecond == 123456
-
-
-def test_the_scan_leaves_what_it_does_not_read_plainly_to_the_other_paths() -> None:
-    for odd in (tick(symbol="A\\B"), tick(price="1.5"), tick(sequence=1.0), tick(price=True),
-                raw_tick(price=b"-0"), tick()[:-1] + b', "price": 2}', tick(extra=[1]),
-                raw_tick(price=b"1e400"), tick(timestamp="2026-08-09T12:00:00"), tick() + b"x"):
-        values = [tick(sequence=1), odd]
-        assert decode_scanned(values) is None, odd
-        assert_same(values)
 
 
 def test_a_batch_the_fast_path_leaves_alone_still_decodes() -> None:
@@ -328,7 +316,5 @@ HARD = ["0.1", "2.2250738585072011e-308", "9007199254740993", "4.940656458412465
 def test_float_fields_are_exactly_the_parsed_doubles() -> None:
     values = [raw_tick(price=d.encode()) for d in HARD]
     assert decode_clean(values) is not None
-    assert decode_scanned(values) is not None  # Arrow's parser for the digits past 2**53
-    assert decode_scanned([tick(), tick(price=0.1, best_bid=-0.0, sequence=-5)]) is not None
     batch, _ = assert_same(values)
     assert batch.column("price").to_pylist() == [float(d) for d in HARD]
