@@ -198,7 +198,8 @@ class LiveRunner:
         feed.single = single
         feed.expected_messages = self._expected
         observer = LiveObserver(feed, self.view, recorder, single)
-        many = LiveFeed(sources, self.stop, self.max_seconds) if len(sources) > 1 else None
+        many = LiveFeed(sources, self.stop, self.max_seconds, on_start=feed.on_start) \
+            if len(sources) > 1 else None
         durable = policy.durable if many is None else many.commit
         driver = Driver(job, workers=max(1, self.workers),
                         morsel_rows=job.spec.executor.morsel_rows, sources=sources,
@@ -207,10 +208,12 @@ class LiveRunner:
                         feed=feed if many is None else many, on_durable=durable,
                         progress=feed.processed if many is None else None,
                         inline=lambda s: s is observer or isinstance(s, AcknowledgedSink),
-                        # one source: a checkpoint waits for no acknowledgement on this thread
-                        checkpoint_token=policy.checkpoint_mark if many is None else None,
-                        on_checkpointed=policy.checkpointed)
+                        # a checkpoint waits for no acknowledgement on this thread
+                        checkpoint_token=(policy if many is None else many).checkpoint_mark,
+                        on_checkpointed=(policy if many is None else many).checkpointed)
         feed.on_idle = driver.settle_checkpoints
+        if many is not None:
+            many.on_idle = driver.settle_checkpoints
         try:
             result = driver.run()
         finally:

@@ -306,15 +306,24 @@ class LiveFeed:
         sources: source name -> opened streaming source.
         stop: ends the feed when set.
         max_seconds: ends the feed after this long.
+        on_start: called once on the driver's thread before the sources are polled (as
+            ``InlineFeed``'s: the outputs opened, the empty-state checkpoint, ``on_open``).
     """
 
     def __init__(self, sources: dict[str, Any], stop: threading.Event,
-                 max_seconds: float | None = None):
+                 max_seconds: float | None = None,
+                 on_start: Callable[[], None] | None = None):
         self.sources = sources
         self.stop = stop
         self.max_seconds = max_seconds
+        self.on_start = on_start
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=4 * max(1, len(sources)))
         self.pending: dict[str, dict[int, int]] = {n: {} for n in sources}
+        # deferred checkpoints begun and not written yet: (mark, each source's offsets then)
+        self.marked: collections.deque[tuple[int, dict[str, dict[int, int]]]] = \
+            collections.deque()
+        self._marks = 0
+        self.on_idle: Callable[[], None] | None = None  # when no batch came for a while
         self.errors: list[BaseException] = []
         self.ticks = 0
         self.messages = 0
@@ -340,6 +349,8 @@ class LiveFeed:
             self.queue.put((name, _END, None))
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
+        if self.on_start is not None:  # as InlineFeed's, before any source is polled
+            self.on_start()
         threads = [threading.Thread(target=self._poll, args=(n, s), daemon=True,
                                     name=f"tickflow-poll-{n}")
                    for n, s in self.sources.items()]
@@ -355,6 +366,8 @@ class LiveFeed:
             except queue.Empty:
                 if self.stop.is_set() and not any(t.is_alive() for t in threads):
                     break
+                if self.on_idle is not None:  # a checkpoint due or acknowledged meanwhile
+                    self.on_idle()
                 continue
             if self.errors:
                 raise self.errors[0]
@@ -370,8 +383,39 @@ class LiveFeed:
         for t in threads:
             t.join(timeout=5)
 
+    def checkpoint_mark(self) -> int:
+        """The driver's ``checkpoint_token``: a deferred checkpoint begins after every batch
+        yielded so far (the driver has processed each before it begins one); their offsets
+        wait apart from later ones' until it is written (``checkpointed``)."""
+        self._marks += 1
+        self.marked.append((self._marks, self.pending))
+        self.pending = {n: {} for n in self.sources}
+        return self._marks
+
+    def checkpointed(self, upto: int) -> None:
+        """The driver's ``on_checkpointed``: the checkpoint begun at mark ``upto`` is written,
+        so the offsets of the batches it covers go out, without waiting for the broker's
+        answer (a failed one goes out with the next commit)."""
+        for name, offsets in self._take(upto).items():
+            source = self.sources[name]
+            getattr(source, "commit_async", source.commit)(offsets)
+
+    def _take(self, upto: int) -> dict[str, dict[int, int]]:
+        out: dict[str, dict[int, int]] = {}
+        while self.marked and self.marked[0][0] <= upto:
+            for name, offsets in self.marked.popleft()[1].items():
+                if offsets:
+                    out.setdefault(name, {}).update(offsets)
+        return out
+
     def commit(self) -> None:
-        """Commit every offset the graph has consumed (the output holding it is durable)."""
+        """The driver's ``on_durable``: commit every offset the graph has consumed, waiting
+        for the broker (a checkpoint written at once, the sinks closed: all is durable)."""
+        taken = self._take(self._marks)
         for name, offsets in self.pending.items():
-            if offsets and self.sources[name].commit(offsets):
-                self.pending[name] = {}
+            if offsets:
+                taken.setdefault(name, {}).update(offsets)
+        self.pending = {n: {} for n in self.sources}
+        for name, offsets in taken.items():
+            if not self.sources[name].commit(offsets):
+                self.pending[name] = {**offsets, **self.pending[name]}  # goes with the next
