@@ -255,7 +255,8 @@ def _refused(partitions: list[int]) -> None:
 
 def _no_linger(config: Any) -> Any:
     """A live job's producer sends each signal at once: ``linger_ms: 0`` unless the YAML
-    sets it (a sink's default batching delay is on the tick-to-signal path)."""
+    sets it (a sink's default batching delay is on the tick-to-signal path; the Kafka sink
+    gives librdkafka 0.5 ms at 0, so that a write's signals go in one request)."""
     fields = type(config).model_fields
     if "linger_ms" in fields and "linger_ms" not in config.model_fields_set:
         return config.model_copy(update={"linger_ms": 0})
