@@ -205,7 +205,7 @@ class Timeline:
 def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms: int = 2,
                batch_size: int = 20_000, consumer: dict[str, str] | None = None,
                gc_mode: str = "default", switch_interval: float | None = None,
-               worst: int = 12, state: str | None = None,
+               worst: int = 12, state: str | None = None, parquet: bool = False,
                ) -> tuple[dict[str, float], list[str]]:
     """One offered rate as ``live.py`` runs it, with the timeline; (percentiles, report)."""
     import multiprocessing as mp
@@ -253,7 +253,8 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
         return proc.exitcode is not None and runner.summary.messages >= produced.value > 0
 
     lines = [f"consumer {consumer or {}}, linger_ms {linger_ms}, gc {gc_mode}, "
-             f"switch interval {switch_interval or sys.getswitchinterval()}"]
+             f"switch interval {switch_interval or sys.getswitchinterval()}"
+             + (", a Parquet sink too" if parquet else "")]
     old_switch = sys.getswitchinterval()
     if switch_interval is not None:
         sys.setswitchinterval(switch_interval)
@@ -268,6 +269,7 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
     try:
         with Timeline() as tl, _gc(gc_mode):
             summary, _ = run_job(broker.bootstrap, topic, tmp, until, linger_ms=linger_ms,
+                                 parquet=parquet,
                                  on_open=start_producer, batch_size=batch_size,
                                  source_format=extra)
     finally:
@@ -364,6 +366,9 @@ def main() -> None:
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval for the job's process")
     ap.add_argument("--worst", type=int, default=12, help="slowest batches listed")
+    ap.add_argument("--parquet", action="store_true",
+                    help="a Parquet sink of every feature too (a writer thread beside the "
+                         "driver)")
     ap.add_argument("--state", default=None,
                     help="checkpointed job: BACKEND:EVERY, e.g. rocksdb:200ms")
     args = ap.parse_args()
@@ -374,7 +379,8 @@ def main() -> None:
             _, lines = timed_rate(broker, args.rate, args.seconds, tmp,
                                   linger_ms=args.linger_ms, consumer=consumer,
                                   gc_mode=args.gc, switch_interval=args.switch_interval,
-                                  worst=args.worst, state=args.state)
+                                  worst=args.worst, state=args.state,
+                                  parquet=args.parquet)
             print("\n".join(lines), "\n", flush=True)
 
 
