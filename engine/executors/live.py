@@ -34,12 +34,8 @@ from tickflow.engine.contract import (
     StreamingSource,
 )
 from tickflow.engine.errors import SourceError, TickflowError
-from tickflow.engine.executors.live_hooks import (
-    CommitPolicy,
-    InlineFeed,
-    LiveFeed,
-    LiveObserver,
-)
+from tickflow.engine.executors.live_feed import LiveFeed
+from tickflow.engine.executors.live_hooks import CommitPolicy, InlineFeed, LiveObserver
 from tickflow.engine.latency import LatencyHistogram
 from tickflow.engine.live_view import LiveView
 from tickflow.engine.runtime.driver import Driver
