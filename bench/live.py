@@ -80,10 +80,12 @@ executor: {{workers: 1}}
 
 def run_job(bootstrap: str, topic: str, tmp: str, until: callable, linger_ms: int = 2,
             on_open: callable | None = None, batch_size: int = 20_000,
-            source_format: str = "") -> tuple[object, list[tuple[float, int, float]]]:
+            source_format: str = "", parquet: bool = False,
+            ) -> tuple[object, list[tuple[float, int, float]]]:
     """Run the live job until ``until(runner)``; returns its summary and samples of (time,
     ticks processed, this process's CPU seconds: the job and its librdkafka threads).
-    ``source_format``: extra source lines (``format:``), none for JSON."""
+    ``source_format``: extra source lines (``format:``), none for JSON; ``parquet``: a
+    Parquet sink of every feature too (its writer thread shares the GIL with the driver)."""
     from tickflow.engine.compile import compile_job
     from tickflow.engine.executors.live import LiveRunner
     from tickflow.engine.loader import load_job
@@ -91,7 +93,9 @@ def run_job(bootstrap: str, topic: str, tmp: str, until: callable, linger_ms: in
     path = Path(tmp) / f"{topic}.yaml"
     path.write_text(JOB.format(bootstrap=bootstrap, topic=topic, tmp=tmp, root=ROOT,
                                linger_ms=linger_ms, batch_size=batch_size,
-                               source_format=source_format))
+                               source_format=source_format)
+                    .replace("executor:", f"  - {{kind: parquet, path: {tmp}/{topic}.parquet}}\n"
+                                          "executor:" if parquet else "executor:"))
     stop = threading.Event()
     runner = LiveRunner(compile_job(load_job(path)), stop=stop, on_open=on_open)
     samples: list[tuple[float, int, float]] = []

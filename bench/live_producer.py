@@ -110,29 +110,71 @@ class ProducerRecord:
                      ack_ms=np.array(self.acked))
 
 
-def tail_lines(batches: list[dict[str, Any]], ack_ms: np.ndarray) -> list[str]:
-    """Each tick's latency split in three, joined to the producer's delivery reports by
-    order (one partition: reports and offsets come in the same order): until the broker
-    acknowledged it (producer linger, broker append), until the job polled it (the rest of
-    the broker, the consumer's fetch, the job busy with earlier batches), and the job's own
-    work on its batch. Percentiles of each, and their means over the ticks past the p99."""
+def tail_lines(batches: list[dict[str, Any]], ack_ms: np.ndarray,
+               polls: np.ndarray | None = None) -> list[str]:
+    """Each tick's latency split, joined to the producer's delivery reports by order (one
+    partition: reports and offsets come in the same order): until the broker acknowledged it
+    (producer linger, broker append); then until the job's poll returned it, in three: the
+    time the job spent outside its polls meanwhile (busy with earlier batches: ticks waiting
+    for the job), decoding its batch (inside the poll) and the rest (the fetch: the broker's
+    answer, the consumer's queue); then
+    the job's own batch, in its stages, its thread's CPU and the rest of its wall time
+    (off the CPU: other processes had the core, or another thread the GIL). Percentiles of
+    each, and their means over the ticks past the p99 (``batches``: ``Timeline.per_batch``,
+    ``polls``: every poll's (start, end) in perf_counter seconds)."""
     done = [b for b in batches if "observed_us" in b]
+    sizes = [b["sent_us"].size for b in done]
     sent = np.concatenate([b["sent_us"] for b in done])
-    polled = np.concatenate([np.full(b["sent_us"].size, b["polled_us"]) for b in done])
-    observed = np.concatenate([np.full(b["sent_us"].size, b["observed_us"]) for b in done])
+    polled = np.repeat([b["polled_us"] for b in done], sizes)
+    observed = np.repeat([b["observed_us"] for b in done], sizes)
     n = min(sent.size, ack_ms.size)
     if n == 0 or n != sent.size:
         return [f"  (latency split skipped: {sent.size} ticks, {ack_ms.size} reports)"]
     total = (observed - sent) / 1e3
-    parts = {"acknowledged": ack_ms[:n], "polled": (polled - sent) / 1e3 - ack_ms[:n],
-             "job": (observed - polled) / 1e3}
+    waited = (polled - sent) / 1e3 - ack_ms[:n]
+    parts: dict[str, np.ndarray] = {"acknowledged": ack_ms[:n]}
+    if polls is not None and len(polls):
+        # perf_counter -> wall µs, from the first batch's poll end
+        shift = done[0]["polled_us"] - done[0]["poll_end"] * 1e6
+        busy = _outside(polls * 1e6 + shift, sent + ack_ms[:n] * 1e3, polled) / 1e3
+        parts["job busy, earlier batches"] = np.minimum(busy, np.maximum(waited, 0))
+        decode = np.repeat([b.get("decode_ms", 0.0) for b in done], sizes)
+        parts["fetch"] = waited - parts["job busy, earlier batches"] - decode
+        parts["decode (in its poll)"] = decode
+    else:
+        parts["polled"] = waited
+    parts["own batch"] = (observed - polled) / 1e3
+    for stage in sorted({s for b in done for s in b["stages"]}):
+        if stage != "process":  # holds kernels and rules
+            parts[f"  {stage}"] = np.repeat([b["stages"].get(stage, 0.0) for b in done], sizes)
+    if all("cpu_ms" in b for b in done):
+        cpu = np.repeat([b["cpu_ms"] for b in done], sizes)
+        parts["  its thread's CPU"] = cpu
+        parts["  off the CPU"] = np.maximum(parts["own batch"] - cpu, 0.0)
+    parts["  GC in it"] = np.repeat([b["gc_ms"] for b in done], sizes)
     tail = total >= np.percentile(total, 99)
     out = [f"latency split ({n:,} ticks; ms): total p50 {np.median(total):.1f} "
-           f"p99 {np.percentile(total, 99):.1f}"]
+           f"p99 {np.percentile(total, 99):.1f}; mean over the slowest 1% "
+           f"{total[tail].mean():.1f}"]
     for name, v in parts.items():
-        out.append(f"  {name:<12} p50 {np.median(v):6.1f} p99 {np.percentile(v, 99):6.1f}; "
-                   f"mean over the slowest 1% {v[tail].mean():6.1f}")
+        out.append(f"  {name:<26} p50 {np.median(v):6.2f} p99 {np.percentile(v, 99):6.2f}; "
+                   f"mean over the slowest 1% {v[tail].mean():6.2f}")
     return out
+
+
+def _outside(polls_us: np.ndarray, start_us: np.ndarray, end_us: np.ndarray) -> np.ndarray:
+    """Per tick, the µs between ``start`` and ``end`` that the job spent outside a poll."""
+    polls_us = polls_us[np.argsort(polls_us[:, 0])]
+    gap_start, gap_end = polls_us[:-1, 1], polls_us[1:, 0]
+    length = np.maximum(gap_end - gap_start, 0)
+    before = np.concatenate([[0.0], np.cumsum(length)])
+
+    def upto(t: np.ndarray) -> np.ndarray:  # outside-poll time from the first poll to t
+        k = np.searchsorted(gap_start, t, side="right") - 1
+        inside = np.clip(t - gap_start[np.maximum(k, 0)], 0, length[np.maximum(k, 0)])
+        return np.where(k >= 0, before[np.maximum(k, 0)] + inside, 0.0)
+
+    return np.maximum(upto(end_us.astype(float)) - upto(start_us.astype(float)), 0.0)
 
 
 def producer_lines(p: dict[str, Any]) -> list[str]:
@@ -147,7 +189,8 @@ def producer_lines(p: dict[str, Any]) -> list[str]:
         ack = np.asarray(p["ack_ms"])
         out.append(f"  broker's acknowledgement after produce(): p50 {np.median(ack):.1f} p99 "
                    f"{np.percentile(ack, 99):.1f} max {ack.max():.1f} ms (ms clock)")
-    for name in ("producer_cpu_s", "broker_cpu_s", "job_cpu_s", "loadavg"):
+    for name in ("producer_cpu_s", "broker_cpu_s", "job_cpu_s", "job_threads_cpu_s",
+                 "loadavg"):
         if name in p:
             out.append(f"  {name}: {p[name]}")
     return out

@@ -6,7 +6,11 @@ checkpoints), every garbage collection (``gc.callbacks``: generation, pause) and
 tick-to-signal latencies, by wrapping the same calls as ``live_stages.StageClock``; nothing in
 tickflow changes. ``tl.report(producer)`` prints where the slowest batches' ticks spent their
 time: waiting before the job took them (transport, or the job busy with the batch before),
-each stage, GC inside the batch, and the producer's own lateness behind its schedule.
+each stage, GC inside the batch, and the producer's own lateness behind its schedule. The
+latency split (``live_producer.tail_lines``) joins every tick to the broker's acknowledgement
+and says, for the p50, the p99 and the slowest 1%: acknowledged, the job busy with earlier
+batches, the fetch, the decode, and its own batch by stage, its thread's CPU and the time it
+was off the CPU; then the CPU of each of the job's threads (librdkafka's ``rdk:*`` included).
 
     python bench/live_timeline.py --rate 20000 --seconds 5            # one offered rate
     python bench/live_timeline.py --rate 20000 --consumer fetch.wait.max.ms=5 --gc-freeze-each
@@ -88,6 +92,7 @@ class Timeline:
                 sent = out.sent_us
                 batches.append({"poll_start": start, "poll_end": end, "sent_us": sent,
                                 "polled_us": now_us, "messages": out.message_count,
+                                "cpu_polled": time.thread_time(),
                                 # how long the oldest / newest tick had waited when taken
                                 "age_oldest_ms": (now_us - int(sent.min())) / 1e3
                                 if sent.size else float("nan"),
@@ -112,6 +117,7 @@ class Timeline:
                 b["ticks"] = int(lat.size)
                 b["observed"] = start
                 b["observed_us"] = time.time_ns() // 1000
+                b["cpu_ms"] = (time.thread_time() - b["cpu_polled"]) * 1e3
             try:
                 return original(observer, batch)
             finally:
@@ -144,7 +150,10 @@ class Timeline:
             gc_ms = sum((e - s) * 1e3 for _, s, e, _, _ in gcs if s >= lo and e <= hi)
             gens = sorted({g for g, s, e, _, _ in gcs if s >= lo and e <= hi})
             end = b.get("observed", lo)
+            decode = sum((e - s) * 1e3 for stage, s, e in ev
+                         if stage == "decode" and s >= b["poll_start"] and e <= lo)
             out.append({**b, "index": i, "stages": dict(stages), "gc_ms": gc_ms, "gc_gens": gens,
+                        "decode_ms": decode,
                         "work_ms": (end - lo) * 1e3,
                         "poll_ms": (b["poll_end"] - b["poll_start"]) * 1e3,
                         "gap_ms": (b["poll_start"] - self.batches[i - 1].get(
@@ -196,7 +205,7 @@ class Timeline:
 def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms: int = 2,
                batch_size: int = 20_000, consumer: dict[str, str] | None = None,
                gc_mode: str = "default", switch_interval: float | None = None,
-               worst: int = 12, state: str | None = None,
+               worst: int = 12, state: str | None = None, parquet: bool = False,
                ) -> tuple[dict[str, float], list[str]]:
     """One offered rate as ``live.py`` runs it, with the timeline; (percentiles, report)."""
     import multiprocessing as mp
@@ -226,12 +235,17 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
         return total
 
     marks: dict[str, float] = {}
+    # each thread's latest CPU, sampled while the job runs (librdkafka's end with their client)
+    latest: dict[str, tuple[str, float]] = {}
+    sampling = threading.Event()
 
     def start_producer(source: Any) -> None:
         proc.start()
         if not ready.wait(120):
             print("producer did not start within 120 s", file=sys.stderr)
         marks["broker"], marks["job"] = broker_cpu(), time.process_time()
+        marks["threads"] = _thread_cpu()  # type: ignore[assignment]
+        threading.Thread(target=_sample_threads, args=(latest, sampling), daemon=True).start()
 
     def until(runner: Any) -> bool:
         if proc.exitcode not in (None, 0):
@@ -239,7 +253,8 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
         return proc.exitcode is not None and runner.summary.messages >= produced.value > 0
 
     lines = [f"consumer {consumer or {}}, linger_ms {linger_ms}, gc {gc_mode}, "
-             f"switch interval {switch_interval or sys.getswitchinterval()}"]
+             f"switch interval {switch_interval or sys.getswitchinterval()}"
+             + (", a Parquet sink too" if parquet else "")]
     old_switch = sys.getswitchinterval()
     if switch_interval is not None:
         sys.setswitchinterval(switch_interval)
@@ -254,12 +269,15 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
     try:
         with Timeline() as tl, _gc(gc_mode):
             summary, _ = run_job(broker.bootstrap, topic, tmp, until, linger_ms=linger_ms,
+                                 parquet=parquet,
                                  on_open=start_producer, batch_size=batch_size,
                                  source_format=extra)
     finally:
         sys.setswitchinterval(old_switch)
     proc.join()
     job_cpu, b_cpu = time.process_time() - marks["job"], broker_cpu() - marks["broker"]
+    sampling.set()
+    threads = _thread_cpu(marks["threads"], latest)  # type: ignore[arg-type]
     pct = summary.latency_percentiles_ms()
     lines.append(f"offered {rate:,.0f}/s: {summary.ticks:,} ticks, p50 {pct.get('p50', 0):.2f} "
                  f"p99 {pct.get('p99', 0):.2f} p99.9 {pct.get('p99.9', 0):.2f} ms; "
@@ -272,11 +290,44 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
         producer["sent"] = int(producer["sent"])
     producer["broker_cpu_s"] = f"{b_cpu:.2f}"
     producer["job_cpu_s"] = f"{job_cpu:.2f} (the job's process, librdkafka threads included)"
+    producer["job_threads_cpu_s"] = ", ".join(f"{name} {cpu:.2f}" for name, cpu in threads[:5])
     producer["loadavg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     lines += [*tl.report(worst), "", *producer_lines(producer)]
     if "ack_ms" in producer:
-        lines += tail_lines(tl.batches, np.asarray(producer["ack_ms"]))
+        polls = np.array([(s, e) for stage, s, e in tl.events if stage == "poll"])
+        lines += tail_lines(tl.per_batch(), np.asarray(producer["ack_ms"]), polls)
     return pct, lines
+
+
+def _sample_threads(latest: dict[str, tuple[str, float]], done: threading.Event) -> None:
+    while not done.is_set():
+        latest.update(_thread_cpu())
+        time.sleep(0.05)
+
+
+def _thread_cpu(since: dict[str, tuple[str, float]] | None = None,
+                sampled: dict[str, tuple[str, float]] | None = None) -> Any:
+    """This process's threads' CPU seconds (Linux /proc): by thread id, or with ``since``
+    the busiest ones since then as (name, seconds), a thread that ended counted as last
+    ``sampled``. librdkafka names its threads ``rdk:*`` (each client has its own)."""
+    import os
+
+    now: dict[str, tuple[str, float]] = dict(sampled or {})
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        now[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    if since is None:
+        return now
+    used = [(f"{name}[{tid}]", cpu - since.get(tid, (name, 0.0))[1])
+            for tid, (name, cpu) in now.items()]
+    return sorted(used, key=lambda x: -x[1])
 
 
 class _gc:
@@ -315,6 +366,9 @@ def main() -> None:
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval for the job's process")
     ap.add_argument("--worst", type=int, default=12, help="slowest batches listed")
+    ap.add_argument("--parquet", action="store_true",
+                    help="a Parquet sink of every feature too (a writer thread beside the "
+                         "driver)")
     ap.add_argument("--state", default=None,
                     help="checkpointed job: BACKEND:EVERY, e.g. rocksdb:200ms")
     args = ap.parse_args()
@@ -325,7 +379,8 @@ def main() -> None:
             _, lines = timed_rate(broker, args.rate, args.seconds, tmp,
                                   linger_ms=args.linger_ms, consumer=consumer,
                                   gc_mode=args.gc, switch_interval=args.switch_interval,
-                                  worst=args.worst, state=args.state)
+                                  worst=args.worst, state=args.state,
+                                  parquet=args.parquet)
             print("\n".join(lines), "\n", flush=True)
 
 

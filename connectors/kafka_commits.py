@@ -4,12 +4,14 @@ While a live job runs its commits go out asynchronously: the broker's answer com
 the consumer's ``on_commit`` callback on a later poll, so the driver's thread never waits for
 the round trip (on a loaded machine the embedded broker took several ms to answer). A commit
 that fails puts its offsets back to pending, unless newer ones were sent since, so they go out
-with the next one. The last commit of a run (and every one of a job with several sources) is
-synchronous: it returns once the broker has the offsets.
+with the next one. The last commit of a run is synchronous: it returns once the broker has the
+offsets. A job with several sources polls each on a thread of its own, where the answers are
+served, while its driver's thread commits: the bookkeeping is kept under a lock.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 
@@ -25,6 +27,7 @@ class OffsetCommits:
         self.pending: dict[int, int] = {}
         self.sent: dict[int, int] = {}  # committed asynchronously, no answer yet
         self.committed: dict[int, int] = {}
+        self._lock = threading.Lock()  # on_commit runs on the polling thread
 
     def forget(self) -> None:
         """A new (empty) broker: nothing pending or on its way belongs to its topic."""
@@ -41,17 +44,19 @@ class OffsetCommits:
         on failure they stay pending. Returns whether everything is committed."""
         from confluent_kafka import KafkaException
 
-        self.pending.update(offsets)
-        sending = {**self.sent, **self.pending}
+        with self._lock:
+            self.pending.update(offsets)
+            sending = {**self.sent, **self.pending}
         if not sending:
             return True
         try:
             consumer.commit(offsets=self._partitions(sending), asynchronous=False)
         except KafkaException:
             return False
-        self.committed.update(sending)
-        self.pending.clear()
-        self.sent.clear()
+        with self._lock:
+            self.committed.update(sending)
+            self.pending.clear()
+            self.sent.clear()
         return True
 
     def commit_async(self, consumer: Any, offsets: dict[int, int]) -> bool:
@@ -59,20 +64,32 @@ class OffsetCommits:
         ``on_commit``. Returns False when the request could not even be sent (kept pending)."""
         from confluent_kafka import KafkaException
 
-        self.pending.update(offsets)
-        if not self.pending:
-            return True
-        sending = dict(self.pending)
+        with self._lock:
+            self.pending.update(offsets)
+            if not self.pending:
+                return True
+            sending = dict(self.pending)
+            # marked sent before the request goes: its answer may come before this returns
+            self.sent.update(sending)
+            self.pending.clear()
         try:
             consumer.commit(offsets=self._partitions(sending), asynchronous=True)
         except KafkaException:
+            with self._lock:
+                for p, o in sending.items():
+                    if self.sent.get(p) == o:
+                        del self.sent[p]
+                    if self.pending.get(p, -1) < o:
+                        self.pending[p] = o
             return False
-        self.sent.update(sending)
-        self.pending.clear()
         return True
 
     def on_commit(self, err: Any, partitions: list[Any]) -> None:
         """The consumer's ``on_commit`` callback (served on the polling thread)."""
+        with self._lock:
+            self._answered(err, partitions)
+
+    def _answered(self, err: Any, partitions: list[Any]) -> None:
         for tp in partitions:
             p, o = tp.partition, tp.offset
             if self.sent.get(p) != o:

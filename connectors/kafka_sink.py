@@ -58,7 +58,8 @@ class KafkaSinkConfig(ConnectorConfig):
                                         "non-zero (e.g. the signal columns)")
     create_partitions: int = Field(1, ge=1, description="partitions when the sink creates "
                                                         "the topic")
-    linger_ms: int = Field(5, ge=0, description="producer batching delay")
+    linger_ms: int = Field(5, ge=0, description="producer batching delay (0: a write's "
+                                                "messages go out at once, in one request)")
     security: KafkaSecurity = Field(
         default_factory=KafkaSecurity,  # type: ignore[arg-type]
         description="as the source's: protocol, mechanism, credential variable names")
@@ -71,10 +72,21 @@ class KafkaSinkConfig(ConnectorConfig):
     _format_needs_registry = model_validator(mode="after")(check_format)
 
 
+# ``linger_ms: 0`` (a live job's) gives librdkafka 0.5 ms, not 0. At 0 its sender takes a
+# write's messages as they are queued, a request for one or a few each; the idempotent producer
+# allows 5 in flight, so a write of many signals waits for answers while the sender thread
+# spins. The live benchmark's job at 20K ticks/s offered, 5 s, 3 pairs (docs/performance.md):
+# 3.4-4.2 requests a write -> 0.96-1.13; the sender thread 1.02-1.48 -> 0.22-0.94 s of CPU; the
+# produce call on the driver's thread p50 312-367 -> 52-64 µs; signals acknowledged p50
+# 8.9-20.8 -> 7.7-15.4 ms after it. (50 µs still split writes under load: tests/kafka/
+# test_sink_requests.py failed 1 run in 3.)
+NO_LINGER_MS = 0.5
+
+
 def producer_settings(cfg: KafkaSinkConfig) -> dict[str, Any]:
     """The sink's librdkafka producer settings (no connection or security): one definition,
     which the live benchmark's bare consumer (its floor) produces its signals with too."""
-    return {"linger.ms": cfg.linger_ms, "acks": "all", "enable.idempotence": True,
+    return {"linger.ms": cfg.linger_ms or NO_LINGER_MS, "acks": "all", "enable.idempotence": True,
             "message.timeout.ms": 0, "queue.buffering.max.messages": 1_000_000,
             "batch.num.messages": 10_000, **cfg.producer}
 

@@ -34,12 +34,8 @@ from tickflow.engine.contract import (
     StreamingSource,
 )
 from tickflow.engine.errors import SourceError, TickflowError
-from tickflow.engine.executors.live_hooks import (
-    CommitPolicy,
-    InlineFeed,
-    LiveFeed,
-    LiveObserver,
-)
+from tickflow.engine.executors.live_feed import LiveFeed
+from tickflow.engine.executors.live_hooks import CommitPolicy, InlineFeed, LiveObserver
 from tickflow.engine.latency import LatencyHistogram
 from tickflow.engine.live_view import LiveView
 from tickflow.engine.runtime.driver import Driver
@@ -198,7 +194,8 @@ class LiveRunner:
         feed.single = single
         feed.expected_messages = self._expected
         observer = LiveObserver(feed, self.view, recorder, single)
-        many = LiveFeed(sources, self.stop, self.max_seconds) if len(sources) > 1 else None
+        many = LiveFeed(sources, self.stop, self.max_seconds, on_start=feed.on_start) \
+            if len(sources) > 1 else None
         durable = policy.durable if many is None else many.commit
         driver = Driver(job, workers=max(1, self.workers),
                         morsel_rows=job.spec.executor.morsel_rows, sources=sources,
@@ -207,10 +204,12 @@ class LiveRunner:
                         feed=feed if many is None else many, on_durable=durable,
                         progress=feed.processed if many is None else None,
                         inline=lambda s: s is observer or isinstance(s, AcknowledgedSink),
-                        # one source: a checkpoint waits for no acknowledgement on this thread
-                        checkpoint_token=policy.checkpoint_mark if many is None else None,
-                        on_checkpointed=policy.checkpointed)
+                        # a checkpoint waits for no acknowledgement on this thread
+                        checkpoint_token=(policy if many is None else many).checkpoint_mark,
+                        on_checkpointed=(policy if many is None else many).checkpointed)
         feed.on_idle = driver.settle_checkpoints
+        if many is not None:
+            many.on_idle = driver.settle_checkpoints
         try:
             result = driver.run()
         finally:
@@ -252,7 +251,8 @@ def _refused(partitions: list[int]) -> None:
 
 def _no_linger(config: Any) -> Any:
     """A live job's producer sends each signal at once: ``linger_ms: 0`` unless the YAML
-    sets it (a sink's default batching delay is on the tick-to-signal path)."""
+    sets it (a sink's default batching delay is on the tick-to-signal path; the Kafka sink
+    gives librdkafka 0.5 ms at 0, so that a write's signals go in one request)."""
     fields = type(config).model_fields
     if "linger_ms" in fields and "linger_ms" not in config.model_fields_set:
         return config.model_copy(update={"linger_ms": 0})

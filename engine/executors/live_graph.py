@@ -1,6 +1,6 @@
 """``run-job`` for a live graph of several streaming sources (arbitrage, multi-timeframe).
 
-The placement is ``LiveRunner``'s (executors/live.py) and its feed is ``live_hooks.LiveFeed``:
+The placement is ``LiveRunner``'s (executors/live.py) and its feed is ``live_feed.LiveFeed``:
 each source polled on its own thread, batches handed over in arrival order. Without an on-disk
 state backend the consumer offsets are committed after the sinks closed (a Parquet file is
 complete only then); with one, after each checkpoint. The run ends on ``stop`` (SIGTERM,

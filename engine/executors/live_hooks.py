@@ -1,6 +1,7 @@
 """What a live run adds to the driver, as its hooks: the feed, the commit policy, the observer.
 
-- ``LiveFeed`` polls several streaming sources, each on its own thread, in arrival order.
+- ``live_feed.LiveFeed`` (its own module) polls several streaming sources, each on its own
+  thread, in arrival order.
 - ``InlineFeed`` polls one streaming source on the driver's own thread (no hand-off between
   threads on the tick-to-signal path) and hands each batch over as soon as it has arrived; it
   ends the run on ``stop``, ``max_seconds``, ``expected_messages`` or the source's idle end.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import gc
-import queue
 import signal
 import threading
 import time
@@ -293,85 +293,3 @@ class LiveObserver:
 
     def close(self) -> str | None:
         return None
-
-
-
-_END = object()
-
-
-class LiveFeed:
-    """Polls streaming sources on threads; yields ``(name, (batch, position))`` as they come.
-
-    Args:
-        sources: source name -> opened streaming source.
-        stop: ends the feed when set.
-        max_seconds: ends the feed after this long.
-    """
-
-    def __init__(self, sources: dict[str, Any], stop: threading.Event,
-                 max_seconds: float | None = None):
-        self.sources = sources
-        self.stop = stop
-        self.max_seconds = max_seconds
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=4 * max(1, len(sources)))
-        self.pending: dict[str, dict[int, int]] = {n: {} for n in sources}
-        self.errors: list[BaseException] = []
-        self.ticks = 0
-        self.messages = 0
-
-    def _poll(self, name: str, source: Any) -> None:
-        try:
-            while not self.stop.is_set():
-                consumed = source.poll()
-                if consumed is None:
-                    if source.is_idle_end():
-                        break
-                    continue
-                item = (name, consumed, source.position())
-                while not self.stop.is_set():
-                    try:
-                        self.queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-        except BaseException as exc:  # raised on the driver's thread
-            self.errors.append(exc)
-        finally:
-            self.queue.put((name, _END, None))
-
-    def __iter__(self) -> Iterator[tuple[str, Any]]:
-        threads = [threading.Thread(target=self._poll, args=(n, s), daemon=True,
-                                    name=f"tickflow-poll-{n}")
-                   for n, s in self.sources.items()]
-        for t in threads:
-            t.start()
-        start = time.monotonic()
-        open_sources = set(self.sources)
-        while open_sources:
-            if self.max_seconds is not None and time.monotonic() - start >= self.max_seconds:
-                self.stop.set()
-            try:
-                name, consumed, position = self.queue.get(timeout=0.1)
-            except queue.Empty:
-                if self.stop.is_set() and not any(t.is_alive() for t in threads):
-                    break
-                continue
-            if self.errors:
-                raise self.errors[0]
-            if consumed is _END:
-                open_sources.discard(name)
-                yield name, None
-                continue
-            self.pending[name].update(consumed.offsets)
-            self.ticks += consumed.ticks.num_rows
-            self.messages += consumed.message_count
-            yield name, (consumed.ticks, position)
-        self.stop.set()
-        for t in threads:
-            t.join(timeout=5)
-
-    def commit(self) -> None:
-        """Commit every offset the graph has consumed (the output holding it is durable)."""
-        for name, offsets in self.pending.items():
-            if offsets and self.sources[name].commit(offsets):
-                self.pending[name] = {}
