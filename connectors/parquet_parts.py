@@ -15,6 +15,8 @@ from tickflow.connectors.atomic import DETACHED_DELETE_BYTES, delete_detached
 from tickflow.connectors.parquet_concat import Unsupported
 from tickflow.connectors.parquet_writer import AtomicParquetWriter
 from tickflow.connectors.part_checksums import (
+    Identity,
+    file_identity,
     part_identity,
     verify_identity,
     verify_part,
@@ -30,6 +32,11 @@ class PartFiles:
     ``{"parts": committed count, "rows": committed rows}``, which the checkpoint records. On a
     restart ``seek`` deletes every part past the checkpoint's count, so the rows after it are
     written exactly once more. ``merge`` streams the parts into the target file.
+
+    Each part is hashed once in a run: as it is written (or, for the parts of an earlier run,
+    when ``seek`` verifies them). The file's identity right after (``_trusted``) lets the
+    merge take that hash for the part as long as the file is still the same; a part changed
+    since is read and hashed again, and named.
     """
 
     def __init__(self, path: str, *, compression: str, row_group_rows: int,
@@ -43,6 +50,7 @@ class PartFiles:
         self.count = 0
         self.rows = 0
         self.digests: list[list[object]] = []  # [rows, sha256] per committed part
+        self._trusted: dict[int, Identity] = {}  # part -> identity once hashed in this run
         self._writer: AtomicParquetWriter | None = None
 
     def _part(self, k: int) -> Path:
@@ -51,6 +59,7 @@ class PartFiles:
     def seek(self, position: dict[str, int] | None) -> None:
         for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # a killed merge
             stale.unlink(missing_ok=True)
+        self._trusted = {}
         if position is None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.count = self.rows = 0
@@ -63,7 +72,9 @@ class PartFiles:
             raise SinkError(f"parquet sink {str(self.path)!r}: committed part file "
                             f"{self._part(missing[0])} is missing; run with --reset-state")
         for k, expected in enumerate(self.digests[:self.count]):
-            verify_part(self._part(k), expected, f"parquet sink {str(self.path)!r}")
+            identity = verify_part(self._part(k), expected, f"parquet sink {str(self.path)!r}")
+            if identity is not None:
+                self._trusted[k] = identity
         if self.dir.is_dir():
             for p in self.dir.iterdir():
                 done = p.name.startswith("part-") and p.suffix == ".parquet" and \
@@ -83,6 +94,7 @@ class PartFiles:
     def commit(self) -> dict[str, int]:
         if self._writer is not None:
             self._writer.close()
+            self._trusted[self.count] = file_identity(self._part(self.count))
             self.rows += self._writer.rows
             self.digests.append([self._writer.rows, self._writer.sha256])
             self.count += 1
@@ -92,15 +104,18 @@ class PartFiles:
     def merge(self, metadata: dict[str, str]) -> AtomicParquetWriter:
         """Every committed part, in order, in the target file (published by ``close``).
 
-        The parts' row groups are copied as they are (``parquet_concat``), each part's sha256
-        checked against its commit's in the same read; parts that cannot be joined that way
-        are decoded and written again.
+        The parts' row groups are copied as they are (``parquet_concat``). A part hashed
+        earlier in this run and unchanged since (same identity) is not hashed again; any other
+        part's sha256 is checked against its commit's in the same read. Parts that cannot be
+        joined that way are decoded and written again.
         """
         assert self.schema is not None
         out = AtomicParquetWriter(self.path, self.schema, metadata=metadata, **self.options)
         parts = [self._part(k) for k in range(self.count)]
+        trusted = [self._trusted.get(k) if k < len(self.digests) else None
+                   for k in range(self.count)]
         try:
-            digests = out.join(parts)
+            digests = out.join(parts, trusted)
         except (Unsupported, OSError):  # the rewrite names a missing or damaged part
             out.abort()
             return self._rewrite(metadata)
@@ -108,7 +123,7 @@ class PartFiles:
             out.abort()
             raise
         for k, (recorded, actual) in enumerate(zip(self.digests, digests, strict=False)):
-            if recorded[1] != actual:
+            if actual is not None and recorded[1] != actual:
                 out.abort()
                 verify_part(parts[k], recorded, f"parquet sink {str(self.path)!r}")  # raises
                 raise SinkError(f"parquet sink {str(self.path)!r}: committed part {parts[k]} "

@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -110,10 +110,11 @@ class AtomicParquetWriter:
         self._pending = rest.to_batches() if rest.num_rows else []
         self._pending_rows = rest.num_rows
 
-    def join(self, parts: list[Path]) -> list[str]:
+    def join(self, parts: list[Path], trusted: list[Any] | None = None) -> list[str | None]:
         """Fill the file with the row groups of ``parts`` (Parquet files of this schema,
         written with these options), copied without decoding them (``parquet_concat``);
-        nothing may have been written before. Returns each part's sha256; ``close`` then
+        nothing may have been written before. Returns each part's sha256 (None for a part
+        still the file of its ``trusted`` identity, not read again); ``close`` then
         publishes the file.
 
         Raises:
@@ -125,7 +126,7 @@ class AtomicParquetWriter:
         self._writer.close()  # no row group yet: the file is the footer the result takes
         template = self.tmp_path.read_bytes()
         with self.tmp_path.open("wb") as out:
-            digests, self.rows, self.row_groups = concat(parts, template, out)
+            digests, self.rows, self.row_groups = concat(parts, template, out, trusted)
         self._joined = True
         return digests
 
