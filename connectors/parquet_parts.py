@@ -40,8 +40,10 @@ class PartFiles:
     """
 
     def __init__(self, path: str, *, compression: str, row_group_rows: int,
-                 statistics: bool, compression_level: int | None = None):
+                 statistics: bool, compression_level: int | None = None,
+                 metadata: dict[str, str] | None = None):
         self.path = Path(os.path.expanduser(path))
+        self.metadata = dict(metadata or {})  # in every part's footer, as in the output's
         self.dir = self.path.with_name(f".{self.path.name}.parts")
         self.options: dict[str, Any] = {
             "compression": compression, "compression_level": compression_level,
@@ -88,7 +90,7 @@ class PartFiles:
         if self._writer is None:
             self._writer = AtomicParquetWriter(self._part(self.count),
                                                self.schema or batch.schema, **self.options,
-                                               hashed=True)
+                                               metadata=self.metadata, hashed=True)
         self._writer.write(batch)
 
     def commit(self) -> dict[str, int]:
@@ -110,6 +112,10 @@ class PartFiles:
         joined that way are decoded and written again.
         """
         assert self.schema is not None
+        if self.count == 1 and self.digests:
+            adopted = self._adopt(metadata)
+            if adopted is not None:
+                return adopted
         out = AtomicParquetWriter(self.path, self.schema, metadata=metadata, **self.options)
         parts = [self._part(k) for k in range(self.count)]
         trusted = [self._trusted.get(k) if k < len(self.digests) else None
@@ -128,6 +134,36 @@ class PartFiles:
                 verify_part(parts[k], recorded, f"parquet sink {str(self.path)!r}")  # raises
                 raise SinkError(f"parquet sink {str(self.path)!r}: committed part {parts[k]} "
                                 f"changed while it was merged; run with --reset-state")
+        return out
+
+    def _adopt(self, metadata: dict[str, str]) -> AtomicParquetWriter | None:
+        """The output as the one committed part itself (a hard link, published by ``close``),
+        when that part is the file the output would be: this schema, ``metadata`` in its
+        footer. None otherwise (the join handles it).
+
+        A run that ends before its first intermediate checkpoint has one part; linking it
+        spares copying the whole output (0.4-0.8 s for 830 MB at 100K symbols). The part is
+        checked first as the join would: trusted while its identity is the one recorded when
+        this run hashed it, hashed again otherwise.
+        """
+        assert self.schema is not None
+        part = self._part(0)
+        try:
+            meta = pq.read_metadata(part)
+            kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items()}
+            if any(kv.get(k) != v for k, v in metadata.items()) or \
+                    meta.schema.to_arrow_schema().types != self.schema.types:
+                return None
+            if self._trusted.get(0) != file_identity(part):
+                verify_part(part, self.digests[0], f"parquet sink {str(self.path)!r}")
+        except (OSError, pa.ArrowException):
+            return None  # the join names what is wrong
+        out = AtomicParquetWriter(self.path, self.schema, metadata=metadata, **self.options)
+        try:
+            out.adopt(part, meta.num_rows, meta.num_row_groups)
+        except OSError:
+            out.abort()
+            return None
         return out
 
     def _rewrite(self, metadata: dict[str, str]) -> AtomicParquetWriter:

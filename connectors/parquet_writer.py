@@ -130,6 +130,20 @@ class AtomicParquetWriter:
         self._joined = True
         return digests
 
+    def adopt(self, source: Path, rows: int, row_groups: int) -> None:
+        """Make the file the finished Parquet file ``source`` itself (of this schema, its
+        footer holding this file's metadata), by a hard link: not a byte is copied. Nothing
+        may have been written before; ``close`` then publishes it (``source`` stays).
+
+        Raises:
+            OSError: no hard link here (another file system, or none at all).
+        """
+        assert not self.rows and not self._closed, "adopt() fills an empty writer"
+        self._writer.close()
+        self._remove_tmp()
+        os.link(source, self.tmp_path)
+        self.rows, self.row_groups, self._joined = rows, row_groups, True
+
     def close(self) -> None:
         """Write what is buffered, finish the file and move it to its final path."""
         if self._closed:

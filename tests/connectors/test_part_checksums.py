@@ -147,3 +147,55 @@ def test_after_a_restart_parts_verified_on_resume_are_trusted_until_they_change(
     out = resumed().merge({})
     out.close()
     assert counter.calls == 0 and out.rows == 1500
+
+
+def _one_part(tmp_path, metadata: dict[str, str]) -> tuple[PartFiles, dict]:
+    parts = PartFiles(str(tmp_path / "out.parquet"), compression="lz4", row_group_rows=1024,
+                      statistics=False, metadata=metadata)
+    parts.seek(None)
+    parts.write(pa.record_batch({"x": pa.array(range(700))}))
+    position = parts.commit()
+    parts.schema = pa.schema([("x", pa.int64())])
+    return parts, position
+
+
+def test_one_part_becomes_the_output_without_a_copy(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    meta = {"tickflow.job_name": "one"}
+    parts, _ = _one_part(tmp_path, meta)
+    counter = _counting(monkeypatch)
+    out = parts.merge(meta)
+    out.close()
+    target = tmp_path / "out.parquet"
+    assert target.stat().st_ino == parts._part(0).stat().st_ino  # the part itself, linked
+    assert counter.calls == 0 and out.rows == 700 and out.row_groups == 1
+    parts.remove()  # the run's release: the output stays
+    assert pq.read_table(target).column("x").to_pylist() == list(range(700))
+    assert pq.read_metadata(target).metadata[b"tickflow.job_name"] == b"one"
+
+
+def test_one_part_changed_before_the_merge_is_named_and_not_published(tmp_path):
+    meta = {"tickflow.job_name": "one"}
+    parts, _ = _one_part(tmp_path, meta)
+    _same_size_rewrite(parts._part(0), keep_times=True)
+    with pytest.raises(SinkError, match=r"part-000000\.parquet.*changed"):
+        parts.merge(meta)
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_one_part_of_other_metadata_is_joined_under_the_outputs_footer(tmp_path):
+    """A part from a run whose provenance differs (the job file changed before a resume)."""
+    import pyarrow.parquet as pq
+
+    parts, position = _one_part(tmp_path, {"tickflow.job_name": "before"})
+    resumed = PartFiles(str(tmp_path / "out.parquet"), compression="lz4", row_group_rows=1024,
+                        statistics=False, metadata={"tickflow.job_name": "after"})
+    resumed.seek(position)
+    resumed.schema = pa.schema([("x", pa.int64())])
+    out = resumed.merge({"tickflow.job_name": "after"})
+    out.close()
+    target = tmp_path / "out.parquet"
+    assert target.stat().st_ino != parts._part(0).stat().st_ino
+    assert pq.read_metadata(target).metadata[b"tickflow.job_name"] == b"after"
+    assert pq.read_table(target).column("x").to_pylist() == list(range(700))
