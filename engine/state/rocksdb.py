@@ -20,6 +20,8 @@ import rocksdict
 
 from tickflow.engine.errors import StateError
 from tickflow.engine.state.backend import (
+    BackgroundDigests,
+    FileDigests,
     StateBackend,
     StateSnapshot,
     StepLayout,
@@ -87,11 +89,14 @@ class RocksDBStateBackend(StateBackend):
 
     name = "rocksdb"
 
-    def write(self, directory: Path, snapshot: StateSnapshot) -> None:
+    def write(self, directory: Path, snapshot: StateSnapshot) -> FileDigests:
         """Each step's records go to a sorted SST file that is ingested into its column family.
 
         Ingesting pre-sorted files skips the memtable and its flush (about twice as fast as
         write batches here); values are not compressed (state is mostly noise-like floats).
+        Each ingested file is hashed on a thread while the next steps are written
+        (:class:`~tickflow.engine.state.backend.BackgroundDigests`): the SST writer drops its
+        file from the page cache, and the manifest's hash read it all back afterwards.
         """
         path = directory / _DIR
         layout, rows = snapshot.layout(), snapshot.rows()
@@ -101,6 +106,7 @@ class RocksDBStateBackend(StateBackend):
         opts.create_missing_column_families(True)
         db = rocksdict.Rdict(str(path), opts, column_families={
             _cf(sid): _options(create=True) for sid in snapshot.steps})
+        digests = BackgroundDigests(directory)
         try:
             ingest = rocksdict.IngestExternalFileOptions()
             ingest.set_move_files(True)
@@ -116,12 +122,18 @@ class RocksDBStateBackend(StateBackend):
                 writer.open(str(sst))
                 _pack(writer, fields, dtype, n, per)
                 writer.finish()
+                before = {p.name for p in path.glob("*.sst")}
                 cf.ingest_external_file([str(sst)], ingest)
                 sst.unlink(missing_ok=True)
+                for p in path.glob("*.sst"):  # the ingested file, under the database's name
+                    if p.name not in before:
+                        digests.add(p)
         except Exception as exc:  # rocksdict raises plain exceptions
+            digests.close()
             raise StateError(f"rocksdb state {path}: cannot write: {exc}") from None
         finally:
             db.close()
+        return digests.close()
 
     def read(self, directory: Path, layout: dict[str, StepLayout], rows: dict[str, int],
              key_ids: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
