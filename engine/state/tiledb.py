@@ -8,9 +8,9 @@ A step's state is one attribute (:data:`RECORD`): each key's whole step state, e
 declared order, packed as one fixed-size cell of ``itemsize / 8`` uint64 words (bytes when the
 record is not a multiple of 8), the record the rocksdb backend stores too. Why: TileDB writes
 a file per attribute and filters, tiles and describes each attribute's tiles apart; with an
-attribute per field (331 for the research job) the final checkpoint at 100K keys cost 2.4-2.8
-CPU-s for 495 MB of state, packed 1.5-1.7 (docs/performance.md). Arrays written with an
-attribute per field (before) are read as they are.
+attribute per field (331 for the research job) writing its 495 MB of state at 100K keys took
+about 2.5 CPU-s, packed about 1.7 (docs/performance.md). Arrays written with an attribute per
+field (before) are read as they are.
 """
 
 from __future__ import annotations
