@@ -234,7 +234,7 @@ class CheckpointStore:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            known = backend.write(tmp, snapshot) or {}
+            known = backend.write_hashed(tmp, snapshot) or {}
             write_keys(tmp / KEYS_FILE, snapshot.keys)
             if extra is not None:
                 extra(tmp)

@@ -179,13 +179,17 @@ class StateBackend:
     def __init__(self, **options: Any):
         self.options = options
 
-    def write(self, directory: Path, snapshot: StateSnapshot) -> FileDigests | None:
-        """Store every step's arrays under ``directory`` (created by the caller, empty).
-
-        May return the sha256 of files it hashed as it went (:class:`BackgroundDigests`):
-        the checkpoint's manifest takes them for files still of the identity recorded.
-        """
+    def write(self, directory: Path, snapshot: StateSnapshot) -> None:
+        """Store every step's arrays under ``directory`` (created by the caller, empty)."""
         raise NotImplementedError
+
+    def write_hashed(self, directory: Path, snapshot: StateSnapshot) -> FileDigests | None:
+        """:meth:`write` for a checkpoint, whose manifest holds every file's sha256: a backend
+        may return the digests of files it hashed as it went (:class:`BackgroundDigests`),
+        which the manifest takes for files still of the identity recorded. (Shard pages
+        are written by ``write``: nothing hashes them then.)"""
+        self.write(directory, snapshot)
+        return None
 
     def read(self, directory: Path, layout: dict[str, StepLayout], rows: dict[str, int],
              key_ids: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:

@@ -89,14 +89,26 @@ class RocksDBStateBackend(StateBackend):
 
     name = "rocksdb"
 
-    def write(self, directory: Path, snapshot: StateSnapshot) -> FileDigests:
+    def write(self, directory: Path, snapshot: StateSnapshot) -> None:
+        self._write(directory, snapshot, None)
+
+    def write_hashed(self, directory: Path, snapshot: StateSnapshot) -> FileDigests:
+        """:meth:`write`, each ingested file hashed on a thread while the next steps are
+        written (:class:`~tickflow.engine.state.backend.BackgroundDigests`): the SST writer
+        drops its file from the page cache, and the manifest's hash read it all back after."""
+        digests = BackgroundDigests(directory)
+        try:
+            self._write(directory, snapshot, digests)
+        finally:
+            done = digests.close()
+        return done
+
+    def _write(self, directory: Path, snapshot: StateSnapshot,
+               digests: BackgroundDigests | None) -> None:
         """Each step's records go to a sorted SST file that is ingested into its column family.
 
         Ingesting pre-sorted files skips the memtable and its flush (about twice as fast as
         write batches here); values are not compressed (state is mostly noise-like floats).
-        Each ingested file is hashed on a thread while the next steps are written
-        (:class:`~tickflow.engine.state.backend.BackgroundDigests`): the SST writer drops its
-        file from the page cache, and the manifest's hash read it all back afterwards.
         """
         path = directory / _DIR
         layout, rows = snapshot.layout(), snapshot.rows()
@@ -106,7 +118,6 @@ class RocksDBStateBackend(StateBackend):
         opts.create_missing_column_families(True)
         db = rocksdict.Rdict(str(path), opts, column_families={
             _cf(sid): _options(create=True) for sid in snapshot.steps})
-        digests = BackgroundDigests(directory)
         try:
             ingest = rocksdict.IngestExternalFileOptions()
             ingest.set_move_files(True)
@@ -126,14 +137,12 @@ class RocksDBStateBackend(StateBackend):
                 cf.ingest_external_file([str(sst)], ingest)
                 sst.unlink(missing_ok=True)
                 for p in path.glob("*.sst"):  # the ingested file, under the database's name
-                    if p.name not in before:
+                    if digests is not None and p.name not in before:
                         digests.add(p)
         except Exception as exc:  # rocksdict raises plain exceptions
-            digests.close()
             raise StateError(f"rocksdb state {path}: cannot write: {exc}") from None
         finally:
             db.close()
-        return digests.close()
 
     def read(self, directory: Path, layout: dict[str, StepLayout], rows: dict[str, int],
              key_ids: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:

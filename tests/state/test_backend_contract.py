@@ -207,15 +207,16 @@ def test_rocksdb_hashes_its_files_as_it_writes_and_the_manifest_checks_they_held
     snap = make_snapshot(2_000, seed=7)
     directory = tmp_path / "one"
     directory.mkdir()
-    known = RocksDBStateBackend().write(directory, snap)
+    assert RocksDBStateBackend().write(tmp_path, snap) is None  # a shard page: not hashed
+    known = RocksDBStateBackend().write_hashed(directory, snap)
     ssts = sorted(str(p.relative_to(directory)) for p in directory.rglob("*.sst"))
     assert sorted(known) == ssts and len(ssts) == 4  # a file per step with state
     for rel, (_, digest) in known.items():
         assert digest == hashlib.sha256((directory / rel).read_bytes()).hexdigest()
 
     class Tampering(RocksDBStateBackend):
-        def write(self, directory, snapshot):
-            known = super().write(directory, snapshot)
+        def write_hashed(self, directory, snapshot):
+            known = super().write_hashed(directory, snapshot)
             victim = directory / sorted(known)[0]
             st = victim.stat()
             with victim.open("r+b") as fh:
