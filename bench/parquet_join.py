@@ -5,8 +5,11 @@ makes them one file when it ends (``connectors/parquet_parts.py``). This writes 
 output (``--features``) again as parts of ``--batches-per-part`` 65,536-row morsels, through
 the sink's own ``PartFiles``, then times, alternately, ``--repeats`` times each:
 
-- ``join``: the parts' row groups copied as they are under one footer, each part's sha256
-  checked in the same read (``connectors/parquet_concat.py``, what the sink does);
+- ``join``: the parts' row groups copied as they are under one footer
+  (``connectors/parquet_concat.py``, what the sink does; the parts were written by this
+  process, so their sha256 taken as they were written holds while their identity does, and
+  they are not read to be hashed again; ``--batches-per-part`` large enough for one part
+  times the hard link the sink makes instead);
 - ``rewrite``: every part checked by its sha256, read, decoded and encoded again (the sink
   before, and still its way for parts it cannot join).
 

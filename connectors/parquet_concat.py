@@ -20,6 +20,8 @@ import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from tickflow.connectors.part_checksums import Identity, stat_identity
+
 MAGIC = b"PAR1"
 CHUNK = 4 << 20
 
@@ -200,13 +202,18 @@ def footer(fh: BinaryIO, size: int) -> tuple[list[list[Any]], int]:
         raise Unsupported(f"a footer that does not decode: {exc!r}") from None
 
 
-def concat(parts: list[Path], template: bytes, out: BinaryIO) -> tuple[list[str], int, int]:
+def concat(parts: list[Path], template: bytes, out: BinaryIO,
+           trusted: list[Identity | None] | None = None) -> tuple[list[str | None], int, int]:
     """Write ``parts`` as one Parquet file to ``out``, with the footer of ``template`` (a
     Parquet file of the same columns and no rows: the schema, the key-value metadata and the
     writer's name of the result), its row groups those of the parts in order.
 
-    Every part is read once, whole: the sha256 of each is returned (the caller checks them
-    against the digests recorded at commit), with the rows and row groups written.
+    Returns the sha256 of each part (the caller checks them against the digests recorded at
+    commit), with the rows and row groups written. A part whose identity (``trusted[k]``:
+    what this process recorded when it wrote or verified the part) is the same before and
+    after its copy is not read again: its digest is None (the recorded one holds); one that
+    changed during its copy has digest ``""`` (matches nothing). Every other part is read
+    once, whole, and hashed.
 
     Raises:
         Unsupported: a part is encrypted, has column chunks in other files, or its schema
@@ -216,14 +223,15 @@ def concat(parts: list[Path], template: bytes, out: BinaryIO) -> tuple[list[str]
 
     hasher = ThreadPoolExecutor(1, thread_name_prefix="tickflow-join-sha256")
     try:
-        return _concat(parts, template, out, hasher)
+        return _concat(parts, template, out, hasher, trusted or [None] * len(parts))
     finally:
         hasher.shutdown()
 
 
 def _copy(fh: BinaryIO, size: int, lo: int, hi: int, out: BinaryIO,
-          hasher: Any) -> str:
-    """Copy bytes ``lo..hi`` of ``fh`` to ``out``; the sha256 of all ``size`` bytes.
+          hasher: Any) -> str | None:
+    """Copy bytes ``lo..hi`` of ``fh`` to ``out``; the sha256 of all ``size`` bytes (None
+    without a ``hasher``).
 
     The kernel copies (``os.copy_file_range``: no pass through this process) while
     ``hasher``'s thread reads the part into one reused buffer and hashes it (sha256 lets go
@@ -246,33 +254,37 @@ def _copy(fh: BinaryIO, size: int, lo: int, hi: int, out: BinaryIO,
         view.release()
         return h.hexdigest()
 
-    hashed = hasher.submit(digest)
+    hashed = hasher.submit(digest) if hasher is not None else None
     out.flush()
     src, dst = fh.fileno(), out.fileno()
     at, end = lo, hi
     while at < end:
         n = os.copy_file_range(src, dst, end - at, at)
         if n == 0:
-            hashed.result()
+            if hashed is not None:
+                hashed.result()
             raise Unsupported("a part shorter than its size")
         at += n
-    return hashed.result()
+    return hashed.result() if hashed is not None else None
 
 
-def _concat(parts: list[Path], template: bytes, out: BinaryIO,
-            hasher: Any) -> tuple[list[str], int, int]:
+def _concat(parts: list[Path], template: bytes, out: BinaryIO, hasher: Any,
+            trusted: list[Identity | None]) -> tuple[list[str | None], int, int]:
     import io
+    import os
 
     meta, _ = footer(io.BytesIO(template), len(template))
     schema = _field(meta, 2)
     groups: list[list[list[Any]]] = []
-    digests: list[str] = []
+    digests: list[str | None] = []
     rows = 0
     out.write(MAGIC)
     at = len(MAGIC)
-    for path in parts:
+    for path, known in zip(parts, trusted, strict=True):
         with path.open("rb") as fh:
-            size = path.stat().st_size
+            before = stat_identity(os.fstat(fh.fileno()))
+            size = before[2]
+            skip = known is not None and before == known
             part, end = footer(fh, size)
             if _field(part, 2) != schema:
                 raise Unsupported(f"{path.name}: its columns differ from the output's")
@@ -291,7 +303,10 @@ def _concat(parts: list[Path], template: bytes, out: BinaryIO,
                         _shift(meta_field[2], _CMD_OFFSETS, shift)
                 groups.append(group)
             rows += _field(part, _FMD_NUM_ROWS)[2]
-            digests.append(_copy(fh, size, len(MAGIC), end, out, hasher))
+            digest = _copy(fh, size, len(MAGIC), end, out, None if skip else hasher)
+            if skip and stat_identity(os.fstat(fh.fileno())) != known:
+                digest = ""  # written to while it was copied
+            digests.append(digest)
             at += end - len(MAGIC)
     for i, group in enumerate(groups):
         if _field(group, _RG_ORDINAL) is not None:

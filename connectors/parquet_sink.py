@@ -88,7 +88,8 @@ class ParquetSink(Sink):
         cfg = self.config
         self._parts = PartFiles(cfg.path, compression=cfg.compression,
                                 compression_level=cfg.compression_level,
-                                row_group_rows=cfg.row_group_rows, statistics=cfg.statistics)
+                                row_group_rows=cfg.row_group_rows, statistics=cfg.statistics,
+                                metadata=self.context.provenance())
         self._parts.seek(position)
 
     def checkpoint(self) -> dict[str, int]:

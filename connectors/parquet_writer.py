@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -110,10 +110,11 @@ class AtomicParquetWriter:
         self._pending = rest.to_batches() if rest.num_rows else []
         self._pending_rows = rest.num_rows
 
-    def join(self, parts: list[Path]) -> list[str]:
+    def join(self, parts: list[Path], trusted: list[Any] | None = None) -> list[str | None]:
         """Fill the file with the row groups of ``parts`` (Parquet files of this schema,
         written with these options), copied without decoding them (``parquet_concat``);
-        nothing may have been written before. Returns each part's sha256; ``close`` then
+        nothing may have been written before. Returns each part's sha256 (None for a part
+        still the file of its ``trusted`` identity, not read again); ``close`` then
         publishes the file.
 
         Raises:
@@ -125,9 +126,23 @@ class AtomicParquetWriter:
         self._writer.close()  # no row group yet: the file is the footer the result takes
         template = self.tmp_path.read_bytes()
         with self.tmp_path.open("wb") as out:
-            digests, self.rows, self.row_groups = concat(parts, template, out)
+            digests, self.rows, self.row_groups = concat(parts, template, out, trusted)
         self._joined = True
         return digests
+
+    def adopt(self, source: Path, rows: int, row_groups: int) -> None:
+        """Make the file the finished Parquet file ``source`` itself (of this schema, its
+        footer holding this file's metadata), by a hard link: not a byte is copied. Nothing
+        may have been written before; ``close`` then publishes it (``source`` stays).
+
+        Raises:
+            OSError: no hard link here (another file system, or none at all).
+        """
+        assert not self.rows and not self._closed, "adopt() fills an empty writer"
+        self._writer.close()
+        self._remove_tmp()
+        os.link(source, self.tmp_path)
+        self.rows, self.row_groups, self._joined = rows, row_groups, True
 
     def close(self) -> None:
         """Write what is buffered, finish the file and move it to its final path."""

@@ -34,9 +34,11 @@ import pyarrow.ipc as ipc
 
 from tickflow.engine.errors import StateError
 from tickflow.engine.state.backend import (
+    FileDigests,
     StateBackend,
     StateSnapshot,
     StepLayout,
+    file_identity,
     layout_from_json,
     layout_to_json,
     read_keys_state,
@@ -146,6 +148,27 @@ def _digests(paths: list[Path]) -> list[str]:
     return [done[i] for i in range(len(paths))]
 
 
+def _file_entries(directory: Path, files: list[Path],
+                  known: FileDigests) -> dict[str, list[Any]]:
+    """``{relative path: [size, sha256]}`` of ``files``; a digest the backend took as it wrote
+    (``known``) is used while the file's identity is still the one it had then, every other
+    file is hashed here."""
+    entries: dict[str, list[Any]] = {}
+    todo: list[Path] = []
+    for p in files:
+        st = p.stat()
+        rel = str(p.relative_to(directory))
+        hashed = known.get(rel)
+        if hashed is not None and hashed[0] == file_identity(st):
+            entries[rel] = [st.st_size, hashed[1]]
+        else:
+            entries[rel] = [st.st_size, None]
+            todo.append(p)
+    for p, digest in zip(todo, _digests(todo), strict=True):
+        entries[str(p.relative_to(directory))][1] = digest
+    return entries
+
+
 def _is_log(path: Path) -> bool:
     """RocksDB's info logs and lock file: rewritten when a checkpoint is read, not state."""
     return path.name == "LOCK" or path.name.startswith("LOG")
@@ -211,7 +234,7 @@ class CheckpointStore:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            backend.write(tmp, snapshot)
+            known = backend.write_hashed(tmp, snapshot) or {}
             write_keys(tmp / KEYS_FILE, snapshot.keys)
             if extra is not None:
                 extra(tmp)
@@ -221,8 +244,7 @@ class CheckpointStore:
             manifest.state_bytes = snapshot.nbytes()
             manifest.created = datetime.now(UTC).isoformat(timespec="milliseconds")
             files = [p for p in sorted(tmp.rglob("*")) if p.is_file() and not _is_log(p)]
-            manifest.files = {str(p.relative_to(tmp)): [p.stat().st_size, digest]
-                              for p, digest in zip(files, _digests(files), strict=True)}
+            manifest.files = _file_entries(tmp, files, known)
             body = json.dumps(asdict(manifest), indent=1, sort_keys=True)
             with (tmp / MANIFEST).open("w") as fh:
                 fh.write(body)

@@ -192,3 +192,46 @@ def test_rocksdb_reads_values_of_one_key_or_of_a_block_of_keys(
     finally:
         db.close()
     assert puts == (1_000 if block_bytes == 1 else -(-1_000 // (block_bytes // 321)))
+
+
+def test_rocksdb_hashes_its_files_as_it_writes_and_the_manifest_checks_they_held(
+        tmp_path: Path) -> None:
+    """The digests the rocksdb backend takes on its thread are those of the files; a file
+    changed after (same size, times put back) is hashed again by the manifest, which then
+    holds its real digest."""
+    import hashlib
+    import os
+
+    from tickflow.engine.state.rocksdb import RocksDBStateBackend
+
+    snap = make_snapshot(2_000, seed=7)
+    directory = tmp_path / "one"
+    directory.mkdir()
+    assert RocksDBStateBackend().write(tmp_path, snap) is None  # a shard page: not hashed
+    known = RocksDBStateBackend().write_hashed(directory, snap)
+    ssts = sorted(str(p.relative_to(directory)) for p in directory.rglob("*.sst"))
+    assert sorted(known) == ssts and len(ssts) == 4  # a file per step with state
+    for rel, (_, digest) in known.items():
+        assert digest == hashlib.sha256((directory / rel).read_bytes()).hexdigest()
+
+    class Tampering(RocksDBStateBackend):
+        def write_hashed(self, directory, snapshot):
+            known = super().write_hashed(directory, snapshot)
+            victim = directory / sorted(known)[0]
+            st = victim.stat()
+            with victim.open("r+b") as fh:
+                fh.seek(100)
+                byte = fh.read(1)
+                fh.seek(100)
+                fh.write(bytes([byte[0] ^ 0xFF]))
+            os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+            self.victim = str(victim.relative_to(directory)), bytes([byte[0] ^ 0xFF])
+            return known
+
+    backend = Tampering()
+    store = CheckpointStore(tmp_path / "store")
+    manifest = _manifest(1, "rocksdb")
+    path = store.commit(backend, snap, manifest)
+    rel = backend.victim[0]
+    assert manifest.files[rel][1] == hashlib.sha256((path / rel).read_bytes()).hexdigest()
+    assert store.verify(path).files == manifest.files
