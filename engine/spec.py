@@ -81,7 +81,8 @@ class CheckpointSpec(Strict):
 
     every: str | int | None = Field(
         None, description="a duration (10s) or a number of batches between checkpoints "
-                          "(default 10s)")
+                          "(default 10s); a duration counts from the end of the last "
+                          "checkpoint's write")
     keep: int = Field(3, ge=1, description="newest checkpoints kept (older ones are deleted; "
                                            "a damaged newest one falls back to the one before)")
 

@@ -323,6 +323,10 @@ class Checkpointer:
             return []
         writing, self._writing, self.pending = self._writing, None, None
         writing.result()
+        # the interval counts from the end of this write: a write longer than the interval
+        # (rocksdict holds the GIL through its calls) would otherwise start the next at once,
+        # and checkpoints would run back to back, stalling the driver all along
+        self._last = time.monotonic()
         return [token]
 
     def _write(self, snapshot: StateSnapshot, blob: bytes | None, sink_positions: list[Any],
