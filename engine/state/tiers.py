@@ -280,12 +280,16 @@ RELAY_ROWS = 8192
 """Rows re-laid at a time when a tier's buffers change width."""
 
 
+RESERVE_FACTOR = 256
+"""A tier's mapped array reserves this many times its size in address space (at most
+``RESERVE_BYTES``), to grow and widen in place (:func:`blank`): at 100,000 keys a 100-row
+window's arrays are first mapped at 1-6 MB and end at 25-80 MB. Past that, growth copies into
+a new map, as before."""
 RESERVE_BYTES = 1 << 34
-"""Address space a tier's mapped array reserves to grow in place (16 GiB; see :func:`blank`)."""
 
 _NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("linux") else 0)
 _SPREAD = itertools.cycle(range(509))
-"""Extra pages for each reserved map, so that arrays do not start a multiple of 16 GiB apart:
+"""Extra pages for each reserved map, so that arrays do not start a multiple of 2^n bytes apart:
 aligned alike, the rows of one key in several fields fall in the same cache sets, and the
 research job's kernels took 2.5x as long at 100,000 keys."""
 
@@ -309,6 +313,7 @@ def blank(shape: tuple[int, ...], dtype: Any, reserve: int = 0) -> np.ndarray:
         return np.empty(shape, dtype=dtype)
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS  # a shared map is shmem: faults cost 2x more
     buffer = None
+    reserve = min(reserve, RESERVE_FACTOR * size)
     if reserve > size and _NORESERVE:
         try:
             buffer = mmap.mmap(-1, reserve + next(_SPREAD) * mmap.PAGESIZE,

@@ -197,9 +197,9 @@ def test_a_mapped_tier_grows_and_widens_in_place_keeping_every_value() -> None:
 def test_arrays_reserved_alike_do_not_start_a_multiple_of_the_reserve_apart() -> None:
     """(Aligned alike, one key's rows of several fields share cache sets: the kernels at
     100,000 keys took 2.5x as long.)"""
-    starts = [tiers.blank((1 << 18,), np.float64, tiers.RESERVE_BYTES).ctypes.data
-              for _ in range(8)]
-    assert len({s % tiers.RESERVE_BYTES for s in starts}) == 8
+    arrays = [tiers.blank((1 << 18,), np.float64, tiers.RESERVE_BYTES) for _ in range(8)]
+    reserved = tiers.RESERVE_FACTOR * arrays[0].nbytes  # 512 MB each, one after the other
+    assert len({a.ctypes.data % reserved for a in arrays}) == 8
 
 
 @pytest.mark.parametrize("wrapped", [False, True])
