@@ -160,7 +160,7 @@ class KernelState:
         rows = np.flatnonzero(self.tier_of[tier.keys[:tier.size]] == index)
         rows = rows[self.local[tier.keys[rows]] == rows]
         keys = tier.keys[rows]
-        self.tiers[0].copy_from(self.saved, tier, rows, keys)
+        self.tiers[0].put(self.saved, keys, tier.rows(self.saved, rows))
         self.tier_of[keys] = 0
         self.n_side -= keys.size
         self._drop(index)
@@ -195,34 +195,9 @@ class KernelState:
         return out
 
     def _move(self, keys: np.ndarray, widths: np.ndarray) -> None:
-        """Copy ``keys``' state into the tiers of the given widths, each row straight from
-        the tier it leaves (:meth:`Tier.copy_from`)."""
-        if self.tier_of is None:
-            self._grow_maps()
-        assert self.tier_of is not None
-        old = self.tier_of[keys].copy()
-        src = np.where(old == 0, keys, self.local[keys])
-        w0 = self.tiers[0].width
-        new_tier, new_local = np.zeros_like(old), keys.copy()
-        for width in np.unique(widths):
-            sel = np.flatnonzero(widths == width)
-            index = 0 if width <= w0 else self.side.get(int(width))
-            if index is None:
-                index = self.side[int(width)] = len(self.tiers)
-                self.tiers.append(Tier(self.fields, int(width), side=True))
-            tier = self.tiers[index]
-            if index:  # rows are claimed before any is released: none is written over unread
-                new_local[sel] = tier.claim(keys[sel])
-            new_tier[sel] = index
-            for i in np.unique(old[sel]):
-                part = sel[old[sel] == i]
-                tier.copy_from(self.saved, self.tiers[int(i)], src[part], new_local[part])
-        for i in np.unique(old[old > 0]):  # rows left behind in side tiers
-            self.tiers[int(i)].release(src[old == i])
-        self.tier_of[keys] = new_tier
-        self.local[keys] = np.where(new_tier == 0, self.local[keys], new_local)
-        self.n_side += int(np.count_nonzero(new_tier)) - int(np.count_nonzero(old))
-        self._drop_empty()
+        """Copy ``keys``' state into the tiers of the given widths (side tiers)."""
+        values = self._take(keys)
+        self._put(keys, widths, values)
 
     def _put(self, keys: np.ndarray, widths: np.ndarray, values: dict[str, np.ndarray]) -> None:
         """Write saved rows of ``keys`` into the tier of each one's width (tier 0 or a side)."""
@@ -248,12 +223,8 @@ class KernelState:
             self.local[keys[sel]] = self.tiers[index].append(self.saved, keys[sel], part)
             self.tier_of[keys[sel]] = index
             self.n_side += sel.size
-        self._drop_empty()
-
-    def _drop_empty(self) -> None:
-        """Drop the side tiers whose keys all moved on."""
         empty = [w for w, i in self.side.items() if self.tiers[i].live == 0]
-        while empty:
+        while empty:  # side tiers whose keys all moved on
             self._drop(self.side.pop(empty[0]))
             empty = [w for w, i in self.side.items() if self.tiers[i].live == 0]
 

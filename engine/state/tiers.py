@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from tickflow.kernels.base import Field
 
@@ -195,47 +194,20 @@ class Tier:
 
     def append(self, fields: list[Field], keys: np.ndarray,
                values: dict[str, np.ndarray]) -> np.ndarray:
-        """Give ``keys`` rows holding ``values``; returns their tier-local ids."""
-        local = self.claim(keys)
-        self.put(fields, local, values)
-        return local
-
-    def claim(self, keys: np.ndarray) -> np.ndarray:
-        """Rows for ``keys`` (to be written), dead ones first; returns their tier-local ids.
-        (Keys pass through a side tier as their counts grow: without reuse, the tier of
+        """Give ``keys`` rows holding ``values``, dead ones first; returns their tier-local
+        ids. (Keys pass through a side tier as their counts grow: without reuse, the tier of
         width 16 took a row for most of 100,000 keys, each faulted in for the first time.)"""
-        if self.free.size:  # in order: rows written in order, as their keys are
+        if self.free.size:  # in order: rows written in the order of their keys
             self.free.sort()
         reused, self.free = self.free[:keys.size], self.free[keys.size:]
         fresh = keys.size - reused.size
         local = np.concatenate([reused, np.arange(self.size, self.size + fresh, dtype=np.int64)])
-        self.ensure_rows(self.size + fresh, fill=False)  # (written whole by the caller)
+        self.ensure_rows(self.size + fresh, fill=False)  # new rows are written whole just below
         self.size += fresh
         self.live += keys.size
         self.keys[local] = keys
+        self.put(fields, local, values)
         return local
-
-    def copy_from(self, fields: list[Field], src: Tier, rows: np.ndarray,
-                  local: np.ndarray) -> None:
-        """Write ``src``'s ``rows`` of ``fields`` at ``local``, at this tier's widths: one copy
-        a row, padded with the fill value or cut (the same values as :meth:`put` of
-        ``src.rows``, which gathers, pads and scatters: three copies a moved row).
-
-        A ring whose width changes is re-laid from its head, so where a moved row's head is
-        not 0 (a time window that wrapped: a row window below its full width never does)
-        every field goes through :meth:`put`.
-        """
-        self.grow_to({f.name: src.arrays[f.name].shape[-1] for f in fields
-                      if f.grow is not None and not f.per_row}, 0)
-        for f in fields:
-            if (f.grow == "ring" and src.arrays[f.name].shape[-1] != self.arrays[f.name].shape[-1]
-                    and src.arrays[f"{f.group}_head"][rows].any()):
-                self.put(fields, local, src.rows(fields, rows))
-                return
-        for f in fields:
-            a, b = src.arrays[f.name], self.arrays[f.name]
-            if a.size and b.size:
-                copy_rows(_rows3(a), rows, _rows3(b), local, np.asarray(f.fill, dtype=f.dtype)[()])
 
     def release(self, local: np.ndarray) -> None:
         """Rows whose keys moved to another tier: dead, given out again by :meth:`append`."""
@@ -252,24 +224,6 @@ class Tier:
 
     def field_bytes_sum(self) -> int:
         return sum(self.field_bytes(name) for name in self.arrays)
-
-
-def _rows3(a: np.ndarray) -> np.ndarray:
-    """``a`` as (rows, buffers, width): one kernel copies every field's rows."""
-    return a.reshape(a.shape[0], -1, a.shape[-1]) if a.ndim > 1 else a.reshape(-1, 1, 1)
-
-
-@njit(nogil=True, cache=True)
-def copy_rows(src, rows, dst, local, fill):
-    """``dst[local[i]] = src[rows[i]]`` padded with ``fill`` or cut to ``dst``'s width."""
-    keep = min(src.shape[2], dst.shape[2])
-    for i in range(rows.shape[0]):
-        a, b = rows[i], local[i]
-        for j in range(src.shape[1]):
-            for t in range(keep):
-                dst[b, j, t] = src[a, j, t]
-            for t in range(keep, dst.shape[2]):
-                dst[b, j, t] = fill
 
 
 MAP_BYTES = 1 << 20

@@ -200,34 +200,3 @@ def test_arrays_reserved_alike_do_not_start_a_multiple_of_the_reserve_apart() ->
     arrays = [tiers.blank((1 << 18,), np.float64, tiers.RESERVE_BYTES) for _ in range(8)]
     reserved = tiers.RESERVE_FACTOR * arrays[0].nbytes  # 512 MB each, one after the other
     assert len({a.ctypes.data % reserved for a in arrays}) == 8
-
-
-@pytest.mark.parametrize("wrapped", [False, True])
-def test_copy_from_writes_what_put_of_the_gathered_rows_writes(wrapped: bool) -> None:
-    """A key moved to another tier is copied row to row; the values are those of the
-    gather, re-lay and scatter it replaces (a time ring that wrapped goes that way)."""
-    from tickflow.kernels.base import ring_fields
-
-    fields = [*ring_fields(100, ("vals", "xs"), "w", per_row=True, stub_ts=True),
-              *ring_fields(4, ("tv",), "t")]
-    saved = [f for f in fields if not f.stub]
-    rng = np.random.default_rng(7)
-    src = tiers.Tier(fields, width=8)
-    src.ensure_rows(5_000)
-    for f in saved:
-        a = src.arrays[f.name]
-        a[:] = rng.integers(0, 4, a.shape) if a.dtype.kind == "i" else rng.normal(size=a.shape)
-    src.arrays["w_head"][:] = 0
-    src.arrays["t_head"][:] = rng.integers(1, 4, 5_000) if wrapped else 0
-    rows = np.sort(rng.choice(5_000, 700, replace=False))
-    for width in (16, 4):  # wider, and cut (a per-row buffer may be cut above its counts)
-        via_put, via_copy = (tiers.Tier(fields, width=width, side=True) for _ in range(2))
-        for tier in (via_put, via_copy):
-            tier.grow_time()  # time rings 8 wide: the source's 4 are re-laid from their heads
-        via_put.append(saved, rows, src.rows(saved, rows))
-        via_copy.copy_from(saved, src, rows, via_copy.claim(rows))
-        for f in saved:
-            np.testing.assert_array_equal(via_copy.arrays[f.name][:700],
-                                          via_put.arrays[f.name][:700], err_msg=f.name)
-        assert via_copy.arrays["vals"].shape[1:] == (width,)
-        assert via_copy.arrays["tv"].shape[1:] == (8,)
