@@ -160,3 +160,43 @@ def test_unused_rows_of_a_large_array_are_never_written() -> None:
     vals = tier.arrays["vals"]
     assert np.isnan(vals[:200_001]).all()
     assert not vals[200_001:].any()  # rows past `filled` were never written (NaN when filled)
+
+
+def test_a_mapped_tier_grows_and_widens_in_place_keeping_every_value() -> None:
+    """The key axis grows and per-row buffers widen inside the array's own reserved map
+    (no new pages for the rows already there), rings of time windows re-laid from their
+    heads: the same values as re-laying into new arrays."""
+    from tickflow.kernels.base import ring_fields
+
+    fields = [*ring_fields(100, ("vals",), "w", per_row=True, stub_ts=True),
+              *ring_fields(4, ("tv",), "t")]  # a time window: rings that may wrap
+    tier = tiers.Tier(fields, width=8)
+    rng = np.random.default_rng(5)
+    n = 60_000  # 60,000 x 8 x 8 bytes: every per-row field mapped
+    tier.ensure_rows(n)
+    mapped = {name: a.ctypes.data for name, a in tier.arrays.items()
+              if a.nbytes >= tiers.MAP_BYTES}
+    assert set(mapped) == {"vals", "tv", "t_ts"}
+    for a in tier.arrays.values():
+        a[:n] = rng.integers(0, 4, a[:n].shape) if a.dtype.kind == "i" else rng.normal(
+            size=a[:n].shape)
+    tier.arrays["w_head"][:n] = 0  # a row window below its full width never wraps
+    expect = tiers.fit(fields, {k: a[:n].copy() for k, a in tier.arrays.items()},
+                       {"vals": 16, "tv": 8, "t_ts": 8})
+    tier.widen(16)
+    tier.grow_time()
+    tier.ensure_rows(8 * n)  # the key axis grows past its capacity
+    for name, a in tier.arrays.items():
+        np.testing.assert_array_equal(a[:n], expect[name], err_msg=name)
+    for name, at in mapped.items():
+        assert tier.arrays[name].ctypes.data == at, name  # the same map: nothing copied out
+    assert tier.arrays["vals"].shape[1:] == (16,) and tier.arrays["tv"].shape[1:] == (8,)
+    assert np.isnan(tier.arrays["vals"][n:8 * n]).all()  # new rows get the fill value
+
+
+def test_arrays_reserved_alike_do_not_start_a_multiple_of_the_reserve_apart() -> None:
+    """(Aligned alike, one key's rows of several fields share cache sets: the kernels at
+    100,000 keys took 2.5x as long.)"""
+    arrays = [tiers.blank((1 << 18,), np.float64, tiers.RESERVE_BYTES) for _ in range(8)]
+    reserved = tiers.RESERVE_FACTOR * arrays[0].nbytes  # 512 MB each, one after the other
+    assert len({a.ctypes.data % reserved for a in arrays}) == 8
