@@ -15,6 +15,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,7 +27,7 @@ import pytest
 from tickflow.connectors.replay import replay_to_kafka
 from tickflow.connectors.simulator import write_simulated_parquet
 from tests.conftest import ROOT
-from tests.kafka.util import unique
+from tests.kafka.util import produce_ticks, unique
 from tests.state.test_crash_recovery import assert_tables_equal
 
 JOB = """\
@@ -71,12 +72,34 @@ ROWS = 200_000
 
 
 @pytest.fixture(scope="module")
-def ticks_topic(kafka_broker, tmp_path_factory: pytest.TempPathFactory) -> str:
-    d = tmp_path_factory.mktemp("live_crash_ticks")
-    write_simulated_parquet(d / "ticks.parquet", rows=ROWS, symbols=14, seed=21)
+def ticks_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("live_crash_ticks") / "ticks.parquet"
+    write_simulated_parquet(path, rows=ROWS, symbols=14, seed=21)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ticks_topic(kafka_broker, ticks_file: Path) -> str:
     topic = unique("crash-ticks")
-    assert replay_to_kafka(d / "ticks.parquet", kafka_broker.bootstrap, topic, "max") == ROWS
+    assert replay_to_kafka(ticks_file, kafka_broker.bootstrap, topic, "max") == ROWS
     return topic
+
+
+def _paced(bootstrap: str, topic: str, ticks: pa.Table, seconds: float) -> threading.Thread:
+    """Produce ``ticks`` to ``topic`` in 100 chunks over about ``seconds``, on a thread: the
+    job cannot run ahead of the ticks, so kills land while it still reads, however fast it
+    is (with a pre-filled topic a restarted job drained the rest between two checkpoints)."""
+    produce_ticks(bootstrap, topic, ticks.slice(0, 0))  # the topic exists before the job opens
+    step = -(-ticks.num_rows // 100)
+
+    def run() -> None:
+        for start in range(0, ticks.num_rows, step):
+            produce_ticks(bootstrap, topic, ticks.slice(start, step))
+            time.sleep(seconds / 100)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def _env(broker, topic: str, signals: str, backend: str, group: str) -> dict[str, str]:
@@ -151,12 +174,14 @@ def reference(kafka_broker, ticks_topic: str, tmp_path_factory: pytest.TempPathF
 @pytest.mark.slow
 @pytest.mark.parametrize(("backend", "kills"), [("rocksdb", 3), ("tiledb", 1)])
 def test_sigkilled_live_job_resumes_to_the_uninterrupted_output(
-        kafka_broker, ticks_topic: str, reference: tuple[pa.Table, list[tuple[bytes, bytes]]],
+        kafka_broker, ticks_file: Path, reference: tuple[pa.Table, list[tuple[bytes, bytes]]],
         tmp_path: Path, backend: str, kills: int) -> None:
     expected_table, expected_signals = reference
     (tmp_path / "job.yaml").write_text(JOB)
     signals = unique(f"crash-signals-{backend}")
-    env = _env(kafka_broker, ticks_topic, signals, backend, unique("g"))
+    topic = unique(f"crash-ticks-{backend}")  # the reference's ticks, arriving as the job runs
+    feeder = _paced(kafka_broker.bootstrap, topic, pq.read_table(ticks_file), seconds=15)
+    env = _env(kafka_broker, topic, signals, backend, unique("g"))
     rng = random.Random(int(os.environ.get("TICKFLOW_CRASH_SEED", "7")))
     # the first kill may land before the first periodic checkpoint: the run resumes from
     # the one taken before reading, and its signals already written are not written again
@@ -166,6 +191,7 @@ def test_sigkilled_live_job_resumes_to_the_uninterrupted_output(
     for target in targets:
         _kill_after(tmp_path, env, target, rng)
     assert _rows_checkpointed(tmp_path) < ROWS  # every kill came before the end
+    feeder.join(60)
     assert not (tmp_path / "out" / "features.parquet").exists()
     killed_signals = len(_signals(kafka_broker.bootstrap, signals))
     # On a busy machine the killed run may already have written every signal before its next
@@ -189,7 +215,7 @@ def test_sigkilled_live_job_resumes_to_the_uninterrupted_output(
 
 @pytest.mark.slow
 def test_a_kill_before_the_first_periodic_checkpoint_writes_no_signal_twice(
-        kafka_broker, ticks_topic: str, reference: tuple[pa.Table, list[tuple[bytes, bytes]]],
+        kafka_broker, ticks_file: Path, reference: tuple[pa.Table, list[tuple[bytes, bytes]]],
         tmp_path: Path) -> None:
     """A run from empty state checkpoints before it reads: killed once signals are out but
     long before its first periodic checkpoint, the restart resumes from that one and skips
@@ -197,7 +223,9 @@ def test_a_kill_before_the_first_periodic_checkpoint_writes_no_signal_twice(
     expected_table, expected_signals = reference
     (tmp_path / "job.yaml").write_text(JOB.replace("every: 200ms", "every: 1h"))
     signals = unique("crash-signals-early")
-    env = _env(kafka_broker, ticks_topic, signals, "rocksdb", unique("g"))
+    topic = unique("crash-ticks-early")
+    feeder = _paced(kafka_broker.bootstrap, topic, pq.read_table(ticks_file), seconds=10)
+    env = _env(kafka_broker, topic, signals, "rocksdb", unique("g"))
     proc = _start(tmp_path, env)
     deadline = time.monotonic() + 120
     while True:
@@ -212,6 +240,7 @@ def test_a_kill_before_the_first_periodic_checkpoint_writes_no_signal_twice(
     assert _rows_checkpointed(tmp_path) == 0  # only the checkpoint taken before reading
     written = len(_signals(kafka_broker.bootstrap, signals))
     assert 50 <= written < len(expected_signals)
+    feeder.join(60)
     err = _finish(tmp_path, env)
     assert "Traceback" not in err
     assert _signals(kafka_broker.bootstrap, signals) == expected_signals
