@@ -11,6 +11,11 @@ skipped).
     python bench/live_decode.py --messages 20000 --repeat 30
     python bench/live_decode.py --strings   # numbers sent as strings, as Coinbase does
     python bench/live_decode.py --nanoseconds --repeat 3
+    python bench/live_decode.py --gil   # how much of each path runs without the GIL
+
+``--gil`` runs each variant while a second thread counts in Python: the share of the variant's
+wall time that thread got (against its rate alone) is the share of the decode that releases
+the GIL, which is what a decode on a prefetch thread could overlap with the driver's own work.
 """
 
 from __future__ import annotations
@@ -70,6 +75,60 @@ def variants(values: list[bytes], messages: list[Any]) -> dict[str, Callable[[],
     return out
 
 
+class Spinner:
+    """A Python thread counting as fast as the GIL lets it (``--gil``)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.count = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        n = 0
+        while self.running:
+            n += 1
+            self.count = n
+
+    def stop(self) -> None:
+        self.running = False
+        self.thread.join()
+
+
+def gil_held(runs: dict[str, Callable[[], Any]], repeat: int,
+             n: int) -> dict[str, tuple[float, float, float]]:
+    """Per variant, µs a tick: wall alone, wall beside the spinner, and the time the variant
+    held the GIL (its wall beside the spinner less the time the spinner ran; medians)."""
+    import statistics
+
+    alone: dict[str, list[float]] = {name: [] for name in runs}
+    beside: dict[str, list[float]] = {name: [] for name in runs}
+    held: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            alone[name].append(time.perf_counter() - t0)
+    spinner = Spinner()
+    try:
+        for _ in range(repeat):
+            for name, run in runs.items():
+                c0, t0 = spinner.count, time.perf_counter()  # the spinner alone
+                time.sleep(0.02)
+                rate = (spinner.count - c0) / (time.perf_counter() - t0)
+                c0, t0 = spinner.count, time.perf_counter()
+                run()
+                wall = time.perf_counter() - t0
+                beside[name].append(wall)
+                held[name].append(max(0.0, wall - (spinner.count - c0) / rate))
+    finally:
+        spinner.stop()
+    return {name: tuple(1e6 * statistics.median(xs[name]) / n  # type: ignore[misc]
+                        for xs in (alone, beside, held)) for name in runs}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=20_000, help="messages a poll (the drain's)")
@@ -77,12 +136,23 @@ def main() -> None:
     ap.add_argument("--strings", action="store_true", help="numbers sent as JSON strings")
     ap.add_argument("--nanoseconds", action="store_true",
                     help="timestamps with 9 fractional digits")
+    ap.add_argument("--gil", action="store_true",
+                    help="the share of each path's wall time a Python thread beside it runs")
     args = ap.parse_args()
     import tickflow
 
     values = drain_values(args.messages, args.strings, args.nanoseconds)
     messages = messages_of(values)
     runs = variants(values, messages)
+    if args.gil:
+        import sys
+
+        print(f"# {tickflow.__file__}: {len(values):,} values; switch interval "
+              f"{1e3 * sys.getswitchinterval():.0f} ms")
+        for name, (alone, beside, held) in gil_held(runs, args.repeat, len(values)).items():
+            print(f"{name:>20}: wall {alone:.3f} µs a tick alone, {beside:.3f} beside a "
+                  f"Python thread; GIL held {held:.3f} ({100 * held / alone:.0f}% of alone)")
+        return
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(args.repeat):
         for name, run in runs.items():
