@@ -62,47 +62,6 @@ def decode_messages(messages: list[Any], decoder: Callable[[list[bytes]], Any],
                          dead_letters.total - dead_before)
 
 
-def extract_messages(messages: list[Any]) -> tuple[Any, ...]:
-    """EXPERIMENT: what decode needs of the messages, without the GC-tracked Message objects."""
-    from confluent_kafka import Message
-
-    values: list[bytes] = list(map(Message.value, messages))
-    parts = np.fromiter(map(Message.partition, messages), dtype=np.int64, count=len(messages))
-    offs = np.fromiter(map(Message.offset, messages), dtype=np.int64, count=len(messages))
-    first = messages[0].headers()
-    if first and any(h[0] == SENT_HEADER for h in first):
-        sent = np.array([_sent_us(m.headers()) for m in messages], dtype=np.int64)
-    else:
-        sent = np.fromiter(map(_SECOND, map(Message.timestamp, messages)), dtype=np.int64,
-                           count=len(messages)) * 1000
-    return messages[0].topic(), values, parts, offs, sent
-
-
-def decode_extracted(raw: tuple[Any, ...], decoder: Callable[[list[bytes]], Any],
-                     dead_letters: DeadLetters) -> ConsumedBatch:
-    """EXPERIMENT: decode_messages on extract_messages' output."""
-    topic, values, parts, offs, sent = raw
-    dead_before = dead_letters.total
-    n = len(values)
-    last = dict(zip(parts.tolist(), offs.tolist(), strict=True))
-    offsets = {p: o + 1 for p, o in last.items()}
-    keep: list[int] = list(range(n))
-    if not all(values):
-        keep = [i for i, v in enumerate(values) if v]
-        for i, v in enumerate(values):
-            if not v:
-                dead_letters.add("empty_value", b"", topic=topic,
-                                 partition=int(parts[i]), offset=int(offs[i]))
-        values = [values[i] for i in keep]
-    ticks, rejected, origin = decoder(values)
-    for index, reason in rejected:
-        i = keep[index]
-        dead_letters.add(reason, values[index], topic=topic,
-                         partition=int(parts[i]), offset=int(offs[i]))
-    rows = origin if len(keep) == n else np.asarray(keep, dtype=np.int64)[origin]
-    return ConsumedBatch(ticks, offsets, n, sent[rows], dead_letters.total - dead_before)
-
-
 def usable_messages(messages: list[Any]) -> tuple[list[Any], bool, list[str]]:
     """The messages that are not errors (``messages`` itself when none is: checked in C),
     whether the broker or the topic was lost, and the text of any other error (partition EOF

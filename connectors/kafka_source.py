@@ -157,10 +157,6 @@ class KafkaSource(Source):
         self._dlq_producer.poll(0)
 
     def close(self) -> None:
-        if getattr(self, "_pf_thread", None) is not None:
-            self._pf_stop = True
-            self._pf_thread.join()
-            self._pf_thread = None
         if self.consumer is not None:
             self.consumer.close()
             self.consumer = None
@@ -178,13 +174,6 @@ class KafkaSource(Source):
         """The next batch (None when nothing arrived in time). Waits out a broker outage."""
         if self.consumer is None:
             self.open()
-        import os
-        if os.environ.get("TICKFLOW_PREFETCH") == "readjson":
-            return self._poll_readjson(timeout_s)
-        if os.environ.get("TICKFLOW_PREFETCH") in ("decode", "decode-msgspec"):
-            return self._poll_pipelined(timeout_s)
-        if os.environ.get("TICKFLOW_PREFETCH"):
-            return self._poll_prefetched(timeout_s)
         cfg = self.config
         wait = cfg.linger_ms / 1000 if timeout_s is None else timeout_s
         with collector_paused():
@@ -207,182 +196,6 @@ class KafkaSource(Source):
             return batch
         if self._broker_error:
             self._wait_for_broker()
-        return None
-
-    def _fetch(self, wait: float) -> tuple[ConsumedBatch | None, bool, list[str]]:
-        cfg = self.config
-        with collector_paused():
-            messages = self.consumer.consume(cfg.batch_size, timeout=0)
-            if not messages:
-                messages = self.consumer.consume(1, timeout=max(wait, 0.001))
-                if messages and cfg.batch_size > 1:
-                    messages.extend(self.consumer.consume(cfg.batch_size - 1, timeout=0))
-            good, lost, problems = usable_messages(messages)
-            if self._pf_raw:
-                from tickflow.connectors.kafka_decode import extract_messages
-                raw = extract_messages(good) if good else None
-                del messages, good
-                return raw, lost, problems
-            batch = decode_messages(good, self._decoder, self.dead_letters,
-                                    len(self._partitions) == 1) if good else None
-            del messages, good
-        return batch, lost, problems
-
-    def _poll_pipelined(self, timeout_s: float | None) -> ConsumedBatch | None:
-        """EXPERIMENT: the driver consumes batch N+1 while a thread decodes it; returns N."""
-        import os
-        from concurrent.futures import ThreadPoolExecutor
-
-        from tickflow.connectors.kafka_decode import decode_extracted, extract_messages
-        if getattr(self, "_pool", None) is None:
-            self._pool = ThreadPoolExecutor(1)
-            if os.environ.get("TICKFLOW_SWITCH"):
-                import sys
-                sys.setswitchinterval(float(os.environ["TICKFLOW_SWITCH"]))
-            self._pending = None
-            if os.environ["TICKFLOW_PREFETCH"] == "decode":
-                from tickflow.connectors.tick_codec import decode_tick_values_arrow, kept_indices
-
-                def arrow(values: list[bytes]) -> Any:
-                    ticks, rejected = decode_tick_values_arrow(values)
-                    return ticks, rejected, kept_indices(len(values), rejected)
-                self._decoder = arrow
-        cfg = self.config
-        wait = cfg.linger_ms / 1000 if timeout_s is None else timeout_s
-        with collector_paused():
-            messages = self.consumer.consume(cfg.batch_size, timeout=0)
-            if not messages and self._pending is None:
-                messages = self.consumer.consume(1, timeout=max(wait, 0.001))
-                if messages and cfg.batch_size > 1:
-                    messages.extend(self.consumer.consume(cfg.batch_size - 1, timeout=0))
-            good, lost, problems = usable_messages(messages)
-            raw = extract_messages(good) if good else None
-            del messages, good
-        self._broker_error |= lost
-        for problem in problems:
-            self.status(f"kafka source {self.label}: {problem}")
-        previous = self._pending
-        self._pending = None if raw is None else \
-            self._pool.submit(decode_extracted, raw, self._decoder, self.dead_letters)
-        if previous is None:
-            if self._pending is not None:  # the first: wait for it
-                previous, self._pending = self._pending, None
-            else:
-                if self._broker_error:
-                    self._wait_for_broker()
-                return None
-        batch = previous.result()
-        self.message_count += batch.message_count
-        self._position.update(batch.offsets)
-        self._last_message = time.monotonic()
-        return batch
-
-    def _poll_readjson(self, timeout_s: float | None) -> ConsumedBatch | None:
-        """EXPERIMENT: the driver consumes batch N+1 and starts Arrow's read_json of it on a
-        thread (GIL-free), then finishes batch N (its read done meanwhile) on the driver."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from tickflow.connectors import tick_codec as tc
-        from tickflow.connectors.kafka_decode import decode_extracted, extract_messages
-        if getattr(self, "_pool", None) is None:
-            self._pool = ThreadPoolExecutor(1)
-            self._pending = None
-        cfg = self.config
-        wait = cfg.linger_ms / 1000 if timeout_s is None else timeout_s
-        with collector_paused():
-            messages = self.consumer.consume(cfg.batch_size, timeout=0)
-            if not messages and self._pending is None:
-                messages = self.consumer.consume(1, timeout=max(wait, 0.001))
-                if messages and cfg.batch_size > 1:
-                    messages.extend(self.consumer.consume(cfg.batch_size - 1, timeout=0))
-            good, lost, problems = usable_messages(messages)
-            raw = extract_messages(good) if good else None
-            del messages, good
-        self._broker_error |= lost
-        for problem in problems:
-            self.status(f"kafka source {self.label}: {problem}")
-        previous = self._pending
-        self._pending = None if raw is None else (raw, self._pool.submit(tc._read, raw[1]))
-        if previous is None:
-            if self._pending is not None:
-                previous, self._pending = self._pending, None
-            else:
-                if self._broker_error:
-                    self._wait_for_broker()
-                return None
-        raw, future = previous
-
-        def decoder(values: list[bytes]) -> Any:
-            try:
-                table = future.result()
-            except Exception:
-                table = None
-            saved = tc._read
-            if table is not None and len(values) == table.num_rows:
-                tc._read = lambda _values: table
-            try:
-                ticks, rejected = tc.decode_tick_values_arrow(values)
-            finally:
-                tc._read = saved
-            return ticks, rejected, tc.kept_indices(len(values), rejected)
-
-        with collector_paused():
-            batch = decode_extracted(raw, decoder, self.dead_letters)
-        self.message_count += batch.message_count
-        self._position.update(batch.offsets)
-        self._last_message = time.monotonic()
-        return batch
-
-    def _prefetch_loop(self) -> None:
-        import queue
-        while not self._pf_stop:
-            item = self._fetch(0.05)
-            while not self._pf_stop:
-                try:
-                    self._pf_queue.put(item, timeout=0.05)
-                    break
-                except queue.Full:
-                    continue
-
-    def _poll_prefetched(self, timeout_s: float | None) -> ConsumedBatch | None:
-        import queue
-        import threading
-        if getattr(self, "_pf_thread", None) is None:
-            import os
-            if os.environ["TICKFLOW_PREFETCH"] == "arrow":
-                from tickflow.connectors.tick_codec import decode_tick_values_arrow, kept_indices
-
-                def arrow(values: list[bytes]) -> Any:
-                    ticks, rejected = decode_tick_values_arrow(values)
-                    return ticks, rejected, kept_indices(len(values), rejected)
-                self._decoder = arrow
-            if os.environ.get("TICKFLOW_SWITCH"):
-                import sys
-                sys.setswitchinterval(float(os.environ["TICKFLOW_SWITCH"]))
-            self._pf_stop = False
-            self._pf_raw = os.environ["TICKFLOW_PREFETCH"] == "consume"
-            self._pf_queue: Any = queue.Queue(maxsize=1)
-            self._pf_thread = threading.Thread(target=self._prefetch_loop, daemon=True)
-            self._pf_thread.start()
-        wait = self.config.linger_ms / 1000 if timeout_s is None else timeout_s
-        try:
-            batch, lost, problems = self._pf_queue.get(timeout=max(wait, 0.001))
-        except queue.Empty:
-            return None
-        self._broker_error |= lost
-        for problem in problems:
-            self.status(f"kafka source {self.label}: {problem}")
-        if self._pf_raw:
-            if not batch:
-                return None
-            from tickflow.connectors.kafka_decode import decode_extracted
-            with collector_paused():
-                batch = decode_extracted(batch, self._decoder, self.dead_letters)
-        if batch is not None:
-            self.message_count += batch.message_count
-            self._position.update(batch.offsets)
-            self._last_message = time.monotonic()
-            return batch
         return None
 
     def _wait_for_broker(self) -> None:
