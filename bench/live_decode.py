@@ -69,6 +69,9 @@ def variants(values: list[bytes], messages: list[Any]) -> dict[str, Callable[[],
     arrow = getattr(tick_codec, "decode_tick_values_arrow", None)
     if arrow is not None:
         out["arrow reader path"] = lambda: arrow(values)
+        read = getattr(tick_codec, "_read", None)
+        if read is not None:  # the C++ reader alone (its GIL-free part)
+            out["  its read_json"] = lambda: read(values)
     decoder = tick_decoder("json", "bench")
     dead = DeadLetters(None, source="bench")
     out["decode_messages"] = lambda: decode_messages(messages, decoder, dead, True)
@@ -98,14 +101,16 @@ class Spinner:
 
 
 def gil_held(runs: dict[str, Callable[[], Any]], repeat: int,
-             n: int) -> dict[str, tuple[float, float, float]]:
-    """Per variant, µs a tick: wall alone, wall beside the spinner, and the time the variant
-    held the GIL (its wall beside the spinner less the time the spinner ran; medians)."""
+             n: int) -> dict[str, tuple[float, float, float, float]]:
+    """Per variant (medians of ``repeat``): wall µs a tick alone; beside the spinner, wall µs
+    a tick, the share of that wall time the spinner ran (1.0: the variant never kept it
+    waiting, i.e. ran without the GIL), and the µs a tick the variant held the GIL (its wall
+    less the spinner's run time; the spinner's rate is measured alone just before)."""
     import statistics
 
     alone: dict[str, list[float]] = {name: [] for name in runs}
     beside: dict[str, list[float]] = {name: [] for name in runs}
-    held: dict[str, list[float]] = {name: [] for name in runs}
+    share: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
         for name, run in runs.items():
             t0 = time.perf_counter()
@@ -122,11 +127,14 @@ def gil_held(runs: dict[str, Callable[[], Any]], repeat: int,
                 run()
                 wall = time.perf_counter() - t0
                 beside[name].append(wall)
-                held[name].append(max(0.0, wall - (spinner.count - c0) / rate))
+                share[name].append(min(1.0, (spinner.count - c0) / rate / wall))
     finally:
         spinner.stop()
-    return {name: tuple(1e6 * statistics.median(xs[name]) / n  # type: ignore[misc]
-                        for xs in (alone, beside, held)) for name in runs}
+    med = statistics.median
+    return {name: (1e6 * med(alone[name]) / n, 1e6 * med(beside[name]) / n, med(share[name]),
+                   1e6 * med([w * (1 - f) for w, f in zip(beside[name], share[name],
+                                                          strict=True)]) / n)
+            for name in runs}
 
 
 def main() -> None:
@@ -145,13 +153,21 @@ def main() -> None:
     messages = messages_of(values)
     runs = variants(values, messages)
     if args.gil:
+        import hashlib
         import sys
+
+        # a control that runs without the GIL throughout: the share the spinner gets beside
+        # it is what the machine's other load leaves (on a busy 2-core machine, well under 100%)
+        blob = b"".join(values) * 2
+        runs["control: sha256"] = lambda: hashlib.sha256(blob).digest()
 
         print(f"# {tickflow.__file__}: {len(values):,} values; switch interval "
               f"{1e3 * sys.getswitchinterval():.0f} ms")
-        for name, (alone, beside, held) in gil_held(runs, args.repeat, len(values)).items():
-            print(f"{name:>20}: wall {alone:.3f} µs a tick alone, {beside:.3f} beside a "
-                  f"Python thread; GIL held {held:.3f} ({100 * held / alone:.0f}% of alone)")
+        for name, (alone, beside, share, held) in gil_held(runs, args.repeat,
+                                                          len(values)).items():
+            print(f"{name:>20}: wall {alone:.3f} µs a tick alone; beside a counting Python "
+                  f"thread {beside:.3f}, which ran {100 * share:.0f}% of it; GIL held "
+                  f"{held:.3f} µs a tick")
         return
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(args.repeat):
