@@ -11,6 +11,11 @@ skipped).
     python bench/live_decode.py --messages 20000 --repeat 30
     python bench/live_decode.py --strings   # numbers sent as strings, as Coinbase does
     python bench/live_decode.py --nanoseconds --repeat 3
+    python bench/live_decode.py --gil   # how much of each path runs without the GIL
+
+``--gil`` runs each variant while a second thread counts in Python: the share of the variant's
+wall time that thread got (against its rate alone) is the share of the decode that releases
+the GIL, which is what a decode on a prefetch thread could overlap with the driver's own work.
 """
 
 from __future__ import annotations
@@ -64,10 +69,72 @@ def variants(values: list[bytes], messages: list[Any]) -> dict[str, Callable[[],
     arrow = getattr(tick_codec, "decode_tick_values_arrow", None)
     if arrow is not None:
         out["arrow reader path"] = lambda: arrow(values)
+        read = getattr(tick_codec, "_read", None)
+        if read is not None:  # the C++ reader alone (its GIL-free part)
+            out["  its read_json"] = lambda: read(values)
     decoder = tick_decoder("json", "bench")
     dead = DeadLetters(None, source="bench")
     out["decode_messages"] = lambda: decode_messages(messages, decoder, dead, True)
     return out
+
+
+class Spinner:
+    """A Python thread counting as fast as the GIL lets it (``--gil``)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.count = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        n = 0
+        while self.running:
+            n += 1
+            self.count = n
+
+    def stop(self) -> None:
+        self.running = False
+        self.thread.join()
+
+
+def gil_held(runs: dict[str, Callable[[], Any]], repeat: int,
+             n: int) -> dict[str, tuple[float, float, float, float]]:
+    """Per variant (medians of ``repeat``): wall µs a tick alone; beside the spinner, wall µs
+    a tick, the share of that wall time the spinner ran (1.0: the variant never kept it
+    waiting, i.e. ran without the GIL), and the µs a tick the variant held the GIL (its wall
+    less the spinner's run time; the spinner's rate is measured alone just before)."""
+    import statistics
+
+    alone: dict[str, list[float]] = {name: [] for name in runs}
+    beside: dict[str, list[float]] = {name: [] for name in runs}
+    share: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            alone[name].append(time.perf_counter() - t0)
+    spinner = Spinner()
+    try:
+        for _ in range(repeat):
+            for name, run in runs.items():
+                c0, t0 = spinner.count, time.perf_counter()  # the spinner alone
+                time.sleep(0.02)
+                rate = (spinner.count - c0) / (time.perf_counter() - t0)
+                c0, t0 = spinner.count, time.perf_counter()
+                run()
+                wall = time.perf_counter() - t0
+                beside[name].append(wall)
+                share[name].append(min(1.0, (spinner.count - c0) / rate / wall))
+    finally:
+        spinner.stop()
+    med = statistics.median
+    return {name: (1e6 * med(alone[name]) / n, 1e6 * med(beside[name]) / n, med(share[name]),
+                   1e6 * med([w * (1 - f) for w, f in zip(beside[name], share[name],
+                                                          strict=True)]) / n)
+            for name in runs}
 
 
 def main() -> None:
@@ -77,12 +144,31 @@ def main() -> None:
     ap.add_argument("--strings", action="store_true", help="numbers sent as JSON strings")
     ap.add_argument("--nanoseconds", action="store_true",
                     help="timestamps with 9 fractional digits")
+    ap.add_argument("--gil", action="store_true",
+                    help="the share of each path's wall time a Python thread beside it runs")
     args = ap.parse_args()
     import tickflow
 
     values = drain_values(args.messages, args.strings, args.nanoseconds)
     messages = messages_of(values)
     runs = variants(values, messages)
+    if args.gil:
+        import hashlib
+        import sys
+
+        # a control that runs without the GIL throughout: the share the spinner gets beside
+        # it is what the machine's other load leaves (on a busy 2-core machine, well under 100%)
+        blob = b"".join(values) * 2
+        runs["control: sha256"] = lambda: hashlib.sha256(blob).digest()
+
+        print(f"# {tickflow.__file__}: {len(values):,} values; switch interval "
+              f"{1e3 * sys.getswitchinterval():.0f} ms")
+        for name, (alone, beside, share, held) in gil_held(runs, args.repeat,
+                                                          len(values)).items():
+            print(f"{name:>20}: wall {alone:.3f} µs a tick alone; beside a counting Python "
+                  f"thread {beside:.3f}, which ran {100 * share:.0f}% of it; GIL held "
+                  f"{held:.3f} µs a tick")
+        return
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(args.repeat):
         for name, run in runs.items():
