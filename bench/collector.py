@@ -2,9 +2,9 @@
 
     python bench/collector.py [--frames 100000] [--recorded FILE]
 
-1. Parsing: ``tickflow.connectors.coinbase.parse_frame`` on real ticker frames (the recorded capture when
-   given, else synthetic ones) against ``json.loads`` alone on the same frames, the floor any
-   Python parser of this feed pays.
+1. Parsing: ``tickflow.connectors.coinbase.parse_frame`` on real ticker frames (the recorded
+   capture when given, else synthetic ones) against ``json.loads`` alone on the same frames,
+   the floor any Python parser of this feed pays.
 2. End to end on loopback: ``run-job serve coinbase`` (a separate process, synthetic ticker feed
    at max speed) -> the collector -> Parquet, as ticks/s and the collector's CPU time per tick.
    The feed is Coinbase-sized per message (one ticker per frame), so this is the rate one

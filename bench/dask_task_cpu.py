@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
           f"least CPU of {args.repeat}")
     for partitions in (1, 2, 4):
         plan = make_plan(job(), partitions)
-        tasks = [least_cpu(lambda k=k: run_partition(plan, k)) for k in range(partitions)]
+        tasks = [least_cpu(lambda k=k, plan=plan: run_partition(plan, k))
+                 for k in range(partitions)]
         print(f"  {partitions} task(s): {' + '.join(f'{t:.2f}' for t in tasks)} = "
               f"{sum(tasks):.2f} CPU-s")
     print(f"  run_local, 2 workers: {least_cpu(lambda: run_local(job(), workers=2)):.2f} CPU-s")

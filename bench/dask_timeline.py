@@ -148,6 +148,7 @@ def _traced_partition(plan: object, partition: int) -> object:
     import time
 
     import psutil
+
     from tickflow.engine.executors.dask_tasks import run_partition
 
     me = psutil.Process()

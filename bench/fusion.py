@@ -52,6 +52,7 @@ SUBSET = ("log_returns", "ewma", "sma", "rolling_std", "rolling_zscore", "zscore
 def load(path: str, rows: int | None):
     """The job's compiled kernel steps and the input as morsels (key ids, ts, float columns)."""
     import pyarrow.parquet as pq
+
     from tickflow.engine.columns import float_column
     from tickflow.engine.compile import compile_job
     from tickflow.engine.loader import load_job

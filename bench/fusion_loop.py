@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+
 from tickflow.engine.runtime.key_groups import key_order
 from tickflow.kernels.window import PEAK_RATIO, RECENTRE_MIN, recentred_sums
 

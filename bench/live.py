@@ -42,15 +42,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tickflow.connectors.embedded_broker import EmbeddedBroker  # noqa: E402
-from tickflow.connectors.kafka_client import client_settings, ensure_topic  # noqa: E402
-from tickflow.connectors.replay import produce_retrying  # noqa: E402
-
-from live_formats import (  # noqa: E402  (beside this file)
-    encoded, fill_messages, parse_formats, registry_for, source_lines)
+from live_formats import encoded, fill_messages, parse_formats, registry_for, source_lines  # noqa: E402  (beside this file)
 from live_producer import producer_main, ticks_values  # noqa: E402  (beside this file)
 from live_stages import StageClock  # noqa: E402  (beside this file)
 
+from tickflow.connectors.embedded_broker import EmbeddedBroker  # noqa: E402
+from tickflow.connectors.kafka_client import client_settings, ensure_topic  # noqa: E402
+from tickflow.connectors.replay import produce_retrying  # noqa: E402
 
 JOB = """
 name: bench-live

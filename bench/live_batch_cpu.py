@@ -52,6 +52,7 @@ def bare_read(bootstrap: str, topic: str, ticks: int, batch: int,
     """A consumer with the source's settings reads ``ticks`` messages and nothing else:
     (wall, its process's CPU, the broker's CPU) in seconds."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
     from tickflow.connectors.kafka_client import client_settings
     from tickflow.connectors.kafka_source_config import KafkaSourceConfig, consumer_settings
 
@@ -75,6 +76,7 @@ def main() -> None:
     from live import run_job
     from live_producer import ticks_values
     from live_stages import StageClock
+
     from tickflow.connectors.embedded_broker import EmbeddedBroker
     from tickflow.connectors.kafka_client import client_settings, ensure_topic
     from tickflow.connectors.replay import produce_retrying

@@ -1,9 +1,10 @@
 """The live path's floor: the broker and client alone, at the same offered rate (bench/live.py).
 
-The same producer process as the job's latency rows (``live_producer.producer_main``: paced every 1 ms,
-each message stamped with its send time) feeds a bare confluent-kafka consumer with the job's
-Kafka source settings (``kafka_source_config.consumer_settings``) and the source's poll: what
-has arrived at once, else wait up to ``linger_ms`` for the first message. For each batch it
+The same producer process as the job's latency rows (``live_producer.producer_main``: paced
+every 1 ms, each message stamped with its send time) feeds a bare confluent-kafka consumer
+with the job's Kafka source settings (``kafka_source_config.consumer_settings``) and the
+source's poll: what has arrived at once, else wait up to ``linger_ms`` for the first message.
+For each batch it
 produces one "signal" message straight back to a signal topic with the job's Kafka sink
 settings (``kafka_sink.producer_settings``, ``linger_ms: 0`` as in a live job: librdkafka
 gets 0.5 ms, one request a write), then counts
@@ -54,6 +55,7 @@ def floor_rate(bootstrap: str, rate: float, seconds: float, *, batch_size: int =
     producer's record, to split each tick's latency (``split_lines``)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
     from live_producer import producer_main  # beside this file
+
     from tickflow.connectors.kafka_client import client_settings, ensure_topic
     from tickflow.connectors.kafka_sink import KafkaSinkConfig, producer_settings
     from tickflow.connectors.kafka_source_config import KafkaSourceConfig, consumer_settings
@@ -155,6 +157,7 @@ def broker_probe(bootstrap: str, sizes: list[int], ticks: int = 40) -> list[str]
     import random
 
     from confluent_kafka import Consumer, Producer, TopicPartition
+
     from tickflow.connectors.kafka_client import client_settings, ensure_topic
     from tickflow.connectors.kafka_source_config import KafkaSourceConfig, consumer_settings
 

@@ -63,8 +63,9 @@ class Timeline:
                              info.get("collected", 0), threading.current_thread().name))
 
     def __enter__(self) -> Timeline:
-        import tickflow.connectors.kafka_source as kafka_source
         from live_stages import stage_methods  # beside this file
+
+        import tickflow.connectors.kafka_source as kafka_source
         from tickflow.engine.executors.live_hooks import LiveObserver
         from tickflow.engine.state.recovery import Checkpointer
 
@@ -214,8 +215,12 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
 
     import psutil
     from live import run_job  # beside this file
-    from live_producer import producer_main  # beside this file
-    from live_producer import producer_lines, tail_lines
+    from live_producer import (
+        producer_lines,
+        producer_main,  # beside this file
+        tail_lines,
+    )
+
     from tickflow.connectors.kafka_client import client_settings, ensure_topic
 
     topic = f"timeline-{int(rate)}-{int(time.time() * 1000) % 10**8}"

@@ -7,8 +7,8 @@ number (string or JSON number), never ``eval``s anything, and reports every prob
 :class:`Reject` (a counted reason, a detail and the raw payload) instead of raising, so that the
 collector can keep the message in a dead-letter sink and still do its sequence accounting.
 
-A ticker becomes one canonical tick (``tickflow.connectors.base.CANONICAL_TICK_SCHEMA``): ``product_id``
--> ``symbol``, ``best_bid_quantity`` -> ``best_bid_size``, ``best_ask_quantity`` ->
+A ticker becomes one canonical tick (``tickflow.connectors.base.CANONICAL_TICK_SCHEMA``):
+``product_id`` -> ``symbol``, ``best_bid_quantity`` -> ``best_bid_size``, ``best_ask_quantity`` ->
 ``best_ask_size``, ``volume_24_h`` -> ``volume_24h``, envelope ``sequence_num`` -> ``sequence``,
 envelope ``timestamp`` (truncated to microseconds) -> ``timestamp``; ``last_size`` is null
 because the ticker channel has none.

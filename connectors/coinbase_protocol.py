@@ -17,7 +17,11 @@ from tickflow.connectors.coinbase import (
     parse_frame,
     subscribe_message,
 )
-from tickflow.connectors.exchange_protocol import ExchangeProtocol, SubscribeRequest, exchange_protocol
+from tickflow.connectors.exchange_protocol import (
+    ExchangeProtocol,
+    SubscribeRequest,
+    exchange_protocol,
+)
 
 
 @exchange_protocol("coinbase")

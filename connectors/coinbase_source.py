@@ -21,7 +21,13 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, ConnectorConfig, RunContext, Source, source
+from tickflow.connectors.base import (
+    CANONICAL_TICK_SCHEMA,
+    ConnectorConfig,
+    RunContext,
+    Source,
+    source,
+)
 from tickflow.connectors.coinbase import DEFAULT_PRODUCTS, DEFAULT_URL, ticks_to_table
 from tickflow.connectors.dead_letter import DeadLetters
 from tickflow.connectors.tick_writers import TickWriter

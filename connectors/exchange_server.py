@@ -30,7 +30,6 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-
 INJECTION_KINDS = ("malformed_json", "unknown_channel", "missing_field", "bad_number",
                    "string_numbers", "error_frame", "deeply_nested", "binary_garbage")
 # hostile frames that are the same on every venue (no venue parser may crash on them)

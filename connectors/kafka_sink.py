@@ -27,6 +27,7 @@ from pydantic import Field, model_validator
 
 from tickflow.connectors.base import ConnectorConfig, RunContext, Sink, sink
 from tickflow.connectors.embedded_broker import EmbeddedBroker, resolve_bootstrap
+from tickflow.connectors.formats import Format, check_format, row_encoder
 from tickflow.connectors.kafka_client import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_FEATURES_TOPIC,
@@ -37,7 +38,6 @@ from tickflow.connectors.kafka_client import (
     partition_count,
     wait_for_broker,
 )
-from tickflow.connectors.formats import Format, check_format, row_encoder
 from tickflow.connectors.kafka_topics import read_to_end
 from tickflow.engine.errors import SinkError
 

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 CHUNK_ROWS = 65_536

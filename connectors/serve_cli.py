@@ -14,7 +14,11 @@ import sys
 from collections.abc import Sequence
 
 from tickflow.connectors.coinbase import DEFAULT_PRODUCTS
-from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, load_frames, synthetic_frames
+from tickflow.connectors.coinbase_server import (
+    CoinbaseExchangeServer,
+    load_frames,
+    synthetic_frames,
+)
 from tickflow.connectors.exchange_server import (
     INJECTION_KINDS,
     Faults,

@@ -28,8 +28,6 @@ from tickflow.connectors.base import (
     Source,
     source,
 )
-from tickflow.engine.errors import SourceError
-
 from tickflow.connectors.market_model import (  # noqa: F401  (re-exported)
     _EPOCH,
     CHUNK_ROWS,
@@ -39,6 +37,7 @@ from tickflow.connectors.market_model import (  # noqa: F401  (re-exported)
     _make_params,
     symbol_names,
 )
+from tickflow.engine.errors import SourceError
 
 
 class SimulatorConfig(ConnectorConfig):

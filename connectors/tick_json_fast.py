@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from operator import itemgetter
 
 import msgspec
-from msgspec.structs import astuple
 import pyarrow as pa
 import pyarrow.compute as pc
+from msgspec.structs import astuple
 
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
 

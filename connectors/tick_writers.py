@@ -1,10 +1,10 @@
 """Where a collector puts canonical ticks: Parquet, JSON Lines or a Kafka topic.
 
-Every writer takes tick dicts (``tickflow.connectors.coinbase.ticker_to_tick``), buffers as little as
-its medium allows, and makes everything it was given durable on ``close``: the collector
+Every writer takes tick dicts (``tickflow.connectors.coinbase.ticker_to_tick``), buffers as
+little as its medium allows, and makes everything it was given durable on ``close``: the collector
 calls ``close`` on Ctrl+C or SIGTERM, so nothing received is lost. The JSON of a tick is the
-same everywhere (``tickflow.connectors.coinbase.tick_to_json``), which is what the Kafka tick decoder
-(``tickflow.connectors.tick_codec``) reads.
+same everywhere (``tickflow.connectors.coinbase.tick_to_json``), which is what the Kafka tick
+decoder (``tickflow.connectors.tick_codec``) reads.
 """
 
 from __future__ import annotations

@@ -24,7 +24,13 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, ConnectorConfig, RunContext, Source, source
+from tickflow.connectors.base import (
+    CANONICAL_TICK_SCHEMA,
+    ConnectorConfig,
+    RunContext,
+    Source,
+    source,
+)
 
 DEFAULT_VENUE_SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
 _START_PRICES = {"BTC-USD": 65_000.0, "ETH-USD": 3_200.0, "SOL-USD": 150.0}

@@ -53,8 +53,8 @@ def build(folder: Path) -> dict[str, Path]:
                       "symbol": ["BTC-USD"] * n, "exchange": ["coinbase"] * n,
                       "exchange_b": ["kraken"] * n, "net_edge_bps": edge,
                       "is_stale": np.zeros(n, np.int8)})
-    sink = ArbitrageReportSink(ArbitrageReportConfig(path=str(folder / "arbitrage.csv"),
-                                                     plot=False), RunContext(job_name="demo-arbitrage", quiet=True))
+    config = ArbitrageReportConfig(path=str(folder / "arbitrage.csv"), plot=False)
+    sink = ArbitrageReportSink(config, RunContext(job_name="demo-arbitrage", quiet=True))
     sink.write(table.to_batches()[0])
     sink.close()
     out["arbitrage"] = folder / "arbitrage.html"

@@ -12,9 +12,9 @@ from typing import Any
 import pyarrow as pa
 from pydantic import ValidationError
 
-import tickflow.engine.builtin_connectors  # noqa: F401  (names the built-in connectors)
+import tickflow.engine.builtin_connectors
 import tickflow.engine.ml  # registers the model_score batch step
-import tickflow.engine.state  # noqa: F401  (names the state backends)
+import tickflow.engine.state
 import tickflow.kernels  # noqa: F401  (names the built-in kernels; each loads on first use)
 from tickflow.engine import __version__
 from tickflow.engine.compile_outputs import OutputChecks

@@ -99,7 +99,8 @@ Lateness = Annotated[str | float, BeforeValidator(_check_lateness)]
 """A duration >= 0, or a number of seconds."""
 
 Seconds = Annotated[float, BeforeValidator(_to_seconds)]
-"""For ``..._s`` fields: a number of seconds or a duration ('90s', '2m'), stored in seconds (> 0)."""
+"""For ``..._s`` fields: a number of seconds or a duration ('90s', '2m'), stored in seconds
+(> 0)."""
 
 SecondsOrZero = Annotated[float, BeforeValidator(_to_seconds_or_zero)]
 """Like :data:`Seconds`, but 0 is allowed (e.g. "do not wait")."""

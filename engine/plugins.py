@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from tickflow.engine.errors import TickflowError
-from tickflow.engine.registry import CONNECTORS, KERNELS, STATE_BACKENDS, RegistrationError, Registry
+from tickflow.engine.registry import (
+    CONNECTORS,
+    KERNELS,
+    STATE_BACKENDS,
+    RegistrationError,
+    Registry,
+)
 
 ENTRY_POINT_GROUPS: dict[str, Registry[Any]] = {
     "tickflow.kernels": KERNELS,

@@ -84,7 +84,7 @@ def describe_params(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 
 def kernel_table() -> list[dict[str, Any]]:
-    import tickflow.engine.ml  # noqa: F401  (model_score)
+    import tickflow.engine.ml
     import tickflow.kernels  # noqa: F401
 
     rows = []

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field as PydanticField
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import Field as PydanticField
 
 from tickflow.engine.durations import Duration, parse_duration_us  # noqa: F401  (re-exported)
 from tickflow.engine.registry import KERNELS
@@ -41,7 +41,8 @@ def _check_window(value: Any) -> Any:
         raise ValueError("expected a row count (integer >= 1) or a duration like 5s, 500ms, 1m")
     if isinstance(value, int):
         if value < 1:
-            raise ValueError(f"expected a row count >= 1 or a duration like 5s, 500ms, 1m, found {value}")
+            raise ValueError(f"expected a row count >= 1 or a duration like 5s, 500ms, 1m, "
+                             f"found {value}")
         return value
     if isinstance(value, str):
         if value.strip().isdigit():

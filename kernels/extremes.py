@@ -20,7 +20,6 @@ from tickflow.kernels.base import (
 from tickflow.kernels.stat_params import _window_args
 from tickflow.kernels.window import deque_push
 
-
 # --------------------------------------------------------------------------- sorted windows
 
 

@@ -7,8 +7,8 @@ from statistics import NormalDist
 
 import numpy as np
 from numba import njit
-from pydantic import model_validator
 from pydantic import Field as PydanticField
+from pydantic import model_validator
 
 from tickflow.kernels.base import (
     Field,
@@ -25,7 +25,6 @@ from tickflow.kernels.window import (
     PEAK_RATIO,
     RECENTRE_MIN,
 )
-
 
 # --------------------------------------------------------------------------- higher moments
 

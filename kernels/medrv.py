@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 from numba import njit
-from pydantic import model_validator
 from pydantic import Field as PydanticField
+from pydantic import model_validator
 
 from tickflow.kernels.base import (
     Field,
@@ -25,7 +24,6 @@ from tickflow.kernels.window import (
     ring_expired,
     ring_slot,
 )
-
 
 # --------------------------------------------------------------------------- MedRV
 

@@ -3,11 +3,10 @@ covariance."""
 
 from __future__ import annotations
 
-
 import numpy as np
 from numba import njit
-from pydantic import model_validator
 from pydantic import Field as PydanticField
+from pydantic import model_validator
 
 from tickflow.kernels.base import (
     AlphaParams,
@@ -23,7 +22,6 @@ from tickflow.kernels.stat_params import _window_args, min_row_window
 from tickflow.kernels.window import (
     RECENTRE_MIN,
 )
-
 
 # --------------------------------------------------------------------------- pair windows
 

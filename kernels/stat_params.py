@@ -12,7 +12,6 @@ from tickflow.kernels.base import (
     window_args,
 )
 
-
 # --------------------------------------------------------------------------- param helpers
 
 

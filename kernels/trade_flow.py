@@ -28,7 +28,6 @@ from tickflow.kernels.window import (
     ring_slot,
 )
 
-
 # --------------------------------------------------------------------------- VWAP
 
 

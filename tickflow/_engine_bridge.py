@@ -20,6 +20,7 @@ from tickflow.engine.compile import CompiledJob, ConnectorUse, compile_job
 from tickflow.engine.errors import JobSpecError, Problem, TickflowError
 from tickflow.engine.loader import LoadedJob, load_job
 
+
 def load(path: str, sets: Sequence[str], ticks_path: str | None = None) -> LoadedJob:
     """Read a job file; with ``ticks_path`` its first source becomes that Parquet file."""
     loaded = load_job(path, overrides=list(sets))

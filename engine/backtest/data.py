@@ -25,8 +25,8 @@ from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
 from tickflow.engine.columns import float_column
 from tickflow.engine.compile import CompiledJob
 from tickflow.engine.errors import SourceError, TickflowError
-from tickflow.engine.runtime.pipeline import timestamp_us
 from tickflow.engine.keys import KeyIndex
+from tickflow.engine.runtime.pipeline import timestamp_us
 from tickflow.engine.step import BoundKernel
 
 QUOTES = ("price", "best_bid", "best_ask")

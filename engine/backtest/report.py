@@ -20,7 +20,7 @@ from tickflow.engine.backtest.sweep_report import print_sweep, write_sweep
 if TYPE_CHECKING:
     from tickflow.engine.backtest.data import MarketData
     from tickflow.engine.backtest.fills import SimResult
-    from tickflow.engine.backtest.spec import StrategySpec, SweepSpec
+    from tickflow.engine.backtest.spec import StrategySpec
     from tickflow.engine.compile import CompiledJob
 
     class Backtest(Protocol):

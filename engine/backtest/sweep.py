@@ -1,8 +1,9 @@
 """Parameter sweeps: expand ``sweep:`` into points, rank the results, warn about overfitting.
 
 Running the points is :mod:`tickflow.engine.backtest.sweep_run`; this module stays free of
-the backtest runner so that the runner can use it. Each point is one call of the pure function :func:`tickflow.engine.backtest.run.run_point` (job path and
-overrides in, metrics out), so the same points can later be submitted as Dask tasks. Locally
+the backtest runner so that the runner can use it. Each point is one call of the pure
+function :func:`tickflow.engine.backtest.run.run_point` (job path and overrides in, metrics
+out), so the same points can later be submitted as Dask tasks. Locally
 they run on threads by default: the simulator (numba, ``nogil``) and numpy's rule evaluation
 release the GIL, and every thread shares one feature computation per kernel setting. A process
 pool (``pool: processes``) isolates points instead; its chunks keep points that share kernel

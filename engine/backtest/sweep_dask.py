@@ -6,9 +6,9 @@ submitted. Each point becomes one task holding plain data: the loaded job of its
 paths made absolute, the environment already substituted), its strategy overrides and the
 walk-forward split. A worker compiles each setting once and computes its features once (a
 per-process cache, as the local process pool has), then runs the point with the functions
-:func:`tickflow.engine.backtest.run.run_point` uses, so the table is the local one, value for value. A
-point that fails, on the client's compile or on a worker, becomes a row with its parameters and
-an ``error`` (ranked last); the other points still run.
+:func:`tickflow.engine.backtest.run.run_point` uses, so the table is the local one, value for
+value. A point that fails, on the client's compile or on a worker, becomes a row with its
+parameters and an ``error`` (ranked last); the other points still run.
 """
 
 from __future__ import annotations

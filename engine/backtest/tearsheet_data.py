@@ -8,6 +8,7 @@ engine's ``Backtest`` result; everything else here is pure numpy on arrays.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -101,7 +102,8 @@ def period_returns(ts_us: np.ndarray, equity: np.ndarray
                    ) -> tuple[str, list[str], list[str], np.ndarray]:
     """(granularity, row labels, column labels, returns[row, col]) for the returns heatmap:
     monthly for 90 days or more, daily for 3 days or more, hourly for 6 hours or more, else
-    per 5 minutes for an hour or more, else per minute. A cell is the compounded return of the equity over that calendar bucket."""
+    per 5 minutes for an hour or more, else per minute. A cell is the compounded return of the
+    equity over that calendar bucket."""
     ts = np.asarray(ts_us, dtype=np.int64)
     eq = np.asarray(equity, dtype=np.float64)
     span_s = (ts[-1] - ts[0]) / 1e6 if len(ts) else 0.0
@@ -223,7 +225,7 @@ def _thin_prices(ts: np.ndarray, mid: np.ndarray, max_points: int = 3_000
     buckets = max_points // 2
     edges = np.linspace(0, n, buckets + 1).astype(np.int64)
     idx = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         if hi > lo:
             part = mid[lo:hi]
             if np.isfinite(part).any():

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+
 from tickflow.engine import start_up_gc
 from tickflow.engine.compile import CompiledJob, compile_job
 from tickflow.engine.contract import FileSource, MergeableSink, PartitionedSink, RunContext

@@ -35,7 +35,6 @@ from tickflow.engine.contract import AcknowledgedSink
 from tickflow.engine.latency import LatencyHistogram
 
 
-
 @contextlib.contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGINT/SIGTERM set ``stop`` (the batch in hand finishes, the sinks close cleanly); a

@@ -50,6 +50,7 @@ def replay_into(source: Any, path: str | Path, speed: str | float | None, *,
                                partitions=partitions, stop=stop,
                                producer_settings={"linger.ms": linger_ms})
     from confluent_kafka import Producer
+
     from tickflow.connectors.kafka_client import client_settings, ensure_topic
     from tickflow.connectors.replay import Pacer, capture_chunks, produce_retrying
 

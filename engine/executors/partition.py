@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
 from tickflow.engine.errors import SourceError
 
 PARTITION_HASH = "crc32(utf-8 key) % partitions"

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
 from tickflow.connectors.base import RunContext
 from tickflow.connectors.parquet import (
     AtomicParquetWriter,

@@ -4,6 +4,12 @@ Importing the package registers the built-ins in ``OPERATORS``; see ``base.py`` 
 """
 
 from tickflow.engine.operators import asof, bars, filter, schedule  # noqa: F401  (registration)
-from tickflow.engine.operators.base import OPERATORS, BoundOperator, Operator, OperatorDef, OperatorSpecError
+from tickflow.engine.operators.base import (
+    OPERATORS,
+    BoundOperator,
+    Operator,
+    OperatorDef,
+    OperatorSpecError,
+)
 
 __all__ = ["OPERATORS", "BoundOperator", "Operator", "OperatorDef", "OperatorSpecError"]

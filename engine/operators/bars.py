@@ -24,7 +24,13 @@ import pyarrow as pa
 from numba import njit
 from pydantic import Field
 
-from tickflow.engine.operators.base import BoundOperator, OperatorSpecError, floats, operator, timestamps_us
+from tickflow.engine.operators.base import (
+    BoundOperator,
+    OperatorSpecError,
+    floats,
+    operator,
+    timestamps_us,
+)
 from tickflow.engine.operators.keyed import KeyedOperator
 from tickflow.kernels.base import Duration, Params, parse_duration_us
 

@@ -189,7 +189,7 @@ class StreamGraph:
                                  "of several; run with --reset-state to start over")
             return {}
         # written by this job's own checkpoint and verified against its manifest's sha256
-        nodes = pickle.loads(blob)  # noqa: S301
+        nodes = pickle.loads(blob)
         for name, pipeline in self.pipelines.items():
             if pipeline is main:
                 continue

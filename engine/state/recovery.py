@@ -73,7 +73,7 @@ class PipelineState:
         import pickle
 
         # written by this job's own checkpoint and verified against its manifest's sha256
-        extra = dict(pickle.loads(blob).get("extra", {}))  # noqa: S301
+        extra = dict(pickle.loads(blob).get("extra", {}))
         for name, state in extra.get("quality", {}).items():
             if name in self.stages:
                 self.stages[name].restore(state)

@@ -134,7 +134,7 @@ class Tier:
                      and self.arrays[f.name].shape[-1] < self.shape(f)[-1]],
                     lambda f: self.shape(f)[-1])
 
-    def resize(self, fields: list[Field], width) -> None:  # noqa: ANN001
+    def resize(self, fields: list[Field], width) -> None:
         """Give ``fields`` their new last-axis width; rings are re-laid so their head is 0.
 
         Rows are re-laid a block at a time: the temporaries stay small.

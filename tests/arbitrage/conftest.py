@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tests.collector.conftest import collect
 from tickflow.connectors.collector import CollectorStats
 from tickflow.connectors.dead_letter import DeadLetters
 from tickflow.connectors.exchange_server import LoopbackServer
 from tickflow.connectors.tick_writers import TickWriter
-from tests.collector.conftest import collect
 
 
 def collect_venue(server: LoopbackServer, exchange: str, tmp_path: Path, *,

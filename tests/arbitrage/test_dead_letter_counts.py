@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
-from tickflow.connectors.exchange_server import Faults
 from tests.arbitrage.conftest import collect_venue
 from tests.arbitrage.test_venue_collectors import quotes, venue
+from tickflow.connectors.exchange_server import Faults
 
 INJECT = {8: "malformed_json", 16: "malformed_json", 24: "missing_field",
           32: "malformed_json", 40: "bad_number", 48: "missing_field", 56: "unknown_channel"}

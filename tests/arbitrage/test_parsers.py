@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
+from tests.conftest import shared_path
 from tickflow.connectors import binance, kraken
 from tickflow.connectors.exchange_protocol import SubscribeRequest, common_symbol, get_protocol
-from tests.conftest import shared_path
 
 T0 = 1_700_000_000_000_000
 

@@ -8,12 +8,12 @@ import json
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.arbitrage.conftest import collect_venue
+from tests.conftest import shared_path
 from tickflow.connectors import binance_server, kraken_server
 from tickflow.connectors.binance_server import BinanceExchangeServer
 from tickflow.connectors.exchange_server import Faults
 from tickflow.connectors.kraken_server import KrakenExchangeServer
-from tests.arbitrage.conftest import collect_venue
-from tests.conftest import shared_path
 
 BINANCE_MAP = {"BTCUSDT": "BTC-USD", "ETHUSDT": "ETH-USD"}  # USDT taken as USD: stated
 

@@ -10,10 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from tickflow.engine.backtest.fills import run_simulation
-from tickflow.engine.backtest.sim_layout import REASONS
-from tickflow.engine.backtest.plan import ENTRY_LONG, ENTRY_SHORT, EXIT_LONG, EXIT_SHORT
 from tests.backtest.helpers import T0, S, run, strategy, tape
+from tickflow.engine.backtest.fills import run_simulation
+from tickflow.engine.backtest.plan import ENTRY_LONG, ENTRY_SHORT, EXIT_LONG, EXIT_SHORT
+from tickflow.engine.backtest.sim_layout import REASONS
 
 NAN = math.nan
 

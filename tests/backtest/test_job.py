@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import tickflow.engine.backtest.run as bt_run
+from tests.conftest import ROOT
+from tests.report_html import external_references, plots
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.backtest.run import load_backtest_job, run_backtest
 from tickflow.engine.backtest.sweep import overrides_to_sets
 from tickflow.engine.cli import main
-from tests.conftest import ROOT
-from tests.report_html import external_references, plots
 
 JOB = str(ROOT / "jobs" / "backtest.yaml")
 

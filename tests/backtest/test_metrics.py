@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from tests.backtest.helpers import T0, S, run, strategy
 from tickflow.engine.backtest.metrics import equity_metrics, result_metrics, trade_metrics
 from tickflow.engine.backtest.plan import ENTRY_LONG, EXIT_LONG
-from tests.backtest.helpers import T0, S, run, strategy
 
 DAY = 86_400 * S
 

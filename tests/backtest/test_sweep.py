@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import ROOT
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.backtest.plan import build_plan
 from tickflow.engine.backtest.run import evaluate, load_backtest_job, load_market_data, run_point
@@ -23,7 +24,6 @@ from tickflow.engine.backtest.sweep import (
 from tickflow.engine.backtest.sweep_run import run_sweep
 from tickflow.engine.cli import main
 from tickflow.engine.loader import load_job
-from tests.conftest import ROOT
 
 JOB = str(ROOT / "jobs" / "backtest.yaml")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tests.report_html import external_references, plots, sections, sources
 from tickflow.engine.backtest.spec import SweepSpec
 from tickflow.engine.backtest.sweep_report import sweep_html
-from tests.report_html import external_references, plots, sections, sources
 
 DAY_S = 86_400.0
 

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from tests.conftest import ROOT
+from tests.report_html import external_references, plots, sections, source_named, sources
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.backtest.metrics import equity_metrics, trade_metrics
 from tickflow.engine.backtest.report import backtest_html, print_backtest
@@ -16,8 +18,6 @@ from tickflow.engine.backtest.run import load_backtest_job, run_backtest
 from tickflow.engine.backtest.summary import summarise
 from tickflow.engine.backtest.tearsheet import MAX_MARKERS, SECTIONS, tearsheet_html
 from tickflow.engine.backtest.tearsheet_data import TearsheetData, drawdown_periods
-from tests.conftest import ROOT
-from tests.report_html import external_references, plots, sections, source_named, sources
 
 HOUR_US = 3_600_000_000
 

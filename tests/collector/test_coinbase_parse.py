@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from tests.conftest import shared_path
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
 from tickflow.connectors.coinbase import (
     format_timestamp_us,
@@ -19,7 +20,6 @@ from tickflow.connectors.coinbase import (
     ticks_to_table,
 )
 from tickflow.connectors.tick_codec import decode_tick_values
-from tests.conftest import shared_path
 
 DATA = ("data", "coinbase_advanced_trade")
 TICKER = {"type": "ticker", "product_id": "BTC-USD", "price": "65086.18",

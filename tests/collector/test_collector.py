@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.collector.conftest import PRODUCTS, collect, tick_keys_sent, tick_keys_written
 from tickflow.connectors.coinbase_auth import KEY_ENV, SECRET_ENV, CoinbaseCredentials
 from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
 from tickflow.connectors.collector import Collector, CollectorSettings
@@ -23,7 +24,6 @@ from tickflow.connectors.dead_letter import DeadLetters, read_dead_letters
 from tickflow.connectors.exchange_server import Faults
 from tickflow.connectors.tick_writers import JsonlTickWriter
 from tickflow.engine.errors import SourceError
-from tests.collector.conftest import PRODUCTS, collect, tick_keys_sent, tick_keys_written
 
 
 def feed(count: int = 300) -> list:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.collector.conftest import PRODUCTS, tick_keys_sent
 from tickflow.connectors.coinbase import parse_timestamp_us
 from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
 from tickflow.connectors.collector import Collector, CollectorSettings
@@ -25,7 +26,6 @@ from tickflow.connectors.exchange_server import Faults
 from tickflow.connectors.tick_codec import decode_tick_values
 from tickflow.connectors.tick_writers import KafkaTickWriter
 from tickflow.engine import cli
-from tests.collector.conftest import PRODUCTS, tick_keys_sent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,8 +44,8 @@ def test_signal_mid_stream_leaves_a_complete_parquet_with_every_tick(tmp_path, s
     faults = Faults(send_delay_s=0.002)
     with CoinbaseExchangeServer(frames, faults=faults, heartbeat_interval_s=0.5) as server:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tickflow.connectors.collector_cli", "coinbase", "--url", server.url,
-             "--products", *PRODUCTS, "-F", "-o", str(out), "--flush-rows", "100"],
+            [sys.executable, "-m", "tickflow.connectors.collector_cli", "coinbase", "--url",
+             server.url, "--products", *PRODUCTS, "-F", "-o", str(out), "--flush-rows", "100"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:

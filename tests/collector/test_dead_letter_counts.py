@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from tests.collector.conftest import PRODUCTS, collect, tick_keys_sent, tick_keys_written
 from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
 from tickflow.connectors.dead_letter import read_dead_letters
 from tickflow.connectors.exchange_server import Faults
-from tests.collector.conftest import PRODUCTS, collect, tick_keys_sent, tick_keys_written
 
 # frame index -> injected kind: 3 + 2 + 1 + 2 bad frames
 INJECT = {20: "malformed_json", 40: "malformed_json", 60: "malformed_json",

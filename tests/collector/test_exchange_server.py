@@ -10,10 +10,14 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tickflow.connectors.coinbase import parse_frame
-from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, load_frames, synthetic_frames
-from tickflow.connectors.exchange_server import Faults, parse_speed
 from tests.conftest import shared_path
+from tickflow.connectors.coinbase import parse_frame
+from tickflow.connectors.coinbase_server import (
+    CoinbaseExchangeServer,
+    load_frames,
+    synthetic_frames,
+)
+from tickflow.connectors.exchange_server import Faults, parse_speed
 
 
 def sub(channel: str, products=("BTC-USD", "ETH-USD"), kind="subscribe") -> str:

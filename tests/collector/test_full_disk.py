@@ -11,9 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
 from tests.collector.conftest import PRODUCTS, tick_keys_sent, tick_keys_written
 from tests.conftest import ROOT
+from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
 
 LIMIT_BYTES = 40_000
 

@@ -13,6 +13,9 @@ import json
 
 import pytest
 
+from tests.arbitrage.conftest import collect_venue
+from tests.arbitrage.test_venue_collectors import quotes, venue
+from tests.collector.conftest import PRODUCTS, collect, tick_keys_sent, tick_keys_written
 from tickflow.connectors.coinbase_server import (
     CoinbaseExchangeServer,
     market_frames,
@@ -20,9 +23,6 @@ from tickflow.connectors.coinbase_server import (
 )
 from tickflow.connectors.dead_letter import read_dead_letters
 from tickflow.connectors.exchange_server import Faults
-from tests.arbitrage.conftest import collect_venue
-from tests.arbitrage.test_venue_collectors import quotes, venue
-from tests.collector.conftest import PRODUCTS, collect, tick_keys_sent, tick_keys_written
 
 HOSTILE = {10: "deeply_nested", 25: "binary_garbage", 40: "malformed_json",
            55: "deeply_nested", 70: "bad_number", 85: "binary_garbage", 100: "deeply_nested"}

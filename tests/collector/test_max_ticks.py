@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 
+from tests.collector.conftest import PRODUCTS
 from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
 from tickflow.engine import cli
-from tests.collector.conftest import PRODUCTS
 
 
 def test_max_ticks_is_exact_when_the_feed_has_more(tmp_path, capsys):

@@ -9,11 +9,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tests.kafka.util import read_topic, unique
 from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
 from tickflow.connectors.sqlite_ticks import read_sqlite_ticks
 from tickflow.connectors.tick_codec import decode_tick_values
 from tickflow.engine import cli
-from tests.kafka.util import read_topic, unique
 
 PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD")
 

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from tests.report_html import external_references, plots, sections, source_named
 from tickflow.connectors.live_html import write_live_report
 from tickflow.connectors.live_report import (
     MAX_BUCKETS,
@@ -17,7 +18,6 @@ from tickflow.connectors.live_report import (
     LiveReportRecorder,
 )
 from tickflow.engine.errors import SinkError
-from tests.report_html import external_references, plots, sections, source_named
 
 T0 = 1_699_999_980_000_000  # µs, on a whole minute
 

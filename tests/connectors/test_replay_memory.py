@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from tickflow.connectors.replay import capture_chunks
 from tickflow.connectors.simulator import write_simulated_parquet
 

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
+from tests.report_html import plots
 from tickflow.connectors.base import RunContext
 from tickflow.connectors.report import ResearchReportConfig, ResearchReportSink, pairwise_corr
 from tickflow.connectors.simulator import SimulatorConfig, SimulatorSource
-from tests.report_html import plots
 
 QUIET = RunContext(job_name="report-test", quiet=True)
 

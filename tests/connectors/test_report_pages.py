@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from tests.report_html import external_references, plots, sections, source_named
 from tickflow.connectors.arbitrage_report import ArbitrageReportConfig, ArbitrageReportSink
 from tickflow.connectors.base import RunContext
 from tickflow.connectors.report import ResearchReportConfig, ResearchReportSink
-from tests.report_html import external_references, plots, sections, source_named
 
 QUIET = RunContext(job_name="pages", quiet=True)
 

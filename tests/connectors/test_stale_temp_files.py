@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from tests.conftest import ROOT
 from tickflow.connectors.parquet import AtomicParquetWriter
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.connectors.stale_temp import remove_dead_temp_files
-from tests.conftest import ROOT
 
 JOB = """\
 name: killed

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import tickflow.engine.executors.dask_start as dask_start
+from tests.conftest import ROOT
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.cli import main
-from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 

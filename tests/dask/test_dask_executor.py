@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import ROOT
 from tickflow.connectors.parquet import read_provenance
 from tickflow.connectors.report import ResearchReportConfig, ResearchReportSink
 from tickflow.connectors.simulator import write_simulated_parquet
@@ -27,7 +28,6 @@ from tickflow.engine.errors import SinkError
 from tickflow.engine.executors.dask import ClusterError, run_dask
 from tickflow.engine.executors.local import run_local
 from tickflow.engine.loader import load_job
-from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 

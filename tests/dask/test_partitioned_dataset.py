@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import ROOT
+from tests.dask.test_dask_executor import assert_same_rows, sorted_table
 from tickflow.connectors.base import RunContext
 from tickflow.connectors.parquet import ParquetSource, ParquetSourceConfig
 from tickflow.connectors.simulator import write_simulated_parquet
@@ -28,8 +30,6 @@ from tickflow.engine.executors.partitioned_dataset import (
     write_partitioned_dataset,
 )
 from tickflow.engine.loader import load_job
-from tests.conftest import ROOT
-from tests.dask.test_dask_executor import assert_same_rows, sorted_table
 
 pytestmark = pytest.mark.slow
 

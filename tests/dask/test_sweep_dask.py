@@ -12,12 +12,12 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import ROOT
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.backtest.spec import SweepSpec
-from tickflow.engine.backtest.sweep_run import run_sweep
 from tickflow.engine.backtest.sweep_dask import PointOutcome, run_sweep_dask
+from tickflow.engine.backtest.sweep_run import run_sweep
 from tickflow.engine.cli import main
-from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT, shared_path
 from tickflow.engine.cli import main
 from tickflow.engine.compile import compile_job
 from tickflow.engine.loader import load_job
@@ -18,7 +19,6 @@ from tickflow.engine.reference import (
     reference_files,
 )
 from tickflow.engine.registry import KERNELS
-from tests.conftest import ROOT, shared_path
 
 JOB_FILES = sorted(p for p in (ROOT / "jobs").rglob("*.yaml") if "features" not in p.parts)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tickflow.engine.cli import main
 from tests.conftest import ROOT
+from tickflow.engine.cli import main
 
 RUN_JOB = [sys.executable, "-m", "tickflow.engine.cli"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -154,7 +154,6 @@ def test_broker_runs_on_its_own_until_stopped(tmp_path: Path) -> None:
     from confluent_kafka import Consumer, Producer
 
     from tests.kafka.util import produce_ticks, simulated
-
     from tickflow.engine.cli_tools import broker_sets
     from tickflow.engine.loader import load_job
 

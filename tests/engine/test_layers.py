@@ -1,4 +1,5 @@
-"""The layers hold: import-linter's contracts (pyproject.toml), no import cycle, every module placed.
+"""The layers hold: import-linter's contracts (pyproject.toml), no import cycle, every module
+placed.
 
 A source checkout maps ``tickflow.engine`` and friends onto the repository's folders at import
 time, which static tools cannot follow; the tests stage a real ``tickflow`` package of symlinks

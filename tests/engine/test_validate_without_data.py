@@ -1,4 +1,5 @@
-"""`run-job validate` needs no data: a missing source file is checked against its declared schema."""
+"""`run-job validate` needs no data: a missing source file is checked against its declared
+schema."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tickflow.engine.cli import main
 from tests.conftest import ROOT
+from tickflow.engine.cli import main
 
 JOBS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "jobs").rglob("*.yaml")
               if "features" not in p.relative_to(ROOT / "jobs").parts)

@@ -4,13 +4,13 @@ pipeline, so the job's own state, keys and signal counts are untouched."""
 from __future__ import annotations
 
 import pyarrow as pa
+
+from tests.conftest import ROOT
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
 from tickflow.engine.compile import compile_job
 from tickflow.engine.loader import load_job
 from tickflow.engine.runtime.graph import StreamGraph, made_up_row
 from tickflow.engine.step import BoundKernel
-
-from tests.conftest import ROOT
 
 
 def test_warm_runs_every_kernel_and_leaves_the_state_alone(monkeypatch) -> None:

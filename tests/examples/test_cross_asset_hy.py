@@ -16,9 +16,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import ROOT
 from tickflow.connectors.simulator import DEFAULT_SYMBOLS, write_simulated_parquet
 from tickflow.engine.cli import main
-from tests.conftest import ROOT
 
 JOB = ROOT / "jobs" / "examples" / "cross_asset_hy.yaml"
 US = 1_000_000

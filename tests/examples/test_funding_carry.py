@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import ROOT
 from tickflow.connectors.base import RunContext
 from tickflow.connectors.funding_simulator import FundingSimulatorConfig, FundingSimulatorSource
 from tickflow.engine.cli import main
-from tests.conftest import ROOT
 
 JOB = ROOT / "jobs" / "examples" / "funding_carry.yaml"
 

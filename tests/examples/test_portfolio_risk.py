@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tickflow.engine.cli import main
 from tests.conftest import ROOT
+from tickflow.engine.cli import main
 
 JOB = ROOT / "jobs" / "examples" / "portfolio_risk.yaml"
 

@@ -60,7 +60,7 @@ def test_no_batch_is_joined_below_many_keys_or_past_the_target():
     assert [b.num_rows for b in same] == [3] * 5
     pulled: list[int] = []
 
-    def source():  # noqa: ANN202
+    def source():
         for b in batches:
             pulled.append(b.num_rows)
             yield b

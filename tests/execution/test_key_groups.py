@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+
+from tests.execution.test_local_executor import core_job
 from tickflow.engine.compile import compile_job
 from tickflow.engine.loader import load_job
 from tickflow.engine.runtime import pipeline
 from tickflow.engine.runtime.key_groups import key_order
 from tickflow.engine.testing import run_pipeline
-
-from tests.execution.test_local_executor import core_job
 
 
 @pytest.mark.parametrize(("rows", "n_keys"), [(5_000, 14), (5_000, 3_000), (100, 100_000),

@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import ROOT
+from tests.report_html import plots
 from tickflow.connectors.parquet import read_provenance
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.cli import main
-from tests.conftest import ROOT
-from tests.report_html import plots
 
 pytestmark = pytest.mark.slow
 

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from fastavro import parse_schema, schemaless_writer
 
+from tests.kafka.schema_registry_server import SchemaRegistryServer
+from tests.kafka.util import simulated
 from tickflow.connectors import avro_codec
 from tickflow.connectors.avro_codec import AvroTickDecoder, AvroTickEncoder
 from tickflow.connectors.avro_fast import decode_batch, plan_for
 from tickflow.connectors.schema_registry import registry_client
-from tests.kafka.schema_registry_server import SchemaRegistryServer
-from tests.kafka.util import simulated
 
 NULLABLE = ["null", "double"]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
+from tickflow.connectors.kafka_client import DEFAULT_BOOTSTRAP
 from tickflow.connectors.kafka_sink import KafkaSinkConfig
 from tickflow.connectors.kafka_source_config import KafkaSourceConfig
-from tickflow.connectors.kafka_client import DEFAULT_BOOTSTRAP
 
 ROOT = Path(__file__).resolve().parents[2]
 

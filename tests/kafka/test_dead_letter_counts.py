@@ -8,9 +8,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from tickflow.connectors.dead_letter import read_dead_letters
 from tests.kafka.test_source_sink import drain, source_for
 from tests.kafka.util import produce, unique
+from tickflow.connectors.dead_letter import read_dead_letters
 
 
 def good(seq: int) -> bytes:

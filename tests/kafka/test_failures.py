@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tests.kafka.util import committed_offset, produce_ticks, read_topic, simulated, unique
 from tickflow.connectors.embedded_broker import EmbeddedBroker
 from tickflow.connectors.replay import replay_to_kafka
 from tickflow.engine.compile import compile_job
@@ -25,7 +26,6 @@ from tickflow.engine.executors.live import LiveRunner
 from tickflow.engine.executors.local import Pipeline
 from tickflow.engine.live_view import LiveView
 from tickflow.engine.loader import load_job
-from tests.kafka.util import committed_offset, produce_ticks, read_topic, simulated, unique
 
 ROOT = Path(__file__).resolve().parents[2]
 

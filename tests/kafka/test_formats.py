@@ -13,18 +13,17 @@ import pyarrow.compute as pc
 import pytest
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from tests.kafka.schema_registry_server import SchemaRegistryServer, schema_id
+from tests.kafka.test_source_sink import drain, source_for
+from tests.kafka.util import produce, read_topic, simulated, unique
 from tickflow.connectors.arrow_codec import decode_arrow_ticks, encode_arrow_messages
 from tickflow.connectors.avro_codec import AvroTickDecoder, AvroTickEncoder
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, RunContext
 from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
 from tickflow.connectors.dead_letter import read_dead_letters
 from tickflow.connectors.kafka_sink import KafkaSink, KafkaSinkConfig
-from tickflow.connectors.kafka_source import KafkaSource, KafkaSourceConfig
 from tickflow.connectors.schema_registry import registry_client, tick_schema_str
 from tickflow.engine import cli
-from tests.kafka.schema_registry_server import SchemaRegistryServer, schema_id
-from tests.kafka.test_source_sink import drain, source_for
-from tests.kafka.util import produce, read_topic, simulated, unique
 
 CONTEXT = RunContext(job_name="test", quiet=True)
 V2_FIELD = {"name": "venue_latency_us", "type": ["null", "long"], "default": None}

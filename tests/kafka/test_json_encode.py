@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from tests.kafka.util import simulated
 from tickflow.connectors.formats import row_encoder
 from tickflow.connectors.tick_codec import encode_json_values, encode_tick_rows
-from tests.kafka.util import simulated
 
 FIRST = np.datetime64("0001-01-01T00:00:00", "us").astype(np.int64)
 LAST = np.datetime64("9999-12-31T23:59:59.999999", "us").astype(np.int64)

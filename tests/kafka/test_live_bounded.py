@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from tests.kafka.util import committed_offset, simulated, unique
 from tickflow.engine.compile import compile_job
 from tickflow.engine.executors.live import LiveRunner, replay_then_end
 from tickflow.engine.loader import load_job
-
-from tests.kafka.util import committed_offset, simulated, unique
 
 ROWS = 6_000
 

@@ -10,12 +10,12 @@ import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from tests.kafka.util import committed_offset, read_topic, simulated, unique
 from tickflow.connectors.kafka_client import client_settings
 from tickflow.engine.compile import compile_job
 from tickflow.engine.executors.live import LiveRunner, replay_then_end
 from tickflow.engine.loader import load_job
-
-from tests.kafka.util import committed_offset, read_topic, simulated, unique
 
 ROWS = 6_000
 
@@ -146,7 +146,7 @@ def test_an_idle_job_commits_the_batches_that_came_while_a_checkpoint_was_pendin
     def run() -> None:
         try:
             runner.run()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)

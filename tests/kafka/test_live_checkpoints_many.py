@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+
+from tests.kafka.util import committed_offset, produce_ticks, read_topic, simulated, unique
 from tickflow.engine.compile import compile_job
 from tickflow.engine.executors.live import LiveRunner
 from tickflow.engine.loader import load_job
-
-from tests.kafka.util import committed_offset, produce_ticks, read_topic, simulated, unique
 
 ROWS = 3_000  # per source
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+
+from tests.kafka.schema_registry_server import SchemaRegistryServer
+from tests.kafka.util import committed_offset, read_topic, simulated, unique
 from tickflow.connectors.kafka_client import client_settings
 from tickflow.engine.compile import compile_job
 from tickflow.engine.executors.live import LiveRunner, replay_then_end
 from tickflow.engine.loader import load_job
-
-from tests.kafka.schema_registry_server import SchemaRegistryServer
-from tests.kafka.util import committed_offset, read_topic, simulated, unique
 
 ROWS = 6_000
 

@@ -10,12 +10,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from tests.kafka.util import read_topic, unique
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.cli import main
 from tickflow.engine.compile import compile_job
 from tickflow.engine.executors.local import run_local
 from tickflow.engine.loader import load_job
-from tests.kafka.util import read_topic, unique
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = 30_000

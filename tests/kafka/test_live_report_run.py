@@ -9,14 +9,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from tests.kafka.util import produce, simulated, unique
+from tests.report_html import external_references, plots, source_named
 from tickflow.connectors.live_report import LiveReportRecorder
 from tickflow.connectors.tick_codec import encode_tick_rows
 from tickflow.engine.compile import compile_job
 from tickflow.engine.executors.live import LiveRunner
 from tickflow.engine.live_view import LiveView
 from tickflow.engine.loader import load_job
-from tests.kafka.util import produce, simulated, unique
-from tests.report_html import external_references, plots, source_named
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = 6_000

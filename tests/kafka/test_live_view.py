@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from tests.kafka.terminal import run_job
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.live_view import LiveView
-from tests.kafka.terminal import run_job
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = 60_000

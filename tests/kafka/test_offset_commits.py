@@ -10,10 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from tests.kafka.util import unique
 from tickflow.connectors.kafka_client import client_settings, ensure_topic
 from tickflow.connectors.kafka_commits import OffsetCommits
-
-from tests.kafka.util import unique
 
 
 def _consumer(bootstrap: str, commits: OffsetCommits, group: str) -> Any:

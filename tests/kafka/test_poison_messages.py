@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tickflow.connectors.dead_letter import read_dead_letters
-from tickflow.connectors.tick_codec import encode_tick_rows
 from tests.kafka.test_source_sink import drain, source_for
 from tests.kafka.util import produce, simulated, unique
+from tickflow.connectors.dead_letter import read_dead_letters
+from tickflow.connectors.tick_codec import encode_tick_rows
 
 POISON = [
     (b"[" * 5000 + b"]" * 5000, "too_deep"),  # a RecursionError in json.loads on main

@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.kafka.util import read_topic, unique
 from tickflow.connectors.coinbase_server import CoinbaseExchangeServer, synthetic_frames
 from tickflow.engine import cli
-from tests.kafka.util import read_topic, unique
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD")

@@ -12,10 +12,10 @@ import time
 
 import numpy as np
 import pyarrow as pa
-from tickflow.connectors.base import RunContext
-from tickflow.connectors.kafka_sink import KafkaSink, KafkaSinkConfig
 
 from tests.kafka.util import read_topic, unique
+from tickflow.connectors.base import RunContext
+from tickflow.connectors.kafka_sink import KafkaSink, KafkaSinkConfig
 
 WRITES, ROWS = 30, 20
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tests.kafka.util import produce, produce_ticks, read_topic, simulated, unique
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA, RunContext
 from tickflow.connectors.dead_letter import read_dead_letters
 from tickflow.connectors.embedded_broker import EmbeddedBroker, free_port, resolve_bootstrap
+from tickflow.connectors.kafka_client import wait_for_broker
 from tickflow.connectors.kafka_sink import KafkaSink, KafkaSinkConfig
 from tickflow.connectors.kafka_source import KafkaSource, KafkaSourceConfig
-from tickflow.connectors.kafka_client import wait_for_broker
 from tickflow.engine.errors import SourceError
-from tests.kafka.util import produce, produce_ticks, read_topic, simulated, unique
 
 CONTEXT = RunContext(job_name="test", quiet=True)
 
@@ -204,7 +204,12 @@ def test_source_waits_for_a_broker_that_comes_up(tmp_path: Path) -> None:
 
 
 def test_credentials_come_from_the_environment_and_never_show() -> None:
-    from tickflow.connectors.kafka_client import KafkaSecurity, client_settings, redacted, security_settings
+    from tickflow.connectors.kafka_client import (
+        KafkaSecurity,
+        client_settings,
+        redacted,
+        security_settings,
+    )
 
     security = KafkaSecurity(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
                              username_env="TF_TEST_USER", password_env="TF_TEST_PASS")

@@ -8,6 +8,7 @@ import math
 import pyarrow as pa
 import pytest
 
+from tests.kafka.util import simulated
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
 from tickflow.connectors.tick_codec import (
     decode_tick_values,
@@ -15,7 +16,6 @@ from tickflow.connectors.tick_codec import (
     encode_tick_rows,
     kept_indices,
 )
-from tests.kafka.util import simulated
 
 GOOD = {"timestamp": "2026-08-09T12:00:00.123456Z", "symbol": "BTC-USD", "exchange": "coinbase",
         "price": 60000.5, "best_bid": 60000.0, "best_ask": 60001.0, "best_bid_size": 0.5,

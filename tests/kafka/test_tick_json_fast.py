@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.kafka.util import simulated
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
 from tickflow.connectors.tick_codec import (
     decode_tick_values,
@@ -25,7 +26,6 @@ from tickflow.connectors.tick_codec import (
     encode_tick_rows,
 )
 from tickflow.connectors.tick_json_fast import decode_clean
-from tests.kafka.util import simulated
 
 GOOD = {"timestamp": "2026-08-09T12:00:00.123456Z", "symbol": "BTC-USD", "exchange": "coinbase",
         "price": 60000.5, "best_bid": 60000.0, "best_ask": 60001.0, "best_bid_size": 0.5,

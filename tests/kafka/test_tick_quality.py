@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from tests.kafka.util import produce, unique
 from tickflow.connectors.base import RunContext
 from tickflow.connectors.dead_letter import read_dead_letters
 from tickflow.connectors.kafka_source import KafkaSource, KafkaSourceConfig
 from tickflow.engine.compile import compile_job
 from tickflow.engine.loader import load_job
-from tests.kafka.util import produce, unique
 
 
 def tick(seq: int, ts_s: float, price: float | None = 100.0, bid: float = 99.9,
@@ -115,4 +115,5 @@ def test_a_source_level_quality_block_is_refused_with_where_it_belongs(
 
     assert main(["validate", str(job)]) == 2
     err = capsys.readouterr().err
-    assert f"{job}:10:" in err and "sources[0].quality" in err and "job's own `quality:` block" in err
+    assert f"{job}:10:" in err and "sources[0].quality" in err
+    assert "job's own `quality:` block" in err

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.kernels.data import level_walk, per_key, symbol_keys_and_ts, with_burst
 from tickflow.engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
 from tickflow.kernels.averages import EmaParams, EwmaParams, SmaParams, ZscoreParams
-from tests.kernels.data import level_walk, per_key, symbol_keys_and_ts, with_burst
 
 N = 3000
 

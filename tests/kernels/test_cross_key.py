@@ -13,11 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.kernels.data import interleaved_keys, irregular_ts
 from tickflow.engine.compile import compile_job
 from tickflow.engine.loader import load_job
 from tickflow.engine.registry import KERNELS
-from tickflow.engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel, run_pipeline
-from tests.kernels.data import interleaved_keys, irregular_ts
+from tickflow.engine.testing import (
+    assert_split_invariant,
+    assert_state_roundtrip,
+    run_kernel,
+    run_pipeline,
+)
 
 US = 1_000_000
 PAIR = {"a": "BTC", "b": "ETH"}

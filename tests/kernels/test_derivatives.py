@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.kernels.data import interleaved_keys, irregular_ts
 from tickflow.engine.registry import KERNELS
 from tickflow.engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
-from tests.kernels.data import interleaved_keys, irregular_ts
 
 N = 2000
 RTOL = 1e-12

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.kernels.data import interleaved_keys
 from tickflow.engine.registry import KERNELS
 from tickflow.engine.testing import assert_split_invariant, run_kernel
-from tests.kernels.data import interleaved_keys
 
 N = 2000
 RTOL = 1e-12

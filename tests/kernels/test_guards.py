@@ -11,9 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from tickflow.engine.registry import KERNELS
-from tickflow.engine.testing import _bind, assert_split_invariant, assert_state_roundtrip, run_kernel
 from tests.kernels.data import interleaved_keys, irregular_ts
+from tickflow.engine.registry import KERNELS
+from tickflow.engine.testing import (
+    _bind,
+    assert_split_invariant,
+    assert_state_roundtrip,
+    run_kernel,
+)
 
 N = 3000
 NAMES = ("price_band_guard", "fat_finger_guard", "throttle_check", "circuit_breaker",

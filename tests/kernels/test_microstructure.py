@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.kernels.data import SYMBOLS, symbol_keys_and_ts, with_burst
 from tickflow.engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
 from tickflow.kernels.microstructure import OfiParams
-from tests.kernels.data import SYMBOLS, symbol_keys_and_ts, with_burst
 
 N = 3000
 QUOTES = ("best_bid", "best_ask", "best_bid_size", "best_ask_size")

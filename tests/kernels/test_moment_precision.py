@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tickflow.engine.testing import run_kernel
 from tests.conftest import shared_path
+from tickflow.engine.testing import run_kernel
 
 RTOL = 1e-9
 WINDOW = 20
@@ -81,7 +81,7 @@ def exact(stat: str, w: list[Fraction], last: Fraction) -> float:
     if stat == "pstd":
         return _sqrt(m2)
     if stat == "zscore":
-        return float((last - mean)) / _sqrt(m2 * n / (n - 1)) if m2 else math.nan
+        return float(last - mean) / _sqrt(m2 * n / (n - 1)) if m2 else math.nan
     if stat == "sumsq":
         return float(sum((v * v for v in w), Fraction(0)))
     if m2 == 0:

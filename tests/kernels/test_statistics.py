@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from tickflow.engine.registry import KERNELS
-from tickflow.engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
 from tests.kernels.data import interleaved_keys, irregular_ts, windows
 from tests.kernels.data import per_key_all_valid as per_key
+from tickflow.engine.registry import KERNELS
+from tickflow.engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
 
 N = 2000
 RTOL = 1e-9

@@ -96,7 +96,8 @@ def test_row_exactly_one_window_old_is_out(name):
 
 
 @pytest.mark.parametrize(("name", "col", "out", "how"), [
-    ("rolling_min", "price", "price_min30s", "min"), ("rolling_max", "price", "price_max30s", "max"),
+    ("rolling_min", "price", "price_min30s", "min"),
+    ("rolling_max", "price", "price_max30s", "max"),
     ("sma", "price", "sma", "mean"), ("rolling_std", "log_return", "log_return_std30s", "std"),
     ("rolling_skew", "log_return", "log_return_skew30s", "skew"),
     ("rolling_kurt", "log_return", "log_return_kurt30s", "kurt")])

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.kernels.data import SPAN_US, interleaved_keys, irregular_ts, per_key_valid
 from tickflow.engine.registry import KERNELS
 from tickflow.engine.testing import assert_split_invariant, assert_state_roundtrip, run_kernel
-from tests.kernels.data import SPAN_US, interleaved_keys, irregular_ts, per_key_valid
 
 N = 3000
 RTOL = 1e-9

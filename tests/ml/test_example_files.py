@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tickflow.engine.cli import main
 from tests.conftest import ROOT
+from tickflow.engine.cli import main
 
 EXAMPLE = ROOT / "examples" / "ml"
 

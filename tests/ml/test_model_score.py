@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.ml.conftest import FEATURES, Trained, research_job
 from tickflow.engine.cli import main
 from tickflow.engine.compile import compile_job
 from tickflow.engine.errors import CompileError
 from tickflow.engine.executors.local import Pipeline, run_local
 from tickflow.engine.loader import load_job
-from tests.ml.conftest import FEATURES, Trained, research_job
 
 
 def score_steps(model: Path, features: list[str] = FEATURES, step_id: str = "rf",

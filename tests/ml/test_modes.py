@@ -8,12 +8,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from tests.ml.conftest import FEATURE_STEPS, FEATURES, Trained
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.cli import main
 from tickflow.engine.compile import compile_job
 from tickflow.engine.executors.local import run_local
 from tickflow.engine.loader import load_job
-from tests.ml.conftest import FEATURE_STEPS, FEATURES, Trained
 
 ROWS = 12_000
 

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from tests.ml.conftest import FEATURES, Trained
 from tickflow.engine.cli import main
 from tickflow.engine.train import next_return
-from tests.ml.conftest import FEATURES, Trained
 
 
 def test_next_return_is_per_key_and_in_order() -> None:

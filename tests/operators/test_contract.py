@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.operators.test_bars import TICKS
 from tickflow.engine.operators import OPERATORS
 from tickflow.engine.operators.testing import assert_tables_equal, run_operator
-from tests.operators.test_bars import TICKS
 
 EXAMPLES = {
     "resample_ohlc": {"interval": "30s"},

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.operators.test_bars import TICKS
 from tickflow.engine.operators.schedule import ac_schedule
 from tickflow.engine.operators.testing import assert_tables_equal, bind, run_operator
-from tests.operators.test_bars import TICKS
 
 RULES = ["price > 100.05 and last_size < 1", "crosses_above(price, 100.0)",
          "prev(price, 2) < price"]

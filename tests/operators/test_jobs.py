@@ -12,14 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import ROOT
+from tests.operators.test_bars import resample_reference
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.cli import main
 from tickflow.engine.compile import compile_job
 from tickflow.engine.executors.streams import collect
 from tickflow.engine.loader import load_job
 from tickflow.engine.operators.testing import assert_tables_equal
-from tests.conftest import ROOT
-from tests.operators.test_bars import resample_reference
 
 JOB = ROOT / "jobs" / "examples" / "multi_timeframe.yaml"
 FRAMES = {"1m": 60, "1h": 3600, "1d": 86400}

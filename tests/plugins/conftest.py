@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import tickflow.engine.plugins as plugins
-from tickflow.engine.registry import CONNECTORS, KERNELS, STATE_BACKENDS
 from tests.conftest import ROOT
+from tickflow.engine.registry import CONNECTORS, KERNELS, STATE_BACKENDS
 
 REGISTRIES = (KERNELS, CONNECTORS, STATE_BACKENDS)
 

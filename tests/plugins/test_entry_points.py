@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.plugins.test_user_plugins import USER_KERNELS
 from tickflow.engine.compile import compile_job
 from tickflow.engine.errors import CompileError
 from tickflow.engine.loader import load_job
 from tickflow.engine.registry import KERNELS
-from tests.plugins.test_user_plugins import USER_KERNELS
 
 
 def install(site: Path, dist: str, entry_points: str, modules: dict[str, str]) -> None:

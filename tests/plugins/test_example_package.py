@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tickflow.engine.cli import main
 from tests.conftest import ROOT
+from tickflow.engine.cli import main
 
 EXAMPLE = ROOT / "examples" / "plugins"
 

@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import ROOT
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.cli import main
-from tests.conftest import ROOT
 
 JOB = """\
 name: crashy
@@ -87,8 +87,9 @@ def assert_tables_equal(expected: pa.Table, actual: pa.Table) -> None:
 
 def _start(cwd: Path, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "tickflow.engine.cli", "run", "job.yaml", *extra],
-                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-m", "tickflow.engine.cli", "run", "job.yaml",
+                             *extra], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
 
 
 def _checkpoints(cwd: Path) -> list[int]:

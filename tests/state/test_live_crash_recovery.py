@@ -24,11 +24,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tickflow.connectors.replay import replay_to_kafka
-from tickflow.connectors.simulator import write_simulated_parquet
 from tests.conftest import ROOT
 from tests.kafka.util import produce_ticks, unique
 from tests.state.test_crash_recovery import assert_tables_equal
+from tickflow.connectors.replay import replay_to_kafka
+from tickflow.connectors.simulator import write_simulated_parquet
 
 JOB = """\
 name: livecrash
@@ -109,8 +109,8 @@ def _env(broker, topic: str, signals: str, backend: str, group: str) -> dict[str
 
 
 def _start(cwd: Path, env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "tickflow.engine.cli", "run", "job.yaml", "--quiet",
-                             *extra], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "tickflow.engine.cli", "run", "job.yaml",
+                             "--quiet", *extra], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
 
 
@@ -149,8 +149,8 @@ def _kill_after(cwd: Path, env: dict[str, str], rows: int, rng: random.Random) -
 
 def _signals(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
     """Every message of the (single-partition) signals topic, in order."""
-    from tickflow.connectors.kafka_topics import read_to_end
     from tickflow.connectors.kafka_client import client_settings
+    from tickflow.connectors.kafka_topics import read_to_end
 
     _, rows = read_to_end(client_settings(bootstrap), topic, {0: 0})
     return [row for _, row in rows]

@@ -18,13 +18,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tickflow.connectors.replay import replay_to_kafka
-from tickflow.connectors.simulator import write_simulated_parquet
 
 from tests.conftest import ROOT
 from tests.kafka.util import unique
 from tests.state.test_crash_recovery import assert_tables_equal
 from tests.state.test_live_crash_recovery import _rows_checkpointed, _signals
+from tickflow.connectors.replay import replay_to_kafka
+from tickflow.connectors.simulator import write_simulated_parquet
 
 JOB = """\
 name: livecrash

@@ -21,11 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tickflow.connectors.replay import replay_to_kafka
-from tickflow.connectors.simulator import write_simulated_parquet
 from tests.conftest import ROOT
 from tests.kafka.util import unique
 from tests.state.test_crash_recovery import assert_tables_equal
+from tickflow.connectors.replay import replay_to_kafka
+from tickflow.connectors.simulator import write_simulated_parquet
 
 PARTITIONS = 4
 ROWS = 160_000

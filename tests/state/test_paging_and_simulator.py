@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import ROOT
+from tests.state.test_crash_recovery import assert_tables_equal
 from tickflow.connectors.base import RunContext
 from tickflow.connectors.simulator import SimulatorConfig, SimulatorSource
 from tickflow.engine.compile import compile_job
@@ -25,8 +27,6 @@ from tickflow.engine.executors.local import Pipeline
 from tickflow.engine.loader import load_job
 from tickflow.engine.state.backend import get_backend
 from tickflow.engine.state.paging import PagedState
-from tests.conftest import ROOT
-from tests.state.test_crash_recovery import assert_tables_equal
 
 JOB = """\
 name: many

@@ -104,7 +104,7 @@ def test_tier_zero_widens_when_a_quarter_of_the_keys_need_it():
 
 
 def _continue(name: str, params: dict, keys: np.ndarray, x: np.ndarray, at: int,
-              workers_state) -> np.ndarray:  # noqa: ANN001
+              workers_state) -> np.ndarray:
     bound = _bind(name, params, None)
     first = bound.new_state()
     ts = np.arange(keys.size, dtype=np.int64)

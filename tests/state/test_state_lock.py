@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT
 from tickflow.connectors.simulator import write_simulated_parquet
 from tickflow.engine.errors import StateError
 from tickflow.engine.state.lock import (
@@ -19,7 +20,6 @@ from tickflow.engine.state.lock import (
     read_lock_owner,
     release_state_lock,
 )
-from tests.conftest import ROOT
 
 JOB = """\
 name: locked

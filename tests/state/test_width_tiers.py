@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tickflow.connectors.simulator import write_simulated_parquet
+from tickflow.engine.checkpoint import CheckpointStore, Manifest
 from tickflow.engine.compile import compile_job
 from tickflow.engine.loader import load_job
 from tickflow.engine.runtime.pipeline import Pipeline
-from tickflow.engine.checkpoint import CheckpointStore, Manifest
 from tickflow.engine.state import tiers
 from tickflow.engine.state.backend import TIER_KEY, get_backend, side_of
 from tickflow.engine.state.lanes import gather, scatter
