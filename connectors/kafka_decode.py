@@ -7,9 +7,7 @@ going backwards) are the driver's quality stage's, as in every other mode.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
@@ -18,6 +16,7 @@ import numpy as np
 from tickflow.connectors.dead_letter import DeadLetters
 from tickflow.connectors.kafka_source_config import ConsumedBatch
 from tickflow.connectors.kafka_topics import SENT_HEADER
+from tickflow.engine.start_up_gc import paused
 
 _SECOND = itemgetter(1)  # a message's timestamp: (type, milliseconds)
 
@@ -80,20 +79,11 @@ def usable_messages(messages: list[Any]) -> tuple[list[Any], bool, list[str]]:
     return [m for m, e in zip(messages, errors, strict=True) if e is None], lost, problems
 
 
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a poll's messages live: confluent-kafka's
-    ``Message`` objects are GC-tracked, so 20,000 of them set off some 28 young-generation
-    passes and a few older ones a poll (0.1-0.2 µs a tick in the drain), while they hold no
-    cycles and are freed by reference counting once decoded."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+# The cyclic garbage collector is off while a poll's messages live: confluent-kafka's
+# ``Message`` objects are GC-tracked, so 20,000 of them set off some 28 young-generation passes
+# and a few older ones a poll (0.1-0.2 µs a tick in the drain), while they hold no cycles and
+# are freed by reference counting once decoded.
+collector_paused = paused
 
 
 def _sent_us(headers: list[tuple[str, bytes]] | None) -> int:
