@@ -20,7 +20,7 @@ import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tickflow.connectors.part_checksums import Identity, stat_identity
+from tickflow.engine.file_identity import Identity, stat_identity
 
 MAGIC = b"PAR1"
 CHUNK = 4 << 20

@@ -14,14 +14,9 @@ import pyarrow.parquet as pq
 from tickflow.connectors.atomic import DETACHED_DELETE_BYTES, delete_detached
 from tickflow.connectors.parquet_concat import Unsupported
 from tickflow.connectors.parquet_writer import AtomicParquetWriter
-from tickflow.connectors.part_checksums import (
-    Identity,
-    file_identity,
-    part_identity,
-    verify_identity,
-    verify_part,
-)
+from tickflow.connectors.part_checksums import part_identity, verify_identity, verify_part
 from tickflow.engine.errors import SinkError
+from tickflow.engine.file_identity import Identity, file_identity
 
 
 class PartFiles:

@@ -12,7 +12,8 @@ CPU-s and 3-8 s of wall for a 1.6 GB output), where no other worker can help.
 
 The same holds for a checkpointed run's parts at its final merge: a part this process wrote
 (and hashed as it went out) or verified on resume is trusted at the merge while its
-:func:`stat_identity` is still the one taken right after; any other part is hashed again.
+:func:`~tickflow.engine.file_identity.stat_identity` is still the one taken right after; any
+other part is hashed again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tickflow.engine.errors import SinkError
+from tickflow.engine.file_identity import Identity, sha256_held_still
 
 
 def part_digest(path: Path) -> list[object]:
@@ -34,25 +36,6 @@ def part_digest(path: Path) -> list[object]:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return [pq.ParquetFile(path).metadata.num_rows, digest.hexdigest()]
-
-
-Identity = tuple[int, int, int, int, int]
-"""``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of a file."""
-
-
-def stat_identity(st: os.stat_result) -> Identity:
-    """The identity of a file as ``stat`` saw it.
-
-    Writing, truncating or replacing the file changes one of these, and so does resetting its
-    times (``os.utime`` sets ``ctime`` to now). Linux 6.13 and later give a change made right
-    after a ``stat`` a fine-grained time; on older kernels a change of the same size made within
-    the same clock tick (1-4 ms) as the ``stat`` keeps the identity.
-    """
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def file_identity(path: Path) -> Identity:
-    return stat_identity(os.stat(path))
 
 
 def verify_part(path: Path, expected: list[object], what: str, *,
@@ -65,9 +48,7 @@ def verify_part(path: Path, expected: list[object], what: str, *,
     """
     try:
         with path.open("rb") as fh:
-            before = stat_identity(os.fstat(fh.fileno()))
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-            after = stat_identity(os.fstat(fh.fileno()))
+            digest, held = sha256_held_still(fh)
         actual = [pq.ParquetFile(path).metadata.num_rows, digest]
     except (OSError, pa.ArrowException) as exc:
         raise SinkError(f"{what}: committed part {path} cannot be read ({exc}); "
@@ -76,7 +57,7 @@ def verify_part(path: Path, expected: list[object], what: str, *,
         raise SinkError(f"{what}: committed part {path} has changed since {since} "
                         f"({actual[0]:,} rows, {expected[0]:,} recorded; "
                         f"sha256 differs): truncated or rewritten; {remedy}")
-    return before if before == after else None
+    return held
 
 
 def part_identity(path: Path, rows: int) -> list[object]:

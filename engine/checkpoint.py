@@ -33,12 +33,12 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from tickflow.engine.errors import StateError
+from tickflow.engine.file_identity import stat_identity
 from tickflow.engine.state.backend import (
     FileDigests,
     StateBackend,
     StateSnapshot,
     StepLayout,
-    file_identity,
     layout_from_json,
     layout_to_json,
     read_keys_state,
@@ -159,7 +159,7 @@ def _file_entries(directory: Path, files: list[Path],
         st = p.stat()
         rel = str(p.relative_to(directory))
         hashed = known.get(rel)
-        if hashed is not None and hashed[0] == file_identity(st):
+        if hashed is not None and hashed[0] == stat_identity(st):
             entries[rel] = [st.st_size, hashed[1]]
         else:
             entries[rel] = [st.st_size, None]

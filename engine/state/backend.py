@@ -16,9 +16,7 @@ shard paging use. A step's keys of wider width tiers are saved apart, as the ste
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tickflow.engine.errors import StateError
+from tickflow.engine.file_identity import Identity, sha256_held_still
 from tickflow.engine.registry import STATE_BACKENDS
 
 
@@ -203,28 +202,18 @@ class StateBackend:
         raise NotImplementedError
 
 
-Identity = tuple[int, int, int, int, int]
-"""``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)``: a write, truncation, replacement
-or ``os.utime`` of a file changes one of them."""
-
 FileDigests = dict[str, tuple[Identity, str]]
 """Path relative to the checkpoint directory -> (identity when hashed, sha256)."""
-
-
-def file_identity(st: os.stat_result) -> Identity:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _hash_still(path: Path) -> tuple[Identity, str] | None:
     """The file's sha256 with its identity, when the identity held while it was read."""
     try:
         with path.open("rb") as fh:
-            before = file_identity(os.fstat(fh.fileno()))
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-            after = file_identity(os.fstat(fh.fileno()))
+            digest, held = sha256_held_still(fh)
     except OSError:
         return None  # the manifest hashes it (or finds it gone)
-    return (before, digest) if before == after else None
+    return (held, digest) if held is not None else None
 
 
 class BackgroundDigests:
