@@ -1,0 +1,69 @@
+"""A lane computes a batch's key count once for all its steps and asks only cross-key steps for
+their keys' ids: the live job's outputs stay bit-identical whatever the batch size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+import tickflow as tf
+from tests.kafka.util import simulated
+from tickflow.engine.columns import float_column
+from tickflow.engine.runtime.pipeline import Lane, Pipeline
+from tickflow.engine.step import BoundKernel
+
+
+def outputs(batch_rows: int, ticks: pa.Table) -> pa.Table:
+    pipeline = Pipeline(tf.load_job("jobs/live.yaml").compiled())
+    return pa.Table.from_batches([pipeline.process(b) for b in
+                                  ticks.to_batches(max_chunksize=batch_rows)])
+
+
+def test_small_batches_give_the_whole_runs_outputs_bit_for_bit() -> None:
+    # keys appear over time (a later batch brings a higher key id than any before it)
+    ticks = simulated(3_000, symbols=9, seed=4).combine_chunks()
+    whole = outputs(3_000, ticks)
+    for rows in (1, 7, 100):
+        small = outputs(rows, ticks)
+        assert small.schema == whole.schema
+        for name in whole.column_names:
+            a, b = small.column(name), whole.column(name)
+            if pa.types.is_floating(a.type):
+                assert np.array_equal(a.to_numpy().view(np.int64), b.to_numpy().view(np.int64)), \
+                    (rows, name)
+            else:
+                assert a.equals(b), (rows, name)
+
+
+def test_a_step_given_the_key_count_runs_as_when_it_finds_it() -> None:
+    step = Pipeline(tf.load_job("jobs/live.yaml").compiled()).lanes[0].steps[0]
+    rng = np.random.default_rng(1)
+    key = rng.integers(0, 5, 200)
+    ts = np.arange(200, dtype=np.int64) * 1_000
+    inputs = [rng.random(200) * 100 for _ in step.input_columns]
+    found, given = step.new_state(), step.new_state()
+    for a, b in ((0, 50), (50, 51), (51, 200)):
+        x = step.run(key[a:b], ts[a:b], [v[a:b] for v in inputs], found)
+        y = step.run(key[a:b], ts[a:b], [v[a:b] for v in inputs], given,
+                     n_keys=int(key[a:b].max()) + 1)
+        for u, v in zip(x, y, strict=True):
+            assert np.array_equal(u, v, equal_nan=True)
+
+
+def test_only_cross_key_steps_are_asked_for_key_ids() -> None:
+    pipeline = Pipeline(tf.load_job("jobs/live.yaml").compiled())
+    steps: list[BoundKernel] = pipeline.lanes[0].steps
+    assert not any(s.is_cross_key for s in steps)
+    lane = Lane(steps)
+    asked: list[str] = []
+
+    def resolve(step: BoundKernel) -> tuple[int, ...]:
+        asked.append(step.step_id)
+        return ()
+
+    ticks = simulated(50, symbols=3, seed=2)
+    columns = {c: float_column(ticks.column(c)) for c in pipeline.source_inputs}
+    key = np.arange(50, dtype=np.int64) % 3
+    ts = np.arange(50, dtype=np.int64) * 1_000
+    produced = lane.run(key, ts, columns, resolve=resolve)
+    assert asked == [] and len(produced) >= len(steps)
