@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 import tickflow as tf
 from tests.kafka.util import simulated
 from tickflow.engine.columns import float_column
-from tickflow.engine.runtime.pipeline import Lane, Pipeline
+from tickflow.engine.runtime.pipeline import Lane, Pipeline, timestamp_us
 from tickflow.engine.step import BoundKernel
 
 
@@ -67,3 +68,16 @@ def test_only_cross_key_steps_are_asked_for_key_ids() -> None:
     ts = np.arange(50, dtype=np.int64) * 1_000
     produced = lane.run(key, ts, columns, resolve=resolve)
     assert asked == [] and len(produced) >= len(steps)
+
+
+def test_timestamps_viewed_as_int64_are_what_the_cast_gave() -> None:
+    raw = np.array([0, -5_000, 10**9, 3_000, -(10**9), 7]) * 1_000
+    mask = np.array([0, 0, 1, 0, 0, 0], dtype=bool)
+    for tz in (None, "UTC", "Asia/Kolkata"):
+        for unit in ("s", "ms", "us", "ns"):
+            col = pa.array(raw, pa.timestamp(unit, tz), mask=mask)
+            for part in (col, col.slice(1), col.slice(2, 3), col.slice(3)):
+                expected = pc.fill_null(pc.cast(pc.cast(part, pa.timestamp("us", tz)),
+                                                pa.int64()), 0).to_numpy()
+                got = timestamp_us(pa.RecordBatch.from_arrays([part], ["timestamp"]))
+                assert got.dtype == np.int64 and np.array_equal(got, expected), (unit, tz)
