@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 
 import tickflow as tf
 from tests.kafka.util import simulated
-from tickflow.engine.columns import float_column
+from tickflow.engine.columns import arrow_array, float_column
 from tickflow.engine.runtime.pipeline import Lane, Pipeline, timestamp_us
 from tickflow.engine.step import BoundKernel
 
@@ -81,3 +81,14 @@ def test_timestamps_viewed_as_int64_are_what_the_cast_gave() -> None:
                                                 pa.int64()), 0).to_numpy()
                 got = timestamp_us(pa.RecordBatch.from_arrays([part], ["timestamp"]))
                 assert got.dtype == np.int64 and np.array_equal(got, expected), (unit, tz)
+
+
+def test_output_columns_keep_each_dtypes_arrow_type() -> None:
+    """arrow_array caches the Arrow type of a numpy dtype: every dtype keeps its own."""
+    for _ in range(2):  # the second time from the cache
+        for dt in (np.float64, np.float32, np.int8, np.int64, np.uint16, np.int32):
+            v = (np.arange(7) * 3 - 5).astype(dt)
+            for part in (v, v[::2]):
+                a = arrow_array(part)
+                assert a.type == pa.from_numpy_dtype(np.dtype(dt))
+                assert a.to_pylist() == part.tolist()
