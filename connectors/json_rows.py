@@ -116,8 +116,9 @@ def _strings(col: pa.Array) -> list[str]:
     if col.null_count or not len(col):
         return ["null" if v is None else json.dumps(v) for v in col.to_pylist()]
     # the UTF-8 bytes between offsets: faster than to_pylist's scalar a value
-    width = np.int64 if pa.types.is_large_string(col.type) else np.int32
-    offsets = np.frombuffer(col.buffers()[1], width, len(col) + 1, col.offset).tolist()
+    width = np.dtype(np.int64 if pa.types.is_large_string(col.type) else np.int32)
+    offsets = np.frombuffer(col.buffers()[1], width, len(col) + 1,
+                            col.offset * width.itemsize).tolist()
     data = col.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
     base = offsets[0]
     return [json.dumps(data[a - base:b - base].decode())

@@ -123,3 +123,23 @@ def test_small_keys_are_the_arrow_paths_bytes(null: str) -> None:
             pa.chunked_array(col.chunks * big)
         assert small == key_bytes(long, null)[:len(col)]  # the Arrow path's
         assert small == [null.encode() if v is None else v.encode() for v in col.to_pylist()]
+
+
+def test_sliced_columns_give_the_arrow_bytes() -> None:
+    """Columns that start past their buffers' beginning (a slice): each read from its offset."""
+    n = 40
+    rng = np.random.default_rng(9)
+    words = ["BTC-USD", "é", "日本", 'a"b\\', "", "🚀"]
+    table = pa.table({
+        "t": pa.array(rng.integers(0, 2 * 10**15, n), pa.timestamp("us", "UTC")),
+        "s": pa.array([words[i] for i in rng.integers(0, len(words), n)]),
+        "l": pa.array([words[i] for i in rng.integers(0, len(words), n)], pa.large_string()),
+        "d": pa.array([words[i] for i in rng.integers(0, len(words), n)]).dictionary_encode(),
+        "x": rng.standard_normal(n) * 1e3, "i": pa.array(rng.integers(-99, 99, n).astype(np.int16)),
+        "b": pa.array(rng.random(n) < 0.5),
+    })
+    for start, length in ((1, 5), (3, 20), (17, 23), (0, 1)):
+        part = table.slice(start, length)
+        assert encode_json_rows_small(part, part.column_names) == arrow_bytes(part)
+        batch = table.combine_chunks().to_batches()[0].slice(start, length)
+        assert encode_json_rows_small(batch, batch.schema.names) == arrow_bytes(batch)
