@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from tickflow.connectors.tick_codec import (
     decode_tick_values,
-    encode_json_values,
+    encode_json_bytes,
     kept_indices,
     key_bytes,
 )
@@ -76,7 +76,7 @@ def row_encoder(fmt: Format, topic: str, schema: pa.Schema, key: str,
         return lambda batch: encode_arrow_messages(batch, key, columns)
 
     def encode_json(batch: pa.RecordBatch) -> list[tuple[bytes, bytes]]:
-        values = encode_json_values(batch, columns).cast(pa.binary()).to_pylist()
+        values = encode_json_bytes(batch, columns)
         return list(zip(key_bytes(batch.column(key), "None"), values, strict=True))
 
     return encode_json

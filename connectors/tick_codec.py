@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from tickflow.connectors.base import CANONICAL_TICK_SCHEMA
+from tickflow.connectors.json_rows import encode_json_rows_small
 from tickflow.connectors.tick_json_fast import decode_clean
 
 NUMERIC_FIELDS = ("price", "best_bid", "best_ask", "best_bid_size", "best_ask_size",
@@ -111,6 +112,20 @@ def encode_json_values(batch: pa.RecordBatch | pa.Table,
 
 _CLOSE = pa.scalar("}")
 
+# below this many rows a write is formatted value by value in Python (json_rows.py, the same
+# bytes): Arrow's ~20 kernel calls cost ~400 µs whatever the size (bench/live_batch_cpu.py)
+SMALL_ROWS = 32  # the crossover measured at a signal write's 9 columns: ~40 rows
+
+
+def encode_json_bytes(batch: pa.RecordBatch | pa.Table,
+                      columns: list[str] | None = None) -> list[bytes]:
+    """``encode_json_values`` as bytes, one per row; a small batch takes the per-row path."""
+    if batch.num_rows < SMALL_ROWS:
+        rows = encode_json_rows_small(batch, list(columns or batch.schema.names))
+        if rows is not None:
+            return rows
+    return encode_json_values(batch, columns).cast(pa.binary()).to_pylist()
+
 
 @functools.lru_cache(maxsize=64)
 def _prefixes(names: tuple[str, ...]) -> list[pa.Scalar]:
@@ -157,6 +172,14 @@ def key_bytes(col: pa.Array | pa.ChunkedArray, null: str) -> list[bytes]:
     at once (a dictionary-encoded symbol's ``to_pylist`` alone took 1 µs a row)."""
     kind = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        if len(col) < SMALL_ROWS:  # three Arrow calls cost ~25 µs whatever the size
+            if isinstance(col, pa.ChunkedArray):
+                col = col.combine_chunks()
+            if pa.types.is_dictionary(col.type):
+                empty = null.encode()
+                words = [empty if v is None else v.encode() for v in col.dictionary.to_pylist()]
+                return [empty if i is None else words[i] for i in col.indices.to_pylist()]
+            return [(null if k is None else k).encode() for k in col.to_pylist()]
         return pc.fill_null(col.cast(pa.string()), null).cast(pa.binary()).to_pylist()
     return [(null if k is None else str(k)).encode() for k in col.to_pylist()]
 

@@ -42,9 +42,15 @@ def arrow_array(values: np.ndarray) -> pa.Array:
     """A numeric numpy array as an Arrow array without a copy (NaN stays NaN, not null)."""
     if values.ndim == 1 and values.dtype.kind in "iuf" and values.dtype.isnative:
         values = np.ascontiguousarray(values)
-        return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
-                                     [None, pa.py_buffer(values)])
+        kind = _ARROW_TYPES.get(values.dtype)
+        if kind is None:
+            kind = _ARROW_TYPES[values.dtype] = pa.from_numpy_dtype(values.dtype)
+        return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
     return pa.array(values)
+
+
+# numpy dtype -> Arrow type: from_numpy_dtype takes ~0.9 µs, a live batch's output ~44 times
+_ARROW_TYPES: dict[np.dtype, pa.DataType] = {}
 
 
 def empty_batch(schema: pa.Schema) -> pa.RecordBatch:

@@ -41,7 +41,8 @@ class BoundKernel:
         return KernelState(self.definition.state(self.params), tiered=not self.is_cross_key)
 
     def run(self, key: np.ndarray, ts: np.ndarray, inputs: list[np.ndarray],
-            state: KernelState, key_ids: tuple[int, ...] = ()) -> list[np.ndarray]:
+            state: KernelState, key_ids: tuple[int, ...] = (),
+            n_keys: int | None = None) -> list[np.ndarray]:
         """Run over one chunk of rows; returns the output columns. State carries forward.
 
         A cross-key kernel gets the ids of its ``key_values`` in ``key_ids`` (-1 for a key not
@@ -50,13 +51,18 @@ class BoundKernel:
 
         Keys whose per-row buffers live in a wider tier (engine/state/arrays.py) run as
         separate passes over their rows with tier-local ids; with one tier in use the chunk
-        runs in one pass, as it is.
+        runs in one pass, as it is. ``n_keys`` (``key.max() + 1``) may be given by a caller
+        that runs many steps over the same ``key`` (a lane: computed once, not once a step).
         """
         n = key.shape[0]
         outs = [np.empty(n, dtype=dt) for dt in self.definition.output_dtypes]
         if n == 0:
             return outs
-        state.ensure_keys(1 if self.is_cross_key else int(key.max()) + 1)
+        if self.is_cross_key:
+            n_keys = 1
+        elif n_keys is None:
+            n_keys = int(key.max()) + 1
+        state.ensure_keys(n_keys)
         state.reserve(key)
         # one array type for every call: numba compiles read-only (Arrow zero-copy) and
         # writable arrays separately, and the two builds may round differently in the last bit
