@@ -25,7 +25,7 @@ _FIRST_US = int(np.datetime64("0001-01-01T00:00:00", "us").astype(np.int64))
 _LAST_US = int(np.datetime64("9999-12-31T23:59:59.999999", "us").astype(np.int64))
 _UNIT_SCALE = {"s": 1_000_000, "ms": 1_000, "us": 1}
 _INTS = (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(),
-               pa.uint32(), pa.uint64())
+         pa.uint32(), pa.uint64())
 
 
 def arrow_float_text(x: float) -> str:
