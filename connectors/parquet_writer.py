@@ -127,7 +127,6 @@ class AtomicParquetWriter:
         self._pending = rest.to_batches() if rest.num_rows else []
         self._pending_rows = rest.num_rows
         del table, rest
-        give_back_memory()
 
     def join(self, parts: list[Path], trusted: list[Any] | None = None) -> list[str | None]:
         """Fill the file with the row groups of ``parts`` (Parquet files of this schema,
@@ -205,13 +204,6 @@ def rows_within(rows: int, max_bytes: int, row_bytes: float) -> int:
         return rows
     steps = max(1, int(max_bytes // (row_bytes * ROW_GROUP_STEP)))
     return min(rows, steps * ROW_GROUP_STEP)
-
-
-def give_back_memory() -> None:
-    """Return the memory a written row group freed: Arrow's pool (mimalloc or jemalloc) keeps
-    freed pages for reuse, 90+ MB at the peak of a 100K-symbol research run; giving them
-    back there took 40-50 MB off its peak RSS (docs/performance.md, "Memory in flight")."""
-    pa.default_memory_pool().release_unused()
 
 
 class _HashingFile:

@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from tickflow.connectors import parquet_writer
 from tickflow.connectors.base import RunContext
 from tickflow.connectors.parquet_sink import ParquetSink, ParquetSinkConfig
 from tickflow.connectors.parquet_writer import ROW_GROUP_STEP, AtomicParquetWriter, rows_within
@@ -61,14 +60,6 @@ def test_narrow_output_keeps_row_group_rows(tmp_path: Path) -> None:
 def test_no_byte_bound(tmp_path: Path) -> None:
     meta = write(tmp_path / "u.parquet", wide(300_000, 40), row_group_bytes=None)
     assert meta.num_row_groups == 2 and meta.row_group(0).num_rows == 262_144
-
-
-def test_pool_gives_back_after_each_row_group(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    monkeypatch.setattr(parquet_writer, "give_back_memory", lambda: calls.append(1))
-    write(tmp_path / "g.parquet", wide(300_000, 40))
-    assert len(calls) == 5  # after each of the 4 whole row groups, then the rest at close
 
 
 def test_sink_option_reaches_the_writer(tmp_path: Path) -> None:
