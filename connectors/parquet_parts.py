@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from tickflow.connectors.atomic import DETACHED_DELETE_BYTES, delete_detached
 from tickflow.connectors.parquet_concat import Unsupported
-from tickflow.connectors.parquet_writer import AtomicParquetWriter
+from tickflow.connectors.parquet_writer import ROW_GROUP_BYTES, AtomicParquetWriter
 from tickflow.connectors.part_checksums import part_identity, verify_identity, verify_part
 from tickflow.engine.errors import SinkError
 from tickflow.engine.file_identity import Identity, file_identity
@@ -36,13 +36,15 @@ class PartFiles:
 
     def __init__(self, path: str, *, compression: str, row_group_rows: int,
                  statistics: bool, compression_level: int | None = None,
-                 metadata: dict[str, str] | None = None):
+                 metadata: dict[str, str] | None = None,
+                 row_group_bytes: int | None = ROW_GROUP_BYTES):
         self.path = Path(os.path.expanduser(path))
         self.metadata = dict(metadata or {})  # in every part's footer, as in the output's
         self.dir = self.path.with_name(f".{self.path.name}.parts")
         self.options: dict[str, Any] = {
             "compression": compression, "compression_level": compression_level,
-            "row_group_rows": row_group_rows, "statistics": statistics}
+            "row_group_rows": row_group_rows, "row_group_bytes": row_group_bytes,
+            "statistics": statistics}
         self.schema: pa.Schema | None = None
         self.count = 0
         self.rows = 0

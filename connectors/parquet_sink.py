@@ -45,6 +45,11 @@ class ParquetSinkConfig(ConnectorConfig):
     row_group_rows: int = Field(262_144, ge=1_024, le=16_777_216,
                                 description="rows per row group (larger: better compression "
                                             "and scans, more memory while writing)")
+    row_group_bytes: int | None = Field(
+        32 * 1024 * 1024, ge=1_048_576,
+        description="bound on a row group's size in memory: a wider output's row groups hold "
+                    "the largest multiple of 65,536 rows within it (at least 65,536); null: "
+                    "row_group_rows alone")
     statistics: bool = Field(False, description="write column min/max statistics (lets readers "
                                                 "skip row groups; slower to write)")
 
@@ -88,7 +93,8 @@ class ParquetSink(Sink):
         cfg = self.config
         self._parts = PartFiles(cfg.path, compression=cfg.compression,
                                 compression_level=cfg.compression_level,
-                                row_group_rows=cfg.row_group_rows, statistics=cfg.statistics,
+                                row_group_rows=cfg.row_group_rows,
+                                row_group_bytes=cfg.row_group_bytes, statistics=cfg.statistics,
                                 metadata=self.context.provenance())
         self._parts.seek(position)
 
@@ -112,6 +118,7 @@ class ParquetSink(Sink):
         return PartitionPart(path, {"compression": cfg.compression,
                                     "compression_level": cfg.compression_level,
                                     "row_group_rows": cfg.row_group_rows,
+                                    "row_group_bytes": cfg.row_group_bytes,
                                     "statistics": cfg.statistics},
                              {**self.context.provenance(), **metadata})
 
@@ -132,6 +139,7 @@ class ParquetSink(Sink):
         self._writer = AtomicParquetWriter(cfg.path, schema, compression=cfg.compression,
                                            compression_level=cfg.compression_level,
                                            row_group_rows=cfg.row_group_rows,
+                                           row_group_bytes=cfg.row_group_bytes,
                                            statistics=cfg.statistics,
                                            metadata=self.context.provenance())
 

@@ -29,6 +29,14 @@ WRITE_BATCH_SIZE = 65_536
 """Values a column writer encodes between its checks of the page size (pyarrow's default is
 1,024): fewer, longer calls into the encoders. Writing the research job's 5M-row output
 alone: 1.31-1.39 s of user CPU instead of 1.53 (medians of 5, docs/performance.md)."""
+ROW_GROUP_BYTES = 32 * 1024 * 1024
+"""Default bound on a row group's size in memory: a wide output's row groups (the research
+job's ~420 bytes a row: 110 MB at 262,144 rows) are held whole while written, so its rows
+would otherwise set the memory in flight (docs/performance.md, "Memory in flight")."""
+ROW_GROUP_STEP = 65_536
+"""A row group cut down by bytes keeps a multiple of this many rows (at least this many): a
+multiple of the executor's default morsel, so whole batches make whole row groups, and
+readers still get row groups large enough to scan well."""
 
 
 class AtomicParquetWriter:
@@ -36,12 +44,16 @@ class AtomicParquetWriter:
 
     Batches are buffered to whole row groups of ``row_group_rows`` (pyarrow starts a row group
     on every write call, so writing small batches straight through would make tiny ones).
+    A row group of that many rows larger than ``row_group_bytes`` (Arrow's size of the first
+    batch's rows) holds fewer: the largest multiple of 65,536 rows within the bound, at
+    least 65,536 (``None``: rows alone). After each row group, Arrow's pool gives back what
+    writing it freed.
     """
 
     def __init__(self, path: str | Path, schema: pa.Schema, *, compression: str = "lz4",
                  compression_level: int | None = None, row_group_rows: int = 262_144,
-                 statistics: bool = False, metadata: dict[str, str] | None = None,
-                 hashed: bool = False):
+                 row_group_bytes: int | None = ROW_GROUP_BYTES, statistics: bool = False,
+                 metadata: dict[str, str] | None = None, hashed: bool = False):
         self.path = Path(os.path.expanduser(str(path)))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +71,7 @@ class AtomicParquetWriter:
                        and (pa.types.is_string(f.type.value_type)
                             or pa.types.is_large_string(f.type.value_type)))]
         self.row_group_rows = row_group_rows
+        self._row_group_bytes = row_group_bytes  # None: rows alone; applied on the first batch
         self.rows = 0
         self.row_groups = 0
         self._pending: list[pa.RecordBatch] = []
@@ -86,6 +99,10 @@ class AtomicParquetWriter:
                 or batch.schema.types != self.schema.types):
             raise SinkError(f"parquet sink {str(self.path)!r}: batch schema\n{batch.schema}"
                             f"\ndoes not match the file's schema\n{self.schema}")
+        if self._row_group_bytes is not None:
+            self.row_group_rows = rows_within(self.row_group_rows, self._row_group_bytes,
+                                              batch.nbytes / batch.num_rows)
+            self._row_group_bytes = None
         self._pending.append(batch)
         self._pending_rows += batch.num_rows
         self.rows += batch.num_rows
@@ -109,6 +126,7 @@ class AtomicParquetWriter:
         rest = table.slice(whole)
         self._pending = rest.to_batches() if rest.num_rows else []
         self._pending_rows = rest.num_rows
+        del table, rest
 
     def join(self, parts: list[Path], trusted: list[Any] | None = None) -> list[str | None]:
         """Fill the file with the row groups of ``parts`` (Parquet files of this schema,
@@ -176,6 +194,16 @@ class AtomicParquetWriter:
     def _remove_tmp(self) -> None:
         with contextlib.suppress(OSError):
             self.tmp_path.unlink(missing_ok=True)
+
+
+def rows_within(rows: int, max_bytes: int, row_bytes: float) -> int:
+    """``rows`` a row group, or fewer if that many rows of ``row_bytes`` exceed ``max_bytes``:
+    the largest multiple of :data:`ROW_GROUP_STEP` within it, never below that step (nor
+    above ``rows``)."""
+    if rows * row_bytes <= max_bytes:
+        return rows
+    steps = max(1, int(max_bytes // (row_bytes * ROW_GROUP_STEP)))
+    return min(rows, steps * ROW_GROUP_STEP)
 
 
 class _HashingFile:
