@@ -20,10 +20,10 @@ def test_warm_runs_every_kernel_and_leaves_the_state_alone(monkeypatch) -> None:
     ran: list[str] = []
     run = BoundKernel.run
 
-    def counted(self: BoundKernel, key, ts, inputs, state, key_ids=()):  # type: ignore[no-untyped-def]
+    def counted(self: BoundKernel, key, ts, inputs, state, key_ids=(), n_keys=None):  # type: ignore[no-untyped-def]
         if len(key):
             ran.append(self.step_id)
-        return run(self, key, ts, inputs, state, key_ids)
+        return run(self, key, ts, inputs, state, key_ids, n_keys)
 
     monkeypatch.setattr(BoundKernel, "run", counted)
     graph.warm()
