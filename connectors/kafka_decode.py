@@ -16,7 +16,6 @@ import numpy as np
 from tickflow.connectors.dead_letter import DeadLetters
 from tickflow.connectors.kafka_source_config import ConsumedBatch
 from tickflow.connectors.kafka_topics import SENT_HEADER
-from tickflow.engine.start_up_gc import paused
 
 _SECOND = itemgetter(1)  # a message's timestamp: (type, milliseconds)
 
@@ -78,12 +77,6 @@ def usable_messages(messages: list[Any]) -> tuple[list[Any], bool, list[str]]:
                 and e.code() != KafkaError._PARTITION_EOF]
     return [m for m, e in zip(messages, errors, strict=True) if e is None], lost, problems
 
-
-# The cyclic garbage collector is off while a poll's messages live: confluent-kafka's
-# ``Message`` objects are GC-tracked, so 20,000 of them set off some 28 young-generation passes
-# and a few older ones a poll (0.1-0.2 µs a tick in the drain), while they hold no cycles and
-# are freed by reference counting once decoded.
-collector_paused = paused
 
 
 def _sent_us(headers: list[tuple[str, bytes]] | None) -> int:
