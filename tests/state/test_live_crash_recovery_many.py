@@ -11,6 +11,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.kafka.util import unique
 from tests.state.test_crash_recovery import assert_tables_equal
-from tests.state.test_live_crash_recovery import _rows_checkpointed, _signals
+from tests.state.test_live_crash_recovery import _paced, _rows_checkpointed, _signals
 from tickflow.connectors.replay import replay_to_kafka
 from tickflow.connectors.simulator import write_simulated_parquet
 
@@ -71,13 +72,20 @@ ROWS = 60_000  # per source
 
 
 @pytest.fixture(scope="module")
-def topics(kafka_broker, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+def tick_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("live_crash_many")
+    files = (d / "a.parquet", d / "b.parquet")
+    for seed, path in enumerate(files, start=31):
+        write_simulated_parquet(path, rows=ROWS, symbols=5, seed=seed)
+    return files
+
+
+@pytest.fixture(scope="module")
+def topics(kafka_broker, tick_files: tuple[Path, Path]) -> tuple[str, str]:
+    """Pre-filled topics, for the uninterrupted run."""
     names = (unique("crash-many-a"), unique("crash-many-b"))
-    for seed, topic in enumerate(names, start=31):
-        write_simulated_parquet(d / f"{topic}.parquet", rows=ROWS, symbols=5, seed=seed)
-        assert replay_to_kafka(d / f"{topic}.parquet", kafka_broker.bootstrap, topic,
-                               "max") == ROWS
+    for path, topic in zip(tick_files, names, strict=True):
+        assert replay_to_kafka(path, kafka_broker.bootstrap, topic, "max") == ROWS
     return names
 
 
@@ -100,8 +108,9 @@ def _finish(cwd: Path, env: dict[str, str]) -> str:
     return err.decode()
 
 
-def _run(broker, topics: tuple[str, str], cwd: Path, backend: str,
-         kills: list[int]) -> tuple[pa.Table, list[tuple[bytes, bytes]]]:
+def _run(broker, topics: tuple[str, str], cwd: Path, backend: str, kills: list[int],
+         feeders: tuple[threading.Thread, ...] = ()) -> tuple[pa.Table,
+                                                            list[tuple[bytes, bytes]]]:
     (cwd / "job.yaml").write_text(JOB)
     signals = unique(f"crash-many-signals-{backend}")
     env = _env(broker, topics, signals, backend)
@@ -118,6 +127,8 @@ def _run(broker, topics: tuple[str, str], cwd: Path, backend: str,
         proc.communicate(timeout=30)
     if kills:
         assert _rows_checkpointed(cwd) < 2 * ROWS  # every kill came before the end
+        for feeder in feeders:
+            feeder.join(60)
         # the killed runs wrote messages that the resume must not write again
         assert _signals(broker.bootstrap, signals), "no message out before the last kill"
     err = _finish(cwd, env)
@@ -127,13 +138,19 @@ def _run(broker, topics: tuple[str, str], cwd: Path, backend: str,
 
 @pytest.mark.slow
 def test_a_sigkilled_live_job_of_two_sources_resumes_to_the_uninterrupted_output(
-        kafka_broker, topics: tuple[str, str], tmp_path: Path) -> None:
+        kafka_broker, topics: tuple[str, str], tick_files: tuple[Path, Path],
+        tmp_path: Path) -> None:
     (tmp_path / "ref").mkdir()
     (tmp_path / "killed").mkdir()
     table, messages = _run(kafka_broker, topics, tmp_path / "ref", "memory", [])
     assert table.num_rows == ROWS and len(messages) > 20
-    killed_table, killed_messages = _run(kafka_broker, topics, tmp_path / "killed", "rocksdb",
-                                         [ROWS // 4, ROWS])
+    # the same ticks arriving as the killed job runs: however fast it is, the kills land
+    # while it still reads (a pre-filled topic could be drained between two checkpoints)
+    fed = (unique("crash-many-fed-a"), unique("crash-many-fed-b"))
+    feeders = tuple(_paced(kafka_broker.bootstrap, topic, pq.read_table(path), seconds=10)
+                    for path, topic in zip(tick_files, fed, strict=True))
+    killed_table, killed_messages = _run(kafka_broker, fed, tmp_path / "killed", "rocksdb",
+                                         [ROWS // 4, ROWS], feeders)
     assert_tables_equal(table, killed_table)
     assert Counter(killed_messages) == Counter(messages)  # none lost, none twice
     assert killed_messages == messages  # in the same order (one partition)
