@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tickflow.engine import start_up_gc
+from tickflow.engine import own_process, start_up_gc
 from tickflow.engine.cli_parser import build_parser  # re-exported: tests and completion
 from tickflow.engine.errors import TickflowError
 
@@ -355,9 +355,17 @@ def _out_of_memory(exc: MemoryError, args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``run-job``; with ``argv`` None this is the process's own command line, which exits next:
     it then starts without cyclic GC passes over start-up and ends without the final ones
-    (engine/start_up_gc.py)."""
+    (engine/start_up_gc.py). When the process is ``run-job`` itself, numba starts without
+    scipy.linalg and the process ends without the interpreter's teardown
+    (engine/own_process.py)."""
     if argv is None:
-        return _own_process(sys.argv[1:])
+        own = own_process.is_run_job(main)
+        if own:
+            own_process.numba_blas_alone()
+        code = _own_process(sys.argv[1:])
+        if own:
+            own_process.exit_now(code)
+        return code
     return _main(list(argv))
 
 
