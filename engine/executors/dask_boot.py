@@ -20,11 +20,14 @@ import distributed.nanny  # noqa: F401  (the worker process's own code)
 
 import tickflow.engine.executors.dask_tasks  # a task's imports
 import tickflow.engine.runtime.driver  # noqa: F401  (imported by a task's driver)
+from tickflow.engine import own_process
 
 
 def _numba_registries() -> None:
     """numba loads its typing and lowering registries (and scipy's BLAS) on the first kernel
-    a process compiles or loads from the cache: done here once instead of in every worker."""
+    a process compiles or loads from the cache: done here once instead of in every worker;
+    scipy's BLAS module alone, without scipy.linalg (engine/own_process.py)."""
+    own_process.numba_blas_alone()
     with contextlib.suppress(Exception):  # an internal of numba's: a worker does it if need be
         from numba.core.registry import cpu_target
 
