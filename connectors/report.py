@@ -121,6 +121,7 @@ class ResearchReportSink(Sink):
         self._parts_len = 0
         self._compacted_len = 0
         self._results: dict[str, Any] | None = None
+        self._page: str | None = None  # the HTML page, rendered by prepare_close
         self._features = FeatureStats()
         self._sampled = SampleColumns({config.symbol, config.timestamp})
         self._present: set[str] = set()
@@ -139,7 +140,7 @@ class ResearchReportSink(Sink):
         A distributed run feeds one sink per key partition and merges them on the client,
         instead of reading the whole output back (moments by Chan et al.'s parallel update).
         """
-        self._results = None
+        self._results = self._page = None
         size = len(self._names)
         for name in other._names:
             if name not in self._index:
@@ -256,7 +257,7 @@ class ResearchReportSink(Sink):
         if not batch.num_rows:
             return
         cfg = self.config
-        self._results = None
+        self._results = self._page = None
         codes = self._codes(self._column(batch, cfg.symbol))
         size = len(self._names)
         self._total += batch.num_rows
@@ -387,6 +388,18 @@ class ResearchReportSink(Sink):
 
     # ------------------------------------------------------------------ output
 
+    def prepare_close(self) -> None:
+        """What :meth:`close` computes, writing nothing: the statistics and the HTML page. A
+        run calls it on this sink's writer thread after the last batch, while the Parquet
+        writer finishes its last row groups (engine/runtime/pipeline.py ``Writer.end``)."""
+        if self._warm is not None:
+            self._warm.join()
+        res = self.results()
+        if self.config.path is not None:
+            from tickflow.connectors.research_html import render_page
+
+            self._page = render_page(res, self.context, self.config)
+
     def close(self) -> str | None:
         if self._warm is not None:
             self._warm.join()
@@ -395,7 +408,7 @@ class ResearchReportSink(Sink):
         if self.config.path is not None:
             from tickflow.connectors.research_html import write_report
 
-            report_path = write_report(res, self.context, self.config)
+            report_path = write_report(res, self.context, self.config, rendered=self._page)
         if not self.context.quiet:
             from tickflow.connectors.research_html import print_tables
 

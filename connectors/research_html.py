@@ -53,8 +53,18 @@ def import_page_modules() -> None:
         return
 
 
-def write_report(res: dict[str, Any], context: RunContext, config: Any) -> Path:
-    """Write the report at ``config.path`` (HTML page, or Markdown with a PNG heatmap).
+def render_page(res: dict[str, Any], context: RunContext, config: Any) -> str | None:
+    """The HTML page :func:`write_report` would write, as text; None for a Markdown report
+    (whose heatmap is a file written beside it)."""
+    if Path(os.path.expanduser(config.path)).suffix.lower() == ".md":
+        return None
+    return page(res, context, config).render()
+
+
+def write_report(res: dict[str, Any], context: RunContext, config: Any,
+                 rendered: str | None = None) -> Path:
+    """Write the report at ``config.path`` (HTML page, or Markdown with a PNG heatmap);
+    ``rendered``: the HTML page already rendered from ``res`` (:func:`render_page`).
 
     Raises:
         SinkError: the file cannot be written (the message names it).
@@ -65,7 +75,7 @@ def write_report(res: dict[str, Any], context: RunContext, config: Any) -> Path:
         if path.suffix.lower() == ".md":
             text = markdown(res, context, config, path)
         else:
-            text = page(res, context, config).render()
+            text = rendered if rendered is not None else render_page(res, context, config)
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise SinkError(f"report sink: cannot write {str(path)!r}: {exc}") from None

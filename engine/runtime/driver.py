@@ -82,16 +82,20 @@ class StreamOutput:
         """Flush the writers; a stream that never had a row writes one empty batch."""
         if not self.opened:
             self.put(empty_batch(self.schema))
-        errors = self._finish_writers()
+        errors = self._finish_writers(prepare=True)
         if errors:
             raise errors[0]
 
     def stop(self) -> None:
         self._finish_writers()  # the run is failing already: the first error is the one raised
 
-    def _finish_writers(self) -> list[BaseException]:
-        """End every writer thread (one failing does not leave the others running)."""
+    def _finish_writers(self, prepare: bool = False) -> list[BaseException]:
+        """End every writer thread (one failing does not leave the others running). All are
+        told first, then waited for: a writer done with its batches (the report's) prepares
+        its sink's close (``Writer.end``) while another (the Parquet file's) still writes."""
         writers, self.writers = self.writers, []
+        for writer in writers:
+            writer.end(prepare)
         errors: list[BaseException] = []
         for writer in writers:
             try:

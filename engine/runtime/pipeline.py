@@ -11,6 +11,7 @@ with the same state.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -258,6 +259,8 @@ class Writer:
         self.sinks = sinks
         self.q: queue.Queue[Any] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
+        self.ended = False
+        self.prepare = False
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.thread.start()
 
@@ -265,6 +268,8 @@ class Writer:
         while True:
             batch = self.q.get()
             if batch is _END:
+                if self.prepare and self.error is None:
+                    self._prepare_closes()
                 return
             if self.error is not None:
                 self.q.task_done()
@@ -288,8 +293,26 @@ class Writer:
             raise self.error
         self.q.put(batch)
 
+    def _prepare_closes(self) -> None:
+        """Each sink's optional ``prepare_close``: work its ``close`` would do that writes
+        nothing (the report's statistics and page), done here while other writers finish. A
+        failure is left for ``close`` to meet again and raise where it always did."""
+        for s in self.sinks:
+            prepare = getattr(s, "prepare_close", None)
+            if prepare is not None:
+                with contextlib.suppress(Exception):
+                    prepare()
+
+    def end(self, prepare: bool = False) -> None:
+        """No more batches: the thread ends once it has written those it has (``prepare``:
+        and prepared its sinks' closes). Does not wait; :meth:`finish` does."""
+        if not self.ended:
+            self.ended = True
+            self.prepare = prepare
+            self.q.put(_END)
+
     def finish(self) -> None:
-        self.q.put(_END)
+        self.end()
         self.thread.join()
         if self.error is not None:
             raise self.error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +205,35 @@ def test_writes_markdown_quietly(data: pd.DataFrame, tmp_path: Path,
     assert "| BTC-USD |" in text and "![correlation heatmap](report_correlation.png)" in text
     assert (tmp_path / "report_correlation.png").exists()
     assert capsys.readouterr().out == ""
+
+
+def test_a_prepared_close_writes_the_same_page_and_nothing_before_close(
+        data: pd.DataFrame, tmp_path: Path) -> None:
+    """``prepare_close`` (run on the sink's writer thread after its last batch) computes the
+    statistics and renders the page, and writes nothing; a batch written after it is counted."""
+    table = to_arrow(data.iloc[:30_000])
+    pages = {}
+    for name in ("plain", "prepared", "written_after"):
+        path = tmp_path / name / "report.html"
+        sink = ResearchReportSink(ResearchReportConfig(kind="report", path=str(path)), QUIET)
+        feed(sink, table.slice(0, 20_000) if name == "written_after" else table, [10_000])
+        if name != "plain":
+            sink.prepare_close()
+            assert not path.parent.exists()  # nothing written yet
+        if name == "written_after":
+            for batch in table.slice(20_000).to_batches():
+                sink.write(batch)
+        summary = sink.close()
+        assert summary is not None and "30,000 rows" in summary
+        pages[name] = re.sub(rb'"p\d+"', b'"p"', path.read_bytes())  # Bokeh's ids count on
+    assert pages["prepared"] == pages["plain"] == pages["written_after"]
+    md = tmp_path / "md" / "report.md"
+    sink = ResearchReportSink(ResearchReportConfig(kind="report", path=str(md)), QUIET)
+    feed(sink, table, [10_000])
+    sink.prepare_close()  # a Markdown report's heatmap is a file: left to close
+    assert not md.parent.exists()
+    sink.close()
+    assert md.exists() and (md.parent / "report_correlation.png").exists()
 
 
 def test_columns_config_and_empty_run(tmp_path: Path) -> None:

@@ -73,6 +73,56 @@ def test_a_failing_sink_raises_its_error_and_ends_every_writer() -> None:
     assert not _writer_threads()
 
 
+class Preparing(Recorder):
+    """A sink whose close can be prepared (as the report's is) while another sink still writes."""
+
+    def __init__(self, slow: threading.Event | None = None, fail: bool = False):
+        super().__init__()
+        self.slow, self.fail = slow, fail
+        self.prepared_on: int | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        super().write(batch)
+        if self.slow is not None and batch.column("i")[0].as_py() == 4:
+            assert self.slow.wait(10)  # the last batch waits until the other sink prepared
+
+    def prepare_close(self) -> None:
+        if self.fail:
+            raise ValueError("left for close to raise")
+        self.prepared_on = threading.get_ident()
+
+
+def test_a_writer_prepares_its_close_while_another_still_writes() -> None:
+    prepared = threading.Event()
+    quick = Preparing()
+    original = quick.prepare_close
+    quick.prepare_close = lambda: (original(), prepared.set())  # type: ignore[method-assign]
+    slow, failing = Recorder(), Preparing(fail=True)
+    slow_writer = Preparing(slow=prepared)
+    out = StreamOutput([slow_writer, quick, failing, slow], pa.schema([("i", pa.int64())]))
+    for batch in _batches(5):
+        out.put(batch)
+    out.finish()  # before, the quick writer was told to end only once the slow one had ended
+    assert quick.prepared_on == next(iter(quick.threads))  # on its own writer thread
+    assert slow_writer.prepared_on == next(iter(slow_writer.threads))
+    assert failing.prepared_on is None and failing.firsts == list(range(5))
+    assert not any(s.closed for s in (quick, slow, failing, slow_writer))  # closes are the run's
+    assert not _writer_threads()
+
+
+def test_no_close_is_prepared_after_a_failed_write() -> None:
+    bad = Preparing()
+    bad.fail_at = 2
+    out = StreamOutput([bad], pa.schema([("i", pa.int64())]))
+    with pytest.raises(SinkError):
+        for batch in _batches(5):
+            out.put(batch)
+        out.finish()
+    out.stop()
+    assert bad.prepared_on is None
+    assert not _writer_threads()
+
+
 def test_inline_sinks_are_written_by_the_caller() -> None:
     inline, threaded = Recorder(), Recorder()
     out = StreamOutput([inline, threaded], pa.schema([("i", pa.int64())]),
