@@ -5,7 +5,8 @@ phases, so the figures add up to the user's wait. Reading, computing and writing
 threads (read-ahead, kernel lanes, writer), so their sums can exceed the loop's wall time;
 CPU seconds are the process's (all threads) at each stamp. Optional ``--profile FILE`` writes
 a cProfile of the main thread as well. The interpreter's own exit (after "exit of run-job") is
-not in these figures: time the whole process for that (``/usr/bin/time``).
+not in these figures: time the whole process for that (``/usr/bin/time``), or
+``bench/research_end.py`` from the last batch to the exit.
 
 Usage::
 
@@ -119,6 +120,12 @@ def main() -> int:
     import gc
 
     gc.disable()  # as run-job does during start-up (engine/cli.py main)
+    try:  # and numba's start without scipy.linalg (engine/own_process.py)
+        from tickflow.engine.own_process import numba_blas_alone
+    except ImportError:  # a checkout from before it
+        pass
+    else:
+        numba_blas_alone()
     instrument()
     from tickflow.engine.cli import main as cli_main
 
