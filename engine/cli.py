@@ -362,14 +362,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         own = own_process.is_run_job(main)
         if own:
             own_process.numba_blas_alone()
-        code = _own_process(sys.argv[1:])
-        if own:
+        argv = sys.argv[1:]
+        code = _own_process(argv)
+        if own and next((a for a in argv if not a.startswith("-")), None) not in _SERVERS:
             own_process.exit_now(code)
         return code
     return _main(list(argv))
 
 
 _OWN_PROCESS = False  # run-job is this process's own command line (main() without argv)
+_SERVERS = ("collect", "serve", "broker")  # their own loops and processes: the usual exit
 
 
 def _own_process(argv: list[str]) -> int:
