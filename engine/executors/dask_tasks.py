@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from tickflow.engine import start_up_gc
+from tickflow.engine import own_process, start_up_gc
 from tickflow.engine.compile import CompiledJob, compile_job
 from tickflow.engine.contract import FileSource, MergeableSink, PartitionedSink, RunContext
 from tickflow.engine.errors import TickflowError
@@ -227,6 +227,7 @@ def _run_partition(plan: DaskPlan, partition: int, start: float) -> PartResult:
     from tickflow.engine.runtime.driver import Driver
 
     with start_up_gc.paused_the_first_time():  # a worker's start-up: once per process
+        own_process.numba_blas_alone()  # numba's start without scipy.linalg (a no-op after)
         job = _compiled(plan)
         scanned = ScanCounts()
         sources = {u.label: _PartitionView(u.definition.cls(u.config, plan.context), job.key,
