@@ -1,5 +1,6 @@
 """What ``run-job``'s own process does at its start and its end, and an in-process caller must
-not (``tf.run`` in a notebook, ``main([...])`` in a test, a bench timing phases in process).
+not (``tf.run`` in a notebook, ``main([...])`` in a test, a bench timing phases in process). A
+Dask worker's first task and the ``--cluster local`` forkserver start numba the same way.
 
 - :func:`numba_blas_alone`: numba's target initialisation (its first cache load or compile)
   checks for BLAS with ``import scipy.linalg.cython_blas`` (``numba.np.arraymath``'s
