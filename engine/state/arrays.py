@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tickflow.engine.state.census import census, overflowing, raise_to
-from tickflow.engine.state.tiers import Tier, fit
+from tickflow.engine.state.tiers import Tier, fit, zeros
 from tickflow.kernels.base import Field
 
 _NO_TIERS = np.zeros(0, dtype=np.int8)
@@ -87,12 +87,8 @@ class KernelState:
 
     def _grow_maps(self) -> None:
         cap = self.capacity
-        tier_of = np.zeros(cap, dtype=np.int8)
-        local = np.zeros(cap, dtype=np.int64)
-        if self.tier_of is not None:
-            tier_of[: self.tier_of.size] = self.tier_of
-            local[: self.local.size] = self.local
-        self.tier_of, self.local = tier_of, local
+        self.tier_of = zeros(cap, np.int8, self.tier_of)
+        self.local = zeros(cap, np.int64, self.local)
 
     # ------------------------------------------------------------------ tiers
 
