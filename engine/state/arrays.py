@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tickflow.engine.state.census import census, overflowing, raise_to
-from tickflow.engine.state.tiers import Tier, fit
+from tickflow.engine.state.tiers import Tier, fit, zeros
 from tickflow.kernels.base import Field
 
 _NO_TIERS = np.zeros(0, dtype=np.int8)
@@ -15,13 +15,17 @@ PER_ROW_START = 8
 """First width of a per-row buffer (``Field.per_row``); it doubles, up to the window, as the
 keys' row counts need."""
 
-WIDEN_SHARE = 4
+WIDEN_SHARE = 8
 """Tier 0 doubles once one key in ``WIDEN_SHARE`` needs more than its width. At half (2),
 where doubling costs no more memory than the side tier (a side key keeps a dead row in tier 0
 too), half the keys went to a side tier and back before tier 0 widened: at 100,000 keys 1.2M
-moves and folds a run. At a quarter they halve (whole process 0.94x CPU, peak 22 MiB lower),
-and tier 0 may hold up to a third more than at half where the share of wide keys stays
-between a quarter and a half (autocorr at 100K keys: 70.1 MB instead of 67.9)."""
+moves and folds a run. At a quarter they halved (whole process 0.94x CPU); at an eighth they
+halve again (632,000 -> 306,000 moves; ``reserve`` 1.5 -> 0.9 s a run). The price is
+tier 0 held wide where the share of wide keys stays between an eighth and a half: at most
+1.6x those fields' size at the narrower width with the wide keys in a side tier. On the
+100,000-symbol input the state ends the same (509.8 MB: under an eighth of the keys need more
+than 32 there), on a skewed one (symbols drawn with weights 1/rank^0.6) 558 MB instead of
+541 (autocorr 32 wide instead of 16; docs/performance.md, "The peak at 100K keys")."""
 
 
 class KernelState:
@@ -87,12 +91,8 @@ class KernelState:
 
     def _grow_maps(self) -> None:
         cap = self.capacity
-        tier_of = np.zeros(cap, dtype=np.int8)
-        local = np.zeros(cap, dtype=np.int64)
-        if self.tier_of is not None:
-            tier_of[: self.tier_of.size] = self.tier_of
-            local[: self.local.size] = self.local
-        self.tier_of, self.local = tier_of, local
+        self.tier_of = zeros(cap, np.int8, self.tier_of)
+        self.local = zeros(cap, np.int64, self.local)
 
     # ------------------------------------------------------------------ tiers
 

@@ -87,18 +87,19 @@ def test_the_busiest_key_does_not_set_every_keys_width():
     assert int(state.snapshot(np.array([0]))["ring_count"][0]) == 100
 
 
-def test_tier_zero_widens_when_a_quarter_of_the_keys_need_it():
-    assert arrays.WIDEN_SHARE == 4
+def test_tier_zero_widens_when_an_eighth_of_the_keys_need_it():
+    assert arrays.WIDEN_SHARE == 8
     bound = _bind("sma", {"window": 50}, None)
     state = bound.new_state()
-    keys = np.repeat(np.arange(10), 12)  # every key 12 rows: all need 16
+    keys = np.repeat(np.arange(20), 12)  # every key 12 rows: all need 16
     bound.run(keys, np.arange(keys.size, dtype=np.int64), [np.arange(keys.size, dtype=float)],
               state)
     assert [t.width for t in state.tiers] == [16] and state.n_side == 0
-    for k in range(2):  # two keys of ten fill their windows: side tier
+    for k in range(2):  # two keys of twenty fill their windows: side tier
         bound.run(np.full(40, k), np.arange(40, dtype=np.int64), [np.ones(40)], state)
     assert [t.width for t in state.tiers] == [16, 50] and state.n_side == 2  # (the window)
-    # a third key makes a quarter: tier 0 doubles (32), then again (50) and takes back the side
+    # a third key makes more than an eighth: tier 0 doubles (32), then again (50) and takes
+    # back the side
     bound.run(np.full(40, 2), np.arange(40, dtype=np.int64), [np.ones(40)], state)
     assert [t.width for t in state.tiers] == [50] and state.n_side == 0
 

@@ -200,3 +200,23 @@ def test_arrays_reserved_alike_do_not_start_a_multiple_of_the_reserve_apart() ->
     arrays = [tiers.blank((1 << 18,), np.float64, tiers.RESERVE_BYTES) for _ in range(8)]
     reserved = tiers.RESERVE_FACTOR * arrays[0].nbytes  # 512 MB each, one after the other
     assert len({a.ctypes.data % reserved for a in arrays}) == 8
+
+
+def test_key_axis_maps_are_zeros_grown_in_place_and_cost_what_is_written() -> None:
+    """Which tier a key lives in (``tier_of``, ``local``): zeros, mapped once large, grown
+    in place; their room past the keys in use is never written (from glibc's heap,
+    ``np.zeros`` wrote all of it)."""
+    small = tiers.zeros(1000, np.int64)
+    assert small.shape == (1000,) and not small.any()
+    small[:10] = np.arange(10)
+    before = _rss()
+    big = tiers.zeros(1 << 22, np.int64, small)  # 32 MB: mapped, the old values copied
+    assert _rss() - before < 8 << 20  # its zeros are not resident
+    assert big[:10].tolist() == list(range(10)) and not big[10:].any()
+    big[(1 << 22) - 1] = 7
+    at = big.ctypes.data
+    grown = tiers.zeros(1 << 23, np.int64, big)  # in the map's own room: nothing copied
+    assert grown.ctypes.data == at and grown[(1 << 22) - 1] == 7
+    assert grown[:10].tolist() == list(range(10)) and not grown[1 << 22:].any()
+    assert tiers.zeros(100, np.int64, grown) is grown  # holds it already
+    assert _rss() - before < 16 << 20
