@@ -194,6 +194,7 @@ class LiveRunner:
         feed.single = single
         feed.expected_messages = self._expected
         observer = LiveObserver(feed, self.view, recorder, single)
+        summary.latency = observer.latency  # filled as the run goes (a watcher may read it)
         many = LiveFeed(sources, self.stop, self.max_seconds, on_start=feed.on_start) \
             if len(sources) > 1 else None
         durable = policy.durable if many is None else many.commit
