@@ -214,6 +214,9 @@ class LiveRunner:
         try:
             result = driver.run()
         finally:
+            if checkpointer is not None and checkpointer.store.writer is not None:
+                checkpointer.store.writer.close()
+                checkpointer.store.writer = None
             self.view.close()
             summary.dead_letters = {}
             for s in sources.values():
@@ -242,6 +245,13 @@ class LiveRunner:
             # where this run's state begins: a kill before the next checkpoint resumes here
             checkpointer.positions = [s.position() for s in sources.values()]
             checkpointer.commit(driver.state, [s for s, _ in driver.sinks])
+        if checkpointer is not None:
+            # the next checkpoints are written by a process of their own: rocksdict holds the
+            # GIL while it writes, which stopped this thread (engine/checkpoint_process.py)
+            from tickflow.engine.checkpoint_process import CheckpointProcess
+
+            checkpointer.store.writer = CheckpointProcess()
+            checkpointer.store.writer.start()
         if self.on_open is not None:
             self.on_open(self.source)
 
