@@ -24,6 +24,8 @@ on a pseudo-terminal (bench/view.py).
     python bench/live.py --only drain,rates --drain-ticks 300000 --seconds 5   # the live path
     python bench/live.py --rates 20000,100000 --seconds 5 --only latency        # floor vs job
     python bench/live.py --only drain --drain-ticks 300000 --formats json,arrow,avro
+    python bench/live.py --only latency --rates 20000 --seconds 5 --job jobs/live.yaml
+    python bench/live.py --only latency --rates 20000 --seconds 5 --state rocksdb:200ms
 """
 
 from __future__ import annotations
@@ -119,11 +121,16 @@ def run_job(bootstrap: str, topic: str, tmp: str, until: callable, linger_ms: in
 
 
 def offered_rate(broker: EmbeddedBroker, rate: float, seconds: float, tmp: str,
-                 job: str | None = None) -> dict:
+                 job: str | None = None, state: str | None = None) -> dict:
     """One offered rate through the job; its percentiles over the whole run and over the run
     after its first second (``steady p99``: the start, where each symbol's state is first
-    made, apart)."""
+    made, apart). ``state``: BACKEND:EVERY (e.g. rocksdb:200ms), a checkpointed job."""
     topic = f"bench-{int(rate)}-{int(time.time() * 1000) % 10**8}"
+    extra = ""
+    if state:  # a top-level block after the source's lines
+        backend, every = state.split(":")
+        extra = (f"state: {{backend: {backend}, path: {tmp}/state-{topic}, "
+                 f"checkpoint: {{every: {every}}}}}\n")
     ensure_topic(client_settings(broker.bootstrap), topic, 1)
     ctx = mp.get_context("spawn")
     produced, ready = ctx.Value("q", 0), ctx.Event()
@@ -152,7 +159,7 @@ def offered_rate(broker: EmbeddedBroker, rate: float, seconds: float, tmp: str,
 
     with StageClock() as clock:
         summary, _ = run_job(broker.bootstrap, topic, tmp, until, on_open=start_producer,
-                             job=job)
+                             job=job, source_format=extra)
     proc.join()
     t0 = lags[0][0]
     steady = [lag for t, lag in lags if seconds * 0.2 <= t - t0 <= seconds * 0.95]
@@ -290,6 +297,8 @@ def main() -> None:
     ap.add_argument("--job", default=None,
                     help="the latency rows run this job YAML instead of the benchmark's (e.g. "
                          "jobs/live.yaml: a Parquet sink of every tick too, linger_ms 5)")
+    ap.add_argument("--state", default=None,
+                    help="the latency rows' job checkpoints: BACKEND:EVERY, e.g. rocksdb:200ms")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     nan = float("nan")
@@ -317,7 +326,7 @@ def main() -> None:
                 # the floor: the same producer and consumer settings, no tickflow processing
                 for run, r in (("floor", floor_rate(broker.bootstrap, rate, args.seconds)),
                                ("tickflow job", offered_rate(broker, rate, args.seconds,
-                                                             tmp, args.job))):
+                                                             tmp, args.job, args.state))):
                     print(f"| {rate:,.0f} | {run} | {r['ticks']:,} | "
                           f"{r['lag_first_third']:,.0f} | {r['lag_last_third']:,.0f} | "
                           f"{r.get('p50', nan):.2f} | {r.get('p99', nan):.2f} | "

@@ -65,6 +65,7 @@ class CheckpointProcess:
     def _start(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             return
+        self._end()  # one that died between commits is replaced
         read, self._lifeline = os.pipe()
         try:
             self._proc = subprocess.Popen(
@@ -92,7 +93,7 @@ class CheckpointProcess:
                 proc.stdin.flush()
                 ok, answer, written = _read_message(proc.stdout)
             except (OSError, EOFError, pickle.UnpicklingError) as exc:
-                self._proc = None
+                self._end()
                 raise StateError(f"checkpoint {manifest.seq}: the writer process ended "
                                  f"({type(exc).__name__}: {exc}; exit code "
                                  f"{proc.poll()})") from None
@@ -105,20 +106,24 @@ class CheckpointProcess:
     def close(self) -> None:
         """End the child (it finishes nothing: call between commits)."""
         with self._lock:
-            proc, self._proc = self._proc, None
-            if self._lifeline >= 0:
-                os.close(self._lifeline)
-                self._lifeline = -1
-            if proc is not None:
-                with contextlib.suppress(OSError):
-                    proc.stdin.close()  # type: ignore[union-attr]
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                if proc.stdout is not None:
-                    proc.stdout.close()
+            self._end()
+
+    def _end(self) -> None:
+        proc, self._proc = self._proc, None
+        if self._lifeline >= 0:
+            os.close(self._lifeline)
+            self._lifeline = -1
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def _read_message(stream: Any) -> Any:
