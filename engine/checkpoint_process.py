@@ -81,22 +81,27 @@ class CheckpointProcess:
 
     def commit(self, store: Any, backend: Any, snapshot: Any, manifest: Any,
                extra: CommitFiles | None) -> Any:
-        """``store.commit(...)`` in the child; its path (or the child's error, raised here)."""
+        """``store.commit(...)`` in the child; its path (or the child's error, raised here).
+        A child that ended before answering is replaced and asked once more (its temporary
+        folder is pruned by the next commit); a second end is raised."""
+        body = pickle.dumps((store, backend, snapshot, manifest, extra), protocol=5)
         with self._lock:
-            self._start()
-            proc = self._proc
-            assert proc is not None and proc.stdin is not None and proc.stdout is not None
-            body = pickle.dumps((store, backend, snapshot, manifest, extra), protocol=5)
-            try:
-                proc.stdin.write(_HEADER.pack(len(body)))
-                proc.stdin.write(body)
-                proc.stdin.flush()
-                ok, answer, written = _read_message(proc.stdout)
-            except (OSError, EOFError, pickle.UnpicklingError) as exc:
-                self._end()
-                raise StateError(f"checkpoint {manifest.seq}: the writer process ended "
-                                 f"({type(exc).__name__}: {exc}; exit code "
-                                 f"{proc.poll()})") from None
+            for attempt in (1, 2):
+                self._start()
+                proc = self._proc
+                assert proc is not None and proc.stdin is not None and proc.stdout is not None
+                try:
+                    proc.stdin.write(_HEADER.pack(len(body)))
+                    proc.stdin.write(body)
+                    proc.stdin.flush()
+                    ok, answer, written = _read_message(proc.stdout)
+                    break
+                except (OSError, EOFError, pickle.UnpicklingError) as exc:
+                    self._end()
+                    if attempt == 2:
+                        raise StateError(f"checkpoint {manifest.seq}: the writer process "
+                                         f"ended ({type(exc).__name__}: {exc}; exit code "
+                                         f"{proc.returncode})") from None
             if not ok:
                 raise answer
             for name, value in written.items():  # what the child's commit set on it
