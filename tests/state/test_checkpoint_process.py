@@ -118,3 +118,18 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
     except FileNotFoundError:
         return False
+
+
+def test_runners_share_one_writer_until_the_last_releases_it() -> None:
+    a, b = CheckpointProcess.shared(), CheckpointProcess.shared()
+    assert a is b and a.pid is not None
+    pid = a.pid
+    a.release()
+    assert b.pid == pid and _alive(pid)  # still in use
+    b.release()
+    assert b.pid is None and not _alive(pid)
+    c = CheckpointProcess.shared()
+    try:
+        assert c is not a and c.pid != pid
+    finally:
+        c.release()
