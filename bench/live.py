@@ -24,6 +24,8 @@ on a pseudo-terminal (bench/view.py).
     python bench/live.py --only drain,rates --drain-ticks 300000 --seconds 5   # the live path
     python bench/live.py --rates 20000,100000 --seconds 5 --only latency        # floor vs job
     python bench/live.py --only drain --drain-ticks 300000 --formats json,arrow,avro
+    python bench/live.py --only latency --rates 20000 --seconds 5 --job jobs/live.yaml
+    python bench/live.py --only latency --rates 20000 --seconds 5 --state rocksdb:200ms
 """
 
 from __future__ import annotations
@@ -78,22 +80,30 @@ executor: {{workers: 1}}
 
 def run_job(bootstrap: str, topic: str, tmp: str, until: callable, linger_ms: int = 2,
             on_open: callable | None = None, batch_size: int = 20_000,
-            source_format: str = "", parquet: bool = False,
+            source_format: str = "", parquet: bool = False, job: str | None = None,
             ) -> tuple[object, list[tuple[float, int, float]]]:
     """Run the live job until ``until(runner)``; returns its summary and samples of (time,
     ticks processed, this process's CPU seconds: the job and its librdkafka threads).
     ``source_format``: extra source lines (``format:``), none for JSON; ``parquet``: a
-    Parquet sink of every feature too (its writer thread shares the GIL with the driver)."""
+    Parquet sink of every feature too (its writer thread shares the GIL with the driver);
+    ``job``: a job YAML to run instead (e.g. the shipped jobs/live.yaml), its broker, topics
+    and output folder given through its ``${KAFKA_BOOTSTRAP}``, ``${TICKS_TOPIC}``,
+    ``${SIGNALS_TOPIC}`` and ``${OUT_DIR}``."""
     from tickflow.engine.compile import compile_job
     from tickflow.engine.executors.live import LiveRunner
     from tickflow.engine.loader import load_job
 
     path = Path(tmp) / f"{topic}.yaml"
-    path.write_text(JOB.format(bootstrap=bootstrap, topic=topic, tmp=tmp, root=ROOT,
-                               linger_ms=linger_ms, batch_size=batch_size,
-                               source_format=source_format)
-                    .replace("executor:", f"  - {{kind: parquet, path: {tmp}/{topic}.parquet}}\n"
-                                          "executor:" if parquet else "executor:"))
+    if job is not None:
+        os.environ.update(KAFKA_BOOTSTRAP=bootstrap, TICKS_TOPIC=topic,
+                          SIGNALS_TOPIC=f"{topic}-signals", OUT_DIR=f"{tmp}/{topic}-out")
+        path = Path(job)
+    else:
+        sink = f"  - {{kind: parquet, path: {tmp}/{topic}.parquet}}\nexecutor:"
+        path.write_text(JOB.format(bootstrap=bootstrap, topic=topic, tmp=tmp, root=ROOT,
+                                   linger_ms=linger_ms, batch_size=batch_size,
+                                   source_format=source_format)
+                        .replace("executor:", sink if parquet else "executor:"))
     stop = threading.Event()
     runner = LiveRunner(compile_job(load_job(path)), stop=stop, on_open=on_open)
     samples: list[tuple[float, int, float]] = []
@@ -110,8 +120,17 @@ def run_job(bootstrap: str, topic: str, tmp: str, until: callable, linger_ms: in
     return summary, samples
 
 
-def offered_rate(broker: EmbeddedBroker, rate: float, seconds: float, tmp: str) -> dict:
-    topic = f"bench-{int(rate)}"
+def offered_rate(broker: EmbeddedBroker, rate: float, seconds: float, tmp: str,
+                 job: str | None = None, state: str | None = None) -> dict:
+    """One offered rate through the job; its percentiles over the whole run and over the run
+    after its first second (``steady p99``: the start, where each symbol's state is first
+    made, apart). ``state``: BACKEND:EVERY (e.g. rocksdb:200ms), a checkpointed job."""
+    topic = f"bench-{int(rate)}-{int(time.time() * 1000) % 10**8}"
+    extra = ""
+    if state:  # a top-level block after the source's lines
+        backend, every = state.split(":")
+        extra = (f"state: {{backend: {backend}, path: {tmp}/state-{topic}, "
+                 f"checkpoint: {{every: {every}}}}}\n")
     ensure_topic(client_settings(broker.bootstrap), topic, 1)
     ctx = mp.get_context("spawn")
     produced, ready = ctx.Value("q", 0), ctx.Event()
@@ -119,14 +138,19 @@ def offered_rate(broker: EmbeddedBroker, rate: float, seconds: float, tmp: str) 
         target=producer_main, args=(broker.bootstrap, topic, rate, seconds, 200_000, produced,
                                     ready))
     lags: list[tuple[float, int]] = []
+    marks: dict = {}
 
     def start_producer(source: object) -> None:  # once the job is consuming
         proc.start()
         if not ready.wait(120):
             print("producer did not start within 120 s", file=sys.stderr)
+        marks["ready"] = time.perf_counter()
 
     def until(runner: object) -> bool:
         consumed = runner.summary.messages  # type: ignore[attr-defined]
+        if "first" not in marks and time.perf_counter() - marks.get("ready", np.inf) >= 1 \
+                and hasattr(runner.summary.latency, "copy"):  # type: ignore[attr-defined]
+            marks["first"] = runner.summary.latency.copy()  # type: ignore[attr-defined]
         if proc.is_alive():
             lags.append((time.perf_counter(), produced.value - consumed))
         if proc.exitcode not in (None, 0):  # the producer failed: end, report what ran
@@ -134,16 +158,20 @@ def offered_rate(broker: EmbeddedBroker, rate: float, seconds: float, tmp: str) 
         return proc.exitcode is not None and consumed >= produced.value > 0
 
     with StageClock() as clock:
-        summary, _ = run_job(broker.bootstrap, topic, tmp, until, on_open=start_producer)
+        summary, _ = run_job(broker.bootstrap, topic, tmp, until, on_open=start_producer,
+                             job=job, source_format=extra)
     proc.join()
     t0 = lags[0][0]
     steady = [lag for t, lag in lags if seconds * 0.2 <= t - t0 <= seconds * 0.95]
     third = max(1, len(steady) // 3)
     pct = summary.latency_percentiles_ms()
+    if "first" in marks and hasattr(summary.latency, "since"):  # (a tree before it: none)
+        pct["steady p99"] = summary.latency.since(marks["first"]).percentile_us(99) / 1000
     return {"offered": rate, "ticks": summary.ticks, "seconds": summary.seconds,
             "lag_first_third": float(np.mean(steady[:third])) if steady else float("nan"),
             "lag_last_third": float(np.mean(steady[-third:])) if steady else float("nan"),
-            "stages": clock.table(summary.ticks, summary.seconds), **pct}
+            "stages": clock.table(summary.ticks, summary.seconds),
+            "dropped": sum(summary.quality_counts.values()), **pct}
 
 
 def drain(broker: EmbeddedBroker, ticks: int, tmp: str, fmt: str = "json",
@@ -266,6 +294,11 @@ def main() -> None:
     ap.add_argument("--only", default="drain,peer,rates,members,view",
                     help="parts to run, comma-separated (e.g. drain,rates); latency = rates: "
                          "each offered rate's floor (bench/live_floor.py), then the job")
+    ap.add_argument("--job", default=None,
+                    help="the latency rows run this job YAML instead of the benchmark's (e.g. "
+                         "jobs/live.yaml: a Parquet sink of every tick too, linger_ms 5)")
+    ap.add_argument("--state", default=None,
+                    help="the latency rows' job checkpoints: BACKEND:EVERY, e.g. rocksdb:200ms")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     nan = float("nan")
@@ -287,18 +320,20 @@ def main() -> None:
             from live_floor import floor_rate  # beside this file
 
             print("| offered ticks/s | run | consumed | lag 1st third | lag last third | "
-                  "p50 ms | p99 ms | p99.9 ms |")
-            print("|---:|---|---:|---:|---:|---:|---:|---:|")
+                  "p50 ms | p99 ms | p99.9 ms | p99 after the first second |")
+            print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
             for rate in (float(r) for r in args.rates.split(",")):
                 # the floor: the same producer and consumer settings, no tickflow processing
                 for run, r in (("floor", floor_rate(broker.bootstrap, rate, args.seconds)),
                                ("tickflow job", offered_rate(broker, rate, args.seconds,
-                                                             tmp))):
+                                                             tmp, args.job, args.state))):
                     print(f"| {rate:,.0f} | {run} | {r['ticks']:,} | "
                           f"{r['lag_first_third']:,.0f} | {r['lag_last_third']:,.0f} | "
                           f"{r.get('p50', nan):.2f} | {r.get('p99', nan):.2f} | "
-                          f"{r.get('p99.9', nan):.2f} |", flush=True)
-                stages += ["", f"where the time goes at {rate:,.0f} ticks/s offered:",
+                          f"{r.get('p99.9', nan):.2f} | {r.get('steady p99', nan):.2f} |",
+                          flush=True)
+                stages += ["", f"where the time goes at {rate:,.0f} ticks/s offered "
+                               f"({r['dropped']:,} ticks dropped by the quality stage):",
                            *r["stages"]]
         print()
         print("\n".join(stages), flush=True)

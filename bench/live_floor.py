@@ -87,7 +87,10 @@ def floor_rate(bootstrap: str, rate: float, seconds: float, *, batch_size: int =
     polled: list[tuple[np.ndarray, int, int]] = []  # (send stamps, polled µs, done µs)
     wait = max(linger_ms / 1000, 0.001)
     start = time.perf_counter()
+    first = None  # the histogram after the first second (``steady p99``: the rest)
     while True:
+        if first is None and time.perf_counter() - start >= 1 and hasattr(hist, "copy"):
+            first = hist.copy()  # (a tree before LatencyHistogram.copy: no steady p99)
         messages = c.consume(batch_size, timeout=0)
         if not messages:
             messages = c.consume(1, timeout=wait)
@@ -119,6 +122,8 @@ def floor_rate(bootstrap: str, rate: float, seconds: float, *, batch_size: int =
     third = max(1, len(steady) // 3)
     pct = {name: hist.percentile_us(q) / 1000 for name, q in
            (("p50", 50), ("p99", 99), ("p99.9", 99.9))}
+    if first is not None:
+        pct["steady p99"] = hist.since(first).percentile_us(99) / 1000
     if split:
         with np.load(split) as z:
             pct["split"] = split_lines(polled, np.asarray(z["ack_ms"]))

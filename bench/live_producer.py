@@ -35,12 +35,15 @@ def ticks_values(rows: int, symbols: int = 14) -> list[tuple[bytes, bytes]]:
 def producer_main(bootstrap: str, topic: str, rate: float, seconds: float, rows: int,
                   produced: mp.Value, ready: mp.Event,  # type: ignore[type-arg]
                   timeline: str | None = None, settings: dict | None = None) -> None:
-    """Offer ``rate`` ticks/s for ``seconds`` (paced every millisecond), stamping send time.
+    """Offer ``rate`` ticks/s for ``seconds`` (paced every millisecond), stamping send time;
+    ``rows`` simulated ticks at least, more if the run sends more (never one twice).
     ``timeline``: an .npz path for the producer's own record (bench/live_timeline.py);
     ``settings``: librdkafka producer settings over the defaults (bench/live_floor.py)."""
     from confluent_kafka import Producer
 
-    pairs = ticks_values(rows)
+    # as many rows as are sent: cycled rows would go back in time, and the job's quality stage
+    # drops those as out of order (a stream's default) instead of computing them
+    pairs = ticks_values(max(rows, int(rate * seconds)))
     p = Producer(client_settings(bootstrap, **{"linger.ms": 1, "batch.num.messages": 10_000,
                                                "queue.buffering.max.messages": 2_000_000,
                                                **(settings or {})}))

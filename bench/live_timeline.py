@@ -207,7 +207,7 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
                batch_size: int = 20_000, consumer: dict[str, str] | None = None,
                gc_mode: str = "default", switch_interval: float | None = None,
                worst: int = 12, state: str | None = None, parquet: bool = False,
-               ) -> tuple[dict[str, float], list[str]]:
+               job: str | None = None) -> tuple[dict[str, float], list[str]]:
     """One offered rate as ``live.py`` runs it, with the timeline; (percentiles, report)."""
     import multiprocessing as mp
     import os
@@ -259,7 +259,7 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
 
     lines = [f"consumer {consumer or {}}, linger_ms {linger_ms}, gc {gc_mode}, "
              f"switch interval {switch_interval or sys.getswitchinterval()}"
-             + (", a Parquet sink too" if parquet else "")]
+             + (", a Parquet sink too" if parquet else "") + (f", job {job}" if job else "")]
     old_switch = sys.getswitchinterval()
     if switch_interval is not None:
         sys.setswitchinterval(switch_interval)
@@ -274,7 +274,7 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
     try:
         with Timeline() as tl, _gc(gc_mode):
             summary, _ = run_job(broker.bootstrap, topic, tmp, until, linger_ms=linger_ms,
-                                 parquet=parquet,
+                                 parquet=parquet, job=job,
                                  on_open=start_producer, batch_size=batch_size,
                                  source_format=extra)
     finally:
@@ -374,6 +374,8 @@ def main() -> None:
     ap.add_argument("--parquet", action="store_true",
                     help="a Parquet sink of every feature too (a writer thread beside the "
                          "driver)")
+    ap.add_argument("--job", default=None,
+                    help="a job YAML instead of the benchmark's (e.g. jobs/live.yaml)")
     ap.add_argument("--state", default=None,
                     help="checkpointed job: BACKEND:EVERY, e.g. rocksdb:200ms")
     args = ap.parse_args()
@@ -385,7 +387,7 @@ def main() -> None:
                                   linger_ms=args.linger_ms, consumer=consumer,
                                   gc_mode=args.gc, switch_interval=args.switch_interval,
                                   worst=args.worst, state=args.state,
-                                  parquet=args.parquet)
+                                  parquet=args.parquet, job=args.job)
             print("\n".join(lines), "\n", flush=True)
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from tickflow.engine.checkpoint_process import CommitFiles
 from tickflow.engine.errors import StateError
 from tickflow.engine.file_identity import stat_identity
 from tickflow.engine.state.backend import (
@@ -205,6 +206,12 @@ class CheckpointStore:
         self.root = Path(root)
         self.dir = self.root / "checkpoints"
         self.keep = max(1, keep)
+        # a ``checkpoint_process.CheckpointProcess``: commits run in it (a live job's, whose
+        # driver must not wait for the GIL while the backend writes)
+        self.writer: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "writer": None}  # (the copy sent to the writer process)
 
     def list(self) -> list[tuple[int, Path]]:
         """Committed checkpoint directories (good or not), oldest first."""
@@ -226,8 +233,12 @@ class CheckpointStore:
                extra: Callable[[Path], None] | None = None) -> Path:
         """Write state and keys, then the manifest, then rename the directory into place.
 
-        ``extra(directory)`` may add files first (the live pages of a paged job).
+        ``extra(directory)`` may add files first (the live pages of a paged job). With a
+        ``writer``, all of it runs in the writer process (``extra`` must then be None or a
+        ``CommitFiles``: a paged job's pages are linked here).
         """
+        if self.writer is not None and (extra is None or isinstance(extra, CommitFiles)):
+            return self.writer.commit(self, backend, snapshot, manifest, extra)
         self.dir.mkdir(parents=True, exist_ok=True)
         final = self.dir / f"{manifest.seq:08d}"
         tmp = self.dir / f".{manifest.seq:08d}.{os.getpid()}.tmp"

@@ -35,6 +35,25 @@ class LatencyHistogram:
         self.min_us = min(self.min_us, float(values.min()))
         self.max_us = max(self.max_us, float(values.max()))
 
+    def copy(self) -> LatencyHistogram:
+        out = LatencyHistogram()
+        out.counts = self.counts.copy()
+        out.count, out.min_us, out.max_us = self.count, self.min_us, self.max_us
+        return out
+
+    def since(self, earlier: LatencyHistogram) -> LatencyHistogram:
+        """What was counted after ``earlier`` (a ``copy()`` of this one): a run's steady
+        part without its start. Its min and max are its outer buckets' edges (within 1%)."""
+        out = LatencyHistogram()
+        out.counts = self.counts - earlier.counts
+        out.count = int(out.counts.sum())
+        used = np.flatnonzero(out.counts)
+        if used.size:
+            lo, hi = int(used[0]), int(used[-1])
+            out.min_us = 0.0 if lo == 0 else float(EDGES[lo - 1])
+            out.max_us = float(EDGES[hi]) if hi < EDGES.size else self.max_us
+        return out
+
     def merge(self, other: LatencyHistogram) -> None:
         self.counts += other.counts
         self.count += other.count

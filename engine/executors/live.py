@@ -122,6 +122,11 @@ class LiveRunner:
         self.errors: list[BaseException] = []
         self.recorder: Any = None  # the live_report: page's counts, set by run()
         self.checkpoint_log: Callable[[str], None] | None = None  # default: stderr
+        self._writer: Any = None  # the checkpoint writer process, while a checkpointed run runs
+        # False: checkpoints are written on a thread of this process (a member's partition
+        # runners: one shared writer process took their commits one at a time, and the
+        # members' drain, which counts committed offsets, fell; docs/performance.md)
+        self.checkpoint_process = True
 
     @property
     def expected_messages(self) -> int | None:
@@ -194,6 +199,7 @@ class LiveRunner:
         feed.single = single
         feed.expected_messages = self._expected
         observer = LiveObserver(feed, self.view, recorder, single)
+        summary.latency = observer.latency  # filled as the run goes (a watcher may read it)
         many = LiveFeed(sources, self.stop, self.max_seconds, on_start=feed.on_start) \
             if len(sources) > 1 else None
         durable = policy.durable if many is None else many.commit
@@ -210,9 +216,20 @@ class LiveRunner:
         feed.on_idle = driver.settle_checkpoints
         if many is not None:
             many.on_idle = driver.settle_checkpoints
+        if checkpointer is not None and self.checkpoint_process:
+            # checkpoints after the first are committed by a process of their own (rocksdict
+            # holds the GIL while it writes, which stopped this thread;
+            # engine/checkpoint_process.py), started now: its imports overlap the warm-up
+            from tickflow.engine.checkpoint_process import CheckpointProcess
+
+            self._writer = CheckpointProcess.shared()
         try:
             result = driver.run()
         finally:
+            if self._writer is not None:
+                checkpointer.store.writer = None
+                self._writer.release()
+                self._writer = None
             self.view.close()
             summary.dead_letters = {}
             for s in sources.values():
@@ -241,6 +258,9 @@ class LiveRunner:
             # where this run's state begins: a kill before the next checkpoint resumes here
             checkpointer.positions = [s.position() for s in sources.values()]
             checkpointer.commit(driver.state, [s for s, _ in driver.sinks])
+        if checkpointer is not None:
+            checkpointer.store.writer = self._writer  # the next ones, in the writer process
+            # (None: on a thread of this process)
         if self.on_open is not None:
             self.on_open(self.source)
 

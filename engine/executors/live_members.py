@@ -147,6 +147,7 @@ class PartitionRun:
             self._take(folder)
             try:
                 runner = LiveRunner(self.job, workers=self.workers, stop=self.stop)
+                runner.checkpoint_process = False  # (see LiveRunner.checkpoint_process)
                 runner.checkpoint_log = lambda text: self.log(f"partition {self.partition}: "
                                                               f"{text}")
                 self.summary = runner.run()

@@ -24,6 +24,7 @@ from tickflow.engine.checkpoint import (
     spec_sha256,
     state_root,
 )
+from tickflow.engine.checkpoint_process import CommitFiles
 from tickflow.engine.contract import (
     CheckpointedSink,
     DeferredCheckpointSink,
@@ -345,7 +346,10 @@ class Checkpointer:
             if blob is not None:
                 (directory / NODES_FILE).write_bytes(blob)
 
-        self.store.commit(self.backend, snapshot, manifest, extra=add_files)
+        # as data, not a closure: the store may commit in its writer process
+        extra = add_files if self.pager is not None else \
+            CommitFiles({NODES_FILE: blob} if blob is not None else {})
+        self.store.commit(self.backend, snapshot, manifest, extra=extra)
         self.seq += 1
         return manifest
 

@@ -39,3 +39,17 @@ def test_skewed_clocks_and_merging() -> None:
     a.merge(b)
     assert a.count == 6 and a.percentile_us(100) == 2_000
     assert np.isnan(LatencyHistogram().percentile_us(50))
+
+
+def test_since_a_copy_holds_only_what_came_after() -> None:
+    """A run's steady part: the latencies counted after a copy taken at its first second."""
+    hist = LatencyHistogram()
+    hist.add(np.full(1_000, 80_000, dtype=np.int64))  # a slow start
+    first = hist.copy()
+    hist.add(np.arange(1_000, 11_000, dtype=np.int64))
+    steady = hist.since(first)
+    assert first.count == 1_000 and steady.count == 10_000 and hist.count == 11_000
+    assert steady.percentile_us(99) == pytest.approx(10_900, rel=0.011)
+    assert hist.percentile_us(99) == pytest.approx(80_000, rel=0.011)
+    assert steady.percentile_us(100) == pytest.approx(11_000, rel=0.011)
+    assert steady.percentile_us(0) == pytest.approx(1_000, rel=0.011)
