@@ -7,6 +7,7 @@ and wall) for a batch of ``--rows`` simulated ticks of which all, half or none a
 with a dead-letter file, after one accepted batch.
 
     python bench/quality_dead_letters.py --rows 20000 --repeat 5
+    python bench/quality_dead_letters.py --small     # live batches of 100 ticks, a few dropped
 """
 
 from __future__ import annotations
@@ -66,11 +67,49 @@ def one(batch: pa.RecordBatch, share: float, directory: Path) -> tuple[float, fl
     return cpu * 1e3, wall * 1e3, dropped
 
 
+def small(batch: pa.RecordBatch, dropped: int, repeat: int, directory: Path) -> float:
+    """Median CPU us of checking a small live batch with ``dropped`` of its ticks dropped."""
+    from tickflow.connectors.dead_letter import DeadLetters
+    from tickflow.engine.runtime.quality import QualitySpec, QualityStage
+
+    dead = DeadLetters(directory / "small.jsonl", source="bench")
+    stage = QualityStage(QualitySpec(out_of_order="drop"), "ticks", "symbol", dead,
+                         streaming=True)
+    stage.check(batch)
+    n, hour = batch.num_rows, 3_600_000_000
+    replays = []
+    for rep in range(repeat):  # kept ticks later batch by batch, dropped ones an hour back
+        back = np.full(n, -2 * hour * (rep + 1), dtype=np.int64)
+        back[np.random.default_rng(rep).choice(n, dropped, replace=False)] = hour
+        replays.append(shifted(batch, back))
+    cpu = []
+    for replay in replays:
+        start = time.thread_time()
+        stage.check(replay)
+        cpu.append(time.thread_time() - start)
+    dead.close()
+    (directory / "small.jsonl").unlink(missing_ok=True)
+    return float(np.median(cpu)) * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--small", action="store_true",
+                    help="batches of 100 ticks (a live batch at 20K/s) with 0-100 dropped")
     args = ap.parse_args()
+    if args.small:
+        batch = ticks(100)
+        with tempfile.TemporaryDirectory() as d:
+            small(batch, 1, 20, Path(d))  # warm
+            print("100 ticks a batch: median CPU us of QualityStage.check over 300 batches")
+            print("| dropped | CPU us | us / dropped row |")
+            print("|---:|---:|---:|")
+            for k in (0, 1, 10, 30, 63, 64, 100):
+                us = small(batch, k, 300, Path(d))
+                print(f"| {k} | {us:.0f} | {us / k:.1f} |" if k else f"| 0 | {us:.0f} | - |")
+        return
     batch = ticks(args.rows)
     with tempfile.TemporaryDirectory() as d:
         one(batch, 1.0, Path(d))  # warm: imports, numba, first file

@@ -24,6 +24,9 @@ import pyarrow.compute as pc
 _TOKENS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity", "None": "null"}
 # a string json writes as is between quotes: printable ASCII but '"' and '\\'
 _PLAIN = r"^[ !#-\[\]-~]*$"
+# fewer rows than this are formatted row by row: the column passes cost about 1 ms a batch
+# whatever its size, as much as ~60 rows one at a time (bench/quality_dead_letters.py --small)
+BULK_ROWS = 64
 # datetime's range in microseconds since the epoch (to_pylist fails outside it)
 _MIN_US, _MAX_US = -62_135_596_800_000_000, 253_402_300_799_999_999
 
@@ -124,7 +127,13 @@ def payloads(rows: pa.Table | pa.RecordBatch, escaped: bool = False) -> pa.Array
 def lines(rows: pa.Table | pa.RecordBatch, reasons: Sequence[str], numbers: Sequence[int],
           now: float, source: str) -> list[str]:
     """The records ``DeadLetters.add(reason, row, source=source, row=number)`` writes at
-    ``now``, without the newline."""
+    ``now``, without the newline: row by row under ``BULK_ROWS`` rows."""
+    if rows.num_rows < BULK_ROWS:
+        return [json.dumps({"time": now, "source": source, "reason": reason,
+                            "payload": json.dumps(row, default=str), "row": number},
+                           default=str, ensure_ascii=False)
+                for row, reason, number in zip(rows.to_pylist(), reasons, numbers,
+                                               strict=True)]
     quoted = {r: encode_basestring(r) for r in set(reasons)}
     out = pc.binary_join_element_wise(
         '{"time": ' + json.dumps(now) + ', "source": ' + encode_basestring(source)

@@ -320,7 +320,7 @@ class QualityStage:
             return
         rows = batch.take(pa.array(idx))
         add_rows = getattr(self.dead_letters, "add_rows", None)
-        if add_rows is not None:  # formatted column by column: ~1 us a row, not ~20
+        if add_rows is not None:  # column by column from 64 rows: ~3 us a row, not ~19
             add_rows(rows, reasons, (idx + first_row).tolist(), source=self.source)
             return
         for i, row, reason in zip(idx, rows.to_pylist(), reasons, strict=True):

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from tickflow.connectors import dead_letter_rows
 from tickflow.connectors.dead_letter import DeadLetters, read_dead_letters
 from tickflow.connectors.dead_letter_rows import lines, payloads
 from tickflow.engine.runtime.quality import QualitySpec, QualityStage
@@ -83,7 +84,10 @@ def _pinned(path: Path, sent: list[tuple[bytes, str]]) -> DeadLetters:
     return dead
 
 
-def test_add_rows_writes_counts_and_forwards_what_add_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bulk_rows", [1, 1_000_000], ids=["in-bulk", "small-row-by-row"])
+def test_add_rows_writes_counts_and_forwards_what_add_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bulk_rows: int) -> None:
+    monkeypatch.setattr(dead_letter_rows, "BULK_ROWS", bulk_rows)
     rows = odd_rows()
     reasons = ["bad_price", "crossed_quote", "out_of_order", "too_late"] * (rows.num_rows // 4)
     numbers = [7 * i + 1_000_000_000_000 for i in range(rows.num_rows)]
@@ -124,7 +128,7 @@ class RowByRow:
 
 
 def quality_batches() -> list[pa.RecordBatch]:
-    n = 4_000
+    n = 4_001
     rng = np.random.default_rng(5)
     ts = np.arange(n, dtype=np.int64) * 1_000 + 1_767_225_600_000_000
     ts[rng.choice(n, 300, replace=False)] -= 10_000_000  # back in time: out of order
@@ -138,10 +142,13 @@ def quality_batches() -> list[pa.RecordBatch]:
     symbols = np.array(["BTC-USD", "ÉTH-€", "SOL-USD"])[rng.integers(0, 3, n)]
     table = pa.table({"timestamp": pa.array(ts).cast(UTC), "symbol": symbols.tolist(),
                       "price": price, "best_bid": bid, "best_ask": ask})
-    return table.to_batches(max_chunksize=1_000)
+    return table.to_batches(max_chunksize=250)  # ~25 dropped a batch, and a 1-row tail
 
 
-def test_the_quality_stage_writes_the_same_file_in_bulk_as_row_by_row(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bulk_rows", [1, dead_letter_rows.BULK_ROWS])
+def test_the_quality_stage_writes_the_same_file_in_bulk_as_row_by_row(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bulk_rows: int) -> None:
+    monkeypatch.setattr(dead_letter_rows, "BULK_ROWS", bulk_rows)
     files = []
     for name, wrap in (("rows", RowByRow), ("bulk", lambda d: d)):
         dead = _pinned(tmp_path / f"{name}.jsonl", [])
@@ -153,7 +160,7 @@ def test_the_quality_stage_writes_the_same_file_in_bulk_as_row_by_row(tmp_path: 
         counts = stage.summary()
     assert files[0] == files[1]
     records = [json.loads(line) for line in files[1].splitlines()]
-    assert len(records) == sum(counts.values()) == 4_000 - kept
+    assert len(records) == sum(counts.values()) == 4_001 - kept
     assert {r["reason"] for r in records} == {"bad_price", "crossed_quote", "out_of_order"}
     assert len({r["row"] for r in records}) == len(records)  # each dropped row once
 
