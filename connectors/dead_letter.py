@@ -62,8 +62,7 @@ class DeadLetters:
                  source: str | None = None) -> None:
         """Keep many Arrow rows (a RecordBatch or Table) at once: the same lines as
         ``add(reason, row, source=source, row=number)`` for each, one ``time`` for them all,
-        formatted column by column (``dead_letter_rows``) instead of row by row, and flushed
-        to the file: the quality stage's batch is in it before a checkpoint covers it."""
+        formatted column by column (``dead_letter_rows``) instead of row by row."""
         if len(reasons) != rows.num_rows or len(numbers) != rows.num_rows:
             raise ValueError("add_rows needs one reason and one row number a row")
         if not rows.num_rows:
@@ -75,8 +74,6 @@ class DeadLetters:
         with self._lock:
             self.counts.update(reasons)
             self._write("\n".join(out) + "\n")
-            if self._file is not None:  # in the OS before the batch's checkpoint can be taken
-                self._file.flush()
             if self.forward is not None:
                 for line, reason in zip(out, reasons, strict=True):
                     self.forward(line.encode(), reason)
