@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class DeadLetters:
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._file: Any = None  # opened on the first record: no empty files beside outputs
+        self.clock = time.time  # the records' ``time`` (a test pins it)
 
     @property
     def total(self) -> int:
@@ -48,18 +49,41 @@ class DeadLetters:
             payload = payload.decode("utf-8", errors="replace")
         elif not isinstance(payload, str):
             payload = json.dumps(payload, default=str)
-        record = {"time": time.time(), "source": coordinates.pop("source", self.source),
+        record = {"time": self.clock(), "source": coordinates.pop("source", self.source),
                   "reason": reason, "payload": payload, **coordinates}
         line = json.dumps(record, default=str, ensure_ascii=False)
         with self._lock:
             self.counts[reason] += 1
-            if self.path is not None:
-                if self._file is None:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self._file = self.path.open("a", encoding="utf-8")
-                self._file.write(line + "\n")
+            self._write(line + "\n")
             if self.forward is not None:
                 self.forward(line.encode(), reason)
+
+    def add_rows(self, rows: Any, reasons: Sequence[str], numbers: Sequence[int], *,
+                 source: str | None = None) -> None:
+        """Keep many Arrow rows (a RecordBatch or Table) at once: the same lines as
+        ``add(reason, row, source=source, row=number)`` for each, one ``time`` for them all,
+        formatted column by column (``dead_letter_rows``) instead of row by row."""
+        if len(reasons) != rows.num_rows or len(numbers) != rows.num_rows:
+            raise ValueError("add_rows needs one reason and one row number a row")
+        if not rows.num_rows:
+            return
+        from tickflow.connectors.dead_letter_rows import lines
+
+        out = lines(rows, reasons, numbers, self.clock(),
+                    self.source if source is None else source)
+        with self._lock:
+            self.counts.update(reasons)
+            self._write("\n".join(out) + "\n")
+            if self.forward is not None:
+                for line, reason in zip(out, reasons, strict=True):
+                    self.forward(line.encode(), reason)
+
+    def _write(self, text: str) -> None:
+        if self.path is not None:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("a", encoding="utf-8")
+            self._file.write(text)
 
     def flush(self) -> None:
         with self._lock:

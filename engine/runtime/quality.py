@@ -318,8 +318,12 @@ class QualityStage:
               first_row: int) -> None:
         if self.dead_letters is None or len(idx) == 0:
             return
-        rows = batch.take(pa.array(idx)).to_pylist()
-        for i, row, reason in zip(idx, rows, reasons, strict=True):
+        rows = batch.take(pa.array(idx))
+        add_rows = getattr(self.dead_letters, "add_rows", None)
+        if add_rows is not None:  # column by column from 64 rows: ~3 us a row, not ~19
+            add_rows(rows, reasons, (idx + first_row).tolist(), source=self.source)
+            return
+        for i, row, reason in zip(idx, rows.to_pylist(), reasons, strict=True):
             self.dead_letters.add(reason, row, source=self.source, row=first_row + int(i))
 
     def summary(self, mark: dict[str, Any] | None = None) -> dict[str, int]:
