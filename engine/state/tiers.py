@@ -82,8 +82,11 @@ class Tier:
         self.fields = fields
         self.width = width
         self.side = side
-        self.arrays = {f.name: blank((n, *self.shape(f)), f.dtype) for f in fields}
-        self.keys = np.zeros(n if side else 0, dtype=np.int64)
+        # a side tier's arrays are mapped whatever their size: grown in place, they leave no
+        # holes in glibc's heap (19 MB of small arrays there at 100,000 keys, freed as they grew)
+        self.arrays = {f.name: blank((n, *self.shape(f)), f.dtype, self._reserve, side)
+                       for f in fields}
+        self.keys = zeros(n, np.int64, mapped=True) if side else np.zeros(0, dtype=np.int64)
         self.filled = 0
         self.size = 0  # rows handed out (side tiers)
         self.live = 0  # rows still holding a key (side tiers)
@@ -94,6 +97,10 @@ class Tier:
         if not f.per_row:
             return f.shape
         return (*f.shape[:-1], min(f.shape[-1], self.width))
+
+    @property
+    def _reserve(self) -> int:
+        return RESERVE_BYTES if self.side else 0
 
     @property
     def capacity(self) -> int:
@@ -111,13 +118,11 @@ class Tier:
                 shape = (new_cap, *old.shape[1:])
                 arr = regrow(old, shape)  # in its own map's room: the rows stay where they are
                 if arr is None:
-                    arr = blank(shape, f.dtype, RESERVE_BYTES)
+                    arr = blank(shape, f.dtype, RESERVE_BYTES, self.side)
                     arr[:done] = old[:done]
                 self.arrays[f.name] = arr
             if self.side:
-                keys = np.zeros(new_cap, dtype=np.int64)
-                keys[: self.keys.size] = self.keys
-                self.keys = keys
+                self.keys = zeros(new_cap, np.int64, self.keys, mapped=True)
         if n > done:
             for f in self.fields if fill else ():
                 self.arrays[f.name][done:n] = f.fill
@@ -149,7 +154,8 @@ class Tier:
             shape = (cap, *old.shape[1:-1], widths[f.name])
             arr = regrow(old, shape) if widths[f.name] >= old.shape[-1] else None
             moved |= arr is not None
-            new[f.name] = arr if arr is not None else blank(shape, f.dtype, RESERVE_BYTES)
+            new[f.name] = arr if arr is not None else blank(shape, f.dtype, RESERVE_BYTES,
+                                                            self.side)
         # Widened in place, a row's new place overlaps the old places of the rows after it
         # (never before it): blocks go last to first, each copied out (fit) before written.
         blocks = range(0, n, RELAY_ROWS)
@@ -248,7 +254,8 @@ aligned alike, the rows of one key in several fields fall in the same cache sets
 research job's kernels took 2.5x as long at 100,000 keys."""
 
 
-def blank(shape: tuple[int, ...], dtype: Any, reserve: int = 0) -> np.ndarray:
+def blank(shape: tuple[int, ...], dtype: Any, reserve: int = 0,
+          mapped: bool = False) -> np.ndarray:
     """An uninitialised array; large ones are mapped on their own rather than taken from malloc.
 
     Once the process has freed a large block, glibc serves blocks up to 32 MB from its heap,
@@ -260,10 +267,12 @@ def blank(shape: tuple[int, ...], dtype: Any, reserve: int = 0) -> np.ndarray:
     nor touched), so that the array can grow and widen in place (:func:`regrow`). A new
     array's pages are each faulted in on first touch (about 1 ms a MB here): at 100,000 keys,
     copying state into new arrays as it grew faulted in about its own size again.
+
+    ``mapped`` maps the array whatever its size (not an empty one): a side tier's.
     """
     dtype = np.dtype(dtype)
     size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if size < MAP_BYTES:
+    if size == 0 or (size < MAP_BYTES and not mapped):
         return np.empty(shape, dtype=dtype)
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS  # a shared map is shmem: faults cost 2x more
     buffer = None
@@ -283,7 +292,8 @@ def blank(shape: tuple[int, ...], dtype: Any, reserve: int = 0) -> np.ndarray:
     return np.frombuffer(buffer, dtype=dtype, count=size // dtype.itemsize).reshape(shape)
 
 
-def zeros(n: int, dtype: Any, old: np.ndarray | None = None) -> np.ndarray:
+def zeros(n: int, dtype: Any, old: np.ndarray | None = None,
+          mapped: bool = False) -> np.ndarray:
     """A zeroed array of ``n`` values beginning with ``old``'s (``old`` itself when it holds
     ``n``): a map from :func:`blank` once large, grown in place where its room allows.
 
@@ -298,10 +308,10 @@ def zeros(n: int, dtype: Any, old: np.ndarray | None = None) -> np.ndarray:
     arr = regrow(old, (n,)) if old is not None and old.size else None
     if arr is not None:  # (the map's room past ``old`` was never written: zeros)
         return arr
-    if n * dtype.itemsize < MAP_BYTES:
+    if n == 0 or (n * dtype.itemsize < MAP_BYTES and not mapped):
         arr = np.zeros(n, dtype=dtype)
     else:
-        arr = blank((n,), dtype, RESERVE_BYTES)  # (a fresh map: zeros)
+        arr = blank((n,), dtype, RESERVE_BYTES, mapped)  # (a fresh map: zeros)
     if old is not None:
         arr[:old.shape[0]] = old
     return arr

@@ -187,3 +187,27 @@ def test_the_key_axis_grows_but_only_rows_in_use_are_filled():
     assert grew_eightfold
     assert state.arrays["m"].shape == (state.capacity,)
     assert state.nbytes() == 99_701 * 8  # the rows in use, not the capacity
+
+
+def test_a_side_tiers_small_arrays_are_mapped_and_grow_in_place():
+    """A side tier's arrays (most under 1 MB at 100,000 keys) are maps grown in their own
+    room, not blocks of glibc's heap left behind as holes each time they grow."""
+    from tickflow.engine.state.tiers import MAP_BYTES, Tier, regrow
+
+    fields = [*ring_fields(64, per_row=True), Field("m")]
+    side = Tier(fields, 64, side=True)
+    held = {name: a for name, a in side.arrays.items() if a.nbytes}
+    assert held and all(a.nbytes < MAP_BYTES for a in held.values())
+    assert all(regrow(a, a.shape) is not None for a in held.values())  # each its own map
+    assert regrow(side.keys, side.keys.shape) is not None
+    where = {name: a.ctypes.data for name, a in held.items()}
+    side.arrays["vals"][3] = 7.0
+    side.keys[3] = 42
+    keys_at = side.keys.ctypes.data
+    side.ensure_rows(1000)
+    assert side.capacity >= 1000
+    assert {name: side.arrays[name].ctypes.data for name in held} == where  # not copied
+    assert side.keys.ctypes.data == keys_at and side.keys[3] == 42
+    assert (side.arrays["vals"][3] == 7.0).all() and np.isnan(side.arrays["vals"][999]).all()
+    tier0 = Tier(fields, 64)  # tier 0's small arrays still come from malloc
+    assert all(regrow(a, a.shape) is None for a in tier0.arrays.values() if a.nbytes)
