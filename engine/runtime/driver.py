@@ -206,6 +206,16 @@ class Driver:
     def _defers(self, cp: Any) -> bool:
         return self.checkpoint_token is not None and cp.can_defer()
 
+    def _settle_outputs(self) -> None:
+        """Before a checkpoint: every batch it covers is in the sinks, and every row the
+        quality stages dropped from those batches is in the dead-letter file (flushed to the
+        OS: a resume re-reads only what comes after the checkpoint, so a dead letter still in
+        this process's buffer would be lost with it)."""
+        for out in self.outputs.values():
+            out.drain()
+        if self.dead_letters is not None:
+            self.dead_letters.flush()
+
     def settle_checkpoints(self) -> None:
         """Deferred checkpoints, between batches and when idle (never waits): begin one that
         is due (also one that came due while the one before was pending), then write the
@@ -215,8 +225,7 @@ class Driver:
             return
         sinks = [s for s, _ in self.sinks]
         if cp.overdue():
-            for out in self.outputs.values():
-                out.drain()
+            self._settle_outputs()
             cp.begin(self.state, sinks, self.checkpoint_token())
         for token in cp.settle(sinks):
             if self.on_checkpointed is not None:
@@ -332,8 +341,7 @@ class Driver:
                     if self._defers(cp):
                         self.settle_checkpoints()  # begins the one due, writes an acked one
                     elif due:
-                        for out in outputs.values():
-                            out.drain()
+                        self._settle_outputs()
                         cp.commit(self.state, sinks)
                         if self.on_durable is not None:
                             self.on_durable()
@@ -343,6 +351,7 @@ class Driver:
             for out in outputs.values():
                 out.finish()
             if cp is not None:
+                self._settle_outputs()
                 cp.commit(self.state, sinks, is_final=self.final_is_end and not stopped)
             summary.seconds = time.perf_counter() - start
             for sink in sinks:

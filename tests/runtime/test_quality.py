@@ -239,3 +239,30 @@ def test_a_checkpoint_records_the_quality_state_of_the_batches_the_graph_took(
     assert got.num_rows == expected.num_rows
     for name in ("symbol", "timestamp", "price", "ema"):
         assert got.column(name).to_pylist() == expected.column(name).to_pylist(), name
+
+
+def test_a_checkpoint_comes_after_the_dead_letters_of_the_batches_it_covers(
+        tmp_path: Path, bad_ticks: Path) -> None:
+    """A resume re-reads only what follows the checkpoint: the rows dropped from the batches
+    it covers must be in the dead-letter file (not in the process's buffer) once it counts."""
+    from tickflow.engine.runtime.driver import Driver
+    from tickflow.engine.state.recovery import open_checkpointer
+
+    dead = tmp_path / "dead.jsonl"
+    path = _job(tmp_path, bad_ticks, f"{{out_of_order: drop, dead_letter_path: {dead}}}")
+    path.write_text(path.read_text() + f"state: {{backend: rocksdb, path: {tmp_path / 'st'}, "
+                                       f"checkpoint: {{every: 1}}}}\n")
+    on_disk: list[int] = []
+    seen = [0]
+
+    def progress(rows: int) -> None:
+        seen[0] += rows
+        if not on_disk and seen[0] >= 1_400:  # the batches of rows 0-999 are checkpointed
+            on_disk.append(len(dead.read_text().splitlines()) if dead.exists() else 0)
+
+    job = _compiled(path)
+    Driver(job, morsel_rows=500, checkpointer=open_checkpointer(job), progress=progress,
+           final_is_end=True).run()
+    broken_before_1000 = sum(1 for row, _, _ in BAD_PRICES if row < 1_000) + 1  # + crossed
+    assert on_disk == [broken_before_1000]
+    assert len(dead.read_text().splitlines()) == sum(EXPECTED.values())
