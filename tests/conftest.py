@@ -40,3 +40,32 @@ def kafka_broker():
         yield broker
     finally:
         broker.stop()
+
+
+# Modules whose preconditions depend on speed: a SIGKILL must land mid-run, or a timed
+# comparison is made (terminal vs piped). Under `make test` (two pytest-xdist workers,
+# `--dist loadgroup`) they form one group: one worker runs them one after another, never two
+# of them side by side on a 2-core machine. They are also collected first, so that this
+# longest group starts at once instead of trailing at the end of the run.
+TIMING_SENSITIVE = frozenset({
+    "tests/kafka/test_failures.py",
+    "tests/kafka/test_live_view.py",
+    "tests/runtime/test_graph_crash_recovery.py",
+    "tests/runtime/test_live_graphs.py",
+    "tests/state/test_crash_recovery.py",
+    "tests/state/test_live_crash_recovery.py",
+    "tests/state/test_live_crash_recovery_many.py",
+    "tests/state/test_live_members.py",
+    "tests/state/test_paging_and_simulator.py",
+})
+
+
+def _is_timing_sensitive(item: pytest.Item) -> bool:
+    return item.path.relative_to(ROOT).as_posix() in TIMING_SENSITIVE
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _is_timing_sensitive(item):
+            item.add_marker(pytest.mark.xdist_group("timing"))
+    items.sort(key=lambda item: not _is_timing_sensitive(item))  # stable: modules stay whole
