@@ -42,13 +42,17 @@ def kafka_broker():
         broker.stop()
 
 
-# Modules whose preconditions depend on speed: a SIGKILL must land mid-run, or a timed
-# comparison is made (terminal vs piped). Under `make test` (two pytest-xdist workers,
-# `--dist loadgroup`) they form one group: one worker runs them one after another, never two
-# of them side by side on a 2-core machine. They are also collected first, so that this
-# longest group starts at once instead of trailing at the end of the run.
+# Modules whose preconditions depend on speed: a SIGKILL must land mid-run, checkpoints or
+# commits must come while ticks still arrive, or a timed comparison is made (terminal vs
+# piped). Under `make test` (two pytest-xdist workers, `--dist loadgroup`) they form one group:
+# one worker runs them one after another, never two of them side by side on a 2-core machine.
+# They are also collected first, so that this longest group starts at once instead of
+# trailing at the end of the run.
 TIMING_SENSITIVE = frozenset({
     "tests/kafka/test_failures.py",
+    "tests/kafka/test_live_checkpoints.py",
+    "tests/kafka/test_live_checkpoints_many.py",
+    "tests/kafka/test_live_driver.py",
     "tests/kafka/test_live_view.py",
     "tests/runtime/test_graph_crash_recovery.py",
     "tests/runtime/test_live_graphs.py",
