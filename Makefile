@@ -26,9 +26,8 @@ data/sim_ticks.parquet: | $(STAMP)
 demo: $(STAMP) data/sim_ticks.parquet
 	$(BIN)/run-job jobs/research.yaml
 
-# two workers (pytest-xdist); tests/conftest.py keeps the timing-sensitive modules on one of them
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest
 
 # planted bugs, one at a time, in a scratch copy: a survivor is a gap in the tests (not in `test`)
 mutate: $(STAMP)

@@ -44,10 +44,10 @@ def kafka_broker():
 
 # Modules whose preconditions depend on speed: a SIGKILL must land mid-run, checkpoints or
 # commits must come while ticks still arrive, or a timed comparison is made (terminal vs
-# piped). Under `make test` (two pytest-xdist workers, `--dist loadgroup`) they form one group:
-# one worker runs them one after another, never two of them side by side on a 2-core machine.
-# They are also collected first, so that this longest group starts at once instead of
-# trailing at the end of the run.
+# piped). `make test` runs the suite in one process. Run by hand on pytest-xdist workers
+# (`-n 2 --dist loadgroup`) they form one group: one worker runs them one after another, never
+# two of them side by side on a 2-core machine, and they are collected first, so that this
+# longest group starts at once instead of trailing at the end of the run.
 TIMING_SENSITIVE = frozenset({
     "tests/kafka/test_failures.py",
     "tests/kafka/test_live_checkpoints.py",
@@ -69,6 +69,8 @@ def _is_timing_sensitive(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not getattr(config.option, "numprocesses", None):
+        return  # one process: the usual order
     for item in items:
         if _is_timing_sensitive(item):
             item.add_marker(pytest.mark.xdist_group("timing"))
