@@ -166,10 +166,10 @@ def test_generates_fast() -> None:
     import time
 
     src = SimulatorSource(SimulatorConfig(kind="simulator", rows=2_000_000), CTX)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a busy machine (or a test beside it) can't fail it
     rows = sum(b.num_rows for b in src.batches(None, 65_536))
     assert rows == 2_000_000
-    assert time.perf_counter() - start < 3.0  # about 0.3 s per million here
+    assert time.process_time() - start < 3.0  # about 0.3 s per million here
 
 
 def test_write_simulated_parquet(tmp_path: Path) -> None:

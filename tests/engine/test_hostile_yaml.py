@@ -39,9 +39,9 @@ def only_problem(path: Path, env: dict[str, str] | None = None) -> str:
 
 
 def test_alias_bomb_is_refused_fast_with_its_line(tmp_path: Path) -> None:
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a busy machine (or a test beside it) can't fail it
     message = only_problem(BAD / "yaml_1_alias_bomb.yaml")
-    assert time.perf_counter() - start < 5
+    assert time.process_time() - start < 5
     assert ":10:8: YAML limit: more than 100,000 values with aliases expanded" in message
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,10 @@ def research_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     write_simulated_parquet(ticks, rows=60_000, symbols=4, seed=11)
     out = tmp / "out"
     env = {"TICKS": str(ticks), "OUT_DIR": str(out), "PATH": "", "HOME": str(tmp)}
+    # the user's numba cache all the same: under a fresh HOME every run compiled every kernel
+    # again (~30 s of this module's ~32; compiling is not what it tests)
+    env.update({k: os.environ[k] for k in ("NUMBA_CACHE_DIR",) if k in os.environ} or
+               {"XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")})
     job = str(ROOT / "jobs" / "research.yaml")
     proc = subprocess.run([sys.executable, "-m", "tickflow.engine.cli", job], capture_output=True,
                           text=True, env=env, timeout=600, check=False, cwd=tmp)

@@ -161,6 +161,21 @@ def test_stopped_consumer_resumes_exactly_where_its_outputs_end(kafka_broker,
     assert len(ids) == 8_000 and len(set(ids)) == 8_000
 
 
+def written(bootstrap: str, topic: str) -> int:
+    """Messages in ``topic`` (its high watermarks): a cheap probe, no reading."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from tickflow.connectors.kafka_client import client_settings, partition_count
+
+    settings = client_settings(bootstrap)
+    consumer = Consumer({**settings, "group.id": unique("probe")})
+    try:
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                   for p in range(partition_count(settings, topic)))
+    finally:
+        consumer.close()
+
+
 def test_killed_consumer_loses_nothing(kafka_broker, tmp_path: Path) -> None:
     """SIGKILL gives no chance to clean up. Offsets are committed only after the outputs of a
     batch are acknowledged, so nothing is lost; the batches whose outputs were written after
@@ -186,9 +201,11 @@ def test_killed_consumer_loses_nothing(kafka_broker, tmp_path: Path) -> None:
         wait_for(lambda: proc.poll() is not None or
                  len(read_topic(bootstrap, out_topic, 2_000, timeout_s=2)) >= 2_000,
                  timeout_s=120, what="the job's first outputs")
-        # kill it while ticks stream in (8,000 ticks over about 4 s)
+        # kill it while ticks stream in (8,000 ticks over about 4 s): once the first streamed
+        # ticks have outputs, not after a fixed second (a slow start had none by then)
         replay.start()
-        time.sleep(1.0)
+        wait_for(lambda: proc.poll() is not None or written(bootstrap, out_topic) > 2_000,
+                 what="outputs of the streamed ticks")
         assert proc.poll() is None, log.read_text()
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
