@@ -61,16 +61,20 @@ class DeadLetters:
     def add_rows(self, rows: Any, reasons: Sequence[str], numbers: Sequence[int], *,
                  source: str | None = None) -> None:
         """Keep many Arrow rows (a RecordBatch or Table) at once: the same lines as
-        ``add(reason, row, source=source, row=number)`` for each, one ``time`` for them all,
-        formatted column by column (``dead_letter_rows``) instead of row by row."""
+        ``add(reason, row, source=source, row=number)`` for each; from ``BULK_ROWS`` rows
+        one ``time`` for them all, formatted column by column (``dead_letter_rows``)."""
         if len(reasons) != rows.num_rows or len(numbers) != rows.num_rows:
             raise ValueError("add_rows needs one reason and one row number a row")
         if not rows.num_rows:
             return
-        from tickflow.connectors.dead_letter_rows import lines
+        from tickflow.connectors import dead_letter_rows
 
-        out = lines(rows, reasons, numbers, self.clock(),
-                    self.source if source is None else source)
+        source = self.source if source is None else source
+        if rows.num_rows < dead_letter_rows.BULK_ROWS:  # a few: the column passes cost more
+            for row, reason, number in zip(rows.to_pylist(), reasons, numbers, strict=True):
+                self.add(reason, row, source=source, row=number)
+            return
+        out = dead_letter_rows.lines(rows, reasons, numbers, self.clock(), source)
         with self._lock:
             self.counts.update(reasons)
             self._write("\n".join(out) + "\n")

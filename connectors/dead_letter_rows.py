@@ -135,13 +135,7 @@ def payloads(rows: pa.Table | pa.RecordBatch, escaped: bool = False) -> pa.Array
 def lines(rows: pa.Table | pa.RecordBatch, reasons: Sequence[str], numbers: Sequence[int],
           now: float, source: str) -> list[str]:
     """The records ``DeadLetters.add(reason, row, source=source, row=number)`` writes at
-    ``now``, without the newline: row by row under ``BULK_ROWS`` rows."""
-    if rows.num_rows < BULK_ROWS:
-        return [json.dumps({"time": now, "source": source, "reason": reason,
-                            "payload": json.dumps(row, default=str), "row": number},
-                           default=str, ensure_ascii=False)
-                for row, reason, number in zip(rows.to_pylist(), reasons, numbers,
-                                               strict=True)]
+    ``now``, without the newline (for ``BULK_ROWS`` rows or more: fewer go through ``add``)."""
     quoted = {r: encode_basestring(r) for r in set(reasons)}
     out = pc.binary_join_element_wise(
         '{"time": ' + json.dumps(now) + ', "source": ' + encode_basestring(source)

@@ -113,13 +113,15 @@ def test_add_rows_writes_counts_and_forwards_what_add_does(
 
 
 class RowByRow:
-    """A dead-letter sink without ``add_rows``: the stage writes through ``add``."""
+    """A dead-letter sink whose ``add_rows`` writes each row through ``add``."""
 
     def __init__(self, inner: DeadLetters):
         self.inner = inner
 
-    def add(self, reason: str, payload: Any, **coordinates: Any) -> None:
-        self.inner.add(reason, payload, **coordinates)
+    def add_rows(self, rows: pa.Table | pa.RecordBatch, reasons: list[str],
+                 numbers: list[int], *, source: str) -> None:
+        for row, reason, number in zip(rows.to_pylist(), reasons, numbers, strict=True):
+            self.inner.add(reason, row, source=source, row=number)
 
 
 def quality_batches() -> list[pa.RecordBatch]:
