@@ -59,9 +59,10 @@ class CheckpointProcess:
     @classmethod
     def shared(cls) -> CheckpointProcess:
         """The process's one writer, started if need be; ``release`` it when done. Live
-        runners share it (a member process runs one a partition): one child's start-up (about
-        1 s of CPU importing pyarrow and the backends) and 120 MB, not one a partition. Their
-        commits take turns, as on threads they did for the GIL."""
+        runners running side by side in one process (jobs started from Python on threads)
+        share it: one child's start-up (about 1 s of CPU importing pyarrow and the backends)
+        and 120 MB, not one a job; their commits take turns. A member process's partition
+        runners do not use it (``LiveRunner.checkpoint_process``): taking turns slowed them."""
         with cls._shared_lock:
             if cls._shared is None:
                 cls._shared = cls()
