@@ -11,15 +11,7 @@ import textwrap
 from pathlib import Path
 
 from tests.conftest import ROOT
-
-JOB = """\
-name: own
-mode: research
-sources: [{id: ticks, kind: simulator, rows: 3000, symbols: 3}]
-steps:
-  - {kernel: ewma, params: {alpha: 0.1}, inputs: [price], output: ewma}
-sinks: [{kind: parquet, path: OUT}]
-"""
+from tests.engine.test_start_up_gc import JOB  # a small research job writing to OUT
 
 # run-job as `python -m tickflow.engine.cli` runs it (runpy makes the module __main__), with an
 # exit handler that reports what the process looked like at its end, and an object whose
