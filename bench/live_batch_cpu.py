@@ -144,7 +144,7 @@ def main() -> None:
             for g, v in sorted(gcs.items())) or "none")
         print("\n".join(clock.table(summary.ticks, summary.seconds)))
         if profile is not None:
-            pstats.Stats(profile).sort_stats("tottime").print_stats(40)
+            pstats.Stats(profile).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "40")))
 
 
 if __name__ == "__main__":

@@ -215,6 +215,7 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
 
     import psutil
     from live import run_job  # beside this file
+    from live_thirds import thirds_lines  # beside this file
     from live_producer import (
         producer_lines,
         producer_main,  # beside this file
@@ -240,6 +241,7 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
         return total
 
     marks: dict[str, float] = {}
+    cpu_samples: list[tuple[float, float, float]] = []  # (perf_counter, broker, job process)
     # each thread's latest CPU, sampled while the job runs (librdkafka's end with their client)
     latest: dict[str, tuple[str, float]] = {}
     sampling = threading.Event()
@@ -250,7 +252,9 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
             print("producer did not start within 120 s", file=sys.stderr)
         marks["broker"], marks["job"] = broker_cpu(), time.process_time()
         marks["threads"] = _thread_cpu()  # type: ignore[assignment]
-        threading.Thread(target=_sample_threads, args=(latest, sampling), daemon=True).start()
+        marks["sched"], marks["wall"] = _schedstat(), time.perf_counter()  # type: ignore[assignment]
+        threading.Thread(target=_sample_threads, args=(latest, sampling, cpu_samples,
+                                                       broker_cpu), daemon=True).start()
 
     def until(runner: Any) -> bool:
         if proc.exitcode not in (None, 0):
@@ -279,6 +283,7 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
                                  source_format=extra)
     finally:
         sys.setswitchinterval(old_switch)
+    sched, wall = _schedstat(), time.perf_counter() - marks["wall"]
     proc.join()
     job_cpu, b_cpu = time.process_time() - marks["job"], broker_cpu() - marks["broker"]
     sampling.set()
@@ -296,17 +301,36 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
     producer["broker_cpu_s"] = f"{b_cpu:.2f}"
     producer["job_cpu_s"] = f"{job_cpu:.2f} (the job's process, librdkafka threads included)"
     producer["job_threads_cpu_s"] = ", ".join(f"{name} {cpu:.2f}" for name, cpu in threads[:5])
+    if sched and marks.get("sched"):  # the driver's thread from the producer's start to the end
+        run, queued = (sched[i] - marks["sched"][i] for i in (0, 1))  # type: ignore[index]
+        producer["driver_thread_s"] = (f"wall {wall:.2f}: on the CPU {run:.2f}, runnable but "
+                                       f"waiting for a core {queued:.2f}, blocked or asleep "
+                                       f"{max(wall - run - queued, 0):.2f}")
     producer["loadavg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     lines += [*tl.report(worst), "", *producer_lines(producer)]
     if "ack_ms" in producer:
         polls = np.array([(s, e) for stage, s, e in tl.events if stage == "poll"])
-        lines += tail_lines(tl.per_batch(), np.asarray(producer["ack_ms"]), polls)
+        per_batch = tl.per_batch()
+        lines += tail_lines(per_batch, np.asarray(producer["ack_ms"]), polls)
+        lines += thirds_lines(per_batch, np.asarray(producer["ack_ms"]), cpu_samples)
     return pct, lines
 
 
-def _sample_threads(latest: dict[str, tuple[str, float]], done: threading.Event) -> None:
+def _schedstat() -> tuple[float, float] | None:
+    """This thread's seconds on the CPU and runnable in the run queue (Linux schedstat)."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+            run, queued = f.read().split()[:2]
+    except OSError:
+        return None
+    return int(run) / 1e9, int(queued) / 1e9
+
+
+def _sample_threads(latest: dict[str, tuple[str, float]], done: threading.Event,
+                    samples: list[tuple[float, float, float]], broker_cpu: Any) -> None:
     while not done.is_set():
         latest.update(_thread_cpu())
+        samples.append((time.perf_counter(), broker_cpu(), time.process_time()))
         time.sleep(0.05)
 
 
