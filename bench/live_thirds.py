@@ -8,10 +8,16 @@ driver thread's CPU a tick, and the CPU the broker, the job's process and the pr
 process CPU s)). A creep the broker makes shows as acknowledgement or fetch growing with the
 broker's CPU while the job's CPU a tick stays flat (Tansu lists every record batch of the
 partition on each fetch, so a fetch costs more as the run goes; docs/performance.md).
+
+Also the CPU probes the timeline samples with: each thread's CPU (``thread_cpu``), and the
+driver thread's time on the CPU against its time runnable but waiting for a core
+(``schedstat``: a job starved by other processes, not busy itself, shows the second).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -62,3 +68,49 @@ def thirds_lines(batches: list[dict[str, Any]], ack_ms: np.ndarray,
             f"{np.percentile(own[m], 99):.1f} | {np.median(sizes[bm]) if bm.any() else 0:.0f} | "
             f"{1e3 * cpu / max(int(sizes[bm].sum()), 1):.2f} | {share[0]} | {share[1]} |")
     return out
+
+
+def schedstat() -> tuple[float, float] | None:
+    """This thread's seconds on the CPU and runnable in the run queue (Linux schedstat)."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+            run, queued = f.read().split()[:2]
+    except OSError:
+        return None
+    return int(run) / 1e9, int(queued) / 1e9
+
+
+def sample_threads(latest: dict[str, tuple[str, float]], done: threading.Event,
+                    samples: list[tuple[float, float, float]], broker_cpu: Any) -> None:
+    beat = 0
+    while not done.is_set():
+        latest.update(thread_cpu())
+        if beat % 5 == 0:  # the broker's CPU (psutil over its process tree) every 250 ms
+            samples.append((time.perf_counter(), broker_cpu(), time.process_time()))
+        beat += 1
+        time.sleep(0.05)
+
+
+def thread_cpu(since: dict[str, tuple[str, float]] | None = None,
+                sampled: dict[str, tuple[str, float]] | None = None) -> Any:
+    """This process's threads' CPU seconds (Linux /proc): by thread id, or with ``since``
+    the busiest ones since then as (name, seconds), a thread that ended counted as last
+    ``sampled``. librdkafka names its threads ``rdk:*`` (each client has its own)."""
+    import os
+
+    now: dict[str, tuple[str, float]] = dict(sampled or {})
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        now[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    if since is None:
+        return now
+    used = [(f"{name}[{tid}]", cpu - since.get(tid, (name, 0.0))[1])
+            for tid, (name, cpu) in now.items()]
+    return sorted(used, key=lambda x: -x[1])

@@ -215,12 +215,12 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
 
     import psutil
     from live import run_job  # beside this file
-    from live_thirds import thirds_lines  # beside this file
     from live_producer import (
         producer_lines,
         producer_main,  # beside this file
         tail_lines,
     )
+    from live_thirds import sample_threads, schedstat, thirds_lines, thread_cpu  # beside this file
 
     from tickflow.connectors.kafka_client import client_settings, ensure_topic
 
@@ -251,9 +251,9 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
         if not ready.wait(120):
             print("producer did not start within 120 s", file=sys.stderr)
         marks["broker"], marks["job"] = broker_cpu(), time.process_time()
-        marks["threads"] = _thread_cpu()  # type: ignore[assignment]
-        marks["sched"], marks["wall"] = _schedstat(), time.perf_counter()  # type: ignore[assignment]
-        threading.Thread(target=_sample_threads, args=(latest, sampling, cpu_samples,
+        marks["threads"] = thread_cpu()  # type: ignore[assignment]
+        marks["sched"], marks["wall"] = schedstat(), time.perf_counter()  # type: ignore[assignment]
+        threading.Thread(target=sample_threads, args=(latest, sampling, cpu_samples,
                                                        broker_cpu), daemon=True).start()
 
     def until(runner: Any) -> bool:
@@ -283,11 +283,11 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
                                  source_format=extra)
     finally:
         sys.setswitchinterval(old_switch)
-    sched, wall = _schedstat(), time.perf_counter() - marks["wall"]
+    sched, wall = schedstat(), time.perf_counter() - marks["wall"]
     proc.join()
     job_cpu, b_cpu = time.process_time() - marks["job"], broker_cpu() - marks["broker"]
     sampling.set()
-    threads = _thread_cpu(marks["threads"], latest)  # type: ignore[arg-type]
+    threads = thread_cpu(marks["threads"], latest)  # type: ignore[arg-type]
     pct = summary.latency_percentiles_ms()
     lines.append(f"offered {rate:,.0f}/s: {summary.ticks:,} ticks, p50 {pct.get('p50', 0):.2f} "
                  f"p99 {pct.get('p99', 0):.2f} p99.9 {pct.get('p99.9', 0):.2f} ms; "
@@ -314,49 +314,6 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
         lines += tail_lines(per_batch, np.asarray(producer["ack_ms"]), polls)
         lines += thirds_lines(per_batch, np.asarray(producer["ack_ms"]), cpu_samples)
     return pct, lines
-
-
-def _schedstat() -> tuple[float, float] | None:
-    """This thread's seconds on the CPU and runnable in the run queue (Linux schedstat)."""
-    try:
-        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
-            run, queued = f.read().split()[:2]
-    except OSError:
-        return None
-    return int(run) / 1e9, int(queued) / 1e9
-
-
-def _sample_threads(latest: dict[str, tuple[str, float]], done: threading.Event,
-                    samples: list[tuple[float, float, float]], broker_cpu: Any) -> None:
-    while not done.is_set():
-        latest.update(_thread_cpu())
-        samples.append((time.perf_counter(), broker_cpu(), time.process_time()))
-        time.sleep(0.05)
-
-
-def _thread_cpu(since: dict[str, tuple[str, float]] | None = None,
-                sampled: dict[str, tuple[str, float]] | None = None) -> Any:
-    """This process's threads' CPU seconds (Linux /proc): by thread id, or with ``since``
-    the busiest ones since then as (name, seconds), a thread that ended counted as last
-    ``sampled``. librdkafka names its threads ``rdk:*`` (each client has its own)."""
-    import os
-
-    now: dict[str, tuple[str, float]] = dict(sampled or {})
-    tick = os.sysconf("SC_CLK_TCK")
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                name = f.read().strip()
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        now[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
-    if since is None:
-        return now
-    used = [(f"{name}[{tid}]", cpu - since.get(tid, (name, 0.0))[1])
-            for tid, (name, cpu) in now.items()]
-    return sorted(used, key=lambda x: -x[1])
 
 
 class _gc:
