@@ -93,6 +93,18 @@ class Lane:
             produced.update(zip(step.output_columns, outs, strict=True))
         return produced
 
+    def widen_windows(self) -> None:
+        """Every step's per-row buffers at their full window now, for the keys to come.
+
+        A live job calls this before its first tick: its keys fill their windows within their
+        first few hundred ticks anyway, and otherwise the first batches pay for every width
+        on the way (8, 16, 32, 64, full), each key moved to a side tier and back: 7, 5 and 4
+        ms of CPU for the first three 100-tick batches of the live benchmark's job, against
+        0.5 ms later (docs/performance.md). Outputs are the same at any width."""
+        for state in self.states:
+            if state.per_row:
+                state.grow_to({f.name: f.shape[-1] for f in state.per_row})
+
 
 class Pipeline:
     """Compiled steps and signals applied batch by batch, with keyed state carried forward.
@@ -132,6 +144,11 @@ class Pipeline:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown()
+
+    def widen_windows(self) -> None:
+        """Each lane's per-row buffers at their full window (``Lane.widen_windows``)."""
+        for lane in self.lanes:
+            lane.widen_windows()
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         n = batch.num_rows
