@@ -1,7 +1,7 @@
-"""A live job's state starts at its full windows (``Pipeline.widen_windows``, called by the
-driver's warm-up before the first tick): outputs bit-identical to a pipeline that widens as
-rows come, no side tier ever made, and its state saved and restored into a narrow pipeline
-gives the same outputs again."""
+"""A live job's state starts at its full windows, with room for its first keys
+(``Pipeline.widen_windows``, called by the driver's warm-up before the first tick): outputs
+bit-identical to a pipeline that widens as rows come, no side tier ever made, and its state
+saved and restored into a narrow pipeline gives the same outputs again."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pyarrow as pa
 
 import tickflow as tf
 from tests.kafka.util import simulated
-from tickflow.engine.runtime.pipeline import Pipeline
+from tickflow.engine.runtime.pipeline import ROOM_KEYS, Pipeline
 from tickflow.engine.state.lanes import gather, scatter
 
 
@@ -44,6 +44,8 @@ def test_state_at_full_windows_gives_the_same_outputs_bit_for_bit() -> None:
         wide.widen_windows()
         states = [st for lane in wide.lanes for st in lane.states if st.per_row]
         assert states and all(st.width == st._per_row_full for st in states)
+        keyed = [st for lane in wide.lanes for st in lane.states if st.tiered]
+        assert keyed and all(st.n_keys == 0 and st.capacity >= ROOM_KEYS for st in keyed)
         before = [st.width for lane in narrow.lanes for st in lane.states if st.per_row]
         assert min(before) < max(st._per_row_full for st in states)  # narrow ones widen later
         batches = ticks.to_batches(max_chunksize=100)  # the 20K live batches' size
