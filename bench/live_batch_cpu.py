@@ -27,6 +27,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
@@ -85,6 +87,9 @@ def main() -> None:
     ap.add_argument("--ticks", type=int, default=40_000)
     ap.add_argument("--batch", type=int, default=100, help="the source's batch_size")
     ap.add_argument("--profile", action="store_true", help="cProfile the driver's thread")
+    ap.add_argument("--first", type=int, default=8,
+                    help="print the driver's CPU for each of the first N batches (the start: "
+                         "each symbol's state made, its windows widened)")
     ap.add_argument("--bare", action="store_true",
                     help="then a bare consumer reads the topic again (the client's and "
                          "broker's share)")
@@ -106,7 +111,8 @@ def main() -> None:
             produce_retrying(p, topic, value, key)
         p.flush()
         marks: dict = {}
-        profile = cProfile.Profile() if args.profile else None
+        # the driver thread's CPU, not wall time (which counts the waits for a core as well)
+        profile = cProfile.Profile(time.thread_time) if args.profile else None
 
         def on_open(source: object) -> None:  # on the driver's thread, kernels loaded
             gc.callbacks.append(on_gc)
@@ -115,13 +121,25 @@ def main() -> None:
             if profile is not None:
                 profile.enable()
 
+        from tickflow.engine.executors.live_hooks import LiveObserver
+
+        ends: list[float] = []  # the driver thread's CPU at each batch's end (its observer)
+        write = LiveObserver.write
+
+        def observed(observer: object, batch: object) -> None:
+            write(observer, batch)  # type: ignore[arg-type]
+            ends.append(time.thread_time())
+
+        LiveObserver.write = observed  # type: ignore[method-assign]
         with StageClock() as clock:
             summary, _ = run_job(broker.bootstrap, topic, tmp,
                                  lambda r: r.summary.ticks >= args.ticks, on_open=on_open,
                                  batch_size=args.batch)
         if profile is not None:
             profile.disable()
+        LiveObserver.write = write  # type: ignore[method-assign]
         gc.callbacks.remove(on_gc)
+        each = np.diff([marks["thread"], *ends]) * 1e3
         thread = time.thread_time() - marks["thread"]
         process = time.process_time() - marks["process"]
         brk = broker_cpu(broker.pid) - marks["broker"]
@@ -129,6 +147,11 @@ def main() -> None:
         print(f"# {summary.ticks:,} ticks in batches of {args.batch}; driver thread "
               f"{1e3 * thread / batches:.3f} ms CPU a batch; wall "
               f"{time.perf_counter() - marks['wall']:.2f} s; load {os.getloadavg()[0]:.1f}")
+        if each.size > args.first:
+            print(f"driver CPU of the first {args.first} batches, ms: "
+                  + " ".join(f"{x:.2f}" for x in each[:args.first])
+                  + f" (sum {each[:args.first].sum():.1f}); the rest: median "
+                  f"{np.median(each[args.first:]):.2f}")
         per = 1e6 / summary.ticks
         print(f"per tick: wall {per * summary.seconds:.2f} µs (the job's run), CPU µs: driver "
               f"thread {per * thread:.2f}, other threads of the job's process (librdkafka) "
@@ -144,7 +167,8 @@ def main() -> None:
             for g, v in sorted(gcs.items())) or "none")
         print("\n".join(clock.table(summary.ticks, summary.seconds)))
         if profile is not None:
-            pstats.Stats(profile).sort_stats("tottime").print_stats(40)
+            order, top = os.environ.get("SORT", "tottime"), int(os.environ.get("TOP", "40"))
+            pstats.Stats(profile).sort_stats(order).print_stats(top)
 
 
 if __name__ == "__main__":

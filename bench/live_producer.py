@@ -193,7 +193,7 @@ def producer_lines(p: dict[str, Any]) -> list[str]:
         out.append(f"  broker's acknowledgement after produce(): p50 {np.median(ack):.1f} p99 "
                    f"{np.percentile(ack, 99):.1f} max {ack.max():.1f} ms (ms clock)")
     for name in ("producer_cpu_s", "broker_cpu_s", "job_cpu_s", "job_threads_cpu_s",
-                 "loadavg"):
+                 "driver_thread_s", "loadavg"):
         if name in p:
             out.append(f"  {name}: {p[name]}")
     return out

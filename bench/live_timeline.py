@@ -220,6 +220,7 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
         producer_main,  # beside this file
         tail_lines,
     )
+    from live_thirds import sample_threads, schedstat, thirds_lines, thread_cpu  # beside this file
 
     from tickflow.connectors.kafka_client import client_settings, ensure_topic
 
@@ -240,6 +241,7 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
         return total
 
     marks: dict[str, float] = {}
+    cpu_samples: list[tuple[float, float, float]] = []  # (perf_counter, broker, job process)
     # each thread's latest CPU, sampled while the job runs (librdkafka's end with their client)
     latest: dict[str, tuple[str, float]] = {}
     sampling = threading.Event()
@@ -249,8 +251,10 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
         if not ready.wait(120):
             print("producer did not start within 120 s", file=sys.stderr)
         marks["broker"], marks["job"] = broker_cpu(), time.process_time()
-        marks["threads"] = _thread_cpu()  # type: ignore[assignment]
-        threading.Thread(target=_sample_threads, args=(latest, sampling), daemon=True).start()
+        marks["threads"] = thread_cpu()  # type: ignore[assignment]
+        marks["sched"], marks["wall"] = schedstat(), time.perf_counter()  # type: ignore[assignment]
+        threading.Thread(target=sample_threads, args=(latest, sampling, cpu_samples,
+                                                       broker_cpu), daemon=True).start()
 
     def until(runner: Any) -> bool:
         if proc.exitcode not in (None, 0):
@@ -279,10 +283,11 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
                                  source_format=extra)
     finally:
         sys.setswitchinterval(old_switch)
+    sched, wall = schedstat(), time.perf_counter() - marks["wall"]
     proc.join()
     job_cpu, b_cpu = time.process_time() - marks["job"], broker_cpu() - marks["broker"]
     sampling.set()
-    threads = _thread_cpu(marks["threads"], latest)  # type: ignore[arg-type]
+    threads = thread_cpu(marks["threads"], latest)  # type: ignore[arg-type]
     pct = summary.latency_percentiles_ms()
     lines.append(f"offered {rate:,.0f}/s: {summary.ticks:,} ticks, p50 {pct.get('p50', 0):.2f} "
                  f"p99 {pct.get('p99', 0):.2f} p99.9 {pct.get('p99.9', 0):.2f} ms; "
@@ -296,43 +301,19 @@ def timed_rate(broker: Any, rate: float, seconds: float, tmp: str, *, linger_ms:
     producer["broker_cpu_s"] = f"{b_cpu:.2f}"
     producer["job_cpu_s"] = f"{job_cpu:.2f} (the job's process, librdkafka threads included)"
     producer["job_threads_cpu_s"] = ", ".join(f"{name} {cpu:.2f}" for name, cpu in threads[:5])
+    if sched and marks.get("sched"):  # the driver's thread from the producer's start to the end
+        run, queued = (sched[i] - marks["sched"][i] for i in (0, 1))  # type: ignore[index]
+        producer["driver_thread_s"] = (f"wall {wall:.2f}: on the CPU {run:.2f}, runnable but "
+                                       f"waiting for a core {queued:.2f}, blocked or asleep "
+                                       f"{max(wall - run - queued, 0):.2f}")
     producer["loadavg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     lines += [*tl.report(worst), "", *producer_lines(producer)]
     if "ack_ms" in producer:
         polls = np.array([(s, e) for stage, s, e in tl.events if stage == "poll"])
-        lines += tail_lines(tl.per_batch(), np.asarray(producer["ack_ms"]), polls)
+        per_batch = tl.per_batch()
+        lines += tail_lines(per_batch, np.asarray(producer["ack_ms"]), polls)
+        lines += thirds_lines(per_batch, np.asarray(producer["ack_ms"]), cpu_samples)
     return pct, lines
-
-
-def _sample_threads(latest: dict[str, tuple[str, float]], done: threading.Event) -> None:
-    while not done.is_set():
-        latest.update(_thread_cpu())
-        time.sleep(0.05)
-
-
-def _thread_cpu(since: dict[str, tuple[str, float]] | None = None,
-                sampled: dict[str, tuple[str, float]] | None = None) -> Any:
-    """This process's threads' CPU seconds (Linux /proc): by thread id, or with ``since``
-    the busiest ones since then as (name, seconds), a thread that ended counted as last
-    ``sampled``. librdkafka names its threads ``rdk:*`` (each client has its own)."""
-    import os
-
-    now: dict[str, tuple[str, float]] = dict(sampled or {})
-    tick = os.sysconf("SC_CLK_TCK")
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                name = f.read().strip()
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        now[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
-    if since is None:
-        return now
-    used = [(f"{name}[{tid}]", cpu - since.get(tid, (name, 0.0))[1])
-            for tid, (name, cpu) in now.items()]
-    return sorted(used, key=lambda x: -x[1])
 
 
 class _gc:

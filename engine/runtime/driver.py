@@ -235,9 +235,14 @@ class Driver:
         """Load what the first batch would before it comes (a live run calls it before
         reading): numba's machine code of every kernel (``StreamGraph.warm``), and pandas,
         which pyarrow imports the first time it converts numpy data (``pa.array``,
-        ``to_numpy`` with a copy; a Kafka sink's first batch took 0.28 s for it)."""
+        ``to_numpy`` with a copy; a Kafka sink's first batch took 0.28 s for it); and the state's
+        per-row buffers at their full windows (``Pipeline.widen_windows``)."""
         self.graph.warm()
         pa.array(np.zeros(1, dtype=np.int8))
+        if getattr(self.checkpointer, "page_keys", None):
+            return  # paged state lives in the backend, page by page, at the widths it has
+        for pipeline in self.graph.pipelines.values():
+            pipeline.widen_windows()  # the first batches would each widen them in turn
 
     def _dictionary_keys(self) -> None:
         """Sources that can read the key column dictionary-encoded do so when one pipeline

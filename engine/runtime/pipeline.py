@@ -65,6 +65,11 @@ def timestamp_us(batch: pa.RecordBatch) -> np.ndarray:
     return np.ascontiguousarray(to_numpy(col), dtype=np.int64)
 
 
+ROOM_KEYS = 64
+"""Keys a live job's state has room for before its first tick (about 10 KB each for the
+core features at their full windows)."""
+
+
 class Lane:
     """One worker's share of the keys: the state of every step for those keys."""
 
@@ -92,6 +97,22 @@ class Lane:
                                          f"failed: {type(exc).__name__}: {exc}") from exc
             produced.update(zip(step.output_columns, outs, strict=True))
         return produced
+
+    def widen_windows(self) -> None:
+        """Every step's per-row buffers at their full window now, and room for
+        ``ROOM_KEYS`` keys, for the keys to come.
+
+        A live job calls this before its first tick: its keys fill their windows within their
+        first few hundred ticks anyway, and otherwise the first batches pay for every width
+        on the way (8, 16, 32, 64, full), each key moved to a side tier and back: 7, 5 and 4
+        ms of CPU for the first three 100-tick batches of the live benchmark's job, against
+        0.5 ms later (docs/performance.md); the room (the arrays' first regrowth, 8 to 16
+        keys) another 1 ms of the first. Outputs are the same at any width."""
+        for state in self.states:
+            if state.per_row:
+                state.grow_to({f.name: f.shape[-1] for f in state.per_row})
+            if state.tiered:  # and room for the first keys (a cross-key step has one row)
+                state.make_room(ROOM_KEYS)
 
 
 class Pipeline:
@@ -132,6 +153,11 @@ class Pipeline:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown()
+
+    def widen_windows(self) -> None:
+        """Each lane's per-row buffers at their full window (``Lane.widen_windows``)."""
+        for lane in self.lanes:
+            lane.widen_windows()
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         n = batch.num_rows

@@ -183,3 +183,45 @@ def test_commits_follow_acknowledgements_without_flushing(kafka_broker, tmp_path
     assert len(answers) >= 3 and all(answers), f"asynchronous commits answered: {answers}"
     assert committed_offset(bootstrap, topic, f"{topic}-g") == ROWS
     assert len(read_topic(bootstrap, out, ROWS)) == ROWS
+
+
+def test_the_state_is_at_its_full_windows_before_the_first_tick(kafka_broker, tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """The driver's warm-up widens the state before the first poll (the first batches would
+    otherwise widen it step by step); the run's outputs are every tick's."""
+    from tickflow.engine.runtime.pipeline import Pipeline
+
+    widened: list[Pipeline] = []
+    widen = Pipeline.widen_windows
+
+    def recorded(pipeline: Pipeline) -> None:
+        widen(pipeline)
+        widened.append(pipeline)
+
+    monkeypatch.setattr(Pipeline, "widen_windows", recorded)
+    ticks = simulated(2_000, symbols=3, seed=8)
+    capture = tmp_path / "capture.parquet"
+    pq.write_table(ticks, capture)
+    out = tmp_path / "out.parquet"
+    path = tmp_path / "job.yaml"
+    path.write_text(JOB.format(bootstrap=kafka_broker.bootstrap, topic=unique("widen"),
+                               fmt="json", tmp=tmp_path, registry="",
+                               sinks=f"  - {{kind: parquet, path: {out}}}")
+                    .replace("{kernel: ema, params: {span: 10}}",
+                             "{kernel: sma, params: {window: 50}}")
+                    .replace("price > ema", "price > sma"))
+    runner = LiveRunner(compile_job(load_job(path)), max_seconds=120)
+    replay = replay_then_end(runner, str(capture), "max", follow=False)
+    seen_before_open: list[int] = []
+
+    def on_open(source: object) -> None:  # after the warm-up, before the first poll
+        seen_before_open.append(len(widened))
+        replay(source)
+
+    runner.on_open = on_open
+    summary = runner.run()
+    assert not runner.errors, runner.errors
+    assert seen_before_open == [1]
+    states = [st for lane in widened[0].lanes for st in lane.states if st.per_row]
+    assert states and all(st.width == 50 and len(st.tiers) == 1 for st in states)
+    assert summary.ticks == 2_000 and pq.read_table(out).num_rows == 2_000
