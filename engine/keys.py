@@ -13,6 +13,12 @@ from tickflow.engine.columns import to_numpy
 _CACHED_DICTIONARIES = 8
 """Dictionaries whose id lookup is remembered: one per Parquet row group in flight is enough."""
 
+_CACHED_VALUES = 1 << 18
+"""At most this many values in the remembered dictionaries (the newest is always kept). At
+100,000 keys each row group's dictionary grows to about 91,000 values, and eight of them held
+15 MB an index (the dictionaries' buffers and their id arrays) at the end of the run, where the
+peak is; the reader never hands back an older row group's dictionary."""
+
 
 class KeyIndex:
     """Maps each distinct key value to 0, 1, 2, ... in order of first appearance.
@@ -73,10 +79,14 @@ class KeyIndex:
         if prefix is not None:
             tail = self._map(dictionary.slice(len(prefix[0])))
             lookup = np.concatenate([prefix[1], tail])
+            # (the prefix is not asked for again: a row group's dictionary only grows)
+            self._lookups = [e for e in self._lookups if e[0] is not prefix[0]]
         else:
             lookup = self._map(dictionary)
         self._lookups.append((dictionary, lookup))
-        if len(self._lookups) > _CACHED_DICTIONARIES:
+        while len(self._lookups) > 1 and (
+                len(self._lookups) > _CACHED_DICTIONARIES
+                or sum(len(c) for c, _ in self._lookups) > _CACHED_VALUES):
             del self._lookups[0]
         return lookup
 

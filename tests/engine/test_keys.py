@@ -86,3 +86,23 @@ def test_a_dictionary_growing_morsel_by_morsel_maps_only_its_new_values(tmp_path
     assert np.concatenate(got).tolist() == _reference(symbols)
     assert keys.values == list(dict.fromkeys(symbols))
     assert sum(mapped) == sizes[-1]  # every dictionary value went through Python once
+    # only the longest dictionary of the row group stays cached: its prefixes are not asked
+    # for again, and each held its values and their ids
+    assert [len(c) for c, _ in keys._lookups] == [sizes[-1]]
+
+
+def test_cached_dictionaries_are_bounded_by_their_values(monkeypatch):
+    """Dictionaries of many keys are not kept eight at a time (15 MB an index at 100,000
+    keys); the newest is always kept, and a dropped one is mapped again, to the same ids."""
+    import tickflow.engine.keys as keys_module
+
+    monkeypatch.setattr(keys_module, "_CACHED_VALUES", 1_000)
+    keys = KeyIndex()
+    groups = [pa.array([f"K{(g * 7 + i) % 1_500}" for i in range(600)]).dictionary_encode()
+              for g in range(4)]
+    first = [keys.encode(g) for g in groups]
+    assert [len(c) for c, _ in keys._lookups] == [600]  # 1,200 values would pass 1,000
+    again = [keys.encode(g) for g in groups]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    values = [v.as_py() for g in groups for v in g.dictionary]
+    assert np.concatenate(first).tolist() == _reference(values)
