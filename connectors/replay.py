@@ -31,9 +31,9 @@ def producer_batching(linger_ms: int) -> dict[str, Any]:
     """librdkafka batching for a replay that waits ``linger_ms`` to fill a record batch.
 
     Above the default wait, batches are cut by time only: librdkafka's size caps (1 MB, and
-    10,000 messages here) would otherwise end them early (at 50K ticks/s, 1 MB is about
-    5,600 ticks: some 9 batches a second whatever the linger), and every stored batch costs
-    the embedded broker on each later fetch (bench/soak.py)."""
+    10,000 messages here) would otherwise end them early (1 MB is about 3,900 ticks of 257
+    bytes: at 50K ticks/s some 13 batches a second whatever the linger), and every stored
+    batch costs the embedded broker on each later fetch (bench/soak.py)."""
     if linger_ms <= DEFAULT_LINGER_MS:
         return {"linger.ms": linger_ms, "batch.num.messages": 10_000}
     return {"linger.ms": linger_ms, "batch.num.messages": 1_000_000,  # librdkafka's maximum

@@ -1,7 +1,7 @@
 """A replay asked to linger longer makes record batches as long as the linger: the embedded
 broker's every fetch lists every stored batch of a partition, so a soak at 50K ticks/s keeps
 their count down with a long linger, which librdkafka's size caps (10,000 messages, 1 MB,
-about 5,600 ticks) would otherwise cut into some 9 batches a second."""
+about 3,900 ticks) would otherwise cut into some 13 batches a second."""
 
 from __future__ import annotations
 
