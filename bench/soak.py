@@ -16,7 +16,12 @@ logs where the job's memory is, from inside it (``bench/soak_probe/sitecustomize
 
     python bench/soak.py                                   # 10 recorded minutes at 20K/s, 10x
     python bench/soak.py --rate 20000 --speed 10 --recorded-minutes 10   # 60 s of wall time
-    python bench/soak.py --rate 50000 --speed 1 --recorded-minutes 10    # a real 10 minutes
+    python bench/soak.py --rate 50000 --speed 1 --recorded-minutes 10 --replay-linger-ms 1000
+
+The embedded broker keeps every message in memory and its fetches list every stored record
+batch of the partition, so a soak at 50K ticks/s needs the replay's long batches (250 or 1,000
+ms ran 10 minutes; the default 5 ms stalled after 50 s) and ends the machine's memory in under
+half an hour (about 300 bytes a tick, the ``broker MB`` column); docs/performance.md.
 """
 
 from __future__ import annotations
@@ -115,7 +120,8 @@ def main() -> int:
     p.add_argument("--replay-linger-ms", type=int, default=100,
                    help="the replay producer's batching wait; the embedded broker slows down "
                         "as record batches pile up (at 10K ticks/s with 5 ms batches the job "
-                        "starved after about 700K ticks), so the soak measures the job, not that")
+                        "starved after about 700K ticks; at 50K with 5 ms, after 50 s; 250 and "
+                        "1000 ran 10 minutes), so the soak measures the job, not that")
     p.add_argument("--recorded-minutes", type=float, default=10)
     p.add_argument("--sample-s", type=float, default=5)
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
