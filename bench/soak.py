@@ -16,7 +16,12 @@ logs where the job's memory is, from inside it (``bench/soak_probe/sitecustomize
 
     python bench/soak.py                                   # 10 recorded minutes at 20K/s, 10x
     python bench/soak.py --rate 20000 --speed 10 --recorded-minutes 10   # 60 s of wall time
-    python bench/soak.py --rate 50000 --speed 1 --recorded-minutes 10    # a real 10 minutes
+    python bench/soak.py --rate 50000 --speed 1 --recorded-minutes 10 --replay-linger-ms 1000
+
+The embedded broker keeps every message in memory and its fetches list every stored record
+batch of the partition, so a soak at 50K ticks/s needs the replay's long batches (250 or 1,000
+ms ran 10 minutes; the default 5 ms stalled after 50 s) and ends the machine's memory in under
+half an hour (about 300 bytes a tick, the ``broker MB`` column); docs/performance.md.
 """
 
 from __future__ import annotations
@@ -70,6 +75,16 @@ def rss_mb(pid: int | None) -> float:
     return float("nan")
 
 
+def broker_rss_mb(shell_pid: int | None) -> float:
+    """The embedded broker's RSS: it keeps every message in memory (the child of its
+    watcher shell, connectors/embedded_broker.py)."""
+    try:
+        children = Path(f"/proc/{shell_pid}/task/{shell_pid}/children").read_text().split()
+    except (OSError, TypeError):
+        return float("nan")
+    return max((rss_mb(int(c)) for c in children), default=float("nan"))
+
+
 def produced(consumer, topic: str) -> int:
     """The topic's end offset, summed over partitions."""
     from confluent_kafka import TopicPartition
@@ -105,13 +120,20 @@ def main() -> int:
     p.add_argument("--replay-linger-ms", type=int, default=100,
                    help="the replay producer's batching wait; the embedded broker slows down "
                         "as record batches pile up (at 10K ticks/s with 5 ms batches the job "
-                        "starved after about 700K ticks), so the soak measures the job, not that")
+                        "starved after about 700K ticks; at 50K with 5 ms, after 50 s; 250 and "
+                        "1000 ran 10 minutes), so the soak measures the job, not that")
     p.add_argument("--recorded-minutes", type=float, default=10)
     p.add_argument("--sample-s", type=float, default=5)
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
     p.add_argument("--probe", action="store_true",
                    help="log the job's memory from inside (RSS, pyarrow's pool, malloc's heap) "
                         "every --sample-s seconds: bench/soak_probe/sitecustomize.py")
+    p.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                   help="with --probe: trace Python's allocations (FRAMES deep) and log the call "
+                        "sites whose memory grew since the first minute (slows the job)")
+    p.add_argument("--trim", action="store_true",
+                   help="with --probe: call malloc_trim after each probe line and log the RSS "
+                        "after it (how much of malloc's free heap was resident)")
     args = p.parse_args()
     wall_s = args.recorded_minutes * 60 / args.speed
     rows = int(args.rate * wall_s)
@@ -134,6 +156,10 @@ def main() -> int:
             env.update(PYTHONPATH=f"{ROOT / 'bench/soak_probe'}{os.pathsep}{env['PYTHONPATH']}",
                        TICKFLOW_SOAK_PROBE=str(work / "probe.log"),
                        TICKFLOW_SOAK_PROBE_S=f"{args.sample_s:g}")
+            if args.trim:
+                env["TICKFLOW_SOAK_TRIM"] = "1"
+            if args.tracemalloc:
+                env["TICKFLOW_SOAK_TRACEMALLOC"] = str(args.tracemalloc)
         log = (work / "run-job.log").open("w")
         start = time.monotonic()
         job = subprocess.Popen(
@@ -144,7 +170,7 @@ def main() -> int:
         watcher = Consumer(client_settings(broker.bootstrap, **{"group.id": GROUP}))
         samples = []
         print(f"{'t s':>6}{'job RSS MB':>12}{'produced':>12}{'processed':>12}{'lag':>10}"
-              f"{'files':>7}{'bytes':>13}", flush=True)
+              f"{'files':>7}{'bytes':>15}{'broker MB':>11}{'load':>6}", flush=True)
         while job.poll() is None:
             time.sleep(args.sample_s)
             t = time.monotonic() - start
@@ -156,7 +182,8 @@ def main() -> int:
             row = (t, rss, produced(watcher, topic), done, lag, n_files, size)
             samples.append(row)
             print(f"{row[0]:>6.0f}{row[1]:>12.0f}{row[2]:>12,}{row[3]:>12,}{row[4]:>10,}"
-                  f"{row[5]:>7}{row[6]:>13,}", flush=True)
+                  f"{row[5]:>7}{row[6]:>15,}{broker_rss_mb(broker.pid):>11.0f}"
+                  f"{os.getloadavg()[0]:>6.1f}", flush=True)
         job.wait()
         watcher.close()
         log.close()
@@ -167,6 +194,9 @@ def main() -> int:
     if args.probe and (work / "probe.log").exists():
         print(f"\nthe job's memory from inside ({work / 'probe.log'}):")
         print((work / "probe.log").read_text().rstrip())
+        traced = work / "probe.log.tracemalloc"
+        if traced.exists():  # the last diff: what grew most since the first minute
+            print(traced.read_text().rstrip().rpartition("\n== ")[2])
     features = out / "live_features.parquet"
     kept = pq.read_metadata(features).num_rows if features.exists() else 0
     print(f"\nexit {job.returncode} after {elapsed:.0f} s; features rows {kept:,} of {rows:,} "
@@ -181,6 +211,11 @@ def main() -> int:
         print(f"job RSS {first[1]:.0f} MB at {first[0]:.0f} s -> {last[1]:.0f} MB at "
               f"{last[0]:.0f} s ({growth:+.1f}%; goal within 10% after the first minute)")
         print(f"lag trend {slope:+,.0f} messages/s (flat: near 0), max lag {lags.max():,.0f}")
+        latency = re.search(r"^tick-to-signal latency: (.*)$", text, re.M)
+        if latency:  # from the Kafka timestamp, so the replay's batching wait is in it
+            print(f"tick-to-signal latency {latency.group(1)} (includes the replay's batching "
+                  f"wait, up to --replay-linger-ms {args.replay_linger_ms})")
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
         n_files, size = files(out)
         print(f"files left: {n_files} ({size:,} bytes, {size / max(rows, 1):.1f} B/tick): " +
               ", ".join(sorted(str(p.relative_to(out)) for p in out.rglob('*')

@@ -24,6 +24,20 @@ from tickflow.connectors.tick_codec import decode_tick_values, encode_tick_value
 from tickflow.engine.errors import SourceError
 
 CHUNK_ROWS = 5_000
+DEFAULT_LINGER_MS = 5
+
+
+def producer_batching(linger_ms: int) -> dict[str, Any]:
+    """librdkafka batching for a replay that waits ``linger_ms`` to fill a record batch.
+
+    Above the default wait, batches are cut by time only: librdkafka's size caps (1 MB, and
+    10,000 messages here) would otherwise end them early (1 MB is about 3,900 ticks of 257
+    bytes: at 50K ticks/s some 13 batches a second whatever the linger), and every stored
+    batch costs the embedded broker on each later fetch (bench/soak.py)."""
+    if linger_ms <= DEFAULT_LINGER_MS:
+        return {"linger.ms": linger_ms, "batch.num.messages": 10_000}
+    return {"linger.ms": linger_ms, "batch.num.messages": 1_000_000,  # librdkafka's maximum
+            "batch.size": 256 << 20, "message.max.bytes": 300 << 20}
 
 
 def parse_speed(speed: str | float | None) -> float | None:
@@ -157,14 +171,16 @@ def replay_to_kafka(path: str | Path, bootstrap: str, topic: str = DEFAULT_TICKS
         partitions: partitions of the topic when it has to be created (key = symbol).
         stamp_send_time: add the ``tickflow-sent-us`` header (for latency measurements).
         stop: set it to end the replay early.
-        producer_settings: extra librdkafka producer settings.
+        producer_settings: extra librdkafka producer settings; a ``linger.ms`` above 5
+            also lifts the batch size caps (``producer_batching``).
     """
     from confluent_kafka import Producer
 
     from tickflow.connectors.kafka_topics import SENT_HEADER
 
     pacer = Pacer(speed)
-    settings = client_settings(bootstrap, **{"linger.ms": 5, "batch.num.messages": 10_000,
+    linger_ms = int((producer_settings or {}).get("linger.ms", DEFAULT_LINGER_MS))
+    settings = client_settings(bootstrap, **{**producer_batching(linger_ms),
                                              "queue.buffering.max.messages": 1_000_000,
                                              "message.timeout.ms": 0,
                                              **(producer_settings or {})})
