@@ -52,12 +52,18 @@ def replay_into(source: Any, path: str | Path, speed: str | float | None, *,
     from confluent_kafka import Producer
 
     from tickflow.connectors.kafka_client import client_settings, ensure_topic
-    from tickflow.connectors.replay import Pacer, capture_chunks, produce_retrying
+    from tickflow.connectors.replay import (
+        Pacer,
+        capture_chunks,
+        produce_retrying,
+        producer_batching,
+    )
 
     pacer = Pacer(speed)
-    settings = client_settings(source.bootstrap, cfg.security, **{"linger.ms": linger_ms,
-                                                    "queue.buffering.max.messages": 1_000_000,
-                                                    "message.timeout.ms": 0})
+    settings = client_settings(source.bootstrap, cfg.security,
+                               **{**producer_batching(linger_ms),
+                                  "queue.buffering.max.messages": 1_000_000,
+                                  "message.timeout.ms": 0})
     ensure_topic(settings, cfg.topic, partitions)
     producer = Producer(settings)
     encode = _encoder(source)

@@ -69,3 +69,29 @@ def test_the_default_linger_keeps_its_batches(tmp_path: Path,
     assert s["linger.ms"] == replay.DEFAULT_LINGER_MS
     assert s["batch.num.messages"] == 10_000
     assert "batch.size" not in s
+
+
+def test_an_arrow_topics_replay_batches_the_same_way(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--replay`` into a source whose topic is not JSON encodes in the job's process
+    (engine/executors/live_replay.py): its producer lingers the same way."""
+    from types import SimpleNamespace
+
+    from tickflow.connectors import kafka_client
+    from tickflow.engine.executors.live_replay import replay_into
+
+    capture = tmp_path / "capture.parquet"
+    write_simulated_parquet(capture, rows=2_000, compression="none")
+    monkeypatch.setattr(confluent_kafka, "Producer", _Recorder)
+    monkeypatch.setattr(kafka_client, "ensure_topic", lambda *a, **k: 1)
+    source = SimpleNamespace(bootstrap="127.0.0.1:1",
+                             config=SimpleNamespace(format="arrow", topic="ticks", security=None))
+    for linger_ms, batched in ((1_000, True), (5, False)):
+        _Recorder.made.clear()
+        assert replay_into(source, capture, "max", partitions=1, linger_ms=linger_ms) > 0
+        (producer,) = _Recorder.made
+        s = producer.settings
+        assert s["linger.ms"] == linger_ms
+        assert s["message.timeout.ms"] == 0
+        assert ("batch.size" in s) is batched
+        assert s["batch.num.messages"] == (1_000_000 if batched else 10_000)
