@@ -27,16 +27,18 @@ CHUNK_ROWS = 5_000
 DEFAULT_LINGER_MS = 5
 
 
-def producer_batching(linger_ms: int) -> dict[str, Any]:
-    """librdkafka batching for a replay that waits ``linger_ms`` to fill a record batch.
+def replay_producer_settings(linger_ms: int) -> dict[str, Any]:
+    """librdkafka settings of a replay's producer that waits ``linger_ms`` to fill a record
+    batch, whatever the topic's format: a deep local queue, and no message given up.
 
     Above the default wait, batches are cut by time only: librdkafka's size caps (1 MB, and
     10,000 messages here) would otherwise end them early (1 MB is about 3,900 ticks of 257
     bytes: at 50K ticks/s some 13 batches a second whatever the linger), and every stored
     batch costs the embedded broker on each later fetch (bench/soak.py)."""
+    queue = {"queue.buffering.max.messages": 1_000_000, "message.timeout.ms": 0}
     if linger_ms <= DEFAULT_LINGER_MS:
-        return {"linger.ms": linger_ms, "batch.num.messages": 10_000}
-    return {"linger.ms": linger_ms, "batch.num.messages": 1_000_000,  # librdkafka's maximum
+        return {**queue, "linger.ms": linger_ms, "batch.num.messages": 10_000}
+    return {**queue, "linger.ms": linger_ms, "batch.num.messages": 1_000_000,  # the maximum
             "batch.size": 256 << 20, "message.max.bytes": 300 << 20}
 
 
@@ -172,7 +174,7 @@ def replay_to_kafka(path: str | Path, bootstrap: str, topic: str = DEFAULT_TICKS
         stamp_send_time: add the ``tickflow-sent-us`` header (for latency measurements).
         stop: set it to end the replay early.
         producer_settings: extra librdkafka producer settings; a ``linger.ms`` above 5
-            also lifts the batch size caps (``producer_batching``).
+            also lifts the batch size caps (``replay_producer_settings``).
     """
     from confluent_kafka import Producer
 
@@ -180,9 +182,7 @@ def replay_to_kafka(path: str | Path, bootstrap: str, topic: str = DEFAULT_TICKS
 
     pacer = Pacer(speed)
     linger_ms = int((producer_settings or {}).get("linger.ms", DEFAULT_LINGER_MS))
-    settings = client_settings(bootstrap, **{**producer_batching(linger_ms),
-                                             "queue.buffering.max.messages": 1_000_000,
-                                             "message.timeout.ms": 0,
+    settings = client_settings(bootstrap, **{**replay_producer_settings(linger_ms),
                                              **(producer_settings or {})})
     ensure_topic(settings, topic, partitions)
     producer = Producer(settings)

@@ -56,14 +56,12 @@ def replay_into(source: Any, path: str | Path, speed: str | float | None, *,
         Pacer,
         capture_chunks,
         produce_retrying,
-        producer_batching,
+        replay_producer_settings,
     )
 
     pacer = Pacer(speed)
     settings = client_settings(source.bootstrap, cfg.security,
-                               **{**producer_batching(linger_ms),
-                                  "queue.buffering.max.messages": 1_000_000,
-                                  "message.timeout.ms": 0})
+                               **replay_producer_settings(linger_ms))
     ensure_topic(settings, cfg.topic, partitions)
     producer = Producer(settings)
     encode = _encoder(source)
