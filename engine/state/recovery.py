@@ -340,15 +340,17 @@ class Checkpointer:
                             sources=fields["sources"], sinks=sink_positions,
                             is_final=is_final, page_keys=self.page_keys)
 
-        def add_files(directory: Any) -> None:
-            if self.pager is not None:
-                self.pager.link_into(directory)
-            if blob is not None:
-                (directory / NODES_FILE).write_bytes(blob)
+        # as data, not a closure: the store may commit in its writer process (not a paged
+        # job's: its pages are linked from this process)
+        files = CommitFiles({NODES_FILE: blob} if blob is not None else {})
+        extra: Any = files
+        if self.pager is not None:
+            pager = self.pager
 
-        # as data, not a closure: the store may commit in its writer process
-        extra = add_files if self.pager is not None else \
-            CommitFiles({NODES_FILE: blob} if blob is not None else {})
+            def extra(directory: Any) -> None:
+                pager.link_into(directory)
+                files(directory)
+
         self.store.commit(self.backend, snapshot, manifest, extra=extra)
         self.seq += 1
         return manifest
