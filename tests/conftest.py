@@ -41,37 +41,3 @@ def kafka_broker():
     finally:
         broker.stop()
 
-
-# Modules whose preconditions depend on speed: a SIGKILL must land mid-run, checkpoints or
-# commits must come while ticks still arrive, or a timed comparison is made (terminal vs
-# piped). `make test` runs the suite in one process. Run by hand on pytest-xdist workers
-# (`-n 2 --dist loadgroup`) they form one group: one worker runs them one after another, never
-# two of them side by side on a 2-core machine, and they are collected first, so that this
-# longest group starts at once instead of trailing at the end of the run.
-TIMING_SENSITIVE = frozenset({
-    "tests/kafka/test_failures.py",
-    "tests/kafka/test_live_checkpoints.py",
-    "tests/kafka/test_live_checkpoints_many.py",
-    "tests/kafka/test_live_driver.py",
-    "tests/kafka/test_live_view.py",
-    "tests/runtime/test_graph_crash_recovery.py",
-    "tests/runtime/test_live_graphs.py",
-    "tests/state/test_crash_recovery.py",
-    "tests/state/test_live_crash_recovery.py",
-    "tests/state/test_live_crash_recovery_many.py",
-    "tests/state/test_live_members.py",
-    "tests/state/test_paging_and_simulator.py",
-})
-
-
-def _is_timing_sensitive(item: pytest.Item) -> bool:
-    return item.path.relative_to(ROOT).as_posix() in TIMING_SENSITIVE
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not getattr(config.option, "numprocesses", None):
-        return  # one process: the usual order
-    for item in items:
-        if _is_timing_sensitive(item):
-            item.add_marker(pytest.mark.xdist_group("timing"))
-    items.sort(key=lambda item: not _is_timing_sensitive(item))  # stable: modules stay whole
