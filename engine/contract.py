@@ -109,7 +109,9 @@ class Sink:
     output past a checkpoint's position, or all of it when None), ``checkpoint() -> dict``
     (make everything written so far durable and return its position) and ``release()`` (after
     the final checkpoint: remove recovery leftovers). With them a resumed run writes each row
-    exactly once; a sink without them sees only the rows after a resume.
+    exactly once; a sink without them sees only the rows after a resume. Any sink may provide
+    ``prepare_close()``: what its ``close`` computes without writing, run on its writer thread
+    after the last batch while other writers finish (the research report's page).
     """
 
     def __init__(self, config: ConnectorConfig, context: RunContext):
